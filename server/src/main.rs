@@ -1,1 +1,169 @@
-fn main(){}
+//! The `switchboard` binary: parses the command line (or `SWITCHBOARD_*` env) and runs a node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clap::Parser;
+use http::{Response, StatusCode, header};
+use switchboard::config::{CookieConfig, CorsConfig, Transports};
+use switchboard::http::{Body, Fallback};
+use switchboard::{Engine, EngineConfig, Server};
+use tokio_util::sync::CancellationToken;
+
+/// A horizontally scalable Socket.IO server node.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "SWITCHBOARD_HOST", default_value = "0.0.0.0")]
+    host: String,
+    /// Port to listen on.
+    #[arg(long, env = "SWITCHBOARD_PORT", default_value_t = 3000)]
+    port: u16,
+    /// Mount path of Engine.IO.
+    #[arg(long, env = "SWITCHBOARD_PATH", default_value = "/socket.io/")]
+    path: String,
+    /// Milliseconds between server pings.
+    #[arg(long, env = "SWITCHBOARD_PING_INTERVAL", default_value_t = 25_000)]
+    ping_interval: u64,
+    /// Milliseconds a pong may take.
+    #[arg(long, env = "SWITCHBOARD_PING_TIMEOUT", default_value_t = 20_000)]
+    ping_timeout: u64,
+    /// Largest polling body or websocket message, in bytes.
+    #[arg(long, env = "SWITCHBOARD_MAX_HTTP_BUFFER_SIZE", default_value_t = 1_000_000)]
+    max_http_buffer_size: usize,
+    /// Accepted transports, comma-separated.
+    #[arg(long, env = "SWITCHBOARD_TRANSPORTS", default_value = "polling,websocket", value_delimiter = ',')]
+    transports: Vec<String>,
+    /// Allow polling sessions to upgrade to websocket.
+    #[arg(long, env = "SWITCHBOARD_ALLOW_UPGRADES", default_value_t = true, action = clap::ArgAction::Set)]
+    allow_upgrades: bool,
+    /// Milliseconds an upgrade may take.
+    #[arg(long, env = "SWITCHBOARD_UPGRADE_TIMEOUT", default_value_t = 10_000)]
+    upgrade_timeout: u64,
+    /// Compress polling responses of at least this many bytes (0 turns compression off).
+    #[arg(long, env = "SWITCHBOARD_HTTP_COMPRESSION_THRESHOLD", default_value_t = 1024)]
+    http_compression_threshold: usize,
+    /// Allowed CORS origin (repeatable, or comma-separated; `*` for any). CORS is off without one.
+    #[arg(long = "cors-origin", env = "SWITCHBOARD_CORS_ORIGIN", value_delimiter = ',')]
+    cors_origins: Vec<String>,
+    /// Allow credentials (cookies) on cross-origin requests.
+    #[arg(long, env = "SWITCHBOARD_CORS_CREDENTIALS")]
+    cors_credentials: bool,
+    /// Set a handshake cookie with this name (sticky sessions at the load balancer).
+    #[arg(long, env = "SWITCHBOARD_COOKIE")]
+    cookie: Option<String>,
+    /// This node's id, the prefix of its session ids (default: random).
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    node_id: Option<String>,
+}
+
+impl Args {
+    fn engine_config(&self) -> anyhow::Result<EngineConfig> {
+        let mut transports = Transports { polling: false, websocket: false };
+        for t in &self.transports {
+            match t.trim() {
+                "polling" => transports.polling = true,
+                "websocket" => transports.websocket = true,
+                other => anyhow::bail!("unknown transport {other:?} (expected polling, websocket)"),
+            }
+        }
+        let mut config = EngineConfig::default()
+            .with_path(&self.path)
+            .with_ping_interval(Duration::from_millis(self.ping_interval))
+            .with_ping_timeout(Duration::from_millis(self.ping_timeout))
+            .with_max_http_buffer_size(self.max_http_buffer_size)
+            .with_transports(transports)
+            .with_allow_upgrades(self.allow_upgrades)
+            .with_upgrade_timeout(Duration::from_millis(self.upgrade_timeout))
+            .with_http_compression(
+                (self.http_compression_threshold > 0).then_some(self.http_compression_threshold),
+            )
+            .with_cors((!self.cors_origins.is_empty()).then(|| CorsConfig {
+                origins: self.cors_origins.clone(),
+                credentials: self.cors_credentials,
+                max_age: None,
+            }))
+            .with_cookie(
+                self.cookie.as_ref().map(|name| CookieConfig { name: name.clone(), ..Default::default() }),
+            );
+        if let Some(id) = &self.node_id {
+            anyhow::ensure!(
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "--node-id must be non-empty and use only A-Z a-z 0-9 - _"
+            );
+            config = config.with_node_id(id);
+        }
+        Ok(config)
+    }
+}
+
+/// `GET /`: a plain page saying what runs here.
+fn index_page(engine: Engine) -> Fallback {
+    Arc::new(move |req| {
+        let engine = engine.clone();
+        Box::pin(async move {
+            if req.uri().path() != "/" {
+                let mut r = Response::new(Body::new(Bytes::from_static(b"Not Found")));
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                return r;
+            }
+            let page = format!(
+                "<!doctype html><meta charset=utf-8><title>Switchboard</title>\
+                 <h1>Switchboard</h1><p>Node <code>{}</code>: Engine.IO v4 echo at <code>{}</code>, \
+                 {} open session(s).</p>",
+                engine.config().node_id(),
+                engine.config().path(),
+                engine.session_count()
+            );
+            let mut r = Response::new(Body::new(Bytes::from(page)));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/html; charset=utf-8"));
+            r
+        })
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let config = args.engine_config()?;
+    let engine = Engine::new(config, Arc::new(switchboard::apps::echo::Echo));
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    tracing::info!(address = %listener.local_addr()?, node_id = engine.config().node_id(), "switchboard listening");
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    let server = Server::new(engine.clone()).with_fallback(index_page(engine));
+    server.serve(listener, shutdown).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

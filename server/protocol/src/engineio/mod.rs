@@ -3,5 +3,5 @@
 pub mod packet;
 pub mod payload;
 
-pub use packet::{Packet, PacketType};
-pub use payload::{PayloadDecoder, decode_payload, encode_payload};
+pub use packet::{Encoded, Packet, PacketType};
+pub use payload::{PayloadDecoder, RECORD_SEPARATOR, decode_payload, encode_encoded_payload, encode_payload};

@@ -143,14 +143,7 @@ impl Packet {
     /// Appends the text encoding: type digit + data, or `b` + base64 for a binary message (polling form).
     pub fn encode_text(&self, out: &mut BytesMut) {
         match self {
-            Self::Binary(d) => {
-                out.reserve(1 + base64_len(d.len()));
-                out.put_u8(b'b');
-                let start = out.len();
-                out.resize(start + base64_len(d.len()), 0);
-                let written = base64_encode_slice(d, &mut out[start..]);
-                out.truncate(start + written);
-            }
+            Self::Binary(d) => Encoded::Binary(d.clone()).encode_polling(out),
             other => {
                 out.reserve(1 + other.data().len());
                 out.put_u8(other.packet_type().digit());
@@ -172,15 +165,75 @@ impl Packet {
     }
 }
 
+/// A packet encoded once for the wire and shared by every recipient: the text form (type digit + data)
+/// or the raw bytes of a binary message. Cloning only bumps a reference count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoded {
+    /// Type digit followed by UTF-8 data: one websocket text frame, or one polling record as is.
+    Text(Bytes),
+    /// Raw binary message: one websocket binary frame, or `b` + base64 on polling.
+    Binary(Bytes),
+}
+
+impl Encoded {
+    /// Encodes a text message once (`4` + data), ready to be shared with many sessions.
+    pub fn message(data: &[u8]) -> Self {
+        let mut out = BytesMut::with_capacity(1 + data.len());
+        out.put_u8(PacketType::Message.digit());
+        out.put_slice(data);
+        Self::Text(out.freeze())
+    }
+
+    /// Bytes this packet occupies in a session's outgoing queue.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Text(b) | Self::Binary(b) => b.len(),
+        }
+    }
+
+    /// Whether the packet carries no bytes at all (never true for a valid packet).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the polling form: text as is, binary as `b` + base64.
+    pub fn encode_polling(&self, out: &mut BytesMut) {
+        match self {
+            Self::Text(b) => out.extend_from_slice(b),
+            Self::Binary(d) => {
+                out.reserve(1 + base64_len(d.len()));
+                out.put_u8(b'b');
+                let start = out.len();
+                out.resize(start + base64_len(d.len()), 0);
+                let written = base64_encode_slice(d, &mut out[start..]);
+                out.truncate(start + written);
+            }
+        }
+    }
+}
+
+impl From<&Packet> for Encoded {
+    fn from(packet: &Packet) -> Self {
+        match packet {
+            Packet::Binary(d) => Self::Binary(d.clone()),
+            other => Self::Text(other.to_ws_payload()),
+        }
+    }
+}
+
+impl From<Packet> for Encoded {
+    fn from(packet: Packet) -> Self {
+        Self::from(&packet)
+    }
+}
+
 fn base64_len(n: usize) -> usize {
     n.div_ceil(3) * 4
 }
 
 fn base64_encode_slice(input: &[u8], out: &mut [u8]) -> usize {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .encode_slice(input, out)
-        .unwrap_or(0)
+    base64::engine::general_purpose::STANDARD.encode_slice(input, out).unwrap_or(0)
 }
 
 pub(crate) fn base64_decode(input: &[u8]) -> Result<Bytes, DecodeError> {
@@ -224,10 +277,7 @@ mod tests {
         assert_eq!(text("7"), Err(DecodeError::UnknownType(b'7')));
         assert_eq!(text("1x"), Err(DecodeError::UnexpectedData('1')));
         assert_eq!(text("5x"), Err(DecodeError::UnexpectedData('5')));
-        assert_eq!(
-            Packet::decode_text(Bytes::from_static(&[b'4', 0xff])),
-            Err(DecodeError::InvalidUtf8)
-        );
+        assert_eq!(Packet::decode_text(Bytes::from_static(&[b'4', 0xff])), Err(DecodeError::InvalidUtf8));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The long-polling payload: packets joined by the record separator 0x1e, binary ones as `b` + base64.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::packet::{Packet, base64_decode};
+use super::packet::{Encoded, Packet, base64_decode};
 use crate::DecodeError;
 
 /// Separates packets in a polling payload; it cannot occur inside UTF-8 text of a packet.
@@ -22,7 +22,7 @@ impl Iterator for PayloadDecoder {
         let record = match find_separator(&rest) {
             Some(i) => {
                 let record = rest.split_to(i);
-                rest.split_to(1);
+                rest.advance(1);
                 self.rest = Some(rest);
                 record
             }
@@ -56,6 +56,16 @@ pub fn encode_payload<'a>(packets: impl IntoIterator<Item = &'a Packet>, out: &m
             out.put_u8(RECORD_SEPARATOR);
         }
         packet.encode_text(out);
+    }
+}
+
+/// Joins already-encoded packets into one polling payload (the server's flush path).
+pub fn encode_encoded_payload<'a>(packets: impl IntoIterator<Item = &'a Encoded>, out: &mut BytesMut) {
+    for (i, packet) in packets.into_iter().enumerate() {
+        if i > 0 {
+            out.put_u8(RECORD_SEPARATOR);
+        }
+        packet.encode_polling(out);
     }
 }
 

@@ -1,0 +1,165 @@
+//! The Engine.IO server: sessions, their transports (polling, websocket) and heartbeats.
+//!
+//! Requests arrive from [`crate::http`]; decoded messages leave through the [`EngineHandler`]
+//! the layer above (Socket.IO, or an echo example) implements.
+
+mod dispatch;
+mod error;
+mod heartbeat;
+mod polling;
+mod session;
+pub mod sid;
+mod write_buffer;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use http::{HeaderMap, Uri};
+
+use crate::config::EngineConfig;
+pub use error::RequestError;
+pub use session::{SendError, Session};
+pub use sid::Sid;
+pub use switchboard_protocol::engineio::Encoded;
+
+/// What the layer above Engine.IO is told; called inline on the I/O task, so keep it quick.
+pub trait EngineHandler: Send + Sync + 'static {
+    /// A session completed its handshake.
+    fn on_open(&self, session: &Arc<Session>);
+    /// A message arrived, in order, on either transport.
+    fn on_message(&self, session: &Arc<Session>, message: Message);
+    /// The session is gone (called once); sends now fail.
+    fn on_close(&self, session: &Arc<Session>, reason: CloseReason);
+}
+
+/// One application message as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// UTF-8 text.
+    Text(Bytes),
+    /// Raw bytes.
+    Binary(Bytes),
+}
+
+/// Why a session ended, with socket.io's names (see [`CloseReason::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The client closed it (close packet, or the connection ended cleanly).
+    TransportClose,
+    /// The transport failed: I/O error, oversized input, overlapping polls, or a full send queue.
+    TransportError,
+    /// No pong within `pingTimeout` after a ping.
+    PingTimeout,
+    /// The client sent something that is not Engine.IO.
+    ParseError,
+    /// The server closed it.
+    ForcedClose,
+    /// The server is shutting down.
+    ServerShuttingDown,
+}
+
+impl CloseReason {
+    /// The reason string socket.io uses for this case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TransportClose => "transport close",
+            Self::TransportError => "transport error",
+            Self::PingTimeout => "ping timeout",
+            Self::ParseError => "parse error",
+            Self::ForcedClose => "forced close",
+            Self::ServerShuttingDown => "server shutting down",
+        }
+    }
+
+    /// Whether the client asked for the end (a pending poll then gets a noop, not a close packet).
+    fn client_initiated(self) -> bool {
+        matches!(self, Self::TransportClose)
+    }
+}
+
+/// The handshake request as the application may inspect it (allowRequest, Socket.IO middleware).
+#[derive(Debug, Clone)]
+pub struct HandshakeRequest {
+    /// Request URI with its query.
+    pub uri: Uri,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Peer address of the TCP connection.
+    pub remote_addr: SocketAddr,
+}
+
+impl HandshakeRequest {
+    /// First value of a query parameter, percent-decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let q = self.uri.query()?;
+        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    }
+}
+
+/// The Engine.IO server; cheap to clone (one shared state behind an `Arc`).
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<EngineShared>,
+}
+
+pub(crate) struct EngineShared {
+    pub(crate) config: EngineConfig,
+    pub(crate) sessions: DashMap<Sid, Arc<Session>>,
+    pub(crate) handler: Arc<dyn EngineHandler>,
+    pub(crate) heartbeat: heartbeat::Heartbeat,
+    next_id: AtomicU64,
+}
+
+impl Engine {
+    /// Starts an engine (its heartbeat tasks need a running tokio runtime).
+    pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Self {
+        let heartbeat = heartbeat::Heartbeat::start(config.ping_interval, config.ping_timeout);
+        Self {
+            shared: Arc::new(EngineShared {
+                config,
+                sessions: DashMap::new(),
+                handler,
+                heartbeat,
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// Number of open sessions on this node.
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions.len()
+    }
+
+    /// A session of this node by sid.
+    pub fn session(&self, sid: &str) -> Option<Arc<Session>> {
+        self.shared.sessions.get(sid).map(|s| s.value().clone())
+    }
+
+    /// Closes every session (for shutdown), with the given reason.
+    pub fn close_all(&self, reason: CloseReason) {
+        let all: Vec<Arc<Session>> = self.shared.sessions.iter().map(|e| e.value().clone()).collect();
+        for s in all {
+            s.close(reason);
+        }
+    }
+
+    /// Whether a request path belongs to Engine.IO.
+    pub fn matches_path(&self, path: &str) -> bool {
+        let mount = self.shared.config.path.as_str();
+        path == mount || path == &mount[..mount.len() - 1]
+    }
+
+    pub(crate) fn next_session_id(&self) -> u64 {
+        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

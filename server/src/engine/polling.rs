@@ -1,0 +1,126 @@
+//! HTTP long-polling: a GET waits for and flushes everything queued, a POST delivers client packets.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use switchboard_protocol::engineio::{decode_payload, encode_encoded_payload};
+
+use super::CloseReason;
+use super::error::RequestError;
+use super::session::{PollRefusal, PollStep, Session};
+use crate::http::{Body, compression};
+
+impl From<PollRefusal> for RequestError {
+    fn from(r: PollRefusal) -> Self {
+        match r {
+            PollRefusal::Gone => Self::UnknownSid,
+            PollRefusal::WrongTransport | PollRefusal::Overlap => Self::BadRequest,
+        }
+    }
+}
+
+/// Clears the session's pending-GET mark however the GET ends (answered, or the client went away).
+struct PollGuard<'a>(&'a Session);
+
+impl Drop for PollGuard<'_> {
+    fn drop(&mut self) {
+        self.0.end_poll();
+    }
+}
+
+/// A long-poll: answers as soon as anything is queued, the session closes, or an upgrade needs a noop.
+pub(crate) async fn get(
+    session: &Arc<Session>,
+    accept_encoding: Option<&HeaderValue>,
+    compression_threshold: Option<usize>,
+) -> Result<Response<Body>, RequestError> {
+    session.begin_poll()?;
+    let _guard = PollGuard(session);
+    let packets = loop {
+        let notified = session.poll_notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match session.poll_step() {
+            PollStep::Send(packets) => break packets,
+            PollStep::Wait => notified.await,
+        }
+    };
+    let mut body = BytesMut::with_capacity(packets.iter().map(|p| p.len() + 1).sum());
+    encode_encoded_payload(&packets, &mut body);
+    let body = body.freeze();
+    match compression_threshold.and_then(|t| compression::compress(&body, accept_encoding, t)) {
+        Some((compressed, encoding)) => {
+            let mut response = text_response(compressed);
+            response.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+            Ok(response)
+        }
+        None => Ok(text_response(body)),
+    }
+}
+
+/// Client → server packets; a parse error or an oversized body closes the session.
+pub(crate) async fn post(
+    session: &Arc<Session>,
+    req: Request<Incoming>,
+    max_size: usize,
+) -> Result<Response<Body>, RequestError> {
+    session.check_post()?;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_size as u64) {
+        session.close(CloseReason::TransportError);
+        return Ok(status_response(StatusCode::PAYLOAD_TOO_LARGE));
+    }
+    let body = match Limited::new(req.into_body(), max_size).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            session.close(CloseReason::TransportError);
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                return Ok(status_response(StatusCode::PAYLOAD_TOO_LARGE));
+            }
+            return Err(RequestError::BadRequest);
+        }
+    };
+    let Ok(packets) = decode_payload(body) else {
+        session.close(CloseReason::ParseError);
+        return Err(RequestError::BadRequest);
+    };
+    for packet in packets {
+        let result = match packet {
+            Ok(packet) => session.on_packet(packet),
+            Err(e) => {
+                tracing::debug!(sid = %session.sid(), error = %e, "bad polling packet");
+                Err(CloseReason::ParseError)
+            }
+        };
+        if let Err(reason) = result {
+            session.close(reason);
+            if reason == CloseReason::ParseError {
+                return Err(RequestError::BadRequest);
+            }
+            break;
+        }
+    }
+    Ok(text_response(Bytes::from_static(b"ok")))
+}
+
+/// A 200 `text/plain` response, the content type socket.io uses for polling.
+pub(crate) fn text_response(body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::new(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+    response
+}
+
+fn status_response(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Body::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,347 @@
+//! One Engine.IO session: its outgoing queue, its transport state, and how it ends.
+//!
+//! State sits behind a plain mutex that is never held across `.await`: transports take what they
+//! need under the lock, then do their I/O without it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use bytes::Bytes;
+use switchboard_protocol::engineio::{Encoded, Packet};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{CloseReason, EngineHandler, EngineShared, HandshakeRequest, Message, Sid};
+
+/// Why a send did not queue anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is closed.
+    #[error("session closed")]
+    Closed,
+    /// The session's queue is at its byte limit (a slow or stuck client).
+    #[error("send queue full")]
+    QueueFull,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Polling,
+    WebSocket,
+}
+
+struct Inner {
+    transport: Transport,
+    /// A websocket is probing for an upgrade (at most one at a time).
+    upgrading: bool,
+    /// The probe was answered: pending and new polls get a noop so the client can pause polling.
+    probed: bool,
+    queue: VecDeque<Encoded>,
+    queued_bytes: usize,
+    polling_active: bool,
+    closed: Option<CloseReason>,
+}
+
+/// A session as the layer above sees it: send to it, read its handshake, close it.
+pub struct Session {
+    id: u64,
+    sid: Sid,
+    request: HandshakeRequest,
+    max_queue_bytes: usize,
+    handler: Arc<dyn EngineHandler>,
+    engine: Weak<EngineShared>,
+    inner: Mutex<Inner>,
+    poll_wake: Notify,
+    writer_wake: Notify,
+    closed: CancellationToken,
+}
+
+/// What a pending GET should do next.
+pub(crate) enum PollStep {
+    /// Answer with these packets.
+    Send(Vec<Encoded>),
+    /// Nothing to send yet.
+    Wait,
+}
+
+/// Why a GET or POST cannot use this session.
+pub(crate) enum PollRefusal {
+    /// Closed meanwhile: the sid is unknown now.
+    Gone,
+    /// The session has moved to websocket.
+    WrongTransport,
+    /// Another GET is pending: the session is closed for it.
+    Overlap,
+}
+
+static NOOP: Bytes = Bytes::from_static(b"6");
+static CLOSE: Bytes = Bytes::from_static(b"1");
+static PING: Bytes = Bytes::from_static(b"2");
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("sid", &self.sid).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: u64,
+        sid: Sid,
+        request: HandshakeRequest,
+        transport: Transport,
+        engine: &Arc<EngineShared>,
+    ) -> Self {
+        Self {
+            id,
+            sid,
+            request,
+            max_queue_bytes: engine.config.max_queue_bytes,
+            handler: engine.handler.clone(),
+            engine: Arc::downgrade(engine),
+            inner: Mutex::new(Inner {
+                transport,
+                upgrading: false,
+                probed: false,
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                polling_active: false,
+                closed: None,
+            }),
+            poll_wake: Notify::new(),
+            writer_wake: Notify::new(),
+            closed: CancellationToken::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock only means a handler panicked elsewhere; the state itself stays consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> &Sid {
+        &self.sid
+    }
+
+    /// The handshake request (headers, query, peer address).
+    pub fn request(&self) -> &HandshakeRequest {
+        &self.request
+    }
+
+    /// The current transport's name: `polling` or `websocket`.
+    pub fn transport_name(&self) -> &'static str {
+        match self.lock().transport {
+            Transport::Polling => "polling",
+            Transport::WebSocket => "websocket",
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Resolves when the session has ended.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    /// Queues a packet encoded once (shared by reference with other sessions); fails fast, never waits.
+    pub fn send(&self, packet: Encoded) -> Result<(), SendError> {
+        let websocket = {
+            let mut inner = self.lock();
+            if inner.closed.is_some() {
+                return Err(SendError::Closed);
+            }
+            if inner.queued_bytes + packet.len() > self.max_queue_bytes && !inner.queue.is_empty() {
+                return Err(SendError::QueueFull);
+            }
+            inner.queued_bytes += packet.len();
+            inner.queue.push_back(packet);
+            inner.transport == Transport::WebSocket
+        };
+        if websocket {
+            self.writer_wake.notify_one();
+        } else {
+            self.poll_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
+        self.send(Encoded::message(text.as_bytes()))
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&self, data: Bytes) -> Result<(), SendError> {
+        self.send(Encoded::Binary(data))
+    }
+
+    pub(crate) fn send_ping(&self) {
+        // A full queue means the client is not reading; the missing pong will close the session.
+        let _ = self.send(Encoded::Text(PING.clone()));
+    }
+
+    /// Ends the session: removes it from the engine, wakes its transports, tells the handler once.
+    pub fn close(self: &Arc<Self>, reason: CloseReason) {
+        {
+            let mut inner = self.lock();
+            if inner.closed.is_some() {
+                return;
+            }
+            inner.closed = Some(reason);
+        }
+        if let Some(engine) = self.engine.upgrade() {
+            engine.sessions.remove(self.sid.as_str());
+            engine.heartbeat.forget(self.id);
+        }
+        self.closed.cancel();
+        self.poll_wake.notify_one();
+        self.writer_wake.notify_one();
+        tracing::debug!(sid = %self.sid, reason = reason.as_str(), "session closed");
+        self.handler.on_close(self, reason);
+    }
+
+    /// Acts on one packet from the client; an error is the reason to close the session.
+    pub(crate) fn on_packet(self: &Arc<Self>, packet: Packet) -> Result<(), CloseReason> {
+        match packet {
+            Packet::Message(data) => self.handler.on_message(self, Message::Text(data)),
+            Packet::Binary(data) => self.handler.on_message(self, Message::Binary(data)),
+            Packet::Pong(_) => {
+                if let Some(engine) = self.engine.upgrade() {
+                    engine.heartbeat.pong(self.id);
+                }
+            }
+            Packet::Ping(data) => {
+                let _ = self.send(Encoded::from(Packet::Pong(data)));
+            }
+            Packet::Close => return Err(CloseReason::TransportClose),
+            Packet::Noop | Packet::Upgrade => {}
+            Packet::Open(_) => return Err(CloseReason::ParseError),
+        }
+        Ok(())
+    }
+
+    // ---- polling ----
+
+    /// Marks a GET as pending; a second concurrent one closes the session.
+    pub(crate) fn begin_poll(self: &Arc<Self>) -> Result<(), PollRefusal> {
+        let overlap = {
+            let mut inner = self.lock();
+            if inner.closed.is_some() {
+                return Err(PollRefusal::Gone);
+            }
+            if inner.transport != Transport::Polling {
+                return Err(PollRefusal::WrongTransport);
+            }
+            if inner.polling_active {
+                true
+            } else {
+                inner.polling_active = true;
+                false
+            }
+        };
+        if overlap {
+            self.close(CloseReason::TransportError);
+            return Err(PollRefusal::Overlap);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn end_poll(&self) {
+        self.lock().polling_active = false;
+    }
+
+    /// Checks a POST may be processed.
+    pub(crate) fn check_post(&self) -> Result<(), PollRefusal> {
+        let inner = self.lock();
+        if inner.closed.is_some() {
+            return Err(PollRefusal::Gone);
+        }
+        if inner.transport != Transport::Polling {
+            return Err(PollRefusal::WrongTransport);
+        }
+        Ok(())
+    }
+
+    /// Registers interest before checking state, so a wake between the check and the wait is not lost.
+    pub(crate) fn poll_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.poll_wake.notified()
+    }
+
+    pub(crate) fn poll_step(&self) -> PollStep {
+        let mut inner = self.lock();
+        let final_packet = inner.closed.map(|reason| {
+            Encoded::Text(if reason.client_initiated() { NOOP.clone() } else { CLOSE.clone() })
+        });
+        if !inner.queue.is_empty() {
+            let mut out: Vec<Encoded> = inner.queue.drain(..).collect();
+            inner.queued_bytes = 0;
+            out.extend(final_packet);
+            return PollStep::Send(out);
+        }
+        if let Some(p) = final_packet {
+            return PollStep::Send(vec![p]);
+        }
+        if inner.transport != Transport::Polling || inner.probed {
+            return PollStep::Send(vec![Encoded::Text(NOOP.clone())]);
+        }
+        PollStep::Wait
+    }
+
+    // ---- websocket ----
+
+    /// Claims the single upgrade slot; false when the session cannot upgrade now.
+    pub(crate) fn begin_upgrade(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.closed.is_some() || inner.upgrading || inner.transport != Transport::Polling {
+            return false;
+        }
+        inner.upgrading = true;
+        true
+    }
+
+    /// The probe was answered: make pending polls return so the client pauses polling.
+    pub(crate) fn mark_probed(&self) {
+        self.lock().probed = true;
+        self.poll_wake.notify_one();
+    }
+
+    /// The upgrade failed: the session stays on polling.
+    pub(crate) fn abort_upgrade(&self) {
+        let mut inner = self.lock();
+        inner.upgrading = false;
+        inner.probed = false;
+    }
+
+    /// The client sent `5`: all traffic moves to the websocket.
+    pub(crate) fn complete_upgrade(&self) {
+        {
+            let mut inner = self.lock();
+            inner.transport = Transport::WebSocket;
+            inner.upgrading = false;
+            inner.probed = false;
+        }
+        self.poll_wake.notify_one();
+        self.writer_wake.notify_one();
+    }
+
+    pub(crate) fn writer_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.writer_wake.notified()
+    }
+
+    /// Swaps the queue into `out` (kept by the writer to reuse its capacity); returns the close reason once closed.
+    pub(crate) fn take_queue(&self, out: &mut VecDeque<Encoded>) -> Option<CloseReason> {
+        let mut inner = self.lock();
+        std::mem::swap(&mut inner.queue, out);
+        inner.queued_bytes = 0;
+        inner.closed
+    }
+}

@@ -1,0 +1,296 @@
+//! WebSocket transport: direct websocket sessions and the polling → websocket upgrade.
+//!
+//! Each websocket has a reader task (this module's `read_loop`) and a writer task (`write_loop`).
+//! The writer drains the session's queue into a [`WriteBuffer`] and flushes once per batch; the
+//! reader hands control frames (pong, close echo, `3probe`) to the writer over a small channel.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fastwebsockets::{
+    FragmentCollectorRead, Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
+};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use switchboard_protocol::engineio::{Encoded, Packet};
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+
+use super::error::RequestError;
+use super::session::{Session, Transport};
+use super::write_buffer::WriteBuffer;
+use super::{CloseReason, Engine, HandshakeRequest};
+use crate::http::Body;
+
+type Io = TokioIo<Upgraded>;
+type Reader = FragmentCollectorRead<ReadHalf<Io>>;
+type Writer = WebSocketWrite<WriteBuffer<WriteHalf<Io>>>;
+
+/// How long a closing session may take to flush its last frames to a client that stopped reading.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What the reader asks the writer to do besides draining the session queue.
+enum Control {
+    /// Write this frame now (pong, close echo, `3probe`).
+    Frame(OpCode, Bytes),
+    /// The upgrade completed: start draining the session's queue.
+    Attach,
+}
+
+/// A new session over websocket (`transport=websocket`, no sid).
+pub(crate) fn handshake(
+    engine: &Engine,
+    mut req: Request<Incoming>,
+    request: HandshakeRequest,
+) -> Result<Response<Body>, RequestError> {
+    let (response, upgrade) =
+        fastwebsockets::upgrade::upgrade(&mut req).map_err(|_| RequestError::BadRequest)?;
+    let (session, _) = engine.open_session(request, Transport::WebSocket);
+    let max = engine.config().max_http_buffer_size;
+    let mut response = response.map(|_| Body::default());
+    engine.set_cookie(&session, response.headers_mut());
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(ws) => run(session, ws, max, true, None).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket handshake failed");
+                session.close(CloseReason::TransportError);
+            }
+        }
+    });
+    Ok(response)
+}
+
+/// A websocket for an existing polling session: probe, then switch on `5`.
+pub(crate) fn upgrade(
+    engine: &Engine,
+    mut req: Request<Incoming>,
+    session: Arc<Session>,
+) -> Result<Response<Body>, RequestError> {
+    let (response, upgrade) =
+        fastwebsockets::upgrade::upgrade(&mut req).map_err(|_| RequestError::BadRequest)?;
+    let max = engine.config().max_http_buffer_size;
+    let timeout = engine.config().upgrade_timeout;
+    tokio::spawn(async move {
+        let Ok(mut ws) = upgrade.await else { return };
+        if !session.begin_upgrade() {
+            // Already upgraded or upgrading: accept, then close, as socket.io does.
+            let _ = ws.write_frame(Frame::close(1000, b"")).await;
+            return;
+        }
+        run(session, ws, max, false, Some(timeout)).await;
+    });
+    Ok(response.map(|_| Body::default()))
+}
+
+async fn run(
+    session: Arc<Session>,
+    mut ws: WebSocket<Io>,
+    max_message: usize,
+    attached: bool,
+    probe_timeout: Option<Duration>,
+) {
+    ws.set_max_message_size(max_message);
+    ws.set_auto_pong(true);
+    ws.set_auto_close(true);
+    ws.set_writev(true);
+    ws.set_writev_threshold(0);
+    let (read, write): (WebSocketRead<ReadHalf<Io>>, Writer) = ws.split(|io| {
+        let (r, w) = tokio::io::split(io);
+        (r, WriteBuffer::new(w))
+    });
+    let mut reader = FragmentCollectorRead::new(read);
+    let (control_tx, control_rx) = mpsc::channel(8);
+    let writer = tokio::spawn(write_loop(session.clone(), write, control_rx, attached));
+
+    let upgraded = match probe_timeout {
+        None => true,
+        Some(limit) => match tokio::time::timeout(limit, probe(&session, &mut reader, &control_tx)).await {
+            Ok(Ok(())) => true,
+            outcome => {
+                tracing::debug!(sid = %session.sid(), timed_out = outcome.is_err(), "upgrade failed");
+                session.abort_upgrade();
+                false
+            }
+        },
+    };
+    if upgraded {
+        read_loop(&session, &mut reader, &control_tx).await;
+    }
+    drop(control_tx);
+    let _ = writer.await;
+}
+
+/// `2probe` → `3probe`, then `5` completes the upgrade; anything else fails it.
+async fn probe(
+    session: &Arc<Session>,
+    reader: &mut Reader,
+    control: &mpsc::Sender<Control>,
+) -> Result<(), ()> {
+    let mut probed = false;
+    let mut send = forward_to(control);
+    loop {
+        let frame = tokio::select! {
+            f = reader.read_frame(&mut send) => f.map_err(|_| ())?,
+            () = session.closed() => return Err(()),
+        };
+        if frame.opcode != OpCode::Text {
+            return Err(());
+        }
+        match Packet::decode_text_utf8(payload_bytes(frame.payload)) {
+            Ok(Packet::Ping(data)) if &data[..] == b"probe" && !probed => {
+                control
+                    .send(Control::Frame(OpCode::Text, Bytes::from_static(b"3probe")))
+                    .await
+                    .map_err(|_| ())?;
+                session.mark_probed();
+                probed = true;
+            }
+            Ok(Packet::Upgrade) if probed => {
+                session.complete_upgrade();
+                control.send(Control::Attach).await.map_err(|_| ())?;
+                return Ok(());
+            }
+            _ => return Err(()),
+        }
+    }
+}
+
+async fn read_loop(session: &Arc<Session>, reader: &mut Reader, control: &mpsc::Sender<Control>) {
+    let mut send = forward_to(control);
+    loop {
+        let frame = tokio::select! {
+            f = reader.read_frame(&mut send) => f,
+            () = session.closed() => return,
+        };
+        let packet = match frame {
+            Ok(frame) => match frame.opcode {
+                OpCode::Text => Packet::decode_text_utf8(payload_bytes(frame.payload)),
+                OpCode::Binary => Ok(Packet::decode_binary(payload_bytes(frame.payload))),
+                OpCode::Close => {
+                    session.close(CloseReason::TransportClose);
+                    return;
+                }
+                _ => continue,
+            },
+            Err(e) => {
+                let reason = match e {
+                    WebSocketError::UnexpectedEOF | WebSocketError::ConnectionClosed => {
+                        CloseReason::TransportClose
+                    }
+                    other => {
+                        tracing::debug!(sid = %session.sid(), error = %other, "websocket read failed");
+                        CloseReason::TransportError
+                    }
+                };
+                session.close(reason);
+                return;
+            }
+        };
+        let result = packet.map_err(|e| {
+            tracing::debug!(sid = %session.sid(), error = %e, "bad websocket packet");
+            CloseReason::ParseError
+        });
+        if let Err(reason) = result.and_then(|p| session.on_packet(p)) {
+            session.close(reason);
+            return;
+        }
+    }
+}
+
+/// The `send_fn` fastwebsockets calls for frames it must answer (pong, close echo).
+fn forward_to(
+    control: &mpsc::Sender<Control>,
+) -> impl FnMut(Frame<'_>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), WebSocketError>> + Send>> {
+    let control = control.clone();
+    move |frame| {
+        let control = control.clone();
+        let msg = Control::Frame(frame.opcode, payload_bytes(frame.payload));
+        Box::pin(async move {
+            // The writer may already be gone when the session closed; nothing is left to answer then.
+            let _ = control.send(msg).await;
+            Ok(())
+        })
+    }
+}
+
+async fn write_loop(
+    session: Arc<Session>,
+    mut writer: Writer,
+    mut control: mpsc::Receiver<Control>,
+    mut attached: bool,
+) {
+    let mut batch: VecDeque<Encoded> = VecDeque::new();
+    let mut control_open = true;
+    loop {
+        let notified = session.writer_notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+
+        while let Ok(msg) = control.try_recv() {
+            match msg {
+                Control::Frame(opcode, payload) => {
+                    let _ =
+                        writer.write_frame(Frame::new(true, opcode, None, Payload::Borrowed(&payload))).await;
+                }
+                Control::Attach => attached = true,
+            }
+        }
+        let closing = if attached {
+            let closing = session.take_queue(&mut batch);
+            for packet in batch.drain(..) {
+                let frame = match &packet {
+                    Encoded::Text(b) => Frame::text(Payload::Borrowed(b)),
+                    Encoded::Binary(b) => Frame::binary(Payload::Borrowed(b)),
+                };
+                let _ = writer.write_frame(frame).await;
+            }
+            closing.is_some()
+        } else {
+            session.is_closed() || !control_open
+        };
+        if closing {
+            let _ = writer.write_frame(Frame::close(1000, b"")).await;
+        }
+        if guarded(&session, writer.flush()).await.is_err() || closing {
+            return;
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            msg = control.recv(), if control_open => match msg {
+                Some(Control::Frame(opcode, payload)) => {
+                    let _ = writer.write_frame(Frame::new(true, opcode, None, Payload::Borrowed(&payload))).await;
+                }
+                Some(Control::Attach) => attached = true,
+                None => control_open = false,
+            },
+        }
+    }
+}
+
+/// Runs an I/O future, but gives up `CLOSE_GRACE` after the session closed (a client that stopped reading).
+async fn guarded<T>(
+    session: &Session,
+    io: impl Future<Output = Result<T, WebSocketError>>,
+) -> Result<T, WebSocketError> {
+    tokio::select! {
+        r = io => r,
+        () = async {
+            session.closed().await;
+            tokio::time::sleep(CLOSE_GRACE).await;
+        } => Err(WebSocketError::ConnectionClosed),
+    }
+}
+
+fn payload_bytes(payload: Payload<'_>) -> Bytes {
+    match payload {
+        Payload::Bytes(b) => b.freeze(),
+        Payload::Owned(v) => Bytes::from(v),
+        Payload::Borrowed(s) => Bytes::copy_from_slice(s),
+        Payload::BorrowedMut(s) => Bytes::copy_from_slice(s),
+    }
+}

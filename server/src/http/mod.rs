@@ -1,0 +1,125 @@
+//! The HTTP/1.1 front door: accepts connections, sends Engine.IO's path to the engine and the rest
+//! to an optional fallback (the demo page), and drains connections on shutdown.
+
+pub(crate) mod compression;
+pub(crate) mod cors;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{CloseReason, Engine};
+
+/// Every response body: whole, in memory (Engine.IO never streams a response).
+pub type Body = http_body_util::Full<Bytes>;
+
+/// Future of a fallback response.
+pub type FallbackFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+/// Answers requests outside the Engine.IO path (a demo page, health checks); 404 when absent.
+pub type Fallback = Arc<dyn Fn(Request<Incoming>) -> FallbackFuture + Send + Sync>;
+
+/// How long shutdown waits for open HTTP connections after the sessions were closed.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An HTTP server for one engine.
+#[derive(Clone)]
+pub struct Server {
+    engine: Engine,
+    fallback: Option<Fallback>,
+}
+
+impl Server {
+    /// Serves `engine` on its path and 404 elsewhere.
+    pub fn new(engine: Engine) -> Self {
+        Self { engine, fallback: None }
+    }
+
+    /// Serves other paths with `fallback`.
+    pub fn with_fallback(mut self, fallback: Fallback) -> Self {
+        self.fallback = Some(fallback);
+        self
+    }
+
+    /// The engine behind this server.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    async fn respond(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+        if self.engine.matches_path(req.uri().path()) {
+            return self.engine.handle(req, remote).await;
+        }
+        match &self.fallback {
+            Some(fallback) => fallback(req).await,
+            None => {
+                let mut response = Response::new(Body::new(Bytes::from_static(b"Not Found")));
+                *response.status_mut() = StatusCode::NOT_FOUND;
+                response
+            }
+        }
+    }
+
+    /// Accepts connections until `shutdown` is cancelled, then closes every session and drains.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+        let tracker = tokio_util::task::TaskTracker::new();
+        loop {
+            let (stream, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning; the listener stays up.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let server = self.clone();
+            let service = service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(server.respond(req, remote).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let stop = shutdown.clone();
+            tracker.spawn(async move {
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = stop.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "http connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        self.engine.close_all(CloseReason::ServerShuttingDown);
+        tracker.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
+            tracing::warn!("connections still open after the drain timeout");
+        }
+        Ok(())
+    }
+}

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fastwebsockets::{
-    FragmentCollectorRead, Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite,
-};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
@@ -27,7 +25,7 @@ use super::{CloseReason, Engine, HandshakeRequest};
 use crate::http::Body;
 
 type Io = TokioIo<Upgraded>;
-type Reader = FragmentCollectorRead<ReadHalf<Io>>;
+type Reader = WebSocketRead<ReadHalf<Io>>;
 type Writer = WebSocketWrite<WriteBuffer<WriteHalf<Io>>>;
 
 /// How long a closing session may take to flush its last frames to a client that stopped reading.
@@ -94,16 +92,16 @@ async fn run(
     attached: bool,
     probe_timeout: Option<Duration>,
 ) {
-    ws.set_max_message_size(max_message);
+    // fastwebsockets refuses frames of `len >= max`; a message of exactly maxHttpBufferSize is legal.
+    ws.set_max_message_size(max_message.saturating_add(1));
     ws.set_auto_pong(true);
     ws.set_auto_close(true);
     ws.set_writev(true);
     ws.set_writev_threshold(0);
-    let (read, write): (WebSocketRead<ReadHalf<Io>>, Writer) = ws.split(|io| {
+    let (mut reader, write): (Reader, Writer) = ws.split(|io| {
         let (r, w) = tokio::io::split(io);
         (r, WriteBuffer::new(w))
     });
-    let mut reader = FragmentCollectorRead::new(read);
     let (control_tx, control_rx) = mpsc::channel(8);
     let writer = tokio::spawn(write_loop(session.clone(), write, control_rx, attached));
 
@@ -119,7 +117,7 @@ async fn run(
         },
     };
     if upgraded {
-        read_loop(&session, &mut reader, &control_tx).await;
+        read_loop(&session, &mut reader, &control_tx, max_message).await;
     }
     drop(control_tx);
     let _ = writer.await;
@@ -160,22 +158,33 @@ async fn probe(
     }
 }
 
-async fn read_loop(session: &Arc<Session>, reader: &mut Reader, control: &mpsc::Sender<Control>) {
+async fn read_loop(
+    session: &Arc<Session>,
+    reader: &mut Reader,
+    control: &mpsc::Sender<Control>,
+    max_message: usize,
+) {
     let mut send = forward_to(control);
+    let mut fragments = Fragments::new(max_message);
     loop {
         let frame = tokio::select! {
             f = reader.read_frame(&mut send) => f,
             () = session.closed() => return,
         };
         let packet = match frame {
-            Ok(frame) => match frame.opcode {
-                OpCode::Text => Packet::decode_text_utf8(payload_bytes(frame.payload)),
-                OpCode::Binary => Ok(Packet::decode_binary(payload_bytes(frame.payload))),
-                OpCode::Close => {
-                    session.close(CloseReason::TransportClose);
+            Ok(frame) if frame.opcode == OpCode::Close => {
+                session.close(CloseReason::TransportClose);
+                return;
+            }
+            Ok(frame) => match fragments.push(frame) {
+                Ok(Some((OpCode::Text, data))) => Packet::decode_text_utf8(data),
+                Ok(Some((_, data))) => Ok(Packet::decode_binary(data)),
+                Ok(None) => continue,
+                Err(reason) => {
+                    tracing::debug!(sid = %session.sid(), "bad websocket fragments");
+                    session.close(reason);
                     return;
                 }
-                _ => continue,
             },
             Err(e) => {
                 let reason = match e {
@@ -283,6 +292,57 @@ async fn guarded<T>(
             session.closed().await;
             tokio::time::sleep(CLOSE_GRACE).await;
         } => Err(WebSocketError::ConnectionClosed),
+    }
+}
+
+/// Reassembles fragmented messages, bounding the whole message (fastwebsockets bounds single frames only).
+struct Fragments {
+    max: usize,
+    opcode: Option<OpCode>,
+    buf: Vec<u8>,
+}
+
+impl Fragments {
+    fn new(max: usize) -> Self {
+        Self { max, opcode: None, buf: Vec::new() }
+    }
+
+    /// A complete message (opcode, data; text is valid UTF-8), `None` while a fragmented one is incomplete or for
+    /// frames without data (ping, pong), or the reason to close on a protocol violation.
+    fn push(&mut self, frame: Frame<'_>) -> Result<Option<(OpCode, Bytes)>, CloseReason> {
+        match (frame.opcode, self.opcode) {
+            (OpCode::Text | OpCode::Binary, None) if frame.fin => {
+                Ok(Some((frame.opcode, payload_bytes(frame.payload))))
+            }
+            (OpCode::Text | OpCode::Binary, None) => {
+                self.opcode = Some(frame.opcode);
+                self.append(&frame.payload)?;
+                Ok(None)
+            }
+            (OpCode::Continuation, Some(opcode)) => {
+                self.append(&frame.payload)?;
+                if !frame.fin {
+                    return Ok(None);
+                }
+                self.opcode = None;
+                let data = std::mem::take(&mut self.buf);
+                // fastwebsockets checks UTF-8 of unfragmented text frames only.
+                if opcode == OpCode::Text && std::str::from_utf8(&data).is_err() {
+                    return Err(CloseReason::TransportError);
+                }
+                Ok(Some((opcode, Bytes::from(data))))
+            }
+            (OpCode::Ping | OpCode::Pong, _) => Ok(None),
+            _ => Err(CloseReason::TransportError),
+        }
+    }
+
+    fn append(&mut self, data: &[u8]) -> Result<(), CloseReason> {
+        if self.buf.len() + data.len() > self.max {
+            return Err(CloseReason::TransportError);
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
     }
 }
 

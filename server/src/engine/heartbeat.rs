@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::time::{DelayQueue, delay_queue};
 
 use super::{CloseReason, Session};
@@ -26,6 +27,9 @@ pub(crate) struct Heartbeat {
 
 struct Entry {
     key: delay_queue::Key,
+    /// When the current timer fires; the pong deadline is computed from it, not from when the
+    /// wheel got around to it, so timers never drift later.
+    due: Instant,
     awaiting_pong: bool,
 }
 
@@ -77,14 +81,16 @@ async fn run_wheel(
                     if session.is_closed() {
                         continue;
                     }
-                    let key = queue.insert(session, ping_interval);
-                    entries.insert(id, Entry { key, awaiting_pong: false });
+                    let due = session.opened_at() + ping_interval;
+                    let key = queue.insert_at(session, due);
+                    entries.insert(id, Entry { key, due, awaiting_pong: false });
                 }
                 Some(Command::Pong(id)) => {
                     if let Some(entry) = entries.get_mut(&id) {
                         if entry.awaiting_pong {
                             entry.awaiting_pong = false;
-                            queue.reset(&entry.key, ping_interval);
+                            entry.due = Instant::now() + ping_interval;
+                            queue.reset_at(&entry.key, entry.due);
                         }
                     }
                 }
@@ -102,9 +108,10 @@ async fn run_wheel(
                     entries.remove(&id);
                     session.close(CloseReason::PingTimeout);
                 } else {
-                    session.send_ping();
+                    entry.due += ping_timeout;
                     entry.awaiting_pong = true;
-                    entry.key = queue.insert(session, ping_timeout);
+                    session.send_ping(entry.due);
+                    entry.key = queue.insert_at(session, entry.due);
                 }
             }
         }

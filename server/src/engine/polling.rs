@@ -1,6 +1,9 @@
 //! HTTP long-polling: a GET waits for and flushes everything queued, a POST delivers client packets.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -9,6 +12,13 @@ use hyper::body::Incoming;
 use switchboard_protocol::engineio::{decode_payload, encode_encoded_payload};
 
 use super::CloseReason;
+
+/// How long a GET that arrives mid-upgrade is held before it gets its noop.
+const UPGRADE_HOLD: Duration = Duration::from_millis(100);
+
+/// How long a client's close packet over POST waits for the client's pending GET to arrive, so
+/// that GET gets its noop instead of an unknown-sid 400 (the two requests race on two connections).
+const CLOSE_WAITS_FOR_POLL: Duration = Duration::from_millis(50);
 use super::error::RequestError;
 use super::session::{PollRefusal, PollStep, Session};
 use crate::http::{Body, compression};
@@ -39,6 +49,10 @@ pub(crate) async fn get(
 ) -> Result<Response<Body>, RequestError> {
     session.begin_poll()?;
     let _guard = PollGuard(session);
+    // During an upgrade the noop is held up to 100 ms, as socket.io's upgrade check does: a real
+    // client sends `5` only after this GET returns, but if `5` does arrive meanwhile the session is
+    // on websocket and this request gets the same 400 as any later one.
+    let mut hold_until: Option<Instant> = None;
     let packets = loop {
         let notified = session.poll_notified();
         tokio::pin!(notified);
@@ -46,6 +60,14 @@ pub(crate) async fn get(
         match session.poll_step() {
             PollStep::Send(packets) => break packets,
             PollStep::Wait => notified.await,
+            PollStep::Upgraded => return Err(RequestError::BadRequest),
+            PollStep::Upgrading => {
+                let until = *hold_until.get_or_insert_with(|| Instant::now() + UPGRADE_HOLD);
+                if Instant::now() >= until {
+                    break vec![Session::noop()];
+                }
+                let _ = tokio::time::timeout_at(until, notified).await;
+            }
         }
     };
     let mut body = BytesMut::with_capacity(packets.iter().map(|p| p.len() + 1).sum());
@@ -100,6 +122,9 @@ pub(crate) async fn post(
             }
         };
         if let Err(reason) = result {
+            if reason == CloseReason::TransportClose {
+                wait_for_poll(session).await;
+            }
             session.close(reason);
             if reason == CloseReason::ParseError {
                 return Err(RequestError::BadRequest);
@@ -108,6 +133,13 @@ pub(crate) async fn post(
         }
     }
     Ok(text_response(Bytes::from_static(b"ok")))
+}
+
+async fn wait_for_poll(session: &Session) {
+    let until = Instant::now() + CLOSE_WAITS_FOR_POLL;
+    while !session.is_polling() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 /// A 200 `text/plain` response, the content type socket.io uses for polling.

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use bytes::Bytes;
 use switchboard_protocol::engineio::{Encoded, Packet};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{CloseReason, EngineHandler, EngineShared, HandshakeRequest, Message, Sid};
@@ -40,6 +41,8 @@ struct Inner {
     queue: VecDeque<Encoded>,
     queued_bytes: usize,
     polling_active: bool,
+    /// Set while a pong is awaited: past it the session is dead even if its timer has not fired yet.
+    pong_deadline: Option<Instant>,
     closed: Option<CloseReason>,
 }
 
@@ -47,6 +50,7 @@ struct Inner {
 pub struct Session {
     id: u64,
     sid: Sid,
+    opened_at: Instant,
     request: HandshakeRequest,
     max_queue_bytes: usize,
     handler: Arc<dyn EngineHandler>,
@@ -63,6 +67,10 @@ pub(crate) enum PollStep {
     Send(Vec<Encoded>),
     /// Nothing to send yet.
     Wait,
+    /// Nothing queued and an upgrade was probed: the client is pausing polling.
+    Upgrading,
+    /// Nothing queued and the session moved to websocket.
+    Upgraded,
 }
 
 /// Why a GET or POST cannot use this session.
@@ -96,6 +104,7 @@ impl Session {
         Self {
             id,
             sid,
+            opened_at: Instant::now(),
             request,
             max_queue_bytes: engine.config.max_queue_bytes,
             handler: engine.handler.clone(),
@@ -107,6 +116,7 @@ impl Session {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 polling_active: false,
+                pong_deadline: None,
                 closed: None,
             }),
             poll_wake: Notify::new(),
@@ -122,6 +132,10 @@ impl Session {
 
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    pub(crate) fn opened_at(&self) -> Instant {
+        self.opened_at
     }
 
     /// The session id.
@@ -184,9 +198,26 @@ impl Session {
         self.send(Encoded::Binary(data))
     }
 
-    pub(crate) fn send_ping(&self) {
+    /// Queues a ping that must be answered by `deadline`.
+    pub(crate) fn send_ping(&self, deadline: Instant) {
+        self.lock().pong_deadline = Some(deadline);
         // A full queue means the client is not reading; the missing pong will close the session.
         let _ = self.send(Encoded::Text(PING.clone()));
+    }
+
+    /// A pong arrived: the session is alive.
+    pub(crate) fn clear_pong_deadline(&self) {
+        self.lock().pong_deadline = None;
+    }
+
+    /// Closes the session if its pong deadline has passed, even if the heartbeat wheel has not
+    /// reached it yet, so a request right after `pingInterval + pingTimeout` sees it gone.
+    fn expire_if_late(self: &Arc<Self>) -> bool {
+        let late = self.lock().pong_deadline.is_some_and(|d| Instant::now() >= d);
+        if late {
+            self.close(CloseReason::PingTimeout);
+        }
+        late
     }
 
     /// Ends the session: removes it from the engine, wakes its transports, tells the handler once.
@@ -215,6 +246,7 @@ impl Session {
             Packet::Message(data) => self.handler.on_message(self, Message::Text(data)),
             Packet::Binary(data) => self.handler.on_message(self, Message::Binary(data)),
             Packet::Pong(_) => {
+                self.clear_pong_deadline();
                 if let Some(engine) = self.engine.upgrade() {
                     engine.heartbeat.pong(self.id);
                 }
@@ -233,6 +265,9 @@ impl Session {
 
     /// Marks a GET as pending; a second concurrent one closes the session.
     pub(crate) fn begin_poll(self: &Arc<Self>) -> Result<(), PollRefusal> {
+        if self.expire_if_late() {
+            return Err(PollRefusal::Gone);
+        }
         let overlap = {
             let mut inner = self.lock();
             if inner.closed.is_some() {
@@ -260,7 +295,10 @@ impl Session {
     }
 
     /// Checks a POST may be processed.
-    pub(crate) fn check_post(&self) -> Result<(), PollRefusal> {
+    pub(crate) fn check_post(self: &Arc<Self>) -> Result<(), PollRefusal> {
+        if self.expire_if_late() {
+            return Err(PollRefusal::Gone);
+        }
         let inner = self.lock();
         if inner.closed.is_some() {
             return Err(PollRefusal::Gone);
@@ -290,10 +328,23 @@ impl Session {
         if let Some(p) = final_packet {
             return PollStep::Send(vec![p]);
         }
-        if inner.transport != Transport::Polling || inner.probed {
-            return PollStep::Send(vec![Encoded::Text(NOOP.clone())]);
+        if inner.transport != Transport::Polling {
+            return PollStep::Upgraded;
+        }
+        if inner.probed {
+            return PollStep::Upgrading;
         }
         PollStep::Wait
+    }
+
+    /// Whether a GET is pending right now.
+    pub(crate) fn is_polling(&self) -> bool {
+        self.lock().polling_active
+    }
+
+    /// The noop that ends a long-poll without data.
+    pub(crate) fn noop() -> Encoded {
+        Encoded::Text(NOOP.clone())
     }
 
     // ---- websocket ----

@@ -1,0 +1,173 @@
+//! Server options: the handshake cookie, CORS, enabled transports and the mount path.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, full, request, send, start};
+use http::{Method, StatusCode};
+use switchboard::config::{CookieConfig, CorsConfig, Transports};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_is_off_by_default() {
+    let server = start(config()).await;
+    let resp = server.get_query("EIO=4&transport=polling", &[]).await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(resp.header("set-cookie"), None);
+    let ws = server.ws("EIO=4&transport=websocket").await;
+    assert!(ws.headers.get("set-cookie").is_none(), "101 headers {:?}", ws.headers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_is_set_on_polling_handshake() {
+    let server = start(config().with_cookie(Some(CookieConfig::default()))).await;
+    let resp = server.get_query("EIO=4&transport=polling", &[]).await;
+    let sid = common::parse_open(resp.text())["sid"].as_str().expect("sid").to_owned();
+    assert_eq!(resp.header("set-cookie"), Some(format!("io={sid}; Path=/; HttpOnly; SameSite=Lax").as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_is_set_on_websocket_handshake() {
+    let server = start(config().with_cookie(Some(CookieConfig::default()))).await;
+    let mut ws = server.ws("EIO=4&transport=websocket").await;
+    let sid = common::parse_open(&ws.recv_text().await)["sid"].as_str().expect("sid").to_owned();
+    let cookie = ws.headers.get("set-cookie").map(|v| v.to_str().expect("ASCII"));
+    assert_eq!(cookie, Some(format!("io={sid}; Path=/; HttpOnly; SameSite=Lax").as_str()));
+}
+
+fn cors() -> CorsConfig {
+    CorsConfig { origins: vec!["http://a.example".into()], credentials: true, max_age: None }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_allows_configured_origin_with_credentials() {
+    let server = start(config().with_cors(Some(cors()))).await;
+    let resp = server.get_query("EIO=4&transport=polling", &[("origin", "http://a.example")]).await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(resp.header("access-control-allow-origin"), Some("http://a.example"));
+    assert_eq!(resp.header("access-control-allow-credentials"), Some("true"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_headers_are_on_session_requests_too() {
+    let server = start(config().with_cors(Some(cors()))).await;
+    let sid = server.handshake_polling().await;
+    let origin = [("origin", "http://a.example")];
+    let post = send(server.addr, request(Method::POST, &server.polling_uri(&sid), &origin, full("4x"))).await;
+    assert_eq!(post.header("access-control-allow-origin"), Some("http://a.example"));
+    let get = server.get_with(&sid, &origin).await;
+    get.assert_ok_body("4x");
+    assert_eq!(get.header("access-control-allow-origin"), Some("http://a.example"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_other_origin_gets_no_allow_origin() {
+    let server = start(config().with_cors(Some(cors()))).await;
+    let resp = server.get_query("EIO=4&transport=polling", &[("origin", "http://evil.example")]).await;
+    assert_eq!(resp.header("access-control-allow-origin"), None);
+    assert_eq!(resp.header("access-control-allow-credentials"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_headers_are_on_errors_too() {
+    let server = start(config().with_cors(Some(cors()))).await;
+    let resp =
+        server.get_query("EIO=4&transport=polling&sid=unknown", &[("origin", "http://a.example")]).await;
+    resp.assert_error(400, 1, "Session ID unknown");
+    assert_eq!(resp.header("access-control-allow-origin"), Some("http://a.example"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflight_is_204_with_allowed_methods() {
+    let server = start(config().with_cors(Some(cors()))).await;
+    let resp = server
+        .raw(
+            Method::OPTIONS,
+            "EIO=4&transport=polling",
+            &[
+                ("origin", "http://a.example"),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "content-type"),
+            ],
+            full(""),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::NO_CONTENT, "{resp:?}");
+    let methods = resp.header("access-control-allow-methods").expect("Access-Control-Allow-Methods");
+    for m in ["GET", "POST"] {
+        assert!(methods.split(',').any(|x| x.trim() == m), "{m} missing from {methods:?}");
+    }
+    assert_eq!(resp.header("access-control-allow-origin"), Some("http://a.example"));
+    assert_eq!(resp.header("access-control-allow-headers"), Some("content-type"));
+    assert_eq!(server.engine.session_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflight_max_age() {
+    let cors = CorsConfig { max_age: Some(Duration::from_secs(600)), ..cors() };
+    let server = start(config().with_cors(Some(cors))).await;
+    let resp = server
+        .raw(
+            Method::OPTIONS,
+            "EIO=4&transport=polling",
+            &[("origin", "http://a.example"), ("access-control-request-method", "GET")],
+            full(""),
+        )
+        .await;
+    assert_eq!(resp.header("access-control-max-age"), Some("600"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cors_headers_by_default() {
+    let server = start(config()).await;
+    let resp = server.get_query("EIO=4&transport=polling", &[("origin", "http://a.example")]).await;
+    assert_eq!(resp.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_disabled_refuses_polling_handshake() {
+    let server = start(config().with_transports(Transports { polling: false, websocket: true })).await;
+    server.get_query("EIO=4&transport=polling", &[]).await.assert_error(400, 0, "Transport unknown");
+    assert_eq!(server.engine.session_count(), 0);
+    let (mut ws, _, _) = server.handshake_ws().await;
+    ws.send_text("4ws-only").await;
+    assert_eq!(ws.recv_text().await, "4ws-only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_disabled_refuses_websocket_and_offers_no_upgrade() {
+    let server = start(config().with_transports(Transports { polling: true, websocket: false })).await;
+    match server.try_ws("EIO=4&transport=websocket").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 400),
+        Err(e) => panic!("expected HTTP 400, got {e}"),
+        Ok(_) => panic!("websocket accepted with websocket disabled"),
+    }
+    let (_, open) = server.handshake_polling_full().await;
+    assert_eq!(open["upgrades"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_path_works_and_default_path_404s() {
+    let server = start(config().with_path("/custom/")).await;
+    assert_eq!(server.path, "/custom/");
+    let sid = server.handshake_polling().await;
+    server.post_ok(&sid, "4custom").await;
+    server.get(&sid).await.assert_ok_body("4custom");
+    let (mut ws, _, _) = server.handshake_ws().await;
+    ws.send_text("4ws").await;
+    assert_eq!(ws.recv_text().await, "4ws");
+
+    let resp =
+        send(server.addr, request(Method::GET, "/socket.io/?EIO=4&transport=polling", &[], full(""))).await;
+    assert_eq!(resp.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_without_trailing_slash_is_served() {
+    let server = start(config()).await;
+    let resp =
+        send(server.addr, request(Method::GET, "/socket.io?EIO=4&transport=polling", &[], full(""))).await;
+    assert_eq!(resp.status, StatusCode::OK, "{resp:?}");
+    common::parse_open(resp.text());
+}

@@ -1,0 +1,104 @@
+//! The Adapter trait: what a namespace asks of its cluster, object safe so a node picks its adapter
+//! at run time (`--adapter memory|redis|nats`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_protocol::socketio::Value;
+
+use crate::error::AdapterError;
+use crate::rooms::RoomIndex;
+use crate::types::{AckStream, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId, SocketInfo};
+
+/// A boxed future, so the trait stays object safe (`Arc<dyn Adapter>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One namespace's view of the cluster.
+///
+/// Room membership is synchronous and local first ([`Adapter::local`]); a remote adapter also
+/// updates its broker subscriptions. Broadcasts deliver to local sockets before they return and
+/// ship the already-encoded packet to other nodes unless `flags.local` is set. Every remote
+/// request ends within its timeout.
+pub trait Adapter: Send + Sync + 'static {
+    /// This node's room index.
+    fn local(&self) -> &RoomIndex;
+
+    /// A socket connected to the namespace on this node.
+    fn add_socket(&self, socket: Arc<dyn LocalSocket>) {
+        self.local().add(socket);
+    }
+
+    /// A socket left the namespace on this node; it leaves every room.
+    fn remove_socket(&self, id: &SocketId) {
+        self.local().remove(id);
+    }
+
+    /// A local socket joins rooms.
+    fn join(&self, id: &SocketId, rooms: &[Room]) {
+        self.local().join(id, rooms);
+    }
+
+    /// A local socket leaves a room.
+    fn leave(&self, id: &SocketId, room: &Room) {
+        self.local().leave(id, room);
+    }
+
+    /// Delivers to the selected sockets on every node; resolves to the number of local recipients.
+    fn broadcast(
+        &self,
+        packet: BroadcastPacket,
+        opts: BroadcastOptions,
+    ) -> BoxFuture<'_, Result<usize, AdapterError>>;
+
+    /// Delivers a packet carrying `ack_id` and streams the answers until `timeout`.
+    fn broadcast_with_ack(
+        &self,
+        packet: BroadcastPacket,
+        ack_id: u64,
+        opts: BroadcastOptions,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<AckStream, AdapterError>>;
+
+    /// The selected sockets on every node.
+    fn fetch_sockets(&self, opts: BroadcastOptions) -> BoxFuture<'_, Result<Vec<SocketInfo>, AdapterError>>;
+
+    /// Makes the selected sockets on every node join `rooms`.
+    fn add_sockets(
+        &self,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<'_, Result<(), AdapterError>>;
+
+    /// Makes the selected sockets on every node leave `rooms`.
+    fn del_sockets(
+        &self,
+        opts: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<'_, Result<(), AdapterError>>;
+
+    /// Disconnects the selected sockets on every node.
+    fn disconnect_sockets(
+        &self,
+        opts: BroadcastOptions,
+        close: bool,
+    ) -> BoxFuture<'_, Result<(), AdapterError>>;
+
+    /// Emits an event to the *other* nodes' namespace handlers; with a timeout, collects their answers.
+    fn server_side_emit(
+        &self,
+        event: String,
+        args: Vec<Value>,
+        timeout: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Vec<Vec<Value>>, AdapterError>>;
+
+    /// Number of nodes in the cluster, this one included.
+    fn server_count(&self) -> BoxFuture<'_, Result<usize, AdapterError>>;
+}
+
+/// Makes one adapter per namespace, the way socket.io instantiates its adapter class per namespace.
+pub trait AdapterFactory: Send + Sync + 'static {
+    /// The adapter of namespace `nsp`.
+    fn create(&self, nsp: &str) -> Arc<dyn Adapter>;
+}

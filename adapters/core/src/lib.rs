@@ -1,0 +1,21 @@
+//! The seam between a Switchboard node and its cluster: the [`Adapter`] trait, the types that cross
+//! it, the local room index every adapter builds on, and the in-memory adapter (one node).
+//!
+//! The server implements [`LocalSocket`] for its sockets; an adapter indexes them by room and
+//! delivers broadcasts to them. A remote adapter (Redis, NATS) also ships broadcasts and
+//! requests to other nodes, and answers theirs from the same local index.
+
+mod adapter;
+mod error;
+mod memory;
+mod rooms;
+mod types;
+
+pub use adapter::{Adapter, AdapterFactory, BoxFuture};
+pub use error::AdapterError;
+pub use memory::{MemoryAdapter, MemoryAdapterFactory};
+pub use rooms::RoomIndex;
+pub use types::{
+    AckResponse, AckStream, BroadcastFlags, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId,
+    SocketInfo,
+};

@@ -9,13 +9,28 @@ use clap::Parser;
 use http::{Response, StatusCode, header};
 use switchboard::config::{CookieConfig, CorsConfig, Transports};
 use switchboard::http::{Body, Fallback};
+use switchboard::socketio::{SocketIo, SocketIoConfig};
 use switchboard::{Engine, EngineConfig, Server};
 use tokio_util::sync::CancellationToken;
+
+/// What the node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum App {
+    /// The demo page on `/`: `hello` every second, logs the page's `hey`.
+    Demo,
+    /// The load-test contract: echo, join, leave, broadcast.
+    Bench,
+    /// Plain Engine.IO echo (no Socket.IO), as the engine.io-protocol suite expects.
+    EngineEcho,
+}
 
 /// A horizontally scalable Socket.IO server node.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
+    /// Application to run.
+    #[arg(long, env = "SWITCHBOARD_APP", value_enum, default_value_t = App::Demo)]
+    app: App,
     /// Address to listen on.
     #[arg(long, env = "SWITCHBOARD_HOST", default_value = "0.0.0.0")]
     host: String,
@@ -58,6 +73,9 @@ struct Args {
     /// This node's id, the prefix of its session ids (default: random).
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
     node_id: Option<String>,
+    /// Milliseconds a connection may take to join a namespace.
+    #[arg(long, env = "SWITCHBOARD_CONNECT_TIMEOUT", default_value_t = 45_000)]
+    connect_timeout: u64,
 }
 
 impl Args {
@@ -100,31 +118,25 @@ impl Args {
     }
 }
 
-/// `GET /`: a plain page saying what runs here.
-fn index_page(engine: Engine) -> Fallback {
+/// `GET /` answers `page`; everything else outside Engine.IO is 404.
+fn index_page(page: &'static str) -> Fallback {
     Arc::new(move |req| {
-        let engine = engine.clone();
         Box::pin(async move {
             if req.uri().path() != "/" {
                 let mut r = Response::new(Body::new(Bytes::from_static(b"Not Found")));
                 *r.status_mut() = StatusCode::NOT_FOUND;
                 return r;
             }
-            let page = format!(
-                "<!doctype html><meta charset=utf-8><title>Switchboard</title>\
-                 <h1>Switchboard</h1><p>Node <code>{}</code>: Engine.IO v4 echo at <code>{}</code>, \
-                 {} open session(s).</p>",
-                engine.config().node_id(),
-                engine.config().path(),
-                engine.session_count()
-            );
-            let mut r = Response::new(Body::new(Bytes::from(page)));
+            let mut r = Response::new(Body::new(Bytes::from_static(page.as_bytes())));
             r.headers_mut()
                 .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/html; charset=utf-8"));
             r
         })
     })
 }
+
+const ENGINE_ECHO_PAGE: &str = "<!doctype html><meta charset=utf-8><title>Switchboard</title>\
+    <h1>Switchboard</h1><p>Engine.IO v4 echo (no Socket.IO): every message comes back to its sender.</p>";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -136,11 +148,33 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let config = args.engine_config()?;
-    let engine = Engine::new(config, Arc::new(switchboard::apps::echo::Echo));
+    let sio_config =
+        SocketIoConfig::default().with_connect_timeout(Duration::from_millis(args.connect_timeout));
+    let (engine, page) = match args.app {
+        App::EngineEcho => (Engine::new(config, Arc::new(switchboard::apps::echo::Echo)), ENGINE_ECHO_PAGE),
+        App::Demo => {
+            let io = SocketIo::new(config, sio_config);
+            switchboard::apps::demo::install(&io);
+            (io.engine().clone(), switchboard::apps::demo::PAGE)
+        }
+        App::Bench => {
+            let io = SocketIo::new(config, sio_config);
+            switchboard::apps::bench::install(&io);
+            (
+                io.engine().clone(),
+                "<!doctype html><title>Switchboard</title><p>Switchboard bench contract.</p>",
+            )
+        }
+    };
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-    tracing::info!(address = %listener.local_addr()?, node_id = engine.config().node_id(), "switchboard listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        node_id = engine.config().node_id(),
+        app = ?args.app,
+        "switchboard listening"
+    );
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -148,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("shutting down");
         stop.cancel();
     });
-    let server = Server::new(engine.clone()).with_fallback(index_page(engine));
+    let server = Server::new(engine).with_fallback(index_page(page));
     server.serve(listener, shutdown).await?;
     Ok(())
 }

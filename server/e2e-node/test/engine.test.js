@@ -65,6 +65,7 @@ function canConnect(port) {
 async function startOnce(port, extraArgs) {
   const nodeId = `e2e-${randomBytes(4).toString("hex")}`;
   const args = [
+    "--app", "engine-echo",
     "--host", "127.0.0.1",
     "--port", String(port),
     "--path", ENGINE_PATH,

@@ -3,8 +3,9 @@
 //! State sits behind a plain mutex that is never held across `.await`: transports take what they
 //! need under the lock, then do their I/O without it.
 
+use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bytes::Bytes;
 use switchboard_protocol::engineio::{Encoded, Packet};
@@ -59,6 +60,7 @@ pub struct Session {
     poll_wake: Notify,
     writer_wake: Notify,
     closed: CancellationToken,
+    attachment: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 /// What a pending GET should do next.
@@ -122,7 +124,19 @@ impl Session {
             poll_wake: Notify::new(),
             writer_wake: Notify::new(),
             closed: CancellationToken::new(),
+            attachment: OnceLock::new(),
         }
+    }
+
+    /// Attaches the upper layer's per-session state once (Socket.IO's client), so it needs no
+    /// second lookup table; later calls are ignored.
+    pub fn attach<T: Any + Send + Sync>(&self, value: T) {
+        let _ = self.attachment.set(Box::new(value));
+    }
+
+    /// The state given to [`Session::attach`], if it has that type.
+    pub fn attached<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.attachment.get().and_then(|b| b.downcast_ref::<T>())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -180,12 +194,59 @@ impl Session {
             inner.queue.push_back(packet);
             inner.transport == Transport::WebSocket
         };
+        self.wake(websocket);
+        Ok(())
+    }
+
+    /// Queues packets only if the transport can take them right now (a websocket with nothing
+    /// queued, or a pending long-poll); otherwise drops them and returns false (socket.io's volatile).
+    pub fn send_volatile(&self, packets: &[Encoded]) -> bool {
+        let websocket = {
+            let mut inner = self.lock();
+            let writable = inner.closed.is_none()
+                && inner.queue.is_empty()
+                && match inner.transport {
+                    Transport::WebSocket => true,
+                    Transport::Polling => inner.polling_active,
+                };
+            if !writable {
+                return false;
+            }
+            for p in packets {
+                inner.queued_bytes += p.len();
+                inner.queue.push_back(p.clone());
+            }
+            inner.transport == Transport::WebSocket
+        };
+        self.wake(websocket);
+        true
+    }
+
+    /// Queues several packets atomically (a Socket.IO packet and its attachments stay together).
+    pub fn send_all(&self, packets: &[Encoded]) -> Result<(), SendError> {
+        let websocket = {
+            let mut inner = self.lock();
+            if inner.closed.is_some() {
+                return Err(SendError::Closed);
+            }
+            let len: usize = packets.iter().map(Encoded::len).sum();
+            if inner.queued_bytes + len > self.max_queue_bytes && !inner.queue.is_empty() {
+                return Err(SendError::QueueFull);
+            }
+            inner.queued_bytes += len;
+            inner.queue.extend(packets.iter().cloned());
+            inner.transport == Transport::WebSocket
+        };
+        self.wake(websocket);
+        Ok(())
+    }
+
+    fn wake(&self, websocket: bool) {
         if websocket {
             self.writer_wake.notify_one();
         } else {
             self.poll_wake.notify_one();
         }
-        Ok(())
     }
 
     /// Queues a text message.

@@ -1,6 +1,7 @@
 //! The HTTP/1.1 front door: accepts connections, sends Engine.IO's path to the engine and the rest
 //! to an optional fallback (the demo page), and drains connections on shutdown.
 
+pub mod client_bundle;
 pub(crate) mod compression;
 pub(crate) mod cors;
 
@@ -39,12 +40,20 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Server {
     engine: Engine,
     fallback: Option<Fallback>,
+    serve_client: bool,
 }
 
 impl Server {
     /// Serves `engine` on its path and 404 elsewhere.
     pub fn new(engine: Engine) -> Self {
-        Self { engine, fallback: None }
+        Self { engine, fallback: None, serve_client: true }
+    }
+
+    /// Whether to serve the official client bundle under the Engine.IO path (`socket.io.js`, …);
+    /// default true, as socket.io's `serveClient`.
+    pub fn with_serve_client(mut self, on: bool) -> Self {
+        self.serve_client = on;
+        self
     }
 
     /// Serves other paths with `fallback`.
@@ -59,8 +68,18 @@ impl Server {
     }
 
     async fn respond(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
-        if self.engine.matches_path(req.uri().path()) {
+        let path = req.uri().path();
+        if self.engine.matches_path(path) {
             return self.engine.handle(req, remote).await;
+        }
+        if self.serve_client {
+            let mount = self.engine.config().path();
+            if let Some(name) = path.strip_prefix(mount) {
+                let etag = req.headers().get(http::header::IF_NONE_MATCH);
+                if let Some(response) = client_bundle::response(name, etag) {
+                    return response;
+                }
+            }
         }
         match &self.fallback {
             Some(fallback) => fallback(req).await,

@@ -1,0 +1,201 @@
+//! Broadcast operators: `to`/`in`, `except`, `local`, `volatile`, `compress`, `timeout`, then an
+//! emit or a cluster-wide socket operation, all through the namespace's adapter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_adapter::{
+    AckResponse, AdapterError, BroadcastOptions, BroadcastPacket, Room, SocketId, SocketInfo,
+};
+use switchboard_protocol::socketio::{Value, encode_event};
+
+use super::namespace::Namespace;
+use super::{EmitError, is_reserved};
+
+/// Default wait for broadcast acks when no `timeout` was set.
+const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a broadcast did not fully happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BroadcastError {
+    /// The event name is reserved by Socket.IO.
+    #[error("reserved event name")]
+    Reserved,
+    /// The cluster part failed (local sockets were still served).
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
+    /// Some acks did not arrive before the timeout; the ones that did are kept.
+    #[error("{missing} ack(s) missing after the timeout")]
+    AckTimeout {
+        /// The answers that arrived.
+        responses: Vec<AckResponse>,
+        /// How many did not.
+        missing: usize,
+    },
+}
+
+impl From<EmitError> for BroadcastError {
+    fn from(_: EmitError) -> Self {
+        Self::Reserved
+    }
+}
+
+/// A selection of sockets plus modifiers, built fluently and consumed by an operation.
+#[derive(Debug, Clone)]
+pub struct BroadcastOperator {
+    ns: Arc<Namespace>,
+    opts: BroadcastOptions,
+    timeout: Option<Duration>,
+}
+
+impl BroadcastOperator {
+    pub(crate) fn new(ns: Arc<Namespace>) -> Self {
+        Self { ns, opts: BroadcastOptions::default(), timeout: None }
+    }
+
+    /// Adds a room to target (sockets in any targeted room are selected).
+    pub fn to(mut self, room: impl Into<Room>) -> Self {
+        let room = room.into();
+        if !self.opts.rooms.contains(&room) {
+            self.opts.rooms.push(room);
+        }
+        self
+    }
+
+    /// Same as [`BroadcastOperator::to`] (socket.io's `in`).
+    pub fn within(self, room: impl Into<Room>) -> Self {
+        self.to(room)
+    }
+
+    /// Excludes sockets in a room.
+    pub fn except(mut self, room: impl Into<Room>) -> Self {
+        let room = room.into();
+        if !self.opts.except.contains(&room) {
+            self.opts.except.push(room);
+        }
+        self
+    }
+
+    /// Only this node's sockets.
+    pub fn local(mut self) -> Self {
+        self.opts.flags.local = true;
+        self
+    }
+
+    /// Drop for sockets that cannot take the packet right now.
+    pub fn volatile(mut self) -> Self {
+        self.opts.flags.volatile = true;
+        self
+    }
+
+    /// socket.io's `compress` flag (kept for API parity; websocket compression is not negotiated).
+    pub fn compress(mut self, on: bool) -> Self {
+        self.opts.flags.compress = on;
+        self
+    }
+
+    /// How long [`BroadcastOperator::emit_with_ack`] waits (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The options this operator targets.
+    pub fn options(&self) -> &BroadcastOptions {
+        &self.opts
+    }
+
+    /// Emits to the selection: encoded once, shared by every recipient. Returns local recipients.
+    pub async fn emit(&self, event: &str, args: Vec<Value>) -> Result<usize, BroadcastError> {
+        if is_reserved(event) {
+            return Err(BroadcastError::Reserved);
+        }
+        let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, None));
+        Ok(self.ns.adapter().broadcast(packet, self.opts.clone()).await?)
+    }
+
+    /// Emits with one ack id for all recipients and collects their answers until the timeout.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+    ) -> Result<Vec<AckResponse>, BroadcastError> {
+        if is_reserved(event) {
+            return Err(BroadcastError::Reserved);
+        }
+        let id = self.ns.next_ack_id();
+        let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, Some(id)));
+        let timeout = self.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT);
+        let stream = self.ns.adapter().broadcast_with_ack(packet, id, self.opts.clone(), timeout).await?;
+        let (responses, missing) = stream.collect().await;
+        if missing > 0 {
+            return Err(BroadcastError::AckTimeout { responses, missing });
+        }
+        Ok(responses)
+    }
+
+    /// The selected sockets on every node.
+    pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, BroadcastError> {
+        let infos = self.ns.adapter().fetch_sockets(self.opts.clone()).await?;
+        Ok(infos.into_iter().map(|info| RemoteSocket { ns: self.ns.clone(), info }).collect())
+    }
+
+    /// Makes the selected sockets join rooms, on every node.
+    pub async fn sockets_join(&self, rooms: Vec<Room>) -> Result<(), BroadcastError> {
+        Ok(self.ns.adapter().add_sockets(self.opts.clone(), rooms).await?)
+    }
+
+    /// Makes the selected sockets leave rooms, on every node.
+    pub async fn sockets_leave(&self, rooms: Vec<Room>) -> Result<(), BroadcastError> {
+        Ok(self.ns.adapter().del_sockets(self.opts.clone(), rooms).await?)
+    }
+
+    /// Disconnects the selected sockets on every node.
+    pub async fn disconnect_sockets(&self, close: bool) -> Result<(), BroadcastError> {
+        Ok(self.ns.adapter().disconnect_sockets(self.opts.clone(), close).await?)
+    }
+}
+
+/// A socket on any node, as fetchSockets returns it; operations go through the adapter.
+#[derive(Debug, Clone)]
+pub struct RemoteSocket {
+    ns: Arc<Namespace>,
+    info: SocketInfo,
+}
+
+impl RemoteSocket {
+    /// Socket id.
+    pub fn id(&self) -> &SocketId {
+        &self.info.id
+    }
+
+    /// Everything known about the socket.
+    pub fn info(&self) -> &SocketInfo {
+        &self.info
+    }
+
+    fn only_me(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.ns.clone()).to(self.info.id.room())
+    }
+
+    /// Emits to this socket wherever it is.
+    pub async fn emit(&self, event: &str, args: Vec<Value>) -> Result<(), BroadcastError> {
+        self.only_me().emit(event, args).await.map(|_| ())
+    }
+
+    /// Joins rooms wherever it is.
+    pub async fn join(&self, rooms: Vec<Room>) -> Result<(), BroadcastError> {
+        self.only_me().sockets_join(rooms).await
+    }
+
+    /// Leaves rooms wherever it is.
+    pub async fn leave(&self, rooms: Vec<Room>) -> Result<(), BroadcastError> {
+        self.only_me().sockets_leave(rooms).await
+    }
+
+    /// Disconnects it wherever it is.
+    pub async fn disconnect(&self, close: bool) -> Result<(), BroadcastError> {
+        self.only_me().disconnect_sockets(close).await
+    }
+}

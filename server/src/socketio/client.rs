@@ -1,0 +1,188 @@
+//! One Engine.IO session seen by Socket.IO: its sockets per namespace, binary reassembly, and the
+//! packet dispatch from the wire to namespaces and sockets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+use switchboard_adapter::BroadcastPacket;
+use switchboard_protocol::socketio::{Decoded, Packet, PartialBinary};
+
+use super::handler;
+use super::handshake::Handshake;
+use super::socket::Socket;
+use super::{DisconnectReason, IoInner, is_reserved};
+use crate::engine::{CloseReason, Session};
+
+/// Attached to its session (no second lookup table); it holds no `Arc` to the session, so the
+/// session can be dropped once closed.
+pub(crate) struct Client {
+    io: Weak<IoInner>,
+    sockets: Mutex<HashMap<String, Arc<Socket>>>,
+    partial: Mutex<Option<PartialBinary>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Client {
+    pub(crate) fn new(io: Weak<IoInner>) -> Self {
+        Self { io, sockets: Mutex::new(HashMap::new()), partial: Mutex::new(None) }
+    }
+
+    pub(crate) fn has_sockets(&self) -> bool {
+        !lock(&self.sockets).is_empty()
+    }
+
+    pub(crate) fn forget(&self, nsp: &str) {
+        lock(&self.sockets).remove(nsp);
+    }
+
+    /// Every socket of this client ends with `reason` (the session closed, or a forced close).
+    pub(crate) fn close_all(&self, reason: DisconnectReason, send_packet: bool) {
+        let sockets: Vec<Arc<Socket>> = lock(&self.sockets).drain().map(|(_, s)| s).collect();
+        for s in sockets {
+            s.close(reason, send_packet);
+        }
+    }
+
+    pub(crate) fn on_text(self: &Arc<Self>, session: &Arc<Session>, text: &Bytes) {
+        let Some(io) = self.io.upgrade() else { return };
+        if lock(&self.partial).is_some() {
+            return fail(session, "text packet while binary attachments were expected");
+        }
+        let Ok(text) = std::str::from_utf8(text) else { return fail(session, "invalid UTF-8") };
+        match Packet::decode_with_max_attachments(text, io.config.max_attachments) {
+            Ok(Decoded::Complete(packet)) => self.dispatch(&io, session, packet),
+            Ok(Decoded::NeedsAttachments(partial)) => *lock(&self.partial) = Some(partial),
+            Err(e) => fail(session, &e.to_string()),
+        }
+    }
+
+    pub(crate) fn on_binary(self: &Arc<Self>, session: &Arc<Session>, data: Bytes) {
+        let Some(io) = self.io.upgrade() else { return };
+        let result = {
+            let mut partial = lock(&self.partial);
+            let Some(p) = partial.as_mut() else {
+                drop(partial);
+                return fail(session, "unexpected binary attachment");
+            };
+            let result = p.push(data);
+            if !matches!(result, Ok(None)) {
+                *partial = None;
+            }
+            result
+        };
+        match result {
+            Ok(Some(packet)) => self.dispatch(&io, session, packet),
+            Ok(None) => {}
+            Err(e) => fail(session, &e.to_string()),
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, io: &Arc<IoInner>, session: &Arc<Session>, packet: Packet) {
+        let socket = lock(&self.sockets).get(packet.nsp()).cloned();
+        match (packet, socket) {
+            (Packet::Connect { nsp, data }, None) => self.connect(io, session, nsp, data.unwrap_or_default()),
+            (Packet::Event { event, .. }, _) if is_reserved(&event) => {
+                fail(session, &format!("reserved event name {event:?}"))
+            }
+            (Packet::Event { event, args, id, .. }, Some(socket)) => socket.on_event(event, args, id),
+            (Packet::Ack { id, args, .. }, Some(socket)) => socket.on_ack(id, args),
+            (Packet::Disconnect { .. }, Some(socket)) => {
+                socket.close(DisconnectReason::ClientNamespaceDisconnect, false)
+            }
+            // As socket.io: a packet for a namespace the client is not in (or a second CONNECT,
+            // or a CONNECT_ERROR from a client) means the client is confused; close it.
+            (other, _) => {
+                tracing::debug!(sid = %session.sid(), nsp = other.nsp(), "packet in invalid state");
+                session.close(CloseReason::ForcedClose);
+            }
+        }
+    }
+
+    fn connect(
+        self: &Arc<Self>,
+        io: &Arc<IoInner>,
+        session: &Arc<Session>,
+        nsp: String,
+        auth: serde_json::Map<String, serde_json::Value>,
+    ) {
+        let Some(ns) = io.namespace_for(&nsp) else {
+            let packet =
+                Packet::ConnectError { nsp, data: serde_json::json!({"message": "Invalid namespace"}) };
+            let _ = session.send_all(BroadcastPacket::new(packet.encode()).frames());
+            return;
+        };
+        let socket = Arc::new(Socket::new(
+            ns.clone(),
+            session.clone(),
+            Arc::downgrade(self),
+            Handshake::new(session.request(), auth),
+        ));
+        let middleware = ns.handlers.middleware();
+        let client = self.clone();
+        if middleware.is_empty() {
+            client.finish_connect(socket);
+            return;
+        }
+        tokio::spawn(async move {
+            for m in middleware {
+                let outcome = std::panic::AssertUnwindSafe(m(socket.clone()));
+                match futures_util::FutureExt::catch_unwind(outcome).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(refusal)) => {
+                        let packet = Packet::ConnectError {
+                            nsp: socket.namespace().name().to_owned(),
+                            data: refusal.to_json(),
+                        };
+                        let _ = socket.session().send_all(BroadcastPacket::new(packet.encode()).frames());
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::error!(nsp = socket.namespace().name(), "connect middleware panicked");
+                        let packet = Packet::ConnectError {
+                            nsp: socket.namespace().name().to_owned(),
+                            data: serde_json::json!({"message": "Internal server error"}),
+                        };
+                        let _ = socket.session().send_all(BroadcastPacket::new(packet.encode()).frames());
+                        return;
+                    }
+                }
+            }
+            client.finish_connect(socket);
+        });
+    }
+
+    fn finish_connect(self: &Arc<Self>, socket: Arc<Socket>) {
+        let session = socket.session().clone();
+        if session.is_closed() {
+            return;
+        }
+        let ns = socket.namespace().clone();
+        lock(&self.sockets).insert(ns.name().to_owned(), socket.clone());
+        socket.mark_connected();
+        ns.add_socket(socket.clone());
+        let mut data = serde_json::Map::new();
+        data.insert("sid".into(), serde_json::Value::String(socket.id().as_str().to_owned()));
+        let packet = Packet::Connect { nsp: ns.name().to_owned(), data: Some(data) };
+        let _ = session.send_all(BroadcastPacket::new(packet.encode()).frames());
+        if let Some(on_connection) = ns.handlers.connection() {
+            let s = socket.clone();
+            handler::run(on_connection(socket), move |error| {
+                tracing::error!(socket = %s.id(), error, "connection handler failed: disconnecting its socket");
+                s.close(DisconnectReason::ServerNamespaceDisconnect, true);
+            });
+        }
+        // The session may have closed while we were connecting: do not leave the socket behind.
+        if session.is_closed() {
+            self.close_all(DisconnectReason::TransportClose, false);
+        }
+    }
+}
+
+fn fail(session: &Arc<Session>, why: &str) {
+    tracing::debug!(sid = %session.sid(), why, "socket.io parse error");
+    session.close(CloseReason::ParseError);
+}

@@ -1,0 +1,352 @@
+//! Socket.IO v5 on top of the engine: namespaces, sockets, rooms, acks, binary, middleware.
+//!
+//! [`SocketIo`] implements the engine's handler: each Engine.IO session gets a client
+//! (`client.rs`) that decodes packets and routes them to its sockets (`socket.rs`), one per
+//! namespace (`namespace.rs`). Emits and room operations go through the namespace's adapter
+//! (`switchboard-adapter`), the seam where cluster adapters plug in.
+
+mod ack;
+mod broadcast;
+mod client;
+mod handler;
+mod handshake;
+mod namespace;
+mod socket;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use switchboard_adapter::{AdapterFactory, MemoryAdapterFactory};
+use switchboard_protocol::socketio::DEFAULT_MAX_ATTACHMENTS;
+
+pub use ack::{AckError, AckResponder};
+pub use broadcast::{BroadcastError, BroadcastOperator, RemoteSocket};
+pub use handler::HandlerOutput;
+pub use handshake::Handshake;
+pub use namespace::Namespace;
+pub use socket::{Event, Socket, SocketRef};
+pub use switchboard_adapter::{AckResponse, Room, SocketId, SocketInfo};
+pub use switchboard_protocol::socketio::Value;
+
+use crate::EngineConfig;
+use crate::engine::{CloseReason, Engine, EngineHandler, Message, Session};
+use client::Client;
+use namespace::NamespaceHandlers;
+
+/// A boxed `Send` future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Why a socket disconnected, with socket.io's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The client left the namespace (`socket.disconnect()` on the client).
+    ClientNamespaceDisconnect,
+    /// The server disconnected the socket (or its handler failed).
+    ServerNamespaceDisconnect,
+    /// The connection was closed by the client or lost.
+    TransportClose,
+    /// The connection failed (I/O error, oversized input, full send queue).
+    TransportError,
+    /// No pong in time.
+    PingTimeout,
+    /// The client sent an invalid packet.
+    ParseError,
+    /// The server is shutting down.
+    ServerShuttingDown,
+    /// The connection was closed by the server.
+    ForcedClose,
+}
+
+impl DisconnectReason {
+    /// socket.io's string for this reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientNamespaceDisconnect => "client namespace disconnect",
+            Self::ServerNamespaceDisconnect => "server namespace disconnect",
+            Self::TransportClose => "transport close",
+            Self::TransportError => "transport error",
+            Self::PingTimeout => "ping timeout",
+            Self::ParseError => "parse error",
+            Self::ServerShuttingDown => "server shutting down",
+            Self::ForcedClose => "forced close",
+        }
+    }
+}
+
+impl From<CloseReason> for DisconnectReason {
+    fn from(r: CloseReason) -> Self {
+        match r {
+            CloseReason::TransportClose => Self::TransportClose,
+            CloseReason::TransportError => Self::TransportError,
+            CloseReason::PingTimeout => Self::PingTimeout,
+            CloseReason::ParseError => Self::ParseError,
+            CloseReason::ServerShuttingDown => Self::ServerShuttingDown,
+            _ => Self::ForcedClose,
+        }
+    }
+}
+
+/// A middleware's refusal, sent to the client as CONNECT_ERROR `{message, data}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectError {
+    /// Shown to the client as `err.message`.
+    pub message: String,
+    /// Sent as `err.data`, if any.
+    pub data: Option<serde_json::Value>,
+}
+
+impl ConnectError {
+    /// A refusal with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), data: None }
+    }
+
+    /// Adds `err.data`.
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        match &self.data {
+            Some(data) => serde_json::json!({"message": self.message, "data": data}),
+            None => serde_json::json!({"message": self.message}),
+        }
+    }
+}
+
+/// Why an emit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The event name is reserved by Socket.IO.
+    #[error("reserved event name")]
+    Reserved,
+}
+
+/// Event names Socket.IO reserves; clients may not send them and servers may not emit them.
+const RESERVED: [&str; 6] =
+    ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"];
+
+pub(crate) fn is_reserved(event: &str) -> bool {
+    RESERVED.contains(&event)
+}
+
+/// Socket.IO options; defaults match socket.io's.
+#[derive(Clone)]
+pub struct SocketIoConfig {
+    connect_timeout: Duration,
+    max_attachments: usize,
+    adapter: Arc<dyn AdapterFactory>,
+}
+
+impl std::fmt::Debug for SocketIoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketIoConfig")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_attachments", &self.max_attachments)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(45),
+            max_attachments: DEFAULT_MAX_ATTACHMENTS,
+            adapter: Arc::new(MemoryAdapterFactory),
+        }
+    }
+}
+
+impl SocketIoConfig {
+    /// How long a connection may stay without joining any namespace; default 45 s.
+    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Most binary attachments one packet may announce; default 10 000.
+    pub fn with_max_attachments(mut self, n: usize) -> Self {
+        self.max_attachments = n;
+        self
+    }
+
+    /// The adapter (one per namespace); default in-memory.
+    pub fn with_adapter(mut self, factory: Arc<dyn AdapterFactory>) -> Self {
+        self.adapter = factory;
+        self
+    }
+}
+
+type Predicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+pub(crate) struct IoInner {
+    config: SocketIoConfig,
+    node_id: String,
+    namespaces: DashMap<String, Arc<Namespace>>,
+    dynamic: RwLock<Vec<(Predicate, Arc<NamespaceHandlers>)>>,
+}
+
+impl IoInner {
+    fn create_namespace(&self, name: &str, handlers: Arc<NamespaceHandlers>) -> Arc<Namespace> {
+        self.namespaces
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                let adapter = self.config.adapter.create(name);
+                Arc::new(Namespace::new(name.to_owned(), self.node_id.clone(), adapter, handlers))
+            })
+            .clone()
+    }
+
+    /// The namespace a CONNECT targets: an existing one, or a new child of a matching dynamic pattern.
+    pub(crate) fn namespace_for(&self, name: &str) -> Option<Arc<Namespace>> {
+        if let Some(ns) = self.namespaces.get(name) {
+            return Some(ns.clone());
+        }
+        let dynamic = self.dynamic.read().unwrap_or_else(|e| e.into_inner());
+        let (_, handlers) = dynamic.iter().find(|(matches, _)| matches(name))?;
+        Some(self.create_namespace(name, handlers.clone()))
+    }
+}
+
+/// The Socket.IO server (`io`); cheap to clone.
+#[derive(Clone)]
+pub struct SocketIo {
+    inner: Arc<IoInner>,
+    engine: Engine,
+}
+
+/// Handlers shared by every namespace whose name matches a dynamic pattern.
+#[derive(Clone)]
+pub struct DynamicNamespace {
+    handlers: Arc<NamespaceHandlers>,
+}
+
+impl DynamicNamespace {
+    /// Runs `f` for each socket that connects to any matching namespace.
+    pub fn on_connection<F, Fut, O>(&self, f: F)
+    where
+        F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = O> + Send + 'static,
+        O: HandlerOutput,
+    {
+        self.handlers.on_connection(f);
+    }
+
+    /// Connect middleware for every matching namespace.
+    pub fn use_middleware<F, Fut>(&self, f: F)
+    where
+        F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        self.handlers.add_middleware(f);
+    }
+}
+
+impl SocketIo {
+    /// A server with the main namespace `/` ready; its engine starts with `engine_config`.
+    pub fn new(engine_config: EngineConfig, config: SocketIoConfig) -> Self {
+        let inner = Arc::new(IoInner {
+            config,
+            node_id: engine_config.node_id().to_owned(),
+            namespaces: DashMap::new(),
+            dynamic: RwLock::new(Vec::new()),
+        });
+        inner.create_namespace("/", Arc::default());
+        let engine = Engine::new(engine_config, Arc::new(IoHandler(Arc::downgrade(&inner))));
+        Self { inner, engine }
+    }
+
+    /// The Engine.IO server underneath (serve it with [`crate::http::Server`]).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A namespace by name, created if needed (socket.io's `io.of(name)`).
+    pub fn of(&self, name: &str) -> Arc<Namespace> {
+        let name = if name.starts_with('/') { name.to_owned() } else { format!("/{name}") };
+        self.inner.create_namespace(&name, Arc::default())
+    }
+
+    /// Namespaces created on demand when a client connects to a name `matches` accepts.
+    pub fn of_dynamic(&self, matches: impl Fn(&str) -> bool + Send + Sync + 'static) -> DynamicNamespace {
+        let handlers: Arc<NamespaceHandlers> = Arc::default();
+        self.inner
+            .dynamic
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((Arc::new(matches), handlers.clone()));
+        DynamicNamespace { handlers }
+    }
+
+    /// The main namespace `/`.
+    pub fn main_namespace(&self) -> Arc<Namespace> {
+        self.of("/")
+    }
+
+    /// Broadcast on the main namespace.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        self.main_namespace().broadcast()
+    }
+
+    /// Broadcast to a room of the main namespace.
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.main_namespace().to(room)
+    }
+
+    /// Emits to every socket of the main namespace.
+    pub async fn emit(&self, event: &str, args: Vec<Value>) -> Result<usize, BroadcastError> {
+        self.broadcast().emit(event, args).await
+    }
+
+    /// Names of the namespaces that exist.
+    pub fn namespace_names(&self) -> Vec<String> {
+        self.inner.namespaces.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// Disconnects everyone ("server shutting down").
+    pub fn close(&self) {
+        self.engine.close_all(CloseReason::ServerShuttingDown);
+    }
+}
+
+/// The engine's handler: holds the io weakly so sessions do not keep a dropped server alive.
+struct IoHandler(Weak<IoInner>);
+
+impl EngineHandler for IoHandler {
+    fn on_open(&self, session: &Arc<Session>) {
+        let client = Arc::new(Client::new(self.0.clone()));
+        session.attach(client.clone());
+        let Some(io) = self.0.upgrade() else { return };
+        let timeout = io.config.connect_timeout;
+        let weak = Arc::downgrade(session);
+        let client = Arc::downgrade(&client);
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let (Some(session), Some(client)) = (weak.upgrade(), client.upgrade()) else { return };
+            if !client.has_sockets() && !session.is_closed() {
+                tracing::debug!(sid = %session.sid(), "no namespace joined within connectTimeout");
+                session.close(CloseReason::ForcedClose);
+            }
+        });
+    }
+
+    fn on_message(&self, session: &Arc<Session>, message: Message) {
+        let Some(client) = session.attached::<Arc<Client>>().cloned() else { return };
+        match message {
+            Message::Text(text) => client.on_text(session, &text),
+            Message::Binary(data) => client.on_binary(session, data),
+        }
+    }
+
+    fn on_close(&self, session: &Arc<Session>, reason: CloseReason) {
+        if let Some(client) = session.attached::<Arc<Client>>() {
+            client.close_all(reason.into(), false);
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! A namespace: its adapter (rooms, broadcasts, cluster), its sockets, and its handlers.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use dashmap::DashMap;
+use switchboard_adapter::{Adapter, Room, SocketId};
+
+use super::broadcast::BroadcastOperator;
+use super::handler::{self, HandlerFuture, HandlerOutput};
+use super::socket::SocketRef;
+use super::{BoxFuture, ConnectError};
+use crate::engine::Sid;
+
+pub(crate) type ConnectionHandler = Arc<dyn Fn(SocketRef) -> HandlerFuture + Send + Sync>;
+pub(crate) type Middleware = Arc<dyn Fn(SocketRef) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;
+
+/// Handlers of a namespace; shared by every namespace a dynamic pattern creates.
+#[derive(Default)]
+pub(crate) struct NamespaceHandlers {
+    pub(crate) connection: RwLock<Option<ConnectionHandler>>,
+    pub(crate) middleware: RwLock<Vec<Middleware>>,
+}
+
+impl NamespaceHandlers {
+    pub(crate) fn on_connection<F, Fut, O>(&self, f: F)
+    where
+        F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = O> + Send + 'static,
+        O: HandlerOutput,
+    {
+        let h: ConnectionHandler = Arc::new(move |s| handler::boxed(f(s)));
+        *self.connection.write().unwrap_or_else(|e| e.into_inner()) = Some(h);
+    }
+
+    pub(crate) fn add_middleware<F, Fut>(&self, f: F)
+    where
+        F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        let m: Middleware = Arc::new(move |s| Box::pin(f(s)));
+        self.middleware.write().unwrap_or_else(|e| e.into_inner()).push(m);
+    }
+
+    pub(crate) fn connection(&self) -> Option<ConnectionHandler> {
+        self.connection.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn middleware(&self) -> Vec<Middleware> {
+        self.middleware.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// See the module docs.
+pub struct Namespace {
+    name: String,
+    node_id: String,
+    adapter: Arc<dyn Adapter>,
+    sockets: DashMap<SocketId, SocketRef>,
+    pub(crate) handlers: Arc<NamespaceHandlers>,
+    ack_ids: AtomicU64,
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Namespace").field("name", &self.name).field("sockets", &self.sockets.len()).finish()
+    }
+}
+
+impl Namespace {
+    pub(crate) fn new(
+        name: String,
+        node_id: String,
+        adapter: Arc<dyn Adapter>,
+        handlers: Arc<NamespaceHandlers>,
+    ) -> Self {
+        Self { name, node_id, adapter, sockets: DashMap::new(), handlers, ack_ids: AtomicU64::new(0) }
+    }
+
+    /// The namespace name (`/` for the main one).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This namespace's adapter.
+    pub fn adapter(&self) -> &Arc<dyn Adapter> {
+        &self.adapter
+    }
+
+    /// Runs `f` for each socket that connects (after the middleware accepted it).
+    pub fn on_connection<F, Fut, O>(&self, f: F)
+    where
+        F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = O> + Send + 'static,
+        O: HandlerOutput,
+    {
+        self.handlers.on_connection(f);
+    }
+
+    /// Connect middleware (socket.io's `use`): runs in order before `connection`; an error refuses
+    /// the socket with CONNECT_ERROR `{message, data}`.
+    pub fn use_middleware<F, Fut>(&self, f: F)
+    where
+        F: Fn(SocketRef) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        self.handlers.add_middleware(f);
+    }
+
+    /// A connected socket of this node by id.
+    pub fn socket(&self, id: &SocketId) -> Option<SocketRef> {
+        self.sockets.get(id).map(|s| s.value().clone())
+    }
+
+    /// Number of sockets connected to this namespace on this node.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// Every socket connected to this namespace on this node.
+    pub fn sockets(&self) -> Vec<SocketRef> {
+        self.sockets.iter().map(|s| s.value().clone()).collect()
+    }
+
+    /// Broadcast operator over the whole namespace.
+    pub fn broadcast(self: &Arc<Self>) -> BroadcastOperator {
+        BroadcastOperator::new(self.clone())
+    }
+
+    /// Broadcast to a room.
+    pub fn to(self: &Arc<Self>, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().to(room)
+    }
+
+    pub(crate) fn new_socket_id(&self) -> SocketId {
+        SocketId::from(Sid::generate(&self.node_id).as_str())
+    }
+
+    /// Ack ids are unique per namespace, so one broadcast with acks can share a single encoding.
+    pub(crate) fn next_ack_id(&self) -> u64 {
+        self.ack_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_socket(&self, socket: SocketRef) {
+        self.sockets.insert(socket.id().clone(), socket.clone());
+        self.adapter.add_socket(socket);
+    }
+
+    pub(crate) fn remove_socket(&self, id: &SocketId) {
+        self.sockets.remove(id);
+        self.adapter.remove_socket(id);
+    }
+}

@@ -1,0 +1,388 @@
+//! A Socket.IO socket: one client's connection to one namespace.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use switchboard_adapter::{AckResponse, BroadcastPacket, LocalSocket, Room, SocketId, SocketInfo};
+use switchboard_protocol::socketio::{Packet, Value, encode_event};
+use tokio::sync::{mpsc, oneshot};
+
+use super::ack::{self, AckError, AckResponder, AckSink};
+use super::broadcast::BroadcastOperator;
+use super::client::Client;
+use super::handler::{self, HandlerFuture, HandlerOutput};
+use super::handshake::Handshake;
+use super::namespace::Namespace;
+use super::{DisconnectReason, EmitError, is_reserved};
+use crate::engine::{CloseReason, SendError, Session};
+
+/// A socket handle; sockets are shared (`Arc`) between the server and handlers.
+pub type SocketRef = Arc<Socket>;
+
+/// An event from the client, as a handler receives it.
+#[derive(Debug)]
+pub struct Event {
+    /// Event name.
+    pub name: String,
+    /// Arguments after the name.
+    pub args: Vec<Value>,
+    /// Present when the client wants an answer: call [`AckResponder::send`].
+    pub ack: Option<AckResponder>,
+}
+
+impl Event {
+    /// Argument `i` deserialized into `T` (binary arguments cannot be; read them from `args`).
+    pub fn arg<T: DeserializeOwned>(&self, i: usize) -> Option<T> {
+        let json = self.args.get(i)?.to_json()?;
+        serde_json::from_value(json).ok()
+    }
+
+    /// Answers the ack with `args`, if the client asked for one.
+    pub fn ack(&mut self, args: Vec<Value>) {
+        if let Some(ack) = self.ack.take() {
+            ack.send(args);
+        }
+    }
+}
+
+type EventHandler = Arc<dyn Fn(SocketRef, Event) -> HandlerFuture + Send + Sync>;
+type AnyHandler = Arc<dyn Fn(&Socket, &str, &[Value]) + Send + Sync>;
+type PacketMiddleware = Arc<dyn Fn(&Socket, &str, &mut Vec<Value>) -> Result<(), String> + Send + Sync>;
+type DisconnectHandler = Box<dyn FnOnce(SocketRef, DisconnectReason) + Send>;
+
+#[derive(Default)]
+struct Handlers {
+    events: HashMap<String, EventHandler>,
+    any: Option<AnyHandler>,
+    any_outgoing: Option<AnyHandler>,
+    middleware: Vec<PacketMiddleware>,
+}
+
+/// See the module docs.
+pub struct Socket {
+    id: SocketId,
+    ns: Arc<Namespace>,
+    session: Arc<Session>,
+    client: Weak<Client>,
+    handshake: Handshake,
+    handlers: RwLock<Handlers>,
+    on_disconnect: Mutex<Vec<DisconnectHandler>>,
+    acks: Mutex<HashMap<u64, AckSink>>,
+    data: Mutex<serde_json::Value>,
+    connected: AtomicBool,
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket").field("id", &self.id).field("nsp", &self.ns.name()).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Socket {
+    pub(crate) fn new(
+        ns: Arc<Namespace>,
+        session: Arc<Session>,
+        client: Weak<Client>,
+        handshake: Handshake,
+    ) -> Self {
+        Self {
+            id: ns.new_socket_id(),
+            ns,
+            session,
+            client,
+            handshake,
+            handlers: RwLock::new(Handlers::default()),
+            on_disconnect: Mutex::new(Vec::new()),
+            acks: Mutex::new(HashMap::new()),
+            data: Mutex::new(serde_json::Value::Null),
+            connected: AtomicBool::new(false),
+        }
+    }
+
+    /// The socket id (distinct from the Engine.IO session id, as in socket.io v3+).
+    pub fn id(&self) -> &SocketId {
+        &self.id
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &Arc<Namespace> {
+        &self.ns
+    }
+
+    /// The handshake: headers, query, auth, address.
+    pub fn handshake(&self) -> &Handshake {
+        &self.handshake
+    }
+
+    /// The Engine.IO session under this socket (shared with the client's other namespaces).
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Whether the socket is still connected to its namespace.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Stores application data (`socket.data`), visible to fetchSockets on any node.
+    pub fn set_data<T: Serialize>(&self, value: &T) -> Result<(), serde_json::Error> {
+        *lock(&self.data) = serde_json::to_value(value)?;
+        Ok(())
+    }
+
+    /// Reads the application data back as `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_value(lock(&self.data).clone()).ok()
+    }
+
+    /// Registers the handler of `event`; it replaces an earlier one.
+    pub fn on<F, Fut, O>(&self, event: impl Into<String>, handler: F)
+    where
+        F: Fn(SocketRef, Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = O> + Send + 'static,
+        O: HandlerOutput,
+    {
+        let handler: EventHandler = Arc::new(move |s, e| handler::boxed(handler(s, e)));
+        self.write_handlers().events.insert(event.into(), handler);
+    }
+
+    /// Called with every incoming event before its handler (socket.io's `onAny`).
+    pub fn on_any(&self, f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static) {
+        self.write_handlers().any = Some(Arc::new(f));
+    }
+
+    /// Called with every outgoing event of this socket (socket.io's `onAnyOutgoing`).
+    pub fn on_any_outgoing(&self, f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static) {
+        self.write_handlers().any_outgoing = Some(Arc::new(f));
+    }
+
+    /// Per-packet middleware (socket.io's `socket.use`): may rewrite the arguments, or refuse
+    /// the packet with an error (it is then dropped and logged).
+    pub fn use_packet(
+        &self,
+        f: impl Fn(&Socket, &str, &mut Vec<Value>) -> Result<(), String> + Send + Sync + 'static,
+    ) {
+        self.write_handlers().middleware.push(Arc::new(f));
+    }
+
+    /// Called once when the socket disconnects, with the reason.
+    pub fn on_disconnect(&self, f: impl FnOnce(SocketRef, DisconnectReason) + Send + 'static) {
+        lock(&self.on_disconnect).push(Box::new(f));
+    }
+
+    fn write_handlers(&self) -> std::sync::RwLockWriteGuard<'_, Handlers> {
+        self.handlers.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read_handlers(&self) -> std::sync::RwLockReadGuard<'_, Handlers> {
+        self.handlers.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends an event to this client.
+    pub fn emit(&self, event: &str, args: Vec<Value>) -> Result<(), EmitError> {
+        if is_reserved(event) {
+            return Err(EmitError::Reserved);
+        }
+        self.notify_outgoing(event, &args);
+        let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, None));
+        self.deliver_packet(&packet);
+        Ok(())
+    }
+
+    /// Sends an event and waits for the client's ack, at most `timeout`.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, AckError> {
+        if is_reserved(event) {
+            return Err(AckError::NotSent("reserved event name"));
+        }
+        self.notify_outgoing(event, &args);
+        let id = self.ns.next_ack_id();
+        let (tx, rx) = oneshot::channel();
+        lock(&self.acks).insert(id, AckSink::One(tx));
+        let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, Some(id)));
+        self.deliver_packet(&packet);
+        let result = ack::wait(rx, timeout).await;
+        if result.is_err() {
+            lock(&self.acks).remove(&id);
+        }
+        result
+    }
+
+    fn notify_outgoing(&self, event: &str, args: &[Value]) {
+        let hook = self.read_handlers().any_outgoing.clone();
+        if let Some(hook) = hook {
+            hook(self, event, args);
+        }
+    }
+
+    /// Queues an encoded packet; a client whose queue is full cannot be served and is closed.
+    pub(crate) fn deliver_packet(&self, packet: &BroadcastPacket) {
+        if let Err(SendError::QueueFull) = self.session.send_all(packet.frames()) {
+            tracing::warn!(socket = %self.id, "send queue full: closing the slow client");
+            // Not inline: this may run inside a broadcast that holds a room index lock, and
+            // closing leaves every room.
+            let session = self.session.clone();
+            tokio::spawn(async move { session.close(CloseReason::TransportError) });
+        }
+    }
+
+    /// Joins rooms.
+    pub fn join(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) {
+        let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
+        self.ns.adapter().join(&self.id, &rooms);
+    }
+
+    /// Leaves a room.
+    pub fn leave(&self, room: impl Into<Room>) {
+        self.ns.adapter().leave(&self.id, &room.into());
+    }
+
+    /// The rooms this socket is in, its own id room first.
+    pub fn rooms(&self) -> Vec<Room> {
+        self.ns.adapter().local().rooms_of(&self.id)
+    }
+
+    /// Broadcast to every other socket of the namespace (socket.io's `socket.broadcast`).
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.ns.clone()).except(self.id.room())
+    }
+
+    /// Broadcast to a room, except this socket (socket.io's `socket.to(room)`).
+    pub fn to(&self, room: impl Into<Room>) -> BroadcastOperator {
+        self.broadcast().to(room)
+    }
+
+    /// Disconnects from the namespace; `close` also closes the underlying connection (all namespaces).
+    pub fn disconnect(self: &Arc<Self>, close: bool) {
+        if close {
+            if let Some(client) = self.client.upgrade() {
+                client.close_all(DisconnectReason::ServerNamespaceDisconnect, true);
+            }
+            self.session.close(CloseReason::ForcedClose);
+        } else {
+            self.close(DisconnectReason::ServerNamespaceDisconnect, true);
+        }
+    }
+
+    /// Ends this socket once: optional DISCONNECT packet, out of rooms and maps, handlers told.
+    pub(crate) fn close(self: &Arc<Self>, reason: DisconnectReason, send_packet: bool) {
+        if !self.connected.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        if send_packet {
+            let packet = Packet::Disconnect { nsp: self.ns.name().to_owned() };
+            let _ = self.session.send_all(BroadcastPacket::new(packet.encode()).frames());
+        }
+        self.ns.remove_socket(&self.id);
+        if let Some(client) = self.client.upgrade() {
+            client.forget(self.ns.name());
+        }
+        lock(&self.acks).clear();
+        let handlers = std::mem::take(&mut *lock(&self.on_disconnect));
+        for h in handlers {
+            let socket = self.clone();
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(socket, reason))) {
+                tracing::error!(socket = %self.id, ?panic, "disconnect handler panicked");
+            }
+        }
+        tracing::debug!(socket = %self.id, reason = reason.as_str(), "socket disconnected");
+    }
+
+    pub(crate) fn mark_connected(&self) {
+        self.connected.store(true, Ordering::Release);
+    }
+
+    /// An event from the client.
+    pub(crate) fn on_event(self: &Arc<Self>, event: String, mut args: Vec<Value>, id: Option<u64>) {
+        let (handler, any, middleware) = {
+            let h = self.read_handlers();
+            (h.events.get(&event).cloned(), h.any.clone(), h.middleware.clone())
+        };
+        for m in &middleware {
+            if let Err(e) = m(self, &event, &mut args) {
+                tracing::debug!(socket = %self.id, event, error = e, "packet refused by middleware");
+                return;
+            }
+        }
+        if let Some(any) = any {
+            any(self, &event, &args);
+        }
+        let Some(handler) = handler else { return };
+        let ack = id.map(|id| AckResponder::new(self.clone(), id));
+        let fut = handler(self.clone(), Event { name: event, args, ack });
+        let socket = self.clone();
+        handler::run(fut, move |error| {
+            tracing::error!(socket = %socket.id, error, "event handler failed: disconnecting its socket");
+            socket.close(DisconnectReason::ServerNamespaceDisconnect, true);
+        });
+    }
+
+    /// An ack from the client; unknown ids are ignored.
+    pub(crate) fn on_ack(&self, id: u64, args: Vec<Value>) {
+        let sink = lock(&self.acks).remove(&id);
+        match sink {
+            Some(AckSink::One(tx)) => {
+                let _ = tx.send(args);
+            }
+            Some(AckSink::Broadcast(tx)) => {
+                let _ = tx.send(AckResponse { socket: self.id.clone(), args });
+            }
+            None => {}
+        }
+    }
+}
+
+impl LocalSocket for Socket {
+    fn id(&self) -> &SocketId {
+        &self.id
+    }
+
+    fn deliver(&self, packet: &BroadcastPacket, volatile: bool) {
+        if volatile {
+            self.session.send_volatile(packet.frames());
+        } else {
+            self.deliver_packet(packet);
+        }
+    }
+
+    fn deliver_with_ack(
+        &self,
+        packet: &BroadcastPacket,
+        ack_id: u64,
+        sink: mpsc::UnboundedSender<AckResponse>,
+    ) {
+        lock(&self.acks).insert(ack_id, AckSink::Broadcast(sink));
+        self.deliver_packet(packet);
+    }
+
+    fn info(&self) -> SocketInfo {
+        SocketInfo {
+            id: self.id.clone(),
+            nsp: self.ns.name().to_owned(),
+            rooms: Vec::new(),
+            handshake: self.handshake.to_json(),
+            data: lock(&self.data).clone(),
+        }
+    }
+
+    fn disconnect(&self, close: bool) {
+        // The adapter holds `Arc<dyn LocalSocket>`; find our own `Arc` to run the full close.
+        if let Some(me) = self.ns.socket(&self.id) {
+            Socket::disconnect(&me, close);
+        }
+    }
+}

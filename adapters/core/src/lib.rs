@@ -6,6 +6,8 @@
 //! requests to other nodes, and answers theirs from the same local index.
 
 mod adapter;
+#[cfg(feature = "contract")]
+pub mod contract;
 mod error;
 mod memory;
 mod rooms;

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 
 use crate::types::{BroadcastOptions, LocalSocket, Room, SocketId, SocketInfo};
 
@@ -39,9 +40,22 @@ impl RoomIndex {
         Self::default()
     }
 
-    /// Registers a socket (it is then in its own id room).
+    /// Registers a socket (it is then in its own id room only); re-adding an id starts it afresh.
     pub fn add(&self, socket: Arc<dyn LocalSocket>) {
-        self.sockets.insert(socket.id().clone(), Member { handle: socket, rooms: Vec::new() });
+        let id = socket.id().clone();
+        let member = Member { handle: socket, rooms: Vec::new() };
+        match self.sockets.entry(id) {
+            Entry::Occupied(mut entry) => {
+                // The rooms still hold the old handle: take it out of them, under the entry lock.
+                let old = entry.insert(member);
+                for room in &old.rooms {
+                    self.remove_member(room, entry.key());
+                }
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(member);
+            }
+        }
     }
 
     /// Unregisters a socket and removes it from every room; returns the rooms that became empty.
@@ -73,8 +87,11 @@ impl RoomIndex {
         let Some(mut member) = self.sockets.get_mut(id) else { return false };
         let Some(pos) = member.rooms.iter().position(|r| r == room) else { return false };
         member.rooms.swap_remove(pos);
+        // Keep the socket locked until the room is updated too (lock order: sockets, then rooms), or
+        // a concurrent join of the same room could be undone by the removal below.
+        let emptied = self.remove_member(room, id);
         drop(member);
-        self.remove_member(room, id)
+        emptied
     }
 
     fn remove_member(&self, room: &Room, id: &SocketId) -> bool {
@@ -204,5 +221,238 @@ impl RoomIndex {
             });
         }
         Some(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Mutex;
+
+    use switchboard_protocol::socketio::encode_event;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::types::{AckResponse, BroadcastPacket};
+
+    struct Stub {
+        id: SocketId,
+        got: Mutex<usize>,
+    }
+
+    impl LocalSocket for Stub {
+        fn id(&self) -> &SocketId {
+            &self.id
+        }
+        fn deliver(&self, _: &BroadcastPacket, _: bool) {
+            *self.got.lock().unwrap() += 1;
+        }
+        fn deliver_with_ack(&self, _: &BroadcastPacket, _: u64, _: mpsc::UnboundedSender<AckResponse>) {}
+        fn info(&self) -> SocketInfo {
+            SocketInfo {
+                id: self.id.clone(),
+                nsp: "/".into(),
+                rooms: Vec::new(),
+                handshake: serde_json::Value::Null,
+                data: serde_json::Value::Null,
+            }
+        }
+        fn disconnect(&self, _: bool) {}
+    }
+
+    fn stub(id: &str) -> Arc<Stub> {
+        Arc::new(Stub { id: id.into(), got: Mutex::new(0) })
+    }
+
+    fn index(ids: &[&str]) -> (RoomIndex, Vec<Arc<Stub>>) {
+        let index = RoomIndex::new();
+        let stubs: Vec<_> = ids.iter().map(|id| stub(id)).collect();
+        for s in &stubs {
+            index.add(s.clone());
+        }
+        (index, stubs)
+    }
+
+    fn rooms(names: &[&str]) -> Vec<Room> {
+        names.iter().map(|&n| Room::from(n)).collect()
+    }
+
+    fn selected(index: &RoomIndex, to: &[&str], except: &[&str]) -> Vec<String> {
+        let opts = BroadcastOptions { rooms: rooms(to), except: rooms(except), ..Default::default() };
+        let mut ids = Vec::new();
+        let n = index.for_each(&opts, |s| ids.push(s.id().to_string()));
+        assert_eq!(n, ids.len());
+        ids.sort();
+        ids
+    }
+
+    fn sorted(mut rooms: Vec<Room>) -> Vec<Room> {
+        rooms.sort();
+        rooms
+    }
+
+    #[test]
+    fn join_returns_created_rooms_only() {
+        let (index, _) = index(&["a", "b"]);
+        assert_eq!(index.join(&"a".into(), &rooms(&["r", "s", "r"])), rooms(&["r", "s"]));
+        assert_eq!(index.join(&"b".into(), &rooms(&["s", "t"])), rooms(&["t"]));
+        assert_eq!(sorted(index.rooms()), rooms(&["r", "s", "t"]));
+        // An unknown socket joins nothing and creates nothing.
+        assert!(index.join(&"ghost".into(), &rooms(&["u"])).is_empty());
+        assert!(!index.has_room(&"u".into()));
+    }
+
+    #[test]
+    fn join_twice_is_idempotent() {
+        let (index, _) = index(&["a"]);
+        index.join(&"a".into(), &rooms(&["r"]));
+        assert!(index.join(&"a".into(), &rooms(&["r"])).is_empty());
+        assert_eq!(index.rooms_of(&"a".into()), rooms(&["a", "r"]));
+        assert_eq!(selected(&index, &["r"], &[]), ["a"]);
+        // One leave undoes it.
+        assert!(index.leave(&"a".into(), &"r".into()));
+        assert!(index.rooms().is_empty());
+    }
+
+    #[test]
+    fn joining_own_id_room_is_a_no_op() {
+        let (index, _) = index(&["a"]);
+        assert!(index.join(&"a".into(), &rooms(&["a"])).is_empty());
+        assert!(index.rooms().is_empty());
+        assert_eq!(index.rooms_of(&"a".into()), rooms(&["a"]));
+        assert!(!index.leave(&"a".into(), &"a".into()));
+        assert_eq!(selected(&index, &["a"], &[]), ["a"]);
+    }
+
+    #[test]
+    fn leave_a_room_not_joined() {
+        let (index, _) = index(&["a", "b"]);
+        index.join(&"b".into(), &rooms(&["r"]));
+        assert!(!index.leave(&"a".into(), &"r".into()));
+        assert!(!index.leave(&"a".into(), &"nowhere".into()));
+        assert!(!index.leave(&"ghost".into(), &"r".into()));
+        assert_eq!(selected(&index, &["r"], &[]), ["b"]);
+        assert!(index.has_room(&"r".into()));
+        // The last member leaving empties the room.
+        assert!(index.leave(&"b".into(), &"r".into()));
+        assert!(!index.has_room(&"r".into()));
+    }
+
+    #[test]
+    fn room_named_like_a_socket_id() {
+        let (index, _) = index(&["a", "b", "c"]);
+        // "a" joins the room named after "b": a broadcast to "b" reaches both, each once.
+        assert_eq!(index.join(&"a".into(), &rooms(&["b"])), rooms(&["b"]));
+        assert_eq!(selected(&index, &["b"], &[]), ["a", "b"]);
+        assert_eq!(selected(&index, &["b", "a"], &[]), ["a", "b"]);
+        assert_eq!(selected(&index, &[], &["b"]), ["c"]);
+        assert_eq!(index.rooms_of(&"a".into()), rooms(&["a", "b"]));
+        assert!(index.has_room(&"b".into()));
+        assert!(index.has_room(&"c".into()), "own id rooms exist");
+        assert!(!index.has_room(&"d".into()));
+        // Leaving it empties the named room, not socket "b" itself.
+        assert!(index.leave(&"a".into(), &"b".into()));
+        assert_eq!(selected(&index, &["b"], &[]), ["b"]);
+    }
+
+    #[test]
+    fn remove_returns_emptied_rooms() {
+        let (index, _) = index(&["a", "b"]);
+        index.join(&"a".into(), &rooms(&["solo", "shared"]));
+        index.join(&"b".into(), &rooms(&["shared"]));
+        assert_eq!(index.remove(&"a".into()), rooms(&["solo"]));
+        assert_eq!(index.rooms(), rooms(&["shared"]));
+        assert!(index.rooms_of(&"a".into()).is_empty());
+        assert!(!index.has_room(&"a".into()));
+        assert!(index.remove(&"a".into()).is_empty(), "removing twice");
+        assert_eq!(index.remove(&"b".into()), rooms(&["shared"]));
+        assert!(index.rooms().is_empty() && index.is_empty());
+    }
+
+    #[test]
+    fn for_each_with_rooms_and_except_dedups() {
+        let (index, stubs) = index(&["a", "b", "c", "d"]);
+        index.join(&"a".into(), &rooms(&["r", "s"]));
+        index.join(&"b".into(), &rooms(&["r", "s", "x"]));
+        index.join(&"c".into(), &rooms(&["s"]));
+        assert_eq!(selected(&index, &["r", "s"], &[]), ["a", "b", "c"]);
+        assert_eq!(selected(&index, &["r", "s", "r", "a", "d"], &[]), ["a", "b", "c", "d"]);
+        assert_eq!(selected(&index, &["r", "s"], &["x"]), ["a", "c"]);
+        assert_eq!(selected(&index, &["r", "s"], &["x", "c"]), ["a"]);
+        assert_eq!(selected(&index, &["s"], &["r", "s"]), Vec::<String>::new());
+        assert_eq!(selected(&index, &[], &["s"]), ["d"]);
+        assert_eq!(selected(&index, &[], &[]), ["a", "b", "c", "d"]);
+        assert_eq!(selected(&index, &["nowhere"], &[]), Vec::<String>::new());
+
+        let opts = BroadcastOptions { rooms: rooms(&["r", "s", "a"]), ..Default::default() };
+        let packet = BroadcastPacket::new(encode_event("/", "e", &[], None));
+        index.for_each(&opts, |s| s.deliver(&packet, false));
+        let got: Vec<usize> = stubs.iter().map(|s| *s.got.lock().unwrap()).collect();
+        assert_eq!(got, [1, 1, 1, 0]);
+    }
+
+    #[test]
+    fn fetch_fills_rooms_own_id_first() {
+        let (index, _) = index(&["a", "b"]);
+        index.join(&"a".into(), &rooms(&["r"]));
+        let infos = index.fetch(&BroadcastOptions { rooms: rooms(&["r"]), ..Default::default() });
+        assert_eq!(infos.len(), 1);
+        assert_eq!(infos[0].id.as_str(), "a");
+        assert_eq!(infos[0].rooms, rooms(&["a", "r"]));
+    }
+
+    #[test]
+    fn re_adding_an_id_drops_the_old_membership() {
+        let (index, stubs) = index(&["a"]);
+        index.join(&"a".into(), &rooms(&["r"]));
+        let fresh = stub("a");
+        index.add(fresh.clone());
+        assert!(index.rooms().is_empty(), "the old handle must leave its rooms");
+        assert_eq!(index.rooms_of(&"a".into()), rooms(&["a"]));
+        let packet = BroadcastPacket::new(encode_event("/", "e", &[], None));
+        let opts = BroadcastOptions { rooms: rooms(&["r", "a"]), ..Default::default() };
+        assert_eq!(index.for_each(&opts, |s| s.deliver(&packet, false)), 1);
+        assert_eq!(*stubs[0].got.lock().unwrap(), 0, "the old handle got a packet");
+        assert_eq!(*fresh.got.lock().unwrap(), 1);
+        index.remove(&"a".into());
+        assert_eq!(index.for_each(&BroadcastOptions::default(), |_| {}), 0);
+    }
+
+    /// Smoke test of the leave fix (the socket stays locked while its room is updated): no
+    /// deadlock, and the two maps agree afterwards. The race itself is too narrow to hit reliably.
+    #[test]
+    fn concurrent_join_and_leave_stay_consistent() {
+        let (index, _) = index(&["a", "b"]);
+        let index = Arc::new(index);
+        let room = Room::from("r");
+        let workers: Vec<_> = [("a", true), ("a", false), ("b", true), ("b", false)]
+            .into_iter()
+            .map(|(id, joining)| {
+                let (index, room, id) = (index.clone(), room.clone(), SocketId::from(id));
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        if joining {
+                            index.join(&id, std::slice::from_ref(&room));
+                        } else {
+                            index.leave(&id, &room);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let members = selected(&index, &["r"], &[]);
+        for id in ["a", "b"] {
+            let joined = index.rooms_of(&id.into()).contains(&room);
+            assert_eq!(
+                joined,
+                members.contains(&id.to_owned()),
+                "{id}: rooms_of and the room's members disagree"
+            );
+        }
+        assert_eq!(index.has_room(&room), !members.is_empty());
     }
 }

@@ -15,7 +15,7 @@ mod socket;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -258,7 +258,7 @@ impl SocketIo {
             dynamic: RwLock::new(Vec::new()),
         });
         inner.create_namespace("/", Arc::default());
-        let engine = Engine::new(engine_config, Arc::new(IoHandler(Arc::downgrade(&inner))));
+        let engine = Engine::new(engine_config, Arc::new(IoHandler(inner.clone())));
         Self { inner, engine }
     }
 
@@ -315,15 +315,15 @@ impl SocketIo {
     }
 }
 
-/// The engine's handler: holds the io weakly so sessions do not keep a dropped server alive.
-struct IoHandler(Weak<IoInner>);
+/// The engine's handler. It owns the io state, so Socket.IO keeps working as long as the engine
+/// serves, even if every `SocketIo` handle was dropped.
+struct IoHandler(Arc<IoInner>);
 
 impl EngineHandler for IoHandler {
     fn on_open(&self, session: &Arc<Session>) {
-        let client = Arc::new(Client::new(self.0.clone()));
+        let client = Arc::new(Client::new(Arc::downgrade(&self.0)));
         session.attach(client.clone());
-        let Some(io) = self.0.upgrade() else { return };
-        let timeout = io.config.connect_timeout;
+        let timeout = self.0.config.connect_timeout;
         let weak = Arc::downgrade(session);
         let client = Arc::downgrade(&client);
         tokio::spawn(async move {

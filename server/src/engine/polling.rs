@@ -27,7 +27,7 @@ impl From<PollRefusal> for RequestError {
     fn from(r: PollRefusal) -> Self {
         match r {
             PollRefusal::Gone => Self::UnknownSid,
-            PollRefusal::WrongTransport | PollRefusal::Overlap => Self::BadRequest,
+            PollRefusal::WrongTransport | PollRefusal::Overlap | PollRefusal::Draining => Self::BadRequest,
         }
     }
 }
@@ -89,7 +89,10 @@ pub(crate) async fn post(
     req: Request<Incoming>,
     max_size: usize,
 ) -> Result<Response<Body>, RequestError> {
-    session.check_post()?;
+    match session.check_post() {
+        Err(PollRefusal::Draining) => return Ok(text_response(Bytes::from_static(b"ok"))),
+        other => other?,
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -42,6 +42,8 @@ struct Inner {
     queue: VecDeque<Encoded>,
     queued_bytes: usize,
     polling_active: bool,
+    /// Closed by the server while on polling, and not yet drained by a GET (see [`Session::close`]).
+    draining: bool,
     /// Set while a pong is awaited: past it the session is dead even if its timer has not fired yet.
     pong_deadline: Option<Instant>,
     closed: Option<CloseReason>,
@@ -83,6 +85,8 @@ pub(crate) enum PollRefusal {
     WrongTransport,
     /// Another GET is pending: the session is closed for it.
     Overlap,
+    /// Closed by the server and draining: client packets are accepted and ignored.
+    Draining,
 }
 
 static NOOP: Bytes = Bytes::from_static(b"6");
@@ -118,6 +122,7 @@ impl Session {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 polling_active: false,
+                draining: false,
                 pong_deadline: None,
                 closed: None,
             }),
@@ -282,17 +287,34 @@ impl Session {
     }
 
     /// Ends the session: removes it from the engine, wakes its transports, tells the handler once.
+    ///
+    /// A polling session closed by the server (forced close) drains first, as socket.io
+    /// does: it stays reachable until a GET has taken what is queued and then a close packet on
+    /// its own (a client handles a close packet before the packets bundled with it), or until
+    /// `pingTimeout` passes without a GET.
     pub fn close(self: &Arc<Self>, reason: CloseReason) {
-        {
+        let drain = {
             let mut inner = self.lock();
             if inner.closed.is_some() {
                 return;
             }
             inner.closed = Some(reason);
-        }
+            // Not on shutdown: the listener is gone, no later GET could come to drain it.
+            inner.draining = inner.transport == Transport::Polling && reason == CloseReason::ForcedClose;
+            inner.draining
+        };
         if let Some(engine) = self.engine.upgrade() {
-            engine.sessions.remove(self.sid.as_str());
             engine.heartbeat.forget(self.id);
+            if drain {
+                let session = self.clone();
+                let limit = engine.config.ping_timeout;
+                tokio::spawn(async move {
+                    tokio::time::sleep(limit).await;
+                    session.finish_drain();
+                });
+            } else {
+                engine.sessions.remove(self.sid.as_str());
+            }
         }
         self.closed.cancel();
         self.poll_wake.notify_one();
@@ -322,6 +344,14 @@ impl Session {
         Ok(())
     }
 
+    /// Ends the drain of a server-closed polling session: its sid is unknown from now on.
+    fn finish_drain(&self) {
+        let was_draining = std::mem::take(&mut self.lock().draining);
+        if was_draining && let Some(engine) = self.engine.upgrade() {
+            engine.sessions.remove(self.sid.as_str());
+        }
+    }
+
     // ---- polling ----
 
     /// Marks a GET as pending; a second concurrent one closes the session.
@@ -331,7 +361,7 @@ impl Session {
         }
         let overlap = {
             let mut inner = self.lock();
-            if inner.closed.is_some() {
+            if inner.closed.is_some() && !inner.draining {
                 return Err(PollRefusal::Gone);
             }
             if inner.transport != Transport::Polling {
@@ -361,6 +391,9 @@ impl Session {
             return Err(PollRefusal::Gone);
         }
         let inner = self.lock();
+        if inner.draining {
+            return Err(PollRefusal::Draining);
+        }
         if inner.closed.is_some() {
             return Err(PollRefusal::Gone);
         }
@@ -383,10 +416,16 @@ impl Session {
         if !inner.queue.is_empty() {
             let mut out: Vec<Encoded> = inner.queue.drain(..).collect();
             inner.queued_bytes = 0;
-            out.extend(final_packet);
+            if !inner.draining {
+                out.extend(final_packet);
+            }
             return PollStep::Send(out);
         }
         if let Some(p) = final_packet {
+            if inner.draining {
+                drop(inner);
+                self.finish_drain();
+            }
             return PollStep::Send(vec![p]);
         }
         if inner.transport != Transport::Polling {

@@ -1,7 +1,8 @@
 //! One Engine.IO session seen by Socket.IO: its sockets per namespace, binary reassembly, and the
 //! packet dispatch from the wire to namespaces and sockets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
@@ -19,7 +20,11 @@ use crate::engine::{CloseReason, Session};
 pub(crate) struct Client {
     io: Weak<IoInner>,
     sockets: Mutex<HashMap<String, Arc<Socket>>>,
+    /// Namespaces whose connect middleware is still running; a repeated CONNECT is ignored.
+    connecting: Mutex<HashSet<String>>,
     partial: Mutex<Option<PartialBinary>>,
+    /// Whether any namespace was ever joined (connectTimeout only closes clients that never did).
+    joined: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -28,11 +33,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Client {
     pub(crate) fn new(io: Weak<IoInner>) -> Self {
-        Self { io, sockets: Mutex::new(HashMap::new()), partial: Mutex::new(None) }
+        Self {
+            io,
+            sockets: Mutex::new(HashMap::new()),
+            connecting: Mutex::new(HashSet::new()),
+            partial: Mutex::new(None),
+            joined: AtomicBool::new(false),
+        }
     }
 
-    pub(crate) fn has_sockets(&self) -> bool {
-        !lock(&self.sockets).is_empty()
+    pub(crate) fn ever_joined(&self) -> bool {
+        self.joined.load(Ordering::Acquire)
     }
 
     pub(crate) fn forget(&self, nsp: &str) {
@@ -127,7 +138,12 @@ impl Client {
             client.finish_connect(socket);
             return;
         }
+        if !lock(&self.connecting).insert(ns.name().to_owned()) {
+            tracing::debug!(sid = %session.sid(), nsp = ns.name(), "repeated CONNECT while connecting: ignored");
+            return;
+        }
         tokio::spawn(async move {
+            let _connecting = ConnectingGuard { client: &client, nsp: socket.namespace().name() };
             for m in middleware {
                 let outcome = std::panic::AssertUnwindSafe(m(socket.clone()));
                 match futures_util::FutureExt::catch_unwind(outcome).await {
@@ -151,7 +167,7 @@ impl Client {
                     }
                 }
             }
-            client.finish_connect(socket);
+            client.finish_connect(socket.clone());
         });
     }
 
@@ -162,6 +178,7 @@ impl Client {
         }
         let ns = socket.namespace().clone();
         lock(&self.sockets).insert(ns.name().to_owned(), socket.clone());
+        self.joined.store(true, Ordering::Release);
         socket.mark_connected();
         ns.add_socket(socket.clone());
         let mut data = serde_json::Map::new();
@@ -170,15 +187,28 @@ impl Client {
         let _ = session.send_all(BroadcastPacket::new(packet.encode()).frames());
         if let Some(on_connection) = ns.handlers.connection() {
             let s = socket.clone();
-            handler::run(on_connection(socket), move |error| {
+            handler::run(on_connection(socket.clone()), move |error| {
                 tracing::error!(socket = %s.id(), error, "connection handler failed: disconnecting its socket");
                 s.close(DisconnectReason::ServerNamespaceDisconnect, true);
             });
         }
+        socket.mark_ready();
         // The session may have closed while we were connecting: do not leave the socket behind.
         if session.is_closed() {
             self.close_all(DisconnectReason::TransportClose, false);
         }
+    }
+}
+
+/// Clears a namespace's connecting mark however the middleware task ends.
+struct ConnectingGuard<'a> {
+    client: &'a Client,
+    nsp: &'a str,
+}
+
+impl Drop for ConnectingGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.client.connecting).remove(self.nsp);
     }
 }
 

@@ -329,7 +329,7 @@ impl EngineHandler for IoHandler {
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             let (Some(session), Some(client)) = (weak.upgrade(), client.upgrade()) else { return };
-            if !client.has_sockets() && !session.is_closed() {
+            if !client.ever_joined() && !session.is_closed() {
                 tracing::debug!(sid = %session.sid(), "no namespace joined within connectTimeout");
                 session.close(CloseReason::ForcedClose);
             }

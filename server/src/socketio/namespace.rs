@@ -8,10 +8,10 @@ use std::sync::{Arc, RwLock};
 use dashmap::DashMap;
 use switchboard_adapter::{Adapter, Room, SocketId};
 
-use super::broadcast::BroadcastOperator;
+use super::broadcast::{BroadcastError, BroadcastOperator};
 use super::handler::{self, HandlerFuture, HandlerOutput};
 use super::socket::SocketRef;
-use super::{BoxFuture, ConnectError};
+use super::{BoxFuture, ConnectError, Value, is_reserved};
 use crate::engine::Sid;
 
 pub(crate) type ConnectionHandler = Arc<dyn Fn(SocketRef) -> HandlerFuture + Send + Sync>;
@@ -132,6 +132,29 @@ impl Namespace {
     /// Broadcast to a room.
     pub fn to(self: &Arc<Self>, room: impl Into<Room>) -> BroadcastOperator {
         self.broadcast().to(room)
+    }
+
+    /// Emits an event to this namespace on the *other* nodes (socket.io's `serverSideEmit`); with
+    /// one node (the in-memory adapter) there is nobody to tell.
+    pub async fn server_side_emit(&self, event: &str, args: Vec<Value>) -> Result<(), BroadcastError> {
+        if is_reserved(event) {
+            return Err(BroadcastError::Reserved);
+        }
+        self.adapter.server_side_emit(event.to_owned(), args, None).await?;
+        Ok(())
+    }
+
+    /// Same, and collects every other node's answer until `timeout`.
+    pub async fn server_side_emit_with_ack(
+        &self,
+        event: &str,
+        args: Vec<Value>,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<Vec<Value>>, BroadcastError> {
+        if is_reserved(event) {
+            return Err(BroadcastError::Reserved);
+        }
+        Ok(self.adapter.server_side_emit(event.to_owned(), args, Some(timeout)).await?)
     }
 
     pub(crate) fn new_socket_id(&self) -> SocketId {

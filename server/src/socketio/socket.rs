@@ -54,6 +54,8 @@ impl Event {
 type EventHandler = Arc<dyn Fn(SocketRef, Event) -> HandlerFuture + Send + Sync>;
 type AnyHandler = Arc<dyn Fn(&Socket, &str, &[Value]) + Send + Sync>;
 type PacketMiddleware = Arc<dyn Fn(&Socket, &str, &mut Vec<Value>) -> Result<(), String> + Send + Sync>;
+/// An event held back until the socket is ready: name, args, ack id.
+type EarlyEvent = (String, Vec<Value>, Option<u64>);
 type DisconnectHandler = Box<dyn FnOnce(SocketRef, DisconnectReason) + Send>;
 
 #[derive(Default)]
@@ -76,6 +78,9 @@ pub struct Socket {
     acks: Mutex<HashMap<u64, AckSink>>,
     data: Mutex<serde_json::Value>,
     connected: AtomicBool,
+    /// Events that arrived while the connection handler was still registering handlers
+    /// (`Some`), replayed right after; `None` once the socket is ready.
+    early: Mutex<Option<Vec<EarlyEvent>>>,
 }
 
 impl fmt::Debug for Socket {
@@ -106,6 +111,7 @@ impl Socket {
             acks: Mutex::new(HashMap::new()),
             data: Mutex::new(serde_json::Value::Null),
             connected: AtomicBool::new(false),
+            early: Mutex::new(Some(Vec::new())),
         }
     }
 
@@ -292,6 +298,9 @@ impl Socket {
             client.forget(self.ns.name());
         }
         lock(&self.acks).clear();
+        // Handlers often hold their own socket: drop them, or socket and session never free.
+        *self.write_handlers() = Handlers::default();
+        lock(&self.early).take();
         let handlers = std::mem::take(&mut *lock(&self.on_disconnect));
         for h in handlers {
             let socket = self.clone();
@@ -307,7 +316,27 @@ impl Socket {
     }
 
     /// An event from the client.
-    pub(crate) fn on_event(self: &Arc<Self>, event: String, mut args: Vec<Value>, id: Option<u64>) {
+    /// The connection handler has run its synchronous part: replay events that came meanwhile.
+    pub(crate) fn mark_ready(self: &Arc<Self>) {
+        let early = lock(&self.early).take().unwrap_or_default();
+        for (event, args, id) in early {
+            self.handle_event(event, args, id);
+        }
+    }
+
+    /// An event from the client; held back until the connection handler has registered handlers.
+    pub(crate) fn on_event(self: &Arc<Self>, event: String, args: Vec<Value>, id: Option<u64>) {
+        {
+            let mut early = lock(&self.early);
+            if let Some(queue) = early.as_mut() {
+                queue.push((event, args, id));
+                return;
+            }
+        }
+        self.handle_event(event, args, id);
+    }
+
+    fn handle_event(self: &Arc<Self>, event: String, mut args: Vec<Value>, id: Option<u64>) {
         let (handler, any, middleware) = {
             let h = self.read_handlers();
             (h.events.get(&event).cloned(), h.any.clone(), h.middleware.clone())

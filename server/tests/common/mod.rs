@@ -4,6 +4,8 @@
 //! Every await is bounded by [`within`], so a hang fails the test instead of blocking the suite.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod sio;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -10,7 +10,6 @@ use std::time::Duration;
 use switchboard::EngineConfig;
 use switchboard::Server;
 use switchboard::socketio::{SocketIo, SocketIoConfig, SocketRef, Value};
-use tokio_util::sync::CancellationToken;
 
 fn emit_auth(socket: &SocketRef) {
     let auth = Value::from(serde_json::Value::Object(socket.handshake().auth.clone()));
@@ -45,12 +44,7 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("conformance server listening on http://127.0.0.1:{port}/socket.io/");
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        stop.cancel();
-    });
+    let shutdown = switchboard::shutdown::on_signal();
     Server::new(io.engine().clone()).serve(listener, shutdown).await?;
     Ok(())
 }

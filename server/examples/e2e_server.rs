@@ -17,7 +17,6 @@ use bytes::Bytes;
 use serde_json::json;
 use switchboard::socketio::{ConnectError, Event, Namespace, SocketIo, SocketIoConfig, SocketRef, Value};
 use switchboard::{CloseReason, EngineConfig, Server};
-use tokio_util::sync::CancellationToken;
 
 /// Argument `i` as a string (empty if missing).
 fn str_arg(event: &Event, i: usize) -> String {
@@ -272,12 +271,7 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("e2e server listening on http://127.0.0.1:{port}/socket.io/");
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        stop.cancel();
-    });
+    let shutdown = switchboard::shutdown::on_signal();
     Server::new(io.engine().clone()).serve(listener, shutdown).await?;
     Ok(())
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use switchboard::apps::echo::Echo;
 use switchboard::{Engine, EngineConfig, Server};
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,12 +21,7 @@ async fn main() -> anyhow::Result<()> {
     let engine = Engine::new(config, Arc::new(Echo));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("engine_echo listening on http://127.0.0.1:{port}/engine.io/");
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        stop.cancel();
-    });
+    let shutdown = switchboard::shutdown::on_signal();
     Server::new(engine).serve(listener, shutdown).await?;
     Ok(())
 }

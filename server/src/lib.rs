@@ -7,6 +7,7 @@ pub mod apps;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod shutdown;
 pub mod socketio;
 
 pub use config::EngineConfig;

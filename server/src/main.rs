@@ -11,7 +11,6 @@ use switchboard::config::{CookieConfig, CorsConfig, Transports};
 use switchboard::http::{Body, Fallback};
 use switchboard::socketio::{SocketIo, SocketIoConfig};
 use switchboard::{Engine, EngineConfig, Server};
-use tokio_util::sync::CancellationToken;
 
 /// What the node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -175,29 +174,8 @@ async fn main() -> anyhow::Result<()> {
         app = ?args.app,
         "switchboard listening"
     );
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        stop.cancel();
-    });
+    let shutdown = switchboard::shutdown::on_signal();
     let server = Server::new(engine).with_fallback(index_page(page));
     server.serve(listener, shutdown).await?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

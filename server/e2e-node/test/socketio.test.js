@@ -4,145 +4,46 @@
 // Run: `cargo build -p switchboard --examples && npm ci && npm test`.
 // SWITCHBOARD_E2E_BIN overrides the binary (default: ../../target/debug/examples/e2e_server).
 
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { accessSync, constants } from "node:fs";
-import net from "node:net";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 
 import { io, Manager } from "socket.io-client";
 
-const PACKAGE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const BIN = process.env.SWITCHBOARD_E2E_BIN
-  ? path.resolve(process.env.SWITCHBOARD_E2E_BIN)
-  : path.resolve(PACKAGE_DIR, "../../target/debug/examples/e2e_server");
+import { binaryPath, sleep, startServer as startProcess, withTimeout } from "../harness.js";
+
+const BIN = binaryPath("SWITCHBOARD_E2E_BIN", "target/debug/examples/e2e_server");
 const ENGINE_PATH = "/socket.io/";
-const START_ATTEMPTS = 5;
-const START_TIMEOUT_MS = 10_000;
 /** How long to wait for anything that should happen (generous: failures show up as timeouts). */
 const WAIT_MS = 5000;
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
 // ---------------------------------------------------------------------------------------------
-// Server process (as in engine.test.js: a free port, then wait until it answers as our process)
+// Server process (../harness.js: a free port, then wait until it answers as our process)
 // ---------------------------------------------------------------------------------------------
 
-function assertBinaryExists() {
-  try {
-    accessSync(BIN, constants.X_OK);
-  } catch {
-    throw new Error(
-      `e2e_server binary not found or not executable at ${BIN}.\n` +
-        "Build it first with `cargo build -p switchboard --examples` (from the workspace root), " +
-        "or point SWITCHBOARD_E2E_BIN at a built binary.",
-    );
-  }
-}
-
-/** A port that was free a moment ago (the OS picks it for port 0; we release it for the server). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.unref();
-    probe.on("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
+/** Starts the e2e_server example on a free port; it takes the port and node id from its environment. */
+function startServer() {
+  return startProcess({
+    bin: BIN,
+    hint:
+      "Build it first with `cargo build -p switchboard --examples` (from the workspace root), " +
+      "or point SWITCHBOARD_E2E_BIN at a built binary.",
+    // No panic backtraces: symbolizing one stalls a runtime worker for ~200 ms in a debug build,
+    // long enough to trip the 500 ms heartbeat of other clients on a busy machine.
+    env: ({ port, nodeId }) => ({
+      PORT: String(port),
+      NODE_ID: nodeId,
+      RUST_LOG: process.env.RUST_LOG ?? "warn",
+      RUST_BACKTRACE: "0",
+    }),
+    enginePath: ENGINE_PATH,
+    outputLimit: 8000,
   });
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const sock = net.connect({ port, host: "127.0.0.1" });
-    sock.once("connect", () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.once("error", () => resolve(false));
-  });
-}
-
-/** Starts one server process; resolves once its port accepts connections and answers as this process. */
-async function startOnce(port) {
-  const nodeId = `e2e-${randomBytes(4).toString("hex")}`;
-  // No panic backtraces: symbolizing one stalls a runtime worker for ~200 ms in a debug build,
-  // long enough to trip the 500 ms heartbeat of other clients on a busy machine.
-  const env = { ...process.env, PORT: String(port), NODE_ID: nodeId, RUST_LOG: process.env.RUST_LOG ?? "warn", RUST_BACKTRACE: "0" };
-  const child = spawn(BIN, [], { stdio: ["ignore", "pipe", "pipe"], env });
-  let output = "";
-  const collect = (chunk) => {
-    output = (output + chunk).slice(-8000);
-  };
-  child.stdout.on("data", collect);
-  child.stderr.on("data", collect);
-  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
-  let exit = null;
-  exited.then((e) => (exit = e));
-  const spawnError = new Promise((resolve) => child.once("error", resolve));
-
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    const outcome = await Promise.race([canConnect(port), exited.then(() => "exited"), spawnError.then((e) => e)]);
-    if (outcome instanceof Error) throw new Error(`cannot run ${BIN}: ${outcome.message}`);
-    if (outcome === "exited" || exit) {
-      return { ok: false, reason: `exited early (${JSON.stringify(exit)}):\n${output}` };
-    }
-    if (outcome === true) {
-      // Something listens: make sure it is our process (the port may have been taken meanwhile).
-      const url = `http://127.0.0.1:${port}`;
-      const res = await fetch(`${url}${ENGINE_PATH}?EIO=4&transport=polling`).catch(() => null);
-      const body = res ? await res.text() : "";
-      if (body.startsWith("0") && JSON.parse(body.slice(1)).sid.startsWith(`${nodeId}.`)) {
-        return { ok: true, server: { url, output: () => output, stop: () => stopChild(child, exited) } };
-      }
-      await stopChild(child, exited);
-      return { ok: false, reason: `port ${port} is answered by another process` };
-    }
-    await sleep(20);
-  }
-  await stopChild(child, exited);
-  throw new Error(`e2e_server did not accept connections on port ${port} within ${START_TIMEOUT_MS} ms:\n${output}`);
-}
-
-async function stopChild(child, exited) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** Starts the server on a free port (retrying with another port if it was taken). */
-async function startServer() {
-  assertBinaryExists();
-  const failures = [];
-  for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
-    const result = await startOnce(await freePort());
-    if (result.ok) return result.server;
-    failures.push(result.reason);
-  }
-  throw new Error(`could not start ${BIN} after ${START_ATTEMPTS} attempts:\n${failures.join("\n---\n")}`);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/** Rejects after `ms` with a message, so a missing event fails the test instead of hanging it. */
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 /** The arguments of the next `event` on `emitter`. */
 function next(emitter, event, what = event) {

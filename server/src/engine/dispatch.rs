@@ -91,8 +91,7 @@ impl Engine {
         if (transport == Transport::WebSocket) != is_upgrade {
             return Err((RequestError::BadRequest, None));
         }
-        let request =
-            HandshakeRequest { uri: req.uri().clone(), headers: req.headers().clone(), remote_addr };
+        let request = HandshakeRequest::detached(&req, remote_addr);
         if let Some(allow) = &config.allow_request {
             if let Err(message) = allow(&request).await {
                 return Err((RequestError::Forbidden, Some(message)));

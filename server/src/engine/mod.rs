@@ -94,6 +94,20 @@ pub struct HandshakeRequest {
 }
 
 impl HandshakeRequest {
+    /// Copies what a session keeps of its handshake request. hyper parses headers and URI as
+    /// slices of its 8 KiB read buffer; keeping those slices would keep the whole buffer alive
+    /// for the session's lifetime, so the bytes are copied out (a few hundred bytes instead).
+    pub(crate) fn detached<B>(req: &http::Request<B>, remote_addr: SocketAddr) -> Self {
+        let mut headers = HeaderMap::with_capacity(req.headers().len());
+        for (name, value) in req.headers() {
+            if let Ok(copy) = http::HeaderValue::from_bytes(value.as_bytes()) {
+                headers.append(name.clone(), copy);
+            }
+        }
+        let uri = Uri::try_from(req.uri().to_string()).unwrap_or_default();
+        Self { uri, headers, remote_addr }
+    }
+
     /// First value of a query parameter, percent-decoded.
     pub fn query(&self, name: &str) -> Option<String> {
         let q = self.uri.query()?;

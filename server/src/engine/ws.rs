@@ -2,10 +2,11 @@
 //!
 //! Each websocket has a reader task (this module's `read_loop`) and a writer task (`write_loop`).
 //! The writer drains the session's queue into a [`WriteBuffer`] and flushes once per batch; the
-//! reader hands control frames (pong, close echo, `3probe`) to the writer over a small channel.
+//! reader hands control frames (pong, close echo, `3probe`) to the writer through a small queue.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +17,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use switchboard_protocol::engineio::{Encoded, Packet};
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use super::error::RequestError;
 use super::session::{Session, Transport};
@@ -37,6 +38,36 @@ enum Control {
     Frame(OpCode, Bytes),
     /// The upgrade completed: start draining the session's queue.
     Attach,
+}
+
+/// Reader → writer hand-off for control frames: a deque and a `Notify` (a tokio mpsc channel
+/// preallocates a 32-slot block, about 1.3 KiB per connection, for frames that are rare).
+#[derive(Default)]
+struct ControlQueue {
+    items: Mutex<VecDeque<Control>>,
+    closed: AtomicBool,
+    notify: Notify,
+}
+
+impl ControlQueue {
+    fn push(&self, control: Control) {
+        self.items.lock().unwrap_or_else(|e| e.into_inner()).push_back(control);
+        self.notify.notify_one();
+    }
+
+    /// The reader is done: the writer finishes (if the upgrade never completed, it closes).
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn take(&self, out: &mut VecDeque<Control>) {
+        std::mem::swap(&mut *self.items.lock().unwrap_or_else(|e| e.into_inner()), out);
+    }
 }
 
 /// A new session over websocket (`transport=websocket`, no sid).
@@ -102,12 +133,12 @@ async fn run(
         let (r, w) = tokio::io::split(io);
         (r, WriteBuffer::new(w))
     });
-    let (control_tx, control_rx) = mpsc::channel(8);
-    let writer = tokio::spawn(write_loop(session.clone(), write, control_rx, attached));
+    let control = Arc::new(ControlQueue::default());
+    let writer = tokio::spawn(write_loop(session.clone(), write, control.clone(), attached));
 
     let upgraded = match probe_timeout {
         None => true,
-        Some(limit) => match tokio::time::timeout(limit, probe(&session, &mut reader, &control_tx)).await {
+        Some(limit) => match tokio::time::timeout(limit, probe(&session, &mut reader, &control)).await {
             Ok(Ok(())) => true,
             outcome => {
                 tracing::debug!(sid = %session.sid(), timed_out = outcome.is_err(), "upgrade failed");
@@ -117,18 +148,14 @@ async fn run(
         },
     };
     if upgraded {
-        read_loop(&session, &mut reader, &control_tx, max_message).await;
+        read_loop(&session, &mut reader, &control, max_message).await;
     }
-    drop(control_tx);
+    control.close();
     let _ = writer.await;
 }
 
 /// `2probe` → `3probe`, then `5` completes the upgrade; anything else fails it.
-async fn probe(
-    session: &Arc<Session>,
-    reader: &mut Reader,
-    control: &mpsc::Sender<Control>,
-) -> Result<(), ()> {
+async fn probe(session: &Arc<Session>, reader: &mut Reader, control: &Arc<ControlQueue>) -> Result<(), ()> {
     let mut probed = false;
     let mut send = forward_to(control);
     loop {
@@ -141,16 +168,13 @@ async fn probe(
         }
         match Packet::decode_text_utf8(payload_bytes(frame.payload)) {
             Ok(Packet::Ping(data)) if &data[..] == b"probe" && !probed => {
-                control
-                    .send(Control::Frame(OpCode::Text, Bytes::from_static(b"3probe")))
-                    .await
-                    .map_err(|_| ())?;
+                control.push(Control::Frame(OpCode::Text, Bytes::from_static(b"3probe")));
                 session.mark_probed();
                 probed = true;
             }
             Ok(Packet::Upgrade) if probed => {
                 session.complete_upgrade();
-                control.send(Control::Attach).await.map_err(|_| ())?;
+                control.push(Control::Attach);
                 return Ok(());
             }
             _ => return Err(()),
@@ -161,7 +185,7 @@ async fn probe(
 async fn read_loop(
     session: &Arc<Session>,
     reader: &mut Reader,
-    control: &mpsc::Sender<Control>,
+    control: &Arc<ControlQueue>,
     max_message: usize,
 ) {
     let mut send = forward_to(control);
@@ -213,34 +237,36 @@ async fn read_loop(
 
 /// The `send_fn` fastwebsockets calls for frames it must answer (pong, close echo).
 fn forward_to(
-    control: &mpsc::Sender<Control>,
-) -> impl FnMut(Frame<'_>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), WebSocketError>> + Send>> {
+    control: &Arc<ControlQueue>,
+) -> impl FnMut(Frame<'_>) -> std::future::Ready<Result<(), WebSocketError>> + use<> {
     let control = control.clone();
     move |frame| {
-        let control = control.clone();
-        let msg = Control::Frame(frame.opcode, payload_bytes(frame.payload));
-        Box::pin(async move {
-            // The writer may already be gone when the session closed; nothing is left to answer then.
-            let _ = control.send(msg).await;
-            Ok(())
-        })
+        // Queued, never awaited: if the writer is already gone nothing is left to answer.
+        control.push(Control::Frame(frame.opcode, payload_bytes(frame.payload)));
+        std::future::ready(Ok(()))
     }
 }
 
 async fn write_loop(
     session: Arc<Session>,
     mut writer: Writer,
-    mut control: mpsc::Receiver<Control>,
+    control: Arc<ControlQueue>,
     mut attached: bool,
 ) {
     let mut batch: VecDeque<Encoded> = VecDeque::new();
-    let mut control_open = true;
+    let mut controls: VecDeque<Control> = VecDeque::new();
     loop {
         let notified = session.writer_notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        let control_notified = control.notify.notified();
+        tokio::pin!(control_notified);
+        control_notified.as_mut().enable();
 
-        while let Ok(msg) = control.try_recv() {
+        // Read `closed` before taking, so frames pushed before the close are never skipped.
+        let control_open = !control.is_closed();
+        control.take(&mut controls);
+        for msg in controls.drain(..) {
             match msg {
                 Control::Frame(opcode, payload) => {
                     let _ =
@@ -270,13 +296,7 @@ async fn write_loop(
         }
         tokio::select! {
             () = &mut notified => {}
-            msg = control.recv(), if control_open => match msg {
-                Some(Control::Frame(opcode, payload)) => {
-                    let _ = writer.write_frame(Frame::new(true, opcode, None, Payload::Borrowed(&payload))).await;
-                }
-                Some(Control::Attach) => attached = true,
-                None => control_open = false,
-            },
+            () = &mut control_notified => {}
         }
     }
 }

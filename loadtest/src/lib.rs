@@ -1,0 +1,30 @@
+//! Switchboard's load generator: Socket.IO v5 clients that speak Engine.IO v4 over WebSocket themselves
+//! (fastwebsockets for the frames, `switchboard-protocol` for the packets), one task per connection, so a
+//! single core can hold tens of thousands of them.
+//!
+//! A run opens connections ([`fleet`]), drives each with a small state machine ([`driver::Behaviour`]) for
+//! one scenario ([`scenario`]), reads the server's CPU and memory from `/proc` ([`procfs`]) and ends in a
+//! [`report::Report`]: one JSON line on stdout and a table on stderr. [`compare`] starts Switchboard and
+//! the Node reference itself and runs the scenarios against both.
+
+pub mod acks;
+pub mod clock;
+pub mod compare;
+pub mod conn;
+pub mod driver;
+mod error;
+pub mod failures;
+pub mod fleet;
+pub mod latency;
+pub mod outbox;
+pub mod pacer;
+pub mod procfs;
+pub mod progress;
+pub mod report;
+pub mod scenario;
+pub mod schedule;
+pub mod server_process;
+pub mod target;
+pub mod wire;
+
+pub use error::{ConnError, ServerError, SetupError};

@@ -1,0 +1,378 @@
+//! The `switchboard-loadtest` binary: parses the command line, builds the tokio runtime (one thread
+//! unless `--threads` says otherwise) and runs a scenario or a comparison.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use switchboard_loadtest::compare::{self, CompareParams, Scenario};
+use switchboard_loadtest::fleet::OpenPlan;
+use switchboard_loadtest::procfs::{self, Probe};
+use switchboard_loadtest::report::Report;
+use switchboard_loadtest::scenario::Context;
+use switchboard_loadtest::scenario::connect::{self, ConnectParams};
+use switchboard_loadtest::scenario::echo::{self, EchoParams};
+use switchboard_loadtest::scenario::fanout::{self, FanoutParams};
+use switchboard_loadtest::target::Target;
+
+/// Socket.IO v5 load generator for Switchboard (and any server speaking its bench contract).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Runtime worker threads (1: a current-thread runtime).
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Open N connections, hold them, report connect time and server memory per connection.
+    Connect {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        open: OpenArgs<5000>,
+        /// Seconds to hold the connections once all are open.
+        #[arg(long, default_value_t = 5.0)]
+        hold: f64,
+        /// Seconds after the last open before reading the server's memory (within the hold).
+        #[arg(long, default_value_t = 2.0)]
+        settle: f64,
+    },
+    /// Acked echo at a fixed total rate (open model), latency from the scheduled send time.
+    Echo {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        open: OpenArgs<50>,
+        #[command(flatten)]
+        echo: EchoArgs,
+    },
+    /// One publisher broadcasts to N receivers; deliveries, latency, losses.
+    Fanout {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        open: OpenArgs<1000>,
+        #[command(flatten)]
+        fanout: FanoutArgs,
+    },
+    /// Start Switchboard and the Node reference, run scenarios on both, print medians and ratios.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// Server address (an IP address or localhost).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    /// Engine.IO path.
+    #[arg(long, default_value = "/socket.io/")]
+    path: String,
+    /// Load an address that is not loopback.
+    #[arg(long)]
+    allow_non_loopback: bool,
+    /// Server process to read CPU and memory from.
+    #[arg(long, conflicts_with = "server_pid_file")]
+    server_pid: Option<u32>,
+    /// File holding the server's pid.
+    #[arg(long)]
+    server_pid_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct OpenArgs<const N: usize> {
+    /// Connections to open.
+    #[arg(long, short = 'n', default_value_t = N)]
+    connections: usize,
+    /// Handshakes in progress at most (the default stays under a 128-connection accept backlog).
+    #[arg(long, default_value_t = 100)]
+    in_flight: usize,
+    /// New connections per second at most (default: as fast as --in-flight allows).
+    #[arg(long)]
+    connect_rate: Option<f64>,
+    /// Seconds one handshake may take.
+    #[arg(long, default_value_t = 10.0)]
+    connect_timeout: f64,
+    /// Seconds opening all connections may take.
+    #[arg(long, default_value_t = 60.0)]
+    open_limit: f64,
+}
+
+impl<const N: usize> OpenArgs<N> {
+    fn plan(&self) -> OpenPlan {
+        OpenPlan {
+            connections: self.connections,
+            in_flight: self.in_flight,
+            rate: self.connect_rate,
+            timeout: Duration::from_secs_f64(self.connect_timeout),
+            limit: Duration::from_secs_f64(self.open_limit),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct EchoArgs {
+    /// Echo requests per second, all connections together.
+    #[arg(long, short = 'r', default_value_t = 5000.0)]
+    rate: f64,
+    /// Measured seconds.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds at the same rate before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Bytes of the echoed string.
+    #[arg(long, short = 'b', default_value_t = 64)]
+    payload: usize,
+    /// Seconds after which an ack counts as timed out.
+    #[arg(long, default_value_t = 5.0)]
+    ack_timeout: f64,
+}
+
+impl EchoArgs {
+    fn params(&self, open: OpenPlan) -> EchoParams {
+        EchoParams {
+            open,
+            rate: self.rate,
+            duration: Duration::from_secs_f64(self.duration),
+            warmup: Duration::from_secs_f64(self.warmup),
+            payload: self.payload,
+            ack_timeout: Duration::from_secs_f64(self.ack_timeout),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct FanoutArgs {
+    /// Broadcasts to publish.
+    #[arg(long, short = 'm', default_value_t = 1000)]
+    messages: u64,
+    /// Bytes of the broadcast data (at least 16: the send time).
+    #[arg(long, short = 'b', default_value_t = 64)]
+    payload: usize,
+    /// Broadcasts un-acked at most.
+    #[arg(long, short = 'w', default_value_t = 16)]
+    window: usize,
+    /// Room the receivers join.
+    #[arg(long, default_value = "fanout")]
+    room: String,
+    /// Broadcast to every connection (publisher included) instead of a room.
+    #[arg(long)]
+    no_room: bool,
+    /// Seconds after which a join or broadcast ack counts as timed out.
+    #[arg(long, default_value_t = 5.0)]
+    ack_timeout: f64,
+    /// Seconds to wait for missing deliveries after the last ack.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
+    /// Seconds the publishing phase may take.
+    #[arg(long, default_value_t = 120.0)]
+    limit: f64,
+}
+
+impl FanoutArgs {
+    fn params(&self, open: OpenPlan) -> FanoutParams {
+        FanoutParams {
+            open,
+            messages: self.messages,
+            payload: self.payload,
+            window: self.window,
+            room: (!self.no_room).then(|| self.room.clone()),
+            ack_timeout: Duration::from_secs_f64(self.ack_timeout),
+            drain: Duration::from_secs_f64(self.drain),
+            limit: Duration::from_secs_f64(self.limit),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// The Switchboard binary.
+    #[arg(long, default_value = "target/release/switchboard")]
+    switchboard_bin: PathBuf,
+    /// The Node reference server.
+    #[arg(long, default_value = "loadtest/reference/node/server.js")]
+    node_script: PathBuf,
+    /// The Node executable.
+    #[arg(long, default_value = "node")]
+    node_bin: PathBuf,
+    /// Port for Switchboard.
+    #[arg(long, default_value_t = 3101)]
+    switchboard_port: u16,
+    /// Port for Node.
+    #[arg(long, default_value_t = 3102)]
+    node_port: u16,
+    /// Runs per scenario and server.
+    #[arg(long, short = 'k', default_value_t = 3)]
+    repeats: u32,
+    /// Scenarios to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "connect,echo,fanout")]
+    scenarios: Vec<Scenario>,
+    /// Where the servers' logs go.
+    #[arg(long, default_value = "target/loadtest-logs")]
+    log_dir: PathBuf,
+    /// `connect`: connections.
+    #[arg(long, default_value_t = 5000)]
+    connect_connections: usize,
+    /// `connect`: seconds held.
+    #[arg(long, default_value_t = 5.0)]
+    connect_hold: f64,
+    /// `echo`: connections.
+    #[arg(long, default_value_t = 50)]
+    echo_connections: usize,
+    /// `echo`: requests per second.
+    #[arg(long, default_value_t = 5000.0)]
+    echo_rate: f64,
+    /// `echo`: measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    echo_duration: f64,
+    /// `echo`: payload bytes.
+    #[arg(long, default_value_t = 64)]
+    echo_payload: usize,
+    /// `fanout`: receivers.
+    #[arg(long, default_value_t = 1000)]
+    fanout_receivers: usize,
+    /// `fanout`: broadcasts.
+    #[arg(long, default_value_t = 1000)]
+    fanout_messages: u64,
+    /// `fanout`: payload bytes.
+    #[arg(long, default_value_t = 64)]
+    fanout_payload: usize,
+    /// `fanout`: broadcasts un-acked at most.
+    #[arg(long, default_value_t = 16)]
+    fanout_window: usize,
+}
+
+impl CompareArgs {
+    fn params(&self, shards: usize) -> CompareParams {
+        let mut connect = ConnectParams::default();
+        connect.open.connections = self.connect_connections;
+        connect.hold = Duration::from_secs_f64(self.connect_hold);
+        let mut echo = EchoParams::default();
+        echo.open.connections = self.echo_connections;
+        echo.rate = self.echo_rate;
+        echo.duration = Duration::from_secs_f64(self.echo_duration);
+        echo.payload = self.echo_payload;
+        let mut fanout = FanoutParams::default();
+        fanout.open.connections = self.fanout_receivers;
+        fanout.messages = self.fanout_messages;
+        fanout.payload = self.fanout_payload;
+        fanout.window = self.fanout_window;
+        CompareParams {
+            switchboard_bin: self.switchboard_bin.clone(),
+            node_script: self.node_script.clone(),
+            node_bin: self.node_bin.clone(),
+            ports: [self.switchboard_port, self.node_port],
+            repeats: self.repeats.max(1),
+            scenarios: self.scenarios.clone(),
+            connect,
+            echo,
+            fanout,
+            log_dir: self.log_dir.clone(),
+            shards,
+        }
+    }
+}
+
+impl TargetArgs {
+    fn context(&self, shards: usize) -> anyhow::Result<Context> {
+        let pid = match (&self.server_pid, &self.server_pid_file) {
+            (Some(pid), _) => Some(*pid),
+            (None, Some(file)) => Some(procfs::read_pid_file(file)?),
+            (None, None) => None,
+        };
+        if pid.is_none() {
+            eprintln!("note: no --server-pid/--server-pid-file: server CPU and memory are not measured");
+        }
+        let target = Target::new(&self.host, self.port, &self.path, self.allow_non_loopback)?;
+        Ok(Context { target: Arc::new(target), probe: Probe::new(pid), shards })
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let threads = cli.threads.max(1);
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    }
+    .context("cannot build the tokio runtime")?;
+    let shards = if threads == 1 { 1 } else { threads * 4 };
+
+    let report = match cli.command {
+        Command::Connect { target, open, hold, settle } => {
+            let ctx = target.context(shards)?;
+            let params = ConnectParams {
+                open: open.plan(),
+                hold: Duration::from_secs_f64(hold),
+                settle: Duration::from_secs_f64(settle),
+            };
+            runtime.block_on(connect::run(&ctx, &params))?
+        }
+        Command::Echo { target, open, echo } => {
+            let ctx = target.context(shards)?;
+            runtime.block_on(echo::run(&ctx, &echo.params(open.plan())))?
+        }
+        Command::Fanout { target, open, fanout } => {
+            let ctx = target.context(shards)?;
+            runtime.block_on(fanout::run(&ctx, &fanout.params(open.plan())))?
+        }
+        Command::Compare(args) => {
+            let params = args.params(shards);
+            let comparisons = compare::run(&runtime, &params, |report| {
+                println!("{}", report.json_line());
+                eprintln!("{}", one_line(report));
+            })?;
+            for c in &comparisons {
+                println!("{}", c.json_line());
+                eprintln!("\n{}", c.table());
+            }
+            return Ok(());
+        }
+    };
+    println!("{}", report.json_line());
+    eprint!("{}", report.table());
+    Ok(())
+}
+
+/// A run in one line, for compare's progress on stderr.
+fn one_line(report: &Report) -> String {
+    let figures: Vec<String> = report
+        .figures
+        .0
+        .iter()
+        .filter(|(name, _)| {
+            matches!(
+                *name,
+                "connected"
+                    | "connect_time_s"
+                    | "rss_per_connection_kib"
+                    | "throughput_per_s"
+                    | "latency_p50_ms"
+                    | "latency_p99_ms"
+                    | "deliveries_per_s"
+                    | "server_cpu_s_per_million"
+                    | "server_cpu_s_per_million_deliveries"
+            )
+        })
+        .map(|(name, v)| format!("{name}={}", switchboard_loadtest::report::format_number(*v)))
+        .collect();
+    format!(
+        "{} {} #{}: {} failures={}{}",
+        report.scenario,
+        report.server.unwrap_or("-"),
+        report.repeat.unwrap_or(1),
+        figures.join(" "),
+        report.failure_total(),
+        if report.complete { "" } else { " INCOMPLETE" }
+    )
+}

@@ -1,0 +1,299 @@
+//! `echo`: C connections send acked `echo` events at a fixed total rate R for D seconds (an open model:
+//! send times are fixed in advance, latency counts from them), and the server's CPU per round trip.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use switchboard_protocol::socketio::Value;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Context, check_open_files, cpu_delta, finish, per_million, sleep_until_ns, stop_all};
+use crate::acks::{AckOutcome, AckTracker};
+use crate::driver::{Behaviour, Hold, Outcome};
+use crate::fleet::{Fleet, OpenPlan, seconds};
+use crate::latency::Recorder;
+use crate::outbox::Outbox;
+use crate::procfs;
+use crate::progress::Progress;
+use crate::report::Report;
+use crate::schedule::Schedule;
+use crate::wire::{self, EventTemplate};
+use crate::{SetupError, clock};
+
+/// Parameters of `echo`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EchoParams {
+    /// How the connections are opened.
+    #[serde(flatten)]
+    pub open: OpenPlan,
+    /// Echo requests per second, over all connections.
+    pub rate: f64,
+    /// Measured time.
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+    /// Time at the same rate before the measured window (not counted).
+    #[serde(serialize_with = "seconds")]
+    pub warmup: Duration,
+    /// Bytes of the string argument.
+    pub payload: usize,
+    /// An ack later than this (from the scheduled send) is a timeout.
+    #[serde(serialize_with = "seconds")]
+    pub ack_timeout: Duration,
+}
+
+impl Default for EchoParams {
+    fn default() -> Self {
+        Self {
+            open: OpenPlan {
+                connections: 50,
+                in_flight: 100,
+                rate: None,
+                timeout: Duration::from_secs(10),
+                limit: Duration::from_secs(60),
+            },
+            rate: 5_000.0,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            payload: 64,
+            ack_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters shared by the connection tasks.
+#[derive(Debug)]
+struct Stats {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    ack_timeouts: AtomicU64,
+    unsent: AtomicU64,
+    unexpected_acks: AtomicU64,
+    bad_acks: AtomicU64,
+    max_lag_ns: AtomicU64,
+    done: AtomicU64,
+    latency: Recorder,
+    round_trip: Recorder,
+}
+
+/// When sending starts and over how many connections the rate is spread.
+#[derive(Debug, Clone, Copy)]
+struct Start {
+    at: u64,
+    slots: u64,
+}
+
+/// One connection's part of the open model.
+struct Echo {
+    schedule: Schedule,
+    acks: AckTracker,
+    template: Arc<EventTemplate>,
+    stats: Arc<Stats>,
+    rank: usize,
+    timeout: u64,
+}
+
+impl Behaviour for Echo {
+    fn next_tick(&self) -> Option<u64> {
+        let deadline = self.acks.next_deadline(self.timeout);
+        match (self.schedule.peek(), deadline) {
+            (Some(p), Some(d)) => Some(p.at.min(d)),
+            (Some(p), None) => Some(p.at),
+            (None, d) => d,
+        }
+    }
+
+    fn on_tick(&mut self, now: u64, out: &mut Outbox) {
+        while let Some(planned) = self.schedule.peek().filter(|p| p.at <= now) {
+            let id = self.acks.issue(planned.at, now, planned.measured);
+            let template = &self.template;
+            out.push_with(|buf| template.write(buf, id, 0));
+            if planned.measured {
+                self.stats.sent.fetch_add(1, Relaxed);
+                self.stats.max_lag_ns.fetch_max(now - planned.at, Relaxed);
+            }
+            self.schedule.advance();
+        }
+        let expired = self.acks.expire(now, self.timeout);
+        self.stats.ack_timeouts.fetch_add(expired, Relaxed);
+    }
+
+    fn on_message(&mut self, text: &[u8], now: u64, _out: &mut Outbox) {
+        let Some(id) = wire::ack_id(text) else { return };
+        match self.acks.ack(id, now, self.timeout) {
+            AckOutcome::Answered { latency, round_trip, measured: true } => {
+                self.stats.acked.fetch_add(1, Relaxed);
+                self.stats.latency.record(self.rank, latency);
+                self.stats.round_trip.record(self.rank, round_trip);
+                if text.len() != self.template.echo_ack_len(id) {
+                    self.stats.bad_acks.fetch_add(1, Relaxed);
+                }
+            }
+            AckOutcome::Answered { measured: false, .. } | AckOutcome::Late { measured: false } => {}
+            AckOutcome::Late { measured: true } => {
+                self.stats.ack_timeouts.fetch_add(1, Relaxed);
+            }
+            AckOutcome::Unknown => {
+                self.stats.unexpected_acks.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.schedule.peek().is_none() && self.acks.waiting() == 0
+    }
+}
+
+impl Echo {
+    /// What is lost when the connection dies: measured sends not made yet, and requests left unanswered.
+    fn abandon(&mut self) {
+        let mut unsent = 0;
+        while let Some(p) = self.schedule.peek() {
+            unsent += u64::from(p.measured);
+            self.schedule.advance();
+        }
+        self.stats.unsent.fetch_add(unsent, Relaxed);
+        let waiting = self.acks.expire(u64::MAX, 0);
+        self.stats.ack_timeouts.fetch_add(waiting, Relaxed);
+    }
+}
+
+/// Runs `echo`.
+pub async fn run(ctx: &Context, params: &EchoParams) -> Result<Report, SetupError> {
+    let n = params.open.connections;
+    check_open_files(n)?;
+    if !params.rate.is_finite() || params.rate <= 0.0 {
+        return Err(SetupError::Param("--rate must be positive".into()));
+    }
+    let fleet = Fleet::new(ctx.shards)?;
+    let stats = Arc::new(Stats {
+        sent: AtomicU64::new(0),
+        acked: AtomicU64::new(0),
+        ack_timeouts: AtomicU64::new(0),
+        unsent: AtomicU64::new(0),
+        unexpected_acks: AtomicU64::new(0),
+        bad_acks: AtomicU64::new(0),
+        max_lag_ns: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        latency: Recorder::new(ctx.shards)?,
+        round_trip: Recorder::new(ctx.shards)?,
+    });
+    let template = Arc::new(EventTemplate::new("echo", &[Value::from(wire::payload(params.payload, false))]));
+    let (tracker, stop) = (TaskTracker::new(), CancellationToken::new());
+    let (start_tx, start_rx) = watch::channel(None::<Start>);
+    let params_json = serde_json::to_value(params).unwrap_or_default();
+    let mut report = Report::new("echo", ctx.target.url(), ctx.probe.pid(), params_json);
+
+    let (rate, warmup, duration, timeout) =
+        (params.rate, clock::ns(params.warmup), clock::ns(params.duration), clock::ns(params.ack_timeout));
+    let (task_fleet, task_stats, task_stop) = (fleet.clone(), stats.clone(), stop.clone());
+    fleet.launch(&ctx.target, &params.open, &tracker, &stop, move |rank, mut conn| {
+        let (fleet, stats, stop, template) =
+            (task_fleet.clone(), task_stats.clone(), task_stop.clone(), template.clone());
+        let mut start_rx = start_rx.clone();
+        async move {
+            let mut hold = Hold;
+            let waited = conn.drive(&mut hold, async {
+                let _ = start_rx.wait_for(Option::is_some).await;
+            });
+            let connected = match waited.await {
+                Ok(_) => true,
+                Err(e) => {
+                    fleet.failures.running(&e);
+                    // Still take the slot, so its planned sends count as unsent rather than vanish.
+                    let _ = start_rx.wait_for(Option::is_some).await;
+                    false
+                }
+            };
+            let start = *start_rx.borrow();
+            if let Some(Start { at, slots }) = start.filter(|s| rank < s.slots) {
+                let schedule = Schedule::new(at, rate, slots, rank, warmup, duration);
+                let acks = AckTracker::default();
+                let mut echo =
+                    Echo { schedule, acks, template, stats: stats.clone(), rank: rank as usize, timeout };
+                if !connected {
+                    echo.abandon();
+                    stats.done.fetch_add(1, Relaxed);
+                    return;
+                }
+                let result = conn.drive(&mut echo, stop.cancelled()).await;
+                stats.done.fetch_add(1, Relaxed);
+                match result {
+                    Ok(Outcome::Finished) => {}
+                    Ok(Outcome::Interrupted) => return echo.abandon(),
+                    Err(e) => {
+                        echo.abandon();
+                        return fleet.failures.running(&e);
+                    }
+                }
+            } else if !connected {
+                return;
+            }
+            if let Err(e) = conn.drive(&mut Hold, stop.cancelled()).await {
+                fleet.failures.running(&e);
+            }
+        }
+    });
+
+    let progress = Progress::new(n as u64, "connecting");
+    let all_settled = fleet.wait_settled(n as u64, params.open.limit, &progress).await;
+    progress.finish();
+    let slots = fleet.opened();
+    let start = clock::now_ns() + clock::ns(Duration::from_millis(200));
+    let _ = start_tx.send(Some(Start { at: start, slots }));
+
+    let measured_from = start + warmup;
+    sleep_until_ns(measured_from).await;
+    let (cpu_before, own_before) = (ctx.probe.cpu_seconds(), procfs::own_cpu_seconds());
+    let end = measured_from + duration;
+    let limit = end + timeout + clock::ns(Duration::from_secs(2));
+    let progress = Progress::new(params.duration.as_secs().max(1), "echo (s)");
+    let mut all_done = true;
+    while stats.done.load(Relaxed) < slots {
+        let now = clock::now_ns();
+        if now >= limit {
+            all_done = false;
+            break;
+        }
+        progress.set(now.saturating_sub(measured_from) / 1_000_000_000);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    progress.finish();
+    let (cpu_after, own_after) = (ctx.probe.cpu_seconds(), procfs::own_cpu_seconds());
+    let rss = ctx.probe.rss_kib();
+    let stopped = stop_all(&stop, &tracker).await;
+
+    let acked = stats.acked.load(Relaxed);
+    let server_cpu = cpu_delta(cpu_before, cpu_after);
+    let f = &mut report.figures;
+    f.push("connections", slots as f64);
+    f.push("sent", stats.sent.load(Relaxed) as f64);
+    f.push("acked", acked as f64);
+    f.push("throughput_per_s", acked as f64 / params.duration.as_secs_f64());
+    let l = stats.latency.summary();
+    f.push("latency_p50_ms", l.p50_ms);
+    f.push("latency_p99_ms", l.p99_ms);
+    f.push("latency_p999_ms", l.p999_ms);
+    f.push("latency_max_ms", l.max_ms);
+    f.push("latency_mean_ms", l.mean_ms);
+    let rt = stats.round_trip.summary();
+    f.push("rtt_p50_ms", rt.p50_ms);
+    f.push("rtt_p99_ms", rt.p99_ms);
+    f.push("rtt_p999_ms", rt.p999_ms);
+    f.push("send_lag_max_ms", stats.max_lag_ns.load(Relaxed) as f64 / 1e6);
+    f.push_some("server_cpu_s", server_cpu);
+    f.push_some("server_cpu_s_per_million", per_million(server_cpu, acked));
+    f.push_some("client_cpu_s", cpu_delta(own_before, own_after));
+    f.push_some("rss_kib", rss.map(|v| v as f64));
+
+    report.failures.0 = fleet.failures.counts();
+    report.failures.push("not_attempted", (n as u64).saturating_sub(fleet.settled()));
+    report.failures.push("ack_timeouts", stats.ack_timeouts.load(Relaxed));
+    report.failures.push("unsent", stats.unsent.load(Relaxed));
+    report.failures.push("unexpected_acks", stats.unexpected_acks.load(Relaxed));
+    report.failures.push("bad_acks", stats.bad_acks.load(Relaxed));
+    finish(&mut report, &fleet.failures, all_settled && all_done && stopped);
+    Ok(report)
+}

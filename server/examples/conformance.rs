@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         emit_auth(&socket);
     });
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = switchboard::http::bind("127.0.0.1", port).await?;
     println!("conformance server listening on http://127.0.0.1:{port}/socket.io/");
     let shutdown = switchboard::shutdown::on_signal();
     Server::new(io.engine().clone()).serve(listener, shutdown).await?;

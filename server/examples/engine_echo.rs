@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ping_timeout(Duration::from_millis(200))
         .with_max_http_buffer_size(1_000_000);
     let engine = Engine::new(config, Arc::new(Echo));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = switchboard::http::bind("127.0.0.1", port).await?;
     println!("engine_echo listening on http://127.0.0.1:{port}/engine.io/");
     let shutdown = switchboard::shutdown::on_signal();
     Server::new(engine).serve(listener, shutdown).await?;

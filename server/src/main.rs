@@ -165,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
             )
         }
     };
-    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+    let listener = switchboard::http::bind(&args.host, args.port)
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     tracing::info!(

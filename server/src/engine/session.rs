@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bytes::Bytes;
@@ -62,6 +63,8 @@ pub struct Session {
     poll_wake: Notify,
     writer_wake: Notify,
     closed: CancellationToken,
+    /// Mirrors `closed` for the per-message check (`is_cancelled` takes the token's mutex).
+    is_closed: AtomicBool,
     attachment: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
@@ -129,6 +132,7 @@ impl Session {
             poll_wake: Notify::new(),
             writer_wake: Notify::new(),
             closed: CancellationToken::new(),
+            is_closed: AtomicBool::new(false),
             attachment: OnceLock::new(),
         }
     }
@@ -177,7 +181,7 @@ impl Session {
 
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.is_closed.load(Ordering::Acquire)
     }
 
     /// Resolves when the session has ended.
@@ -316,6 +320,7 @@ impl Session {
                 engine.sessions.remove(self.sid.as_str());
             }
         }
+        self.is_closed.store(true, Ordering::Release);
         self.closed.cancel();
         self.poll_wake.notify_one();
         self.writer_wake.notify_one();

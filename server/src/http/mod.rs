@@ -32,6 +32,26 @@ pub type FallbackFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 /// Answers requests outside the Engine.IO path (a demo page, health checks); 404 when absent.
 pub type Fallback = Arc<dyn Fn(Request<Incoming>) -> FallbackFuture + Send + Sync>;
 
+/// Pending-connection queue of the listener: the OS default (128 here) drops SYNs when a few
+/// hundred clients reconnect at once, as they do after a node restarts; Node listens with 511.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds a listener with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, so a restarted node gets its port back).
+pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket =
+            if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address to bind")))
+}
+
 /// How long shutdown waits for open HTTP connections after the sessions were closed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -5,6 +5,7 @@
 
 mod dispatch;
 mod error;
+mod frame_reader;
 mod heartbeat;
 mod polling;
 mod session;

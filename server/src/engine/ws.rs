@@ -5,28 +5,31 @@
 //! reader hands control frames (pong, close echo, `3probe`) to the writer through a small queue.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite};
-use http::{Request, Response};
+use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketWrite};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
 use switchboard_protocol::engineio::{Encoded, Packet};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 
 use super::error::RequestError;
+use super::frame_reader::{FrameReader, InFrame, ReadError};
 use super::session::{Session, Transport};
 use super::write_buffer::WriteBuffer;
 use super::{CloseReason, Engine, HandshakeRequest};
 use crate::http::Body;
 
 type Io = TokioIo<Upgraded>;
-type Reader = WebSocketRead<ReadHalf<Io>>;
+type Reader = FrameReader<ReadHalf<Io>>;
 type Writer = WebSocketWrite<WriteBuffer<WriteHalf<Io>>>;
 
 /// How long a closing session may take to flush its last frames to a client that stopped reading.
@@ -47,6 +50,9 @@ struct ControlQueue {
     items: Mutex<VecDeque<Control>>,
     closed: AtomicBool,
     notify: Notify,
+    /// Counts the writer's flushes, so the reader can wait until a control frame is on the wire.
+    flushes: AtomicU64,
+    flushed: Notify,
 }
 
 impl ControlQueue {
@@ -65,6 +71,25 @@ impl ControlQueue {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Pushes a frame and waits until the writer has flushed it (or gave up).
+    async fn push_and_flush(&self, control: Control) {
+        let flushed = self.flushed.notified();
+        tokio::pin!(flushed);
+        flushed.as_mut().enable();
+        let before = self.flushes.load(Ordering::Acquire);
+        self.push(control);
+        while self.flushes.load(Ordering::Acquire) == before && !self.is_closed() {
+            flushed.as_mut().await;
+            flushed.set(self.flushed.notified());
+            flushed.as_mut().enable();
+        }
+    }
+
+    fn mark_flushed(&self) {
+        self.flushes.fetch_add(1, Ordering::AcqRel);
+        self.flushed.notify_waiters();
+    }
+
     fn take(&self, out: &mut VecDeque<Control>) {
         std::mem::swap(&mut *self.items.lock().unwrap_or_else(|e| e.into_inner()), out);
     }
@@ -76,15 +101,13 @@ pub(crate) fn handshake(
     mut req: Request<Incoming>,
     request: HandshakeRequest,
 ) -> Result<Response<Body>, RequestError> {
-    let (response, upgrade) =
-        fastwebsockets::upgrade::upgrade(&mut req).map_err(|_| RequestError::BadRequest)?;
+    let (mut response, upgrade) = accept(&mut req)?;
     let (session, _) = engine.open_session(request, Transport::WebSocket);
     let max = engine.config().max_http_buffer_size;
-    let mut response = response.map(|_| Body::default());
     engine.set_cookie(&session, response.headers_mut());
     tokio::spawn(async move {
         match upgrade.await {
-            Ok(ws) => run(session, ws, max, true, None).await,
+            Ok(io) => run(session, io, max, true, None).await,
             Err(e) => {
                 tracing::debug!(error = %e, "websocket handshake failed");
                 session.close(CloseReason::TransportError);
@@ -100,39 +123,63 @@ pub(crate) fn upgrade(
     mut req: Request<Incoming>,
     session: Arc<Session>,
 ) -> Result<Response<Body>, RequestError> {
-    let (response, upgrade) =
-        fastwebsockets::upgrade::upgrade(&mut req).map_err(|_| RequestError::BadRequest)?;
+    let (response, upgrade) = accept(&mut req)?;
     let max = engine.config().max_http_buffer_size;
     let timeout = engine.config().upgrade_timeout;
     tokio::spawn(async move {
-        let Ok(mut ws) = upgrade.await else { return };
+        let Ok(io) = upgrade.await else { return };
         if !session.begin_upgrade() {
             // Already upgraded or upgrading: accept, then close, as socket.io does.
-            let _ = ws.write_frame(Frame::close(1000, b"")).await;
+            let (_, mut writer) = split(io);
+            let _ = writer.write_frame(Frame::close(1000, b"")).await;
+            let _ = writer.flush().await;
             return;
         }
-        run(session, ws, max, false, Some(timeout)).await;
+        run(session, io, max, false, Some(timeout)).await;
     });
-    Ok(response.map(|_| Body::default()))
+    Ok(response)
+}
+
+/// Checks the websocket handshake headers and builds the 101 answer (RFC 6455 §4.2.2).
+fn accept(req: &mut Request<Incoming>) -> Result<(Response<Body>, hyper::upgrade::OnUpgrade), RequestError> {
+    let headers = req.headers();
+    if headers.get("sec-websocket-version").map(HeaderValue::as_bytes) != Some(b"13") {
+        return Err(RequestError::BadRequest);
+    }
+    let key = headers.get("sec-websocket-key").ok_or(RequestError::BadRequest)?;
+    let mut sha1 = Sha1::new();
+    sha1.update(key.as_bytes());
+    sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha1.finalize());
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert("sec-websocket-accept", HeaderValue::from_str(&accept).map_err(|_| RequestError::BadRequest)?);
+    Ok((response, hyper::upgrade::on(req)))
+}
+
+/// Our small-buffer frame reader on the read half; fastwebsockets' writer on a coalescing write half.
+fn split(io: Upgraded) -> (ReadHalf<Io>, Writer) {
+    let (read, write) = tokio::io::split(TokioIo::new(io));
+    // The read half fastwebsockets would pair with it is a dummy, dropped at once.
+    let (_, mut writer) =
+        fastwebsockets::after_handshake_split(tokio::io::empty(), WriteBuffer::new(write), Role::Server);
+    writer.set_writev(true);
+    writer.set_writev_threshold(0);
+    (read, writer)
 }
 
 async fn run(
     session: Arc<Session>,
-    mut ws: WebSocket<Io>,
+    io: Upgraded,
     max_message: usize,
     attached: bool,
     probe_timeout: Option<Duration>,
 ) {
-    // fastwebsockets refuses frames of `len >= max`; a message of exactly maxHttpBufferSize is legal.
-    ws.set_max_message_size(max_message.saturating_add(1));
-    ws.set_auto_pong(true);
-    ws.set_auto_close(true);
-    ws.set_writev(true);
-    ws.set_writev_threshold(0);
-    let (mut reader, write): (Reader, Writer) = ws.split(|io| {
-        let (r, w) = tokio::io::split(io);
-        (r, WriteBuffer::new(w))
-    });
+    let (read, write) = split(io);
+    let mut reader = FrameReader::new(read, max_message);
     let control = Arc::new(ControlQueue::default());
     let writer = tokio::spawn(write_loop(session.clone(), write, control.clone(), attached));
 
@@ -157,18 +204,25 @@ async fn run(
 /// `2probe` → `3probe`, then `5` completes the upgrade; anything else fails it.
 async fn probe(session: &Arc<Session>, reader: &mut Reader, control: &Arc<ControlQueue>) -> Result<(), ()> {
     let mut probed = false;
-    let mut send = forward_to(control);
     loop {
         let frame = tokio::select! {
-            f = reader.read_frame(&mut send) => f.map_err(|_| ())?,
+            f = reader.next() => f.map_err(|_| ())?,
             () = session.closed() => return Err(()),
         };
-        if frame.opcode != OpCode::Text {
-            return Err(());
+        match frame.opcode {
+            OpCode::Ping => {
+                control.push(Control::Frame(OpCode::Pong, frame.payload));
+                continue;
+            }
+            OpCode::Pong => continue,
+            OpCode::Text if frame.fin && std::str::from_utf8(&frame.payload).is_ok() => {}
+            _ => return Err(()),
         }
-        match Packet::decode_text_utf8(payload_bytes(frame.payload)) {
+        match Packet::decode_text_utf8(frame.payload) {
             Ok(Packet::Ping(data)) if &data[..] == b"probe" && !probed => {
-                control.push(Control::Frame(OpCode::Text, Bytes::from_static(b"3probe")));
+                // On the wire before anything else happens: a client may act on `3probe` only
+                // after it saw it, and the upgrade must not complete before that.
+                control.push_and_flush(Control::Frame(OpCode::Text, Bytes::from_static(b"3probe"))).await;
                 session.mark_probed();
                 probed = true;
             }
@@ -188,17 +242,20 @@ async fn read_loop(
     control: &Arc<ControlQueue>,
     max_message: usize,
 ) {
-    let mut send = forward_to(control);
     let mut fragments = Fragments::new(max_message);
     loop {
         let frame = tokio::select! {
-            f = reader.read_frame(&mut send) => f,
+            f = reader.next() => f,
             () = session.closed() => return,
         };
         let packet = match frame {
             Ok(frame) if frame.opcode == OpCode::Close => {
                 session.close(CloseReason::TransportClose);
                 return;
+            }
+            Ok(frame) if frame.opcode == OpCode::Ping => {
+                control.push(Control::Frame(OpCode::Pong, frame.payload));
+                continue;
             }
             Ok(frame) => match fragments.push(frame) {
                 Ok(Some((OpCode::Text, data))) => Packet::decode_text_utf8(data),
@@ -212,7 +269,8 @@ async fn read_loop(
             },
             Err(e) => {
                 let reason = match e {
-                    WebSocketError::UnexpectedEOF | WebSocketError::ConnectionClosed => {
+                    ReadError::Eof => CloseReason::TransportClose,
+                    ReadError::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionReset => {
                         CloseReason::TransportClose
                     }
                     other => {
@@ -232,18 +290,6 @@ async fn read_loop(
             session.close(reason);
             return;
         }
-    }
-}
-
-/// The `send_fn` fastwebsockets calls for frames it must answer (pong, close echo).
-fn forward_to(
-    control: &Arc<ControlQueue>,
-) -> impl FnMut(Frame<'_>) -> std::future::Ready<Result<(), WebSocketError>> + use<> {
-    let control = control.clone();
-    move |frame| {
-        // Queued, never awaited: if the writer is already gone nothing is left to answer.
-        control.push(Control::Frame(frame.opcode, payload_bytes(frame.payload)));
-        std::future::ready(Ok(()))
     }
 }
 
@@ -291,7 +337,9 @@ async fn write_loop(
         if closing {
             let _ = writer.write_frame(Frame::close(1000, b"")).await;
         }
-        if guarded(&session, writer.flush()).await.is_err() || closing {
+        let flushed = guarded(&session, writer.flush()).await;
+        control.mark_flushed();
+        if flushed.is_err() || closing {
             return;
         }
         tokio::select! {
@@ -329,11 +377,13 @@ impl Fragments {
 
     /// A complete message (opcode, data; text is valid UTF-8), `None` while a fragmented one is incomplete or for
     /// frames without data (ping, pong), or the reason to close on a protocol violation.
-    fn push(&mut self, frame: Frame<'_>) -> Result<Option<(OpCode, Bytes)>, CloseReason> {
+    fn push(&mut self, frame: InFrame) -> Result<Option<(OpCode, Bytes)>, CloseReason> {
         match (frame.opcode, self.opcode) {
-            (OpCode::Text | OpCode::Binary, None) if frame.fin => {
-                Ok(Some((frame.opcode, payload_bytes(frame.payload))))
-            }
+            (OpCode::Text, None) if frame.fin => match std::str::from_utf8(&frame.payload) {
+                Ok(_) => Ok(Some((OpCode::Text, frame.payload))),
+                Err(_) => Err(CloseReason::TransportError),
+            },
+            (OpCode::Binary, None) if frame.fin => Ok(Some((OpCode::Binary, frame.payload))),
             (OpCode::Text | OpCode::Binary, None) => {
                 self.opcode = Some(frame.opcode);
                 self.append(&frame.payload)?;
@@ -346,7 +396,6 @@ impl Fragments {
                 }
                 self.opcode = None;
                 let data = std::mem::take(&mut self.buf);
-                // fastwebsockets checks UTF-8 of unfragmented text frames only.
                 if opcode == OpCode::Text && std::str::from_utf8(&data).is_err() {
                     return Err(CloseReason::TransportError);
                 }
@@ -363,14 +412,5 @@ impl Fragments {
         }
         self.buf.extend_from_slice(data);
         Ok(())
-    }
-}
-
-fn payload_bytes(payload: Payload<'_>) -> Bytes {
-    match payload {
-        Payload::Bytes(b) => b.freeze(),
-        Payload::Owned(v) => Bytes::from(v),
-        Payload::Borrowed(s) => Bytes::copy_from_slice(s),
-        Payload::BorrowedMut(s) => Bytes::copy_from_slice(s),
     }
 }

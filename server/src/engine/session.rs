@@ -55,7 +55,7 @@ pub struct Session {
     id: u64,
     sid: Sid,
     opened_at: Instant,
-    request: HandshakeRequest,
+    request: Arc<HandshakeRequest>,
     max_queue_bytes: usize,
     handler: Arc<dyn EngineHandler>,
     engine: Weak<EngineShared>,
@@ -114,7 +114,7 @@ impl Session {
             id,
             sid,
             opened_at: Instant::now(),
-            request,
+            request: Arc::new(request),
             max_queue_bytes: engine.config.max_queue_bytes,
             handler: engine.handler.clone(),
             engine: Arc::downgrade(engine),
@@ -169,6 +169,11 @@ impl Session {
     /// The handshake request (headers, query, peer address).
     pub fn request(&self) -> &HandshakeRequest {
         &self.request
+    }
+
+    /// The handshake request, shared (Socket.IO's handshake keeps it without copying).
+    pub fn shared_request(&self) -> Arc<HandshakeRequest> {
+        self.request.clone()
     }
 
     /// The current transport's name: `polling` or `websocket`.

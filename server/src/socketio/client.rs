@@ -130,7 +130,7 @@ impl Client {
             ns.clone(),
             session.clone(),
             Arc::downgrade(self),
-            Handshake::new(session.request(), auth),
+            Handshake::new(session.shared_request(), auth),
         ));
         let middleware = ns.handlers.middleware();
         let client = self.clone();

@@ -5,12 +5,12 @@
 
 mod dispatch;
 mod error;
-mod frame_reader;
+mod frame_decoder;
+mod frame_writer;
 mod heartbeat;
 mod polling;
 mod session;
 pub mod sid;
-mod write_buffer;
 mod ws;
 
 use std::net::SocketAddr;

@@ -1,99 +1,41 @@
 //! WebSocket transport: direct websocket sessions and the polling → websocket upgrade.
 //!
-//! Each websocket has a reader task (this module's `read_loop`) and a writer task (`write_loop`).
-//! The writer drains the session's queue into a [`WriteBuffer`] and flushes once per batch; the
-//! reader hands control frames (pong, close echo, `3probe`) to the writer through a small queue.
+//! Each websocket is one task ([`Connection::serve`]) that owns the TCP stream: it reads what the
+//! client sent into a stack buffer, decodes the frames ([`FrameDecoder`]), hands the packets to the
+//! session (handlers run inline), then writes everything the session queued with one `write`
+//! ([`FrameWriter`]). One task and no buffers while idle keep a connection small, and an answer to a
+//! message goes out in the same wake-up that read it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketWrite};
+use fastwebsockets::OpCode;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use switchboard_protocol::engineio::{Encoded, Packet};
-use tokio::io::{ReadHalf, WriteHalf};
-use tokio::sync::Notify;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::error::RequestError;
-use super::frame_reader::{FrameReader, InFrame, ReadError};
+use super::frame_decoder::{FrameDecoder, InFrame, ReadError};
+use super::frame_writer::{FrameWriter, push_frame};
 use super::session::{Session, Transport};
-use super::write_buffer::WriteBuffer;
 use super::{CloseReason, Engine, HandshakeRequest};
 use crate::http::Body;
-
-type Io = TokioIo<Upgraded>;
-type Reader = FrameReader<ReadHalf<Io>>;
-type Writer = WebSocketWrite<WriteBuffer<WriteHalf<Io>>>;
 
 /// How long a closing session may take to flush its last frames to a client that stopped reading.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// What the reader asks the writer to do besides draining the session queue.
-enum Control {
-    /// Write this frame now (pong, close echo, `3probe`).
-    Frame(OpCode, Bytes),
-    /// The upgrade completed: start draining the session's queue.
-    Attach,
-}
-
-/// Reader → writer hand-off for control frames: a deque and a `Notify` (a tokio mpsc channel
-/// preallocates a 32-slot block, about 1.3 KiB per connection, for frames that are rare).
-#[derive(Default)]
-struct ControlQueue {
-    items: Mutex<VecDeque<Control>>,
-    closed: AtomicBool,
-    notify: Notify,
-    /// Counts the writer's flushes, so the reader can wait until a control frame is on the wire.
-    flushes: AtomicU64,
-    flushed: Notify,
-}
-
-impl ControlQueue {
-    fn push(&self, control: Control) {
-        self.items.lock().unwrap_or_else(|e| e.into_inner()).push_back(control);
-        self.notify.notify_one();
-    }
-
-    /// The reader is done: the writer finishes (if the upgrade never completed, it closes).
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.notify.notify_one();
-    }
-
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// Pushes a frame and waits until the writer has flushed it (or gave up).
-    async fn push_and_flush(&self, control: Control) {
-        let flushed = self.flushed.notified();
-        tokio::pin!(flushed);
-        flushed.as_mut().enable();
-        let before = self.flushes.load(Ordering::Acquire);
-        self.push(control);
-        while self.flushes.load(Ordering::Acquire) == before && !self.is_closed() {
-            flushed.as_mut().await;
-            flushed.set(self.flushed.notified());
-            flushed.as_mut().enable();
-        }
-    }
-
-    fn mark_flushed(&self) {
-        self.flushes.fetch_add(1, Ordering::AcqRel);
-        self.flushed.notify_waiters();
-    }
-
-    fn take(&self, out: &mut VecDeque<Control>) {
-        std::mem::swap(&mut *self.items.lock().unwrap_or_else(|e| e.into_inner()), out);
-    }
-}
+/// Bytes read per wake-up at most, so one busy client cannot hold its worker thread.
+const READ_BUDGET: usize = 64 * 1024;
 
 /// A new session over websocket (`transport=websocket`, no sid).
 pub(crate) fn handshake(
@@ -107,7 +49,7 @@ pub(crate) fn handshake(
     engine.set_cookie(&session, response.headers_mut());
     tokio::spawn(async move {
         match upgrade.await {
-            Ok(io) => run(session, io, max, true, None).await,
+            Ok(io) => Connection::start(session, io, max, None).await,
             Err(e) => {
                 tracing::debug!(error = %e, "websocket handshake failed");
                 session.close(CloseReason::TransportError);
@@ -130,12 +72,14 @@ pub(crate) fn upgrade(
         let Ok(io) = upgrade.await else { return };
         if !session.begin_upgrade() {
             // Already upgraded or upgrading: accept, then close, as socket.io does.
-            let (_, mut writer) = split(io);
-            let _ = writer.write_frame(Frame::close(1000, b"")).await;
-            let _ = writer.flush().await;
+            let mut close = Vec::new();
+            push_frame(&mut close, OpCode::Close, &1000u16.to_be_bytes());
+            let mut io = TokioIo::new(io);
+            let _ = io.write_all(&close).await;
+            let _ = io.flush().await;
             return;
         }
-        run(session, io, max, false, Some(timeout)).await;
+        Connection::start(session, io, max, Some(timeout)).await;
     });
     Ok(response)
 }
@@ -160,206 +104,343 @@ fn accept(req: &mut Request<Incoming>) -> Result<(Response<Body>, hyper::upgrade
     Ok((response, hyper::upgrade::on(req)))
 }
 
-/// Our small-buffer frame reader on the read half; fastwebsockets' writer on a coalescing write half.
-fn split(io: Upgraded) -> (ReadHalf<Io>, Writer) {
-    let (read, write) = tokio::io::split(TokioIo::new(io));
-    // The read half fastwebsockets would pair with it is a dummy, dropped at once.
-    let (_, mut writer) =
-        fastwebsockets::after_handshake_split(tokio::io::empty(), WriteBuffer::new(write), Role::Server);
-    writer.set_writev(true);
-    writer.set_writev_threshold(0);
-    (read, writer)
+/// Where a websocket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// An upgrade of a polling session: only `2probe` then `5` are valid; the session's queue is
+    /// still the polling transport's.
+    Probing { probed: bool, deadline: Instant },
+    /// The session's transport: its queue is written here.
+    Attached,
+    /// The close frame is queued; flushing what is left until the deadline.
+    Closing { deadline: Instant },
 }
 
-async fn run(
-    session: Arc<Session>,
-    io: Upgraded,
-    max_message: usize,
-    attached: bool,
-    probe_timeout: Option<Duration>,
-) {
-    let (read, write) = split(io);
-    let mut reader = FrameReader::new(read, max_message);
-    let control = Arc::new(ControlQueue::default());
-    let writer = tokio::spawn(write_loop(session.clone(), write, control.clone(), attached));
-
-    let upgraded = match probe_timeout {
-        None => true,
-        Some(limit) => match tokio::time::timeout(limit, probe(&session, &mut reader, &control)).await {
-            Ok(Ok(())) => true,
-            outcome => {
-                tracing::debug!(sid = %session.sid(), timed_out = outcome.is_err(), "upgrade failed");
-                session.abort_upgrade();
-                false
-            }
-        },
-    };
-    if upgraded {
-        read_loop(&session, &mut reader, &control, max_message).await;
-    }
-    control.close();
-    let _ = writer.await;
+/// One websocket: the stream, the decoder, what is left to write, and the phase.
+struct Connection {
+    stream: TcpStream,
+    decoder: FrameDecoder,
+    fragments: Fragments,
+    writer: FrameWriter,
+    /// Control frames (pong, `3probe`) to write before the next queued packets.
+    controls: Vec<(OpCode, Bytes)>,
+    /// The `3probe` is queued: the session learns it was probed once it is on the wire.
+    probe_answer_pending: bool,
+    /// The client's side is still open.
+    reading: bool,
+    phase: Phase,
 }
 
-/// `2probe` → `3probe`, then `5` completes the upgrade; anything else fails it.
-async fn probe(session: &Arc<Session>, reader: &mut Reader, control: &Arc<ControlQueue>) -> Result<(), ()> {
-    let mut probed = false;
-    loop {
-        let frame = tokio::select! {
-            f = reader.next() => f.map_err(|_| ())?,
-            () = session.closed() => return Err(()),
-        };
-        match frame.opcode {
-            OpCode::Ping => {
-                control.push(Control::Frame(OpCode::Pong, frame.payload));
-                continue;
-            }
-            OpCode::Pong => continue,
-            OpCode::Text if frame.fin && std::str::from_utf8(&frame.payload).is_ok() => {}
-            _ => return Err(()),
-        }
-        match Packet::decode_text_utf8(frame.payload) {
-            Ok(Packet::Ping(data)) if &data[..] == b"probe" && !probed => {
-                // On the wire before anything else happens: a client may act on `3probe` only
-                // after it saw it, and the upgrade must not complete before that.
-                control.push_and_flush(Control::Frame(OpCode::Text, Bytes::from_static(b"3probe"))).await;
-                session.mark_probed();
-                probed = true;
-            }
-            Ok(Packet::Upgrade) if probed => {
-                session.complete_upgrade();
-                control.push(Control::Attach);
-                return Ok(());
-            }
-            _ => return Err(()),
-        }
-    }
+/// What reading and handling frames led to.
+enum Next {
+    Continue,
+    /// The session is over (closed, or the upgrade failed): write the close frame and finish.
+    Close,
 }
 
-async fn read_loop(
-    session: &Arc<Session>,
-    reader: &mut Reader,
-    control: &Arc<ControlQueue>,
-    max_message: usize,
-) {
-    let mut fragments = Fragments::new(max_message);
-    loop {
-        let frame = tokio::select! {
-            f = reader.next() => f,
-            () = session.closed() => return,
-        };
-        let packet = match frame {
-            Ok(frame) if frame.opcode == OpCode::Close => {
-                session.close(CloseReason::TransportClose);
+impl Connection {
+    /// Runs a websocket on the TCP stream under hyper's upgrade; `probe_timeout` marks an upgrade.
+    async fn start(session: Arc<Session>, io: Upgraded, max_message: usize, probe_timeout: Option<Duration>) {
+        let parts = match io.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => parts,
+            Err(_) => {
+                tracing::error!(sid = %session.sid(), "websocket over a connection that is not TCP");
+                session.close(CloseReason::TransportError);
                 return;
             }
-            Ok(frame) if frame.opcode == OpCode::Ping => {
-                control.push(Control::Frame(OpCode::Pong, frame.payload));
-                continue;
+        };
+        let phase = match probe_timeout {
+            Some(limit) => Phase::Probing { probed: false, deadline: Instant::now() + limit },
+            None => Phase::Attached,
+        };
+        let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+        let mut conn = Connection {
+            stream: io.into_inner(),
+            decoder: FrameDecoder::new(max_message),
+            fragments: Fragments::new(max_message),
+            writer: FrameWriter::default(),
+            controls: Vec::new(),
+            probe_answer_pending: false,
+            reading: true,
+            phase,
+        };
+        // Frames the client sent right behind its upgrade request. The bytes are copied: `read_buf`
+        // is a slice of hyper's 8 KiB read buffer, which must not live as long as the connection.
+        conn.decoder.extend(&read_buf);
+        drop(read_buf);
+        conn.serve(&session).await;
+    }
+
+    /// The connection's loop: write what is due, then wait for the client, the session or a deadline.
+    async fn serve(&mut self, session: &Arc<Session>) {
+        let mut batch: VecDeque<Encoded> = VecDeque::new();
+        let mut next = self.handle_frames(session);
+        loop {
+            // Registered before the queue is looked at, so a packet queued after that wakes us.
+            let notified = session.writer_notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            if matches!(next, Next::Close) {
+                self.begin_closing(session);
+                next = Next::Continue;
             }
-            Ok(frame) => match fragments.push(frame) {
+            if let Err(e) = self.write_due(session, &mut batch) {
+                let reason = match e.kind() {
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => CloseReason::TransportClose,
+                    _ => CloseReason::TransportError,
+                };
+                tracing::debug!(sid = %session.sid(), error = %e, "websocket write failed");
+                self.fail(session, reason);
+                return;
+            }
+            let deadline = match self.phase {
+                Phase::Closing { .. } if self.writer.is_empty() => return,
+                Phase::Closing { deadline } | Phase::Probing { deadline, .. } => Some(deadline),
+                Phase::Attached => None,
+            };
+            let closing = matches!(self.phase, Phase::Closing { .. });
+            tokio::select! {
+                biased;
+                ready = self.stream.readable(), if self.reading && !closing => {
+                    next = match ready {
+                        Ok(()) => self.read(session),
+                        Err(e) => self.read_failed(session, &ReadError::Io(e)),
+                    };
+                }
+                () = &mut notified => {}
+                ready = self.stream.writable(), if !self.writer.is_empty() => {
+                    if let Err(e) = ready {
+                        tracing::debug!(sid = %session.sid(), error = %e, "websocket write failed");
+                        self.fail(session, CloseReason::TransportError);
+                        return;
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    if closing {
+                        return;
+                    }
+                    tracing::debug!(sid = %session.sid(), "upgrade timed out");
+                    next = Next::Close;
+                }
+            }
+        }
+    }
+
+    /// Writes control frames, then (attached, and with nothing left over) the session's queue; on
+    /// close, the close frame. Never waits.
+    fn write_due(&mut self, session: &Arc<Session>, batch: &mut VecDeque<Encoded>) -> io::Result<()> {
+        if !self.writer.is_empty() {
+            self.writer.flush(&self.stream)?;
+        }
+        if !self.controls.is_empty() {
+            let controls = std::mem::take(&mut self.controls);
+            self.writer.send(&self.stream, |buf| {
+                for (opcode, payload) in &controls {
+                    push_frame(buf, *opcode, payload);
+                }
+            })?;
+        }
+        if self.probe_answer_pending && self.writer.is_empty() {
+            // `3probe` is on the wire: the polling side may now let the client go on.
+            self.probe_answer_pending = false;
+            session.mark_probed();
+        }
+        match self.phase {
+            Phase::Attached if self.writer.is_empty() => {
+                let closed = session.take_queue(batch);
+                if !batch.is_empty() || closed.is_some() {
+                    self.writer.send(&self.stream, |buf| {
+                        for packet in batch.drain(..) {
+                            match &packet {
+                                Encoded::Text(b) => push_frame(buf, OpCode::Text, b),
+                                Encoded::Binary(b) => push_frame(buf, OpCode::Binary, b),
+                            }
+                        }
+                        if closed.is_some() {
+                            push_frame(buf, OpCode::Close, &1000u16.to_be_bytes());
+                        }
+                    })?;
+                }
+                if batch.capacity() > 64 {
+                    *batch = VecDeque::new();
+                }
+                if closed.is_some() {
+                    self.phase = Phase::Closing { deadline: Instant::now() + CLOSE_GRACE };
+                }
+            }
+            Phase::Attached if session.is_closed() => {
+                // A client that stopped reading gets the grace period to take what is pending.
+                self.phase = Phase::Closing { deadline: Instant::now() + CLOSE_GRACE };
+            }
+            Phase::Probing { .. } if session.is_closed() => self.begin_closing(session),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Queues the close frame (an upgrade that did not finish is called off first).
+    fn begin_closing(&mut self, session: &Arc<Session>) {
+        match self.phase {
+            Phase::Closing { .. } => return,
+            Phase::Probing { .. } => session.abort_upgrade(),
+            Phase::Attached => {
+                // The close frame goes out behind the queue, once `take_queue` reports the close.
+                if !session.is_closed() {
+                    session.close(CloseReason::TransportError);
+                }
+                return;
+            }
+        }
+        self.controls.push((OpCode::Close, Bytes::from_static(&[0x03, 0xe8])));
+        self.phase = Phase::Closing { deadline: Instant::now() + CLOSE_GRACE };
+    }
+
+    /// The connection broke: the session ends (an upgrade that was under way is called off).
+    fn fail(&mut self, session: &Arc<Session>, reason: CloseReason) {
+        match self.phase {
+            Phase::Probing { .. } => session.abort_upgrade(),
+            Phase::Attached => session.close(reason),
+            Phase::Closing { .. } => {}
+        }
+    }
+
+    /// Reads what the client sent (up to [`READ_BUDGET`]) and handles the complete frames.
+    fn read(&mut self, session: &Arc<Session>) -> Next {
+        let mut chunk = [0u8; 4096];
+        let mut total = 0;
+        while total < READ_BUDGET {
+            match self.stream.try_read(&mut chunk) {
+                Ok(0) => {
+                    self.reading = false;
+                    let next = self.handle_frames(session);
+                    if matches!(self.phase, Phase::Attached) {
+                        session.close(CloseReason::TransportClose);
+                    }
+                    return if matches!(next, Next::Close) { next } else { Next::Close };
+                }
+                Ok(n) => {
+                    self.decoder.extend(&chunk[..n]);
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.read_failed(session, &ReadError::Io(e)),
+            }
+        }
+        self.handle_frames(session)
+    }
+
+    fn read_failed(&mut self, session: &Arc<Session>, error: &ReadError) -> Next {
+        self.reading = false;
+        let reason = match error {
+            ReadError::Io(io) if io.kind() == io::ErrorKind::ConnectionReset => CloseReason::TransportClose,
+            other => {
+                tracing::debug!(sid = %session.sid(), error = %other, "websocket read failed");
+                CloseReason::TransportError
+            }
+        };
+        if matches!(self.phase, Phase::Attached) {
+            session.close(reason);
+        }
+        Next::Close
+    }
+
+    /// Handles every complete frame the decoder holds.
+    fn handle_frames(&mut self, session: &Arc<Session>) -> Next {
+        loop {
+            let frame = match self.decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Next::Continue,
+                Err(e) => return self.read_failed(session, &e),
+            };
+            let next = match self.phase {
+                Phase::Attached => self.on_frame(session, frame),
+                Phase::Probing { probed, deadline } => self.on_probe_frame(session, frame, probed, deadline),
+                Phase::Closing { .. } => return Next::Continue,
+            };
+            if matches!(next, Next::Close) {
+                return next;
+            }
+        }
+    }
+
+    /// A frame of an attached websocket.
+    fn on_frame(&mut self, session: &Arc<Session>, frame: InFrame) -> Next {
+        let packet = match frame.opcode {
+            OpCode::Close => {
+                session.close(CloseReason::TransportClose);
+                return Next::Close;
+            }
+            OpCode::Ping => {
+                self.controls.push((OpCode::Pong, frame.payload));
+                return Next::Continue;
+            }
+            _ => match self.fragments.push(frame) {
                 Ok(Some((OpCode::Text, data))) => Packet::decode_text_utf8(data),
                 Ok(Some((_, data))) => Ok(Packet::decode_binary(data)),
-                Ok(None) => continue,
+                Ok(None) => return Next::Continue,
                 Err(reason) => {
                     tracing::debug!(sid = %session.sid(), "bad websocket fragments");
                     session.close(reason);
-                    return;
+                    return Next::Close;
                 }
             },
-            Err(e) => {
-                let reason = match e {
-                    ReadError::Eof => CloseReason::TransportClose,
-                    ReadError::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionReset => {
-                        CloseReason::TransportClose
-                    }
-                    other => {
-                        tracing::debug!(sid = %session.sid(), error = %other, "websocket read failed");
-                        CloseReason::TransportError
-                    }
-                };
-                session.close(reason);
-                return;
-            }
         };
         let result = packet.map_err(|e| {
             tracing::debug!(sid = %session.sid(), error = %e, "bad websocket packet");
             CloseReason::ParseError
         });
-        if let Err(reason) = result.and_then(|p| session.on_packet(p)) {
-            session.close(reason);
-            return;
+        match result.and_then(|p| session.on_packet(p)) {
+            Ok(()) => Next::Continue,
+            Err(reason) => {
+                session.close(reason);
+                Next::Close
+            }
+        }
+    }
+
+    /// `2probe` → `3probe`, then `5` completes the upgrade; anything else fails it.
+    fn on_probe_frame(
+        &mut self,
+        session: &Arc<Session>,
+        frame: InFrame,
+        probed: bool,
+        deadline: Instant,
+    ) -> Next {
+        match frame.opcode {
+            OpCode::Ping => {
+                self.controls.push((OpCode::Pong, frame.payload));
+                return Next::Continue;
+            }
+            OpCode::Pong => return Next::Continue,
+            OpCode::Text if frame.fin && std::str::from_utf8(&frame.payload).is_ok() => {}
+            _ => return Next::Close,
+        }
+        match Packet::decode_text_utf8(frame.payload) {
+            Ok(Packet::Ping(data)) if &data[..] == b"probe" && !probed => {
+                // The session learns it was probed only once `3probe` is on the wire: a client may
+                // act on it only after it saw it, and the upgrade must not complete before that.
+                self.controls.push((OpCode::Text, Bytes::from_static(b"3probe")));
+                self.probe_answer_pending = true;
+                self.phase = Phase::Probing { probed: true, deadline };
+                Next::Continue
+            }
+            Ok(Packet::Upgrade) if probed && !self.probe_answer_pending => {
+                session.complete_upgrade();
+                self.phase = Phase::Attached;
+                Next::Continue
+            }
+            _ => Next::Close,
         }
     }
 }
 
-async fn write_loop(
-    session: Arc<Session>,
-    mut writer: Writer,
-    control: Arc<ControlQueue>,
-    mut attached: bool,
-) {
-    let mut batch: VecDeque<Encoded> = VecDeque::new();
-    let mut controls: VecDeque<Control> = VecDeque::new();
-    loop {
-        let notified = session.writer_notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let control_notified = control.notify.notified();
-        tokio::pin!(control_notified);
-        control_notified.as_mut().enable();
-
-        // Read `closed` before taking, so frames pushed before the close are never skipped.
-        let control_open = !control.is_closed();
-        control.take(&mut controls);
-        for msg in controls.drain(..) {
-            match msg {
-                Control::Frame(opcode, payload) => {
-                    let _ =
-                        writer.write_frame(Frame::new(true, opcode, None, Payload::Borrowed(&payload))).await;
-                }
-                Control::Attach => attached = true,
-            }
-        }
-        let closing = if attached {
-            let closing = session.take_queue(&mut batch);
-            for packet in batch.drain(..) {
-                let frame = match &packet {
-                    Encoded::Text(b) => Frame::text(Payload::Borrowed(b)),
-                    Encoded::Binary(b) => Frame::binary(Payload::Borrowed(b)),
-                };
-                let _ = writer.write_frame(frame).await;
-            }
-            closing.is_some()
-        } else {
-            session.is_closed() || !control_open
-        };
-        if closing {
-            let _ = writer.write_frame(Frame::close(1000, b"")).await;
-        }
-        let flushed = guarded(&session, writer.flush()).await;
-        control.mark_flushed();
-        if flushed.is_err() || closing {
-            return;
-        }
-        tokio::select! {
-            () = &mut notified => {}
-            () = &mut control_notified => {}
-        }
-    }
-}
-
-/// Runs an I/O future, but gives up `CLOSE_GRACE` after the session closed (a client that stopped reading).
-async fn guarded<T>(
-    session: &Session,
-    io: impl Future<Output = Result<T, WebSocketError>>,
-) -> Result<T, WebSocketError> {
-    tokio::select! {
-        r = io => r,
-        () = async {
-            session.closed().await;
-            tokio::time::sleep(CLOSE_GRACE).await;
-        } => Err(WebSocketError::ConnectionClosed),
+/// Sleeps until the deadline, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,22 +1,14 @@
-//! Reads client websocket frames with a buffer that fits the traffic.
+//! Decodes client websocket frames from bytes the connection task read.
 //!
 //! fastwebsockets' reader keeps a fixed 8 KiB buffer per connection, the largest single item in an
-//! idle session's memory. This reader starts with a small buffer, grows it only for the frame at
-//! hand, and drops it after a large frame, so an idle connection costs [`INITIAL`] bytes. It handles
-//! only what a server reads: masked client frames (unmasked with fastwebsockets' `unmask`); frames
-//! are still written with fastwebsockets.
+//! idle session's memory. The connection task reads into a stack buffer instead and hands the bytes
+//! here; this decoder keeps only an incomplete frame, and nothing at all between messages. It handles
+//! only what a server reads: masked client frames (unmasked with fastwebsockets' `unmask`).
 
 use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
 use fastwebsockets::OpCode;
-use tokio::io::{AsyncRead, AsyncReadExt};
-
-/// Buffer size of an idle connection: enough for a typical small message in one read.
-const INITIAL: usize = 512;
-
-/// Buffers grown past this are freed once emptied, instead of kept for the next frame.
-const KEEP: usize = 4096;
 
 /// One frame as the client sent it, unmasked.
 #[derive(Debug)]
@@ -29,9 +21,6 @@ pub(crate) struct InFrame {
 /// Why reading stopped.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReadError {
-    /// The client closed the connection.
-    #[error("connection closed")]
-    Eof,
     /// An I/O error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -44,38 +33,35 @@ pub(crate) enum ReadError {
 }
 
 /// See the module docs.
-pub(crate) struct FrameReader<R> {
-    io: R,
+pub(crate) struct FrameDecoder {
     buf: BytesMut,
     max_frame: usize,
 }
 
-impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub(crate) fn new(io: R, max_frame: usize) -> Self {
-        Self { io, buf: BytesMut::new(), max_frame }
+impl FrameDecoder {
+    pub(crate) fn new(max_frame: usize) -> Self {
+        Self { buf: BytesMut::new(), max_frame }
     }
 
-    /// The next frame; cancel-safe (bytes read so far stay in the buffer).
-    pub(crate) async fn next(&mut self) -> Result<InFrame, ReadError> {
-        loop {
-            let needed = match self.parse()? {
-                Parsed::Frame(frame) => return Ok(frame),
-                Parsed::Need(n) => n,
-            };
-            let spare = self.buf.capacity() - self.buf.len();
-            if spare < needed.max(1) {
-                self.buf.reserve(needed.max(INITIAL));
-            }
-            if self.io.read_buf(&mut self.buf).await? == 0 {
-                return Err(ReadError::Eof);
-            }
+    /// Appends bytes read from the connection.
+    pub(crate) fn extend(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete frame, `None` until more bytes arrive.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<InFrame>, ReadError> {
+        let frame = self.parse()?;
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            // Between messages an idle connection keeps no buffer at all.
+            self.buf = BytesMut::new();
         }
+        Ok(frame)
     }
 
-    fn parse(&mut self) -> Result<Parsed, ReadError> {
+    fn parse(&mut self) -> Result<Option<InFrame>, ReadError> {
         let b = &self.buf[..];
         if b.len() < 2 {
-            return Ok(Parsed::Need(2 - b.len()));
+            return Ok(None);
         }
         if b[0] & 0x70 != 0 {
             return Err(ReadError::Protocol("reserved bits set"));
@@ -100,8 +86,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 n.copy_from_slice(&b[2..10]);
                 (u64::from_be_bytes(n), 8)
             }
-            126 => return Ok(Parsed::Need(4 - b.len())),
-            127 => return Ok(Parsed::Need(10 - b.len())),
+            126 | 127 => return Ok(None),
             n => (u64::from(n), 0),
         };
         let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
@@ -115,22 +100,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let header = 2 + len_bytes + 4;
         let total = header + len;
         if b.len() < total {
-            return Ok(Parsed::Need(total - b.len()));
+            return Ok(None);
         }
         let mask = [b[header - 4], b[header - 3], b[header - 2], b[header - 1]];
         let mut frame = self.buf.split_to(total);
         frame.advance(header);
         fastwebsockets::unmask(&mut frame, mask);
-        if self.buf.is_empty() && self.buf.capacity() > KEEP {
-            self.buf = BytesMut::new();
-        }
-        Ok(Parsed::Frame(InFrame { fin, opcode, payload: frame.freeze() }))
+        Ok(Some(InFrame { fin, opcode, payload: frame.freeze() }))
     }
-}
-
-enum Parsed {
-    Frame(InFrame),
-    Need(usize),
 }
 
 #[cfg(test)]
@@ -156,28 +133,34 @@ mod tests {
         out
     }
 
-    async fn read_all(bytes: Vec<u8>, max: usize) -> Vec<Result<InFrame, String>> {
-        let mut reader = FrameReader::new(&bytes[..], max);
+    /// Feeds the bytes in small pieces, as reads would deliver them.
+    fn read_all(bytes: Vec<u8>, max: usize) -> Vec<Result<InFrame, String>> {
+        let mut decoder = FrameDecoder::new(max);
         let mut out = Vec::new();
-        loop {
-            match reader.next().await {
-                Err(ReadError::Eof) => return out,
-                Err(e) => {
-                    out.push(Err(e.to_string()));
-                    return out;
+        for piece in bytes.chunks(7) {
+            decoder.extend(piece);
+            loop {
+                match decoder.next_frame() {
+                    Ok(None) => break,
+                    Err(e) => {
+                        out.push(Err(e.to_string()));
+                        return out;
+                    }
+                    Ok(Some(f)) => out.push(Ok(f)),
                 }
-                Ok(f) => out.push(Ok(f)),
             }
         }
+        assert!(decoder.buf.is_empty() && decoder.buf.capacity() == 0, "idle decoder keeps no buffer");
+        out
     }
 
-    #[tokio::test]
-    async fn reads_small_medium_and_large_frames() {
+    #[test]
+    fn reads_small_medium_and_large_frames() {
         let big = vec![7u8; 70_000];
         let mut wire = masked(0x81, b"4hello");
         wire.extend(masked(0x82, &[0u8; 300]));
         wire.extend(masked(0x82, &big));
-        let frames = read_all(wire, 1_000_000).await;
+        let frames = read_all(wire, 1_000_000);
         let frames: Vec<InFrame> = frames.into_iter().map(|f| f.unwrap_or_else(|e| panic!("{e}"))).collect();
         assert_eq!(frames.len(), 3);
         assert_eq!(&frames[0].payload[..], b"4hello");
@@ -186,13 +169,13 @@ mod tests {
         assert_eq!(&frames[2].payload[..], &big[..]);
     }
 
-    #[tokio::test]
-    async fn refuses_bad_frames() {
+    #[test]
+    fn refuses_bad_frames() {
         let unmasked = vec![0x81, 0x01, b'x'];
-        assert!(matches!(&read_all(unmasked, 100).await[..], [Err(_)]));
-        assert!(matches!(&read_all(masked(0xC1, b"x"), 100).await[..], [Err(_)]), "reserved bit");
-        assert!(matches!(&read_all(masked(0x09, b"x"), 100).await[..], [Err(_)]), "fragmented ping");
-        assert!(matches!(&read_all(masked(0x82, &[0; 101]), 100).await[..], [Err(_)]), "too large");
-        assert!(matches!(&read_all(masked(0x82, &[0; 100]), 100).await[..], [Ok(_)]), "at the limit");
+        assert!(matches!(&read_all(unmasked, 100)[..], [Err(_)]));
+        assert!(matches!(&read_all(masked(0xC1, b"x"), 100)[..], [Err(_)]), "reserved bit");
+        assert!(matches!(&read_all(masked(0x09, b"x"), 100)[..], [Err(_)]), "fragmented ping");
+        assert!(matches!(&read_all(masked(0x82, &[0; 101]), 100)[..], [Err(_)]), "too large");
+        assert!(matches!(&read_all(masked(0x82, &[0; 100]), 100)[..], [Ok(_)]), "at the limit");
     }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use switchboard_protocol::engineio::{Encoded, Packet};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -61,7 +62,8 @@ pub struct Session {
     engine: Weak<EngineShared>,
     inner: Mutex<Inner>,
     poll_wake: Notify,
-    writer_wake: Notify,
+    /// The websocket connection task, woken when packets are queued or the session changes.
+    writer_waker: AtomicWaker,
     closed: CancellationToken,
     /// Mirrors `closed` for the per-message check (`is_cancelled` takes the token's mutex).
     is_closed: AtomicBool,
@@ -130,7 +132,7 @@ impl Session {
                 closed: None,
             }),
             poll_wake: Notify::new(),
-            writer_wake: Notify::new(),
+            writer_waker: AtomicWaker::new(),
             closed: CancellationToken::new(),
             is_closed: AtomicBool::new(false),
             attachment: OnceLock::new(),
@@ -257,7 +259,7 @@ impl Session {
 
     fn wake(&self, websocket: bool) {
         if websocket {
-            self.writer_wake.notify_one();
+            self.writer_waker.wake();
         } else {
             self.poll_wake.notify_one();
         }
@@ -328,7 +330,7 @@ impl Session {
         self.is_closed.store(true, Ordering::Release);
         self.closed.cancel();
         self.poll_wake.notify_one();
-        self.writer_wake.notify_one();
+        self.writer_waker.wake();
         tracing::debug!(sid = %self.sid, reason = reason.as_str(), "session closed");
         self.handler.on_close(self, reason);
     }
@@ -491,11 +493,12 @@ impl Session {
             inner.probed = false;
         }
         self.poll_wake.notify_one();
-        self.writer_wake.notify_one();
+        self.writer_waker.wake();
     }
 
-    pub(crate) fn writer_notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.writer_wake.notified()
+    /// Registers the websocket task to wake; call before looking at the queue, so nothing is missed.
+    pub(crate) fn register_writer(&self, waker: &std::task::Waker) {
+        self.writer_waker.register(waker);
     }
 
     /// Swaps the queue into `out` (kept by the writer to reuse its capacity); returns the close reason once closed.

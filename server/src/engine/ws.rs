@@ -8,7 +8,9 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -22,7 +24,7 @@ use sha1::{Digest, Sha1};
 use switchboard_protocol::engineio::{Encoded, Packet};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::error::RequestError;
 use super::frame_decoder::{FrameDecoder, InFrame, ReadError};
@@ -116,18 +118,27 @@ enum Phase {
     Closing { deadline: Instant },
 }
 
-/// One websocket: the stream, the decoder, what is left to write, and the phase.
+/// One websocket, as the future its task runs: the stream, the decoder, what is left to write, and
+/// the phase. Written by hand (not `async`) so the task holds only these fields: no `select!` state,
+/// no readiness futures, no timer unless a deadline is running.
 struct Connection {
+    session: Arc<Session>,
     stream: TcpStream,
     decoder: FrameDecoder,
     fragments: Fragments,
     writer: FrameWriter,
-    /// Control frames (pong, `3probe`) to write before the next queued packets.
+    /// Control frames (pong, `3probe`, close) to write before the next queued packets.
     controls: Vec<(OpCode, Bytes)>,
+    /// Reused to take the session's queue without allocating per batch.
+    batch: VecDeque<Encoded>,
+    /// The timer of the probing or closing deadline, only while one runs.
+    timer: Option<Pin<Box<Sleep>>>,
     /// The `3probe` is queued: the session learns it was probed once it is on the wire.
     probe_answer_pending: bool,
     /// The client's side is still open.
     reading: bool,
+    /// Reading ended the session: the close frame is due.
+    close_due: bool,
     phase: Phase,
 }
 
@@ -149,87 +160,112 @@ impl Connection {
                 return;
             }
         };
+        let hyper::upgrade::Parts { io, read_buf, .. } = parts;
         let phase = match probe_timeout {
             Some(limit) => Phase::Probing { probed: false, deadline: Instant::now() + limit },
             None => Phase::Attached,
         };
-        let hyper::upgrade::Parts { io, read_buf, .. } = parts;
         let mut conn = Connection {
+            session,
             stream: io.into_inner(),
             decoder: FrameDecoder::new(max_message),
             fragments: Fragments::new(max_message),
             writer: FrameWriter::default(),
             controls: Vec::new(),
+            batch: VecDeque::new(),
+            timer: None,
             probe_answer_pending: false,
             reading: true,
+            close_due: false,
             phase,
         };
         // Frames the client sent right behind its upgrade request. The bytes are copied: `read_buf`
         // is a slice of hyper's 8 KiB read buffer, which must not live as long as the connection.
         conn.decoder.extend(&read_buf);
         drop(read_buf);
-        conn.serve(&session).await;
+        if matches!(conn.handle_frames(), Next::Close) {
+            conn.close_due = true;
+        }
+        conn.await;
     }
 
-    /// The connection's loop: write what is due, then wait for the client, the session or a deadline.
-    async fn serve(&mut self, session: &Arc<Session>) {
-        let mut batch: VecDeque<Encoded> = VecDeque::new();
-        let mut next = self.handle_frames(session);
+    /// One turn of the loop: write what is due, then poll the client, the session and the deadline.
+    /// `Ready` when the connection is done.
+    fn turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             // Registered before the queue is looked at, so a packet queued after that wakes us.
-            let notified = session.writer_notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-
-            if matches!(next, Next::Close) {
-                self.begin_closing(session);
-                next = Next::Continue;
+            self.session.register_writer(cx.waker());
+            if std::mem::take(&mut self.close_due) {
+                self.begin_closing();
             }
-            if let Err(e) = self.write_due(session, &mut batch) {
+            if let Err(e) = self.write_due() {
                 let reason = match e.kind() {
                     io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => CloseReason::TransportClose,
                     _ => CloseReason::TransportError,
                 };
-                tracing::debug!(sid = %session.sid(), error = %e, "websocket write failed");
-                self.fail(session, reason);
-                return;
+                tracing::debug!(sid = %self.session.sid(), error = %e, "websocket write failed");
+                self.fail(reason);
+                return Poll::Ready(());
+            }
+            let closing = matches!(self.phase, Phase::Closing { .. });
+            if closing && self.writer.is_empty() {
+                return Poll::Ready(());
+            }
+            if self.reading && !closing {
+                match self.stream.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.close_due = matches!(self.read(), Next::Close);
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        self.close_due = matches!(self.read_failed(&ReadError::Io(e)), Next::Close);
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if !self.writer.is_empty() {
+                match self.stream.poll_write_ready(cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(e)) => {
+                        tracing::debug!(sid = %self.session.sid(), error = %e, "websocket write failed");
+                        self.fail(CloseReason::TransportError);
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => {}
+                }
             }
             let deadline = match self.phase {
-                Phase::Closing { .. } if self.writer.is_empty() => return,
                 Phase::Closing { deadline } | Phase::Probing { deadline, .. } => Some(deadline),
                 Phase::Attached => None,
             };
-            let closing = matches!(self.phase, Phase::Closing { .. });
-            tokio::select! {
-                biased;
-                ready = self.stream.readable(), if self.reading && !closing => {
-                    next = match ready {
-                        Ok(()) => self.read(session),
-                        Err(e) => self.read_failed(session, &ReadError::Io(e)),
-                    };
-                }
-                () = &mut notified => {}
-                ready = self.stream.writable(), if !self.writer.is_empty() => {
-                    if let Err(e) = ready {
-                        tracing::debug!(sid = %session.sid(), error = %e, "websocket write failed");
-                        self.fail(session, CloseReason::TransportError);
-                        return;
+            match deadline {
+                None => self.timer = None,
+                Some(at) => {
+                    let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                    if timer.deadline() != at {
+                        timer.as_mut().reset(at);
                     }
-                }
-                () = sleep_until(deadline) => {
-                    if closing {
-                        return;
+                    if timer.as_mut().poll(cx).is_ready() {
+                        if closing {
+                            return Poll::Ready(());
+                        }
+                        tracing::debug!(sid = %self.session.sid(), "upgrade timed out");
+                        self.close_due = true;
+                        continue;
                     }
-                    tracing::debug!(sid = %session.sid(), "upgrade timed out");
-                    next = Next::Close;
                 }
             }
+            return Poll::Pending;
         }
     }
 
     /// Writes control frames, then (attached, and with nothing left over) the session's queue; on
     /// close, the close frame. Never waits.
-    fn write_due(&mut self, session: &Arc<Session>, batch: &mut VecDeque<Encoded>) -> io::Result<()> {
+    fn write_due(&mut self) -> io::Result<()> {
+        if matches!(self.phase, Phase::Probing { .. }) && self.session.is_closed() {
+            self.begin_closing();
+        }
         if !self.writer.is_empty() {
             self.writer.flush(&self.stream)?;
         }
@@ -244,12 +280,13 @@ impl Connection {
         if self.probe_answer_pending && self.writer.is_empty() {
             // `3probe` is on the wire: the polling side may now let the client go on.
             self.probe_answer_pending = false;
-            session.mark_probed();
+            self.session.mark_probed();
         }
         match self.phase {
             Phase::Attached if self.writer.is_empty() => {
-                let closed = session.take_queue(batch);
-                if !batch.is_empty() || closed.is_some() {
+                let closed = self.session.take_queue(&mut self.batch);
+                if !self.batch.is_empty() || closed.is_some() {
+                    let batch = &mut self.batch;
                     self.writer.send(&self.stream, |buf| {
                         for packet in batch.drain(..) {
                             match &packet {
@@ -262,32 +299,31 @@ impl Connection {
                         }
                     })?;
                 }
-                if batch.capacity() > 64 {
-                    *batch = VecDeque::new();
+                if self.batch.capacity() > 64 {
+                    self.batch = VecDeque::new();
                 }
                 if closed.is_some() {
                     self.phase = Phase::Closing { deadline: Instant::now() + CLOSE_GRACE };
                 }
             }
-            Phase::Attached if session.is_closed() => {
+            Phase::Attached if self.session.is_closed() => {
                 // A client that stopped reading gets the grace period to take what is pending.
                 self.phase = Phase::Closing { deadline: Instant::now() + CLOSE_GRACE };
             }
-            Phase::Probing { .. } if session.is_closed() => self.begin_closing(session),
             _ => {}
         }
         Ok(())
     }
 
     /// Queues the close frame (an upgrade that did not finish is called off first).
-    fn begin_closing(&mut self, session: &Arc<Session>) {
+    fn begin_closing(&mut self) {
         match self.phase {
             Phase::Closing { .. } => return,
-            Phase::Probing { .. } => session.abort_upgrade(),
+            Phase::Probing { .. } => self.session.abort_upgrade(),
             Phase::Attached => {
                 // The close frame goes out behind the queue, once `take_queue` reports the close.
-                if !session.is_closed() {
-                    session.close(CloseReason::TransportError);
+                if !self.session.is_closed() {
+                    self.session.close(CloseReason::TransportError);
                 }
                 return;
             }
@@ -297,25 +333,25 @@ impl Connection {
     }
 
     /// The connection broke: the session ends (an upgrade that was under way is called off).
-    fn fail(&mut self, session: &Arc<Session>, reason: CloseReason) {
+    fn fail(&mut self, reason: CloseReason) {
         match self.phase {
-            Phase::Probing { .. } => session.abort_upgrade(),
-            Phase::Attached => session.close(reason),
+            Phase::Probing { .. } => self.session.abort_upgrade(),
+            Phase::Attached => self.session.close(reason),
             Phase::Closing { .. } => {}
         }
     }
 
     /// Reads what the client sent (up to [`READ_BUDGET`]) and handles the complete frames.
-    fn read(&mut self, session: &Arc<Session>) -> Next {
+    fn read(&mut self) -> Next {
         let mut chunk = [0u8; 4096];
         let mut total = 0;
         while total < READ_BUDGET {
             match self.stream.try_read(&mut chunk) {
                 Ok(0) => {
                     self.reading = false;
-                    let next = self.handle_frames(session);
+                    let next = self.handle_frames();
                     if matches!(self.phase, Phase::Attached) {
-                        session.close(CloseReason::TransportClose);
+                        self.session.close(CloseReason::TransportClose);
                     }
                     return if matches!(next, Next::Close) { next } else { Next::Close };
                 }
@@ -325,38 +361,38 @@ impl Connection {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.read_failed(session, &ReadError::Io(e)),
+                Err(e) => return self.read_failed(&ReadError::Io(e)),
             }
         }
-        self.handle_frames(session)
+        self.handle_frames()
     }
 
-    fn read_failed(&mut self, session: &Arc<Session>, error: &ReadError) -> Next {
+    fn read_failed(&mut self, error: &ReadError) -> Next {
         self.reading = false;
         let reason = match error {
             ReadError::Io(io) if io.kind() == io::ErrorKind::ConnectionReset => CloseReason::TransportClose,
             other => {
-                tracing::debug!(sid = %session.sid(), error = %other, "websocket read failed");
+                tracing::debug!(sid = %self.session.sid(), error = %other, "websocket read failed");
                 CloseReason::TransportError
             }
         };
         if matches!(self.phase, Phase::Attached) {
-            session.close(reason);
+            self.session.close(reason);
         }
         Next::Close
     }
 
     /// Handles every complete frame the decoder holds.
-    fn handle_frames(&mut self, session: &Arc<Session>) -> Next {
+    fn handle_frames(&mut self) -> Next {
         loop {
             let frame = match self.decoder.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Next::Continue,
-                Err(e) => return self.read_failed(session, &e),
+                Err(e) => return self.read_failed(&e),
             };
             let next = match self.phase {
-                Phase::Attached => self.on_frame(session, frame),
-                Phase::Probing { probed, deadline } => self.on_probe_frame(session, frame, probed, deadline),
+                Phase::Attached => self.on_frame(frame),
+                Phase::Probing { probed, deadline } => self.on_probe_frame(frame, probed, deadline),
                 Phase::Closing { .. } => return Next::Continue,
             };
             if matches!(next, Next::Close) {
@@ -366,10 +402,10 @@ impl Connection {
     }
 
     /// A frame of an attached websocket.
-    fn on_frame(&mut self, session: &Arc<Session>, frame: InFrame) -> Next {
+    fn on_frame(&mut self, frame: InFrame) -> Next {
         let packet = match frame.opcode {
             OpCode::Close => {
-                session.close(CloseReason::TransportClose);
+                self.session.close(CloseReason::TransportClose);
                 return Next::Close;
             }
             OpCode::Ping => {
@@ -381,33 +417,27 @@ impl Connection {
                 Ok(Some((_, data))) => Ok(Packet::decode_binary(data)),
                 Ok(None) => return Next::Continue,
                 Err(reason) => {
-                    tracing::debug!(sid = %session.sid(), "bad websocket fragments");
-                    session.close(reason);
+                    tracing::debug!(sid = %self.session.sid(), "bad websocket fragments");
+                    self.session.close(reason);
                     return Next::Close;
                 }
             },
         };
         let result = packet.map_err(|e| {
-            tracing::debug!(sid = %session.sid(), error = %e, "bad websocket packet");
+            tracing::debug!(sid = %self.session.sid(), error = %e, "bad websocket packet");
             CloseReason::ParseError
         });
-        match result.and_then(|p| session.on_packet(p)) {
+        match result.and_then(|p| self.session.on_packet(p)) {
             Ok(()) => Next::Continue,
             Err(reason) => {
-                session.close(reason);
+                self.session.close(reason);
                 Next::Close
             }
         }
     }
 
     /// `2probe` → `3probe`, then `5` completes the upgrade; anything else fails it.
-    fn on_probe_frame(
-        &mut self,
-        session: &Arc<Session>,
-        frame: InFrame,
-        probed: bool,
-        deadline: Instant,
-    ) -> Next {
+    fn on_probe_frame(&mut self, frame: InFrame, probed: bool, deadline: Instant) -> Next {
         match frame.opcode {
             OpCode::Ping => {
                 self.controls.push((OpCode::Pong, frame.payload));
@@ -427,7 +457,7 @@ impl Connection {
                 Next::Continue
             }
             Ok(Packet::Upgrade) if probed && !self.probe_answer_pending => {
-                session.complete_upgrade();
+                self.session.complete_upgrade();
                 self.phase = Phase::Attached;
                 Next::Continue
             }
@@ -436,11 +466,11 @@ impl Connection {
     }
 }
 
-/// Sleeps until the deadline, or forever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+impl Future for Connection {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.get_mut().turn(cx)
     }
 }
 

@@ -25,6 +25,8 @@ pub(crate) struct Client {
     partial: Mutex<Option<PartialBinary>>,
     /// Whether any namespace was ever joined (connectTimeout only closes clients that never did).
     joined: AtomicBool,
+    /// The connectTimeout task, stopped (and freed) once a namespace is joined.
+    connect_timer: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -39,7 +41,13 @@ impl Client {
             connecting: Mutex::new(HashSet::new()),
             partial: Mutex::new(None),
             joined: AtomicBool::new(false),
+            connect_timer: Mutex::new(None),
         }
+    }
+
+    /// Keeps the connectTimeout task's handle, to stop it when a namespace is joined.
+    pub(crate) fn set_connect_timer(&self, timer: tokio::task::AbortHandle) {
+        *lock(&self.connect_timer) = Some(timer);
     }
 
     pub(crate) fn ever_joined(&self) -> bool {
@@ -178,7 +186,11 @@ impl Client {
         }
         let ns = socket.namespace().clone();
         lock(&self.sockets).insert(ns.name().to_owned(), socket.clone());
-        self.joined.store(true, Ordering::Release);
+        if !self.joined.swap(true, Ordering::AcqRel)
+            && let Some(timer) = lock(&self.connect_timer).take()
+        {
+            timer.abort();
+        }
         socket.mark_connected();
         ns.add_socket(socket.clone());
         let mut data = serde_json::Map::new();

@@ -325,15 +325,16 @@ impl EngineHandler for IoHandler {
         session.attach(client.clone());
         let timeout = self.0.config.connect_timeout;
         let weak = Arc::downgrade(session);
-        let client = Arc::downgrade(&client);
-        tokio::spawn(async move {
+        let weak_client = Arc::downgrade(&client);
+        let timer = tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
-            let (Some(session), Some(client)) = (weak.upgrade(), client.upgrade()) else { return };
+            let (Some(session), Some(client)) = (weak.upgrade(), weak_client.upgrade()) else { return };
             if !client.ever_joined() && !session.is_closed() {
                 tracing::debug!(sid = %session.sid(), "no namespace joined within connectTimeout");
                 session.close(CloseReason::ForcedClose);
             }
         });
+        client.set_connect_timer(timer.abort_handle());
     }
 
     fn on_message(&self, session: &Arc<Session>, message: Message) {

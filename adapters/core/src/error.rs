@@ -16,4 +16,10 @@ pub enum AdapterError {
     /// A message from another node could not be decoded.
     #[error("bad cluster message: {0}")]
     Codec(String),
+    /// Too many cluster requests are in flight on this namespace; this one was not sent.
+    #[error("too many pending cluster requests (limit {limit})")]
+    TooManyRequests {
+        /// The configured limit.
+        limit: usize,
+    },
 }

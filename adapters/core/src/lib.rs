@@ -3,9 +3,11 @@
 //!
 //! The server implements [`LocalSocket`] for its sockets; an adapter indexes them by room and
 //! delivers broadcasts to them. A remote adapter (Redis, NATS) also ships broadcasts and
-//! requests to other nodes, and answers theirs from the same local index.
+//! requests to other nodes, and answers theirs from the same local index; [`cluster`] holds all of
+//! that except the broker connection.
 
 mod adapter;
+pub mod cluster;
 #[cfg(feature = "contract")]
 pub mod contract;
 mod error;
@@ -14,6 +16,7 @@ mod rooms;
 mod types;
 
 pub use adapter::{Adapter, AdapterFactory, BoxFuture};
+pub use cluster::{ServerSideAck, ServerSideEmitHandler};
 pub use error::AdapterError;
 pub use memory::{MemoryAdapter, MemoryAdapterFactory};
 pub use rooms::RoomIndex;

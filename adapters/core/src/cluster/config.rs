@@ -1,0 +1,80 @@
+//! Cluster adapter options; defaults match socket.io's cluster adapter where it has one.
+
+use std::time::Duration;
+
+use super::NodeId;
+use super::error::ClusterError;
+
+/// How a node takes part in the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub(crate) node_id: NodeId,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) heartbeat_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_pending_requests: usize,
+}
+
+impl ClusterConfig {
+    /// Options for node `node_id` (the server's `--node-id`, the prefix of its socket ids).
+    pub fn new(node_id: impl Into<String>) -> Result<Self, ClusterError> {
+        let node_id = node_id.into();
+        if !NodeId::is_valid(&node_id) {
+            return Err(ClusterError::InvalidNodeId(node_id));
+        }
+        Ok(Self {
+            node_id: NodeId::from(node_id),
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
+            max_pending_requests: 1024,
+        })
+    }
+
+    /// How often the node announces itself; default 5 s. Shorter detects dead peers sooner for
+    /// one small message per namespace per interval.
+    pub fn with_heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = d;
+        self
+    }
+
+    /// How long a silent peer stays in membership; default 10 s. Must exceed the interval (two
+    /// intervals or more, so one lost heartbeat does not drop a peer).
+    pub fn with_heartbeat_timeout(mut self, d: Duration) -> Self {
+        self.heartbeat_timeout = d;
+        self
+    }
+
+    /// How long fetchSockets waits for the other nodes; default 5 s (socket.io's `requestsTimeout`).
+    pub fn with_request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// Most requests in flight per namespace before new ones fail fast; default 1024.
+    pub fn with_max_pending_requests(mut self, n: usize) -> Self {
+        self.max_pending_requests = n;
+        self
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.node_id
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ClusterError> {
+        if self.heartbeat_interval.is_zero() {
+            return Err(ClusterError::InvalidConfig("heartbeat interval must be positive"));
+        }
+        if self.heartbeat_timeout <= self.heartbeat_interval {
+            return Err(ClusterError::InvalidConfig("heartbeat timeout must exceed the heartbeat interval"));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ClusterError::InvalidConfig("request timeout must be positive"));
+        }
+        if self.max_pending_requests == 0 {
+            return Err(ClusterError::InvalidConfig("max pending requests must be at least 1"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,119 @@
+//! The broker-independent cluster adapter: everything a Redis or NATS adapter shares, so those
+//! crates only implement a [`Transport`] (publish, subscribe, unsubscribe, hand received bytes to
+//! an [`Inbound`]).
+//!
+//! - [`message`] and [`codec`]: the one versioned message set that crosses nodes, and its compact
+//!   binary encoding (a msgpack header, then raw payload bytes sliced without copying).
+//! - [`route`]: where a message goes — the namespace, a room (subscribed only by nodes with local
+//!   members), or one node — rendered as Redis channels and NATS subjects.
+//! - [`membership`]: the live peers, from heartbeats; the server count and the set of expected
+//!   responders come from here, never from the broker.
+//! - [`requests`]: bounded scatter-gather for fetchSockets, serverSideEmit and ack broadcasts.
+//! - [`ClusterAdapter`]: the [`Adapter`](crate::Adapter) over a transport; local delivery never waits
+//!   on the broker. [`ClusterAdapterFactory`] makes one per namespace and owns the node's transport,
+//!   heartbeat task and counters.
+//! - `bus` (feature `contract`): an in-process transport connecting several nodes, for tests.
+//!
+//! Data flow: a namespace calls the adapter; the adapter delivers to local sockets through the
+//! [`RoomIndex`](crate::RoomIndex), encodes a [`Message`] and publishes it on a [`Route`]; the
+//! transport of each subscribed node passes the bytes to its [`Inbound`], which decodes them and hands
+//! the message to that node's adapter for the namespace.
+//!
+//! # Failure behaviour
+//!
+//! - Broker slow or gone: [`Transport::publish`] drops instead of queueing without bound; the
+//!   adapter counts it ([`ClusterStats::publish_failed`], logged at each power of two). Broadcasts
+//!   still reach local sockets and succeed; requests (fetchSockets, serverSideEmit, ack broadcasts,
+//!   socketsJoin/Leave, disconnectSockets) fail at once with `AdapterError::BrokerUnavailable`.
+//! - Bad input (garbage, truncation, another version, a namespace not served here, our own echo)
+//!   is counted and dropped, never fatal.
+//! - A dead peer stops counting once its heartbeats are older than the timeout, and requests stop
+//!   waiting for it at the next membership check (a quarter timeout at most); a closing peer is
+//!   dropped at once. A request always ends by its deadline (`Timeout` error naming how many
+//!   nodes did not answer), and at most `max_pending_requests` are in flight per namespace.
+//!
+//! # Writing a transport
+//!
+//! Implement [`Transport`] on a cheap handle to one task that owns the broker connection:
+//! `publish` queues into a bounded channel (full → [`PublishError::QueueFull`]), `subscribe` and
+//! `unsubscribe` queue commands; the task renders routes with [`Route::redis_channel`] or
+//! [`Route::nats_subject`], resubscribes every live route after a reconnect, and passes each
+//! received payload to [`Inbound::receive`]. Routes may be placed on different brokers (sharding
+//! by channel name): the adapter needs order only within one route. Create the [`Inbound`] first,
+//! give it to the transport, then bind it with [`ClusterAdapterFactory::new`].
+
+mod adapter;
+#[cfg(feature = "contract")]
+pub mod bus;
+pub mod codec;
+mod config;
+mod error;
+mod hook;
+pub mod membership;
+pub mod message;
+mod node;
+pub mod requests;
+pub mod route;
+mod stats;
+mod transport;
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
+
+pub use adapter::{ClusterAdapter, ClusterAdapterFactory};
+pub use config::ClusterConfig;
+pub use error::{ClusterError, CodecError, PublishError, RequestError};
+pub use hook::{ServerSideAck, ServerSideEmitHandler};
+pub use message::{Envelope, Message, Target};
+pub use route::Route;
+pub use stats::ClusterStats;
+pub use transport::{Inbound, Transport};
+
+/// A node's id: the prefix of its socket ids (`<node>.<22 chars>`), so a socket's owner is known
+/// from its id alone. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(Arc<str>);
+
+impl NodeId {
+    /// The id itself.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `s` is usable as a node id: non-empty, only `A-Z a-z 0-9 - _` (as `--node-id`), so it
+    /// never contains the `.` that ends a socket id's node prefix.
+    pub fn is_valid(s: &str) -> bool {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+}
+
+impl Borrow<str> for NodeId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for NodeId {
+    fn from(s: &str) -> Self {
+        Self(s.into())
+    }
+}
+
+impl From<String> for NodeId {
+    fn from(s: String) -> Self {
+        Self(s.into())
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}

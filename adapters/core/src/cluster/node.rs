@@ -1,0 +1,162 @@
+//! One process's place in the cluster, shared by its namespace adapters: the transport, the node
+//! route, the counters, the inbound dispatch by namespace and the heartbeat task.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::NodeId;
+use super::adapter::ClusterAdapter;
+use super::codec;
+use super::config::ClusterConfig;
+use super::message::Message;
+use super::route::Route;
+use super::stats::{Counters, bump};
+use super::transport::Transport;
+use crate::error::AdapterError;
+
+pub(crate) struct Node {
+    pub(crate) config: ClusterConfig,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) counters: Counters,
+    pub(crate) route: Route,
+    namespaces: DashMap<String, Weak<ClusterAdapter>>,
+    pub(crate) closed: AtomicBool,
+}
+
+impl Node {
+    pub(crate) fn new(config: ClusterConfig, transport: Arc<dyn Transport>) -> Self {
+        let route = Route::Node(config.node_id.clone());
+        Self {
+            config,
+            transport,
+            counters: Counters::default(),
+            route,
+            namespaces: DashMap::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn id(&self) -> &NodeId {
+        &self.config.node_id
+    }
+
+    /// Encodes and hands a message to the transport; failures are counted and logged (throttled).
+    pub(crate) fn publish(&self, route: &Route, nsp: &str, message: &Message) -> Result<(), AdapterError> {
+        let bytes = match codec::encode(self.id().as_str(), nsp, message) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                bump(&self.counters.publish_failed);
+                tracing::warn!(error = %e, kind = message.name(), nsp, "cluster message not encodable; dropped");
+                return Err(AdapterError::Codec(e.to_string()));
+            }
+        };
+        match self.transport.publish(route, bytes) {
+            Ok(()) => {
+                bump(&self.counters.published);
+                Ok(())
+            }
+            Err(e) => {
+                let failed = bump(&self.counters.publish_failed);
+                if failed.is_power_of_two() {
+                    tracing::warn!(error = %e, failed, kind = message.name(), "cluster publish failed; message dropped");
+                }
+                Err(AdapterError::BrokerUnavailable(e.to_string()))
+            }
+        }
+    }
+
+    /// The inbound path: decode, drop what is not for us (counted), hand the rest to the adapter.
+    pub(crate) fn receive(&self, payload: Bytes) {
+        bump(&self.counters.received);
+        let envelope = match codec::decode(&payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                let (counter, what) = if e.is_unsupported() {
+                    (&self.counters.unsupported, "unsupported")
+                } else {
+                    (&self.counters.malformed, "malformed")
+                };
+                let n = bump(counter);
+                if n.is_power_of_two() {
+                    tracing::warn!(error = %e, count = n, len = payload.len(), "dropped {what} cluster message");
+                }
+                return;
+            }
+        };
+        if envelope.sender == *self.id() {
+            bump(&self.counters.echoes);
+            return;
+        }
+        let adapter = self.namespaces.get(envelope.nsp.as_str()).and_then(|w| w.upgrade());
+        match adapter {
+            Some(adapter) => adapter.handle(envelope.sender, envelope.message),
+            None => {
+                bump(&self.counters.unroutable);
+                tracing::debug!(
+                    nsp = envelope.nsp,
+                    kind = envelope.message.name(),
+                    "cluster message for a namespace not served here"
+                );
+            }
+        }
+    }
+
+    pub(crate) fn register(&self, nsp: &str, adapter: Weak<ClusterAdapter>) {
+        self.namespaces.insert(nsp.to_owned(), adapter);
+    }
+
+    /// Forgets `nsp` unless another live adapter took its place.
+    pub(crate) fn unregister(&self, nsp: &str) {
+        self.namespaces.remove_if(nsp, |_, w| w.strong_count() == 0);
+    }
+
+    pub(crate) fn adapter(&self, nsp: &str) -> Option<Arc<ClusterAdapter>> {
+        self.namespaces.get(nsp).and_then(|w| w.upgrade())
+    }
+
+    pub(crate) fn adapters(&self) -> Vec<Arc<ClusterAdapter>> {
+        self.namespaces.iter().filter_map(|e| e.value().upgrade()).collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.transport.unsubscribe(&self.route);
+    }
+}
+
+/// Heartbeats every namespace's peers and expires silent ones until the node is dropped or closed.
+///
+/// It checks membership four times per timeout (at least), so a dead peer is dropped at most a
+/// quarter timeout late, and sends heartbeats every interval.
+pub(crate) fn spawn_heartbeat(handle: &tokio::runtime::Handle, node: &Arc<Node>) {
+    let weak = Arc::downgrade(node);
+    let interval = node.config.heartbeat_interval;
+    let check = interval.min(node.config.heartbeat_timeout / 4).max(Duration::from_millis(1));
+    handle.spawn(async move {
+        let mut ticker = tokio::time::interval(check);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ticker.tick().await;
+        let mut next_beat = Instant::now() + interval;
+        loop {
+            ticker.tick().await;
+            let Some(node) = weak.upgrade() else { break };
+            if node.closed.load(Ordering::Acquire) {
+                break;
+            }
+            let now = Instant::now();
+            let beat = now >= next_beat;
+            if beat {
+                next_beat = now + interval;
+            }
+            for adapter in node.adapters() {
+                adapter.tick(now, beat);
+            }
+        }
+    });
+}

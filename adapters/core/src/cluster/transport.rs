@@ -1,0 +1,64 @@
+//! The seam to a broker: what a Redis or NATS crate implements, and the handle it feeds.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use bytes::Bytes;
+
+use super::error::PublishError;
+use super::node::Node;
+use super::route::Route;
+
+/// A node's connection to the broker, as the cluster adapter needs it.
+///
+/// Every method returns at once: the adapter calls them on the broadcast path and while holding
+/// a room's subscription lock, so an implementation queues work for its connection task (one
+/// actor owning the connection behind this cheap handle) and never waits on the network.
+pub trait Transport: Send + Sync + 'static {
+    /// Queues `payload` for every node subscribed to `route`. The queue is bounded: when it is full
+    /// or the broker is down, drop the message and return the error (the adapter counts it; local
+    /// delivery already happened). Messages to one route keep their order.
+    fn publish(&self, route: &Route, payload: Bytes) -> Result<(), PublishError>;
+
+    /// Starts receiving `route`'s messages (into the [`Inbound`] given at construction), and keeps
+    /// receiving them across reconnects. Calls for one route alternate subscribe/unsubscribe.
+    fn subscribe(&self, route: &Route);
+
+    /// Stops receiving `route`'s messages.
+    fn unsubscribe(&self, route: &Route);
+}
+
+/// Where a transport hands what it receives: a cheap, cloneable handle to the node's adapters.
+///
+/// Create it first, give a clone to the transport, then bind it by creating the
+/// [`ClusterAdapterFactory`](super::ClusterAdapterFactory) (the transport exists before the node,
+/// which owns it). Messages received before that, or after the node is gone, are dropped.
+#[derive(Clone, Default)]
+pub struct Inbound {
+    node: Arc<OnceLock<Weak<Node>>>,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound").field("bound", &self.node.get().is_some()).finish()
+    }
+}
+
+impl Inbound {
+    /// A handle not bound to any node yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One message as received from the broker (any route). Decodes and delivers it on the
+    /// calling task without waiting: local delivery only queues packets on sessions, and answers
+    /// are published through the non-blocking transport. Never panics on bad input (it is counted).
+    pub fn receive(&self, payload: Bytes) {
+        if let Some(node) = self.node.get().and_then(Weak::upgrade) {
+            node.receive(payload);
+        }
+    }
+
+    pub(crate) fn bind(&self, node: Weak<Node>) -> bool {
+        self.node.set(node).is_ok()
+    }
+}

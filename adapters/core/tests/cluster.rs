@@ -1,0 +1,647 @@
+//! The cluster adapter over the in-process bus: the adapter contract on three nodes, plus what the
+//! contract cannot see — interest routing (through the counters), membership, bounded requests,
+//! server-side emits, binary payloads and broker faults.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use switchboard_adapter::cluster::bus::{Bus, BusTransport};
+use switchboard_adapter::cluster::{
+    ClusterAdapter, ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound, Message, Route,
+    ServerSideAck, ServerSideEmitHandler, Target, codec,
+};
+use switchboard_adapter::contract::{self, Cluster, TestSocket};
+use switchboard_adapter::{
+    AckResponse, Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId,
+    SocketInfo,
+};
+use switchboard_protocol::socketio::{Value, encode_event};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+struct Nodes {
+    bus: Bus,
+    factories: Vec<ClusterAdapterFactory>,
+    transports: Vec<Arc<BusTransport>>,
+    adapters: Vec<Arc<ClusterAdapter>>,
+}
+
+fn config(i: usize) -> ClusterConfig {
+    ClusterConfig::new(format!("node{i}")).unwrap()
+}
+
+/// `n` nodes on one bus serving `/`, each knowing the others.
+async fn nodes(n: usize, tune: impl Fn(ClusterConfig) -> ClusterConfig) -> Nodes {
+    let bus = Bus::new();
+    let mut out = Nodes { bus: bus.clone(), factories: vec![], transports: vec![], adapters: vec![] };
+    for i in 0..n {
+        let (factory, transport) = bus.node(tune(config(i))).unwrap();
+        out.adapters.push(factory.create_cluster_adapter("/"));
+        out.factories.push(factory);
+        out.transports.push(transport);
+    }
+    out.wait_for_count(n).await;
+    out
+}
+
+impl Nodes {
+    fn dyn_adapters(&self) -> Vec<Arc<dyn Adapter>> {
+        self.adapters.iter().map(|a| a.clone() as Arc<dyn Adapter>).collect()
+    }
+
+    fn contract(&self) -> Cluster {
+        let bus = self.bus.clone();
+        Cluster::new(self.dyn_adapters()).with_quiet(Duration::from_millis(10)).with_settle(move || {
+            let bus = bus.clone();
+            Box::pin(async move { bus.settle().await })
+        })
+    }
+
+    /// Waits until every node counts `n` servers.
+    async fn wait_for_count(&self, n: usize) {
+        self.wait_for_count_on(&(0..self.adapters.len()).collect::<Vec<_>>(), n).await;
+    }
+
+    async fn wait_for_count_on(&self, which: &[usize], n: usize) {
+        let ok = eventually(Duration::from_secs(2), || async {
+            for &i in which {
+                if self.adapters[i].server_count().await.unwrap() != n {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        let counts: Vec<usize> = which.iter().map(|&i| self.adapters[i].peers().len() + 1).collect();
+        assert!(ok, "nodes {which:?} count {counts:?} servers, expected {n}");
+    }
+
+    fn broadcasts_received(&self) -> Vec<u64> {
+        self.factories.iter().map(|f| f.stats().broadcasts_received).collect()
+    }
+}
+
+async fn eventually<F, Fut>(within: Duration, mut ok: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if ok().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn to(rooms: &[&str]) -> BroadcastOptions {
+    BroadcastOptions { rooms: rooms.iter().map(|&r| Room::from(r)).collect(), ..Default::default() }
+}
+
+fn packet(text: &str) -> BroadcastPacket {
+    BroadcastPacket::new(encode_event("/", "e", &[Value::from(text)], None))
+}
+
+/// A server-shaped socket id of `node`: `<node>.<22 base64url chars>`.
+fn sid(node: &str, tag: char) -> SocketId {
+    SocketId::from(format!("{node}.{}", tag.to_string().repeat(22)))
+}
+
+fn assert_clean(nodes: &Nodes) {
+    for (i, a) in nodes.adapters.iter().enumerate() {
+        assert!(a.local().is_empty(), "node {i} kept sockets");
+        assert!(
+            a.subscribed_rooms().is_empty(),
+            "node {i} kept room subscriptions: {:?}",
+            a.subscribed_rooms()
+        );
+        assert_eq!(a.pending_requests(), 0, "node {i} kept pending requests");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contract.
+
+#[tokio::test]
+async fn contract_on_three_nodes() {
+    let nodes = nodes(3, |c| c).await;
+    contract::run_all(&nodes.contract()).await;
+    nodes.bus.settle().await;
+    assert_clean(&nodes);
+    let stats = nodes.factories[0].stats();
+    assert_eq!((stats.malformed, stats.unsupported, stats.unroutable, stats.publish_failed), (0, 0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_on_three_nodes_multi_thread() {
+    let nodes = nodes(3, |c| c).await;
+    contract::run_all(&nodes.contract()).await;
+    nodes.bus.settle().await;
+    assert_clean(&nodes);
+}
+
+#[tokio::test]
+async fn contract_on_one_cluster_node() {
+    let nodes = nodes(1, |c| c).await;
+    contract::run_all(&nodes.contract()).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interest routing, asserted through the counters.
+
+#[tokio::test]
+async fn a_room_emit_is_not_received_by_a_node_without_members() {
+    let nodes = nodes(3, |c| c).await;
+    let a = TestSocket::new("a", "/");
+    let b = TestSocket::new("b", "/");
+    let c = TestSocket::new("c", "/");
+    for (i, s) in [&a, &b, &c].into_iter().enumerate() {
+        nodes.adapters[i].add_socket(s.clone());
+    }
+    nodes.adapters[0].join(a.id(), &["r".into()]);
+    nodes.adapters[1].join(b.id(), &["r".into()]);
+    nodes.adapters[2].join(c.id(), &["other".into()]);
+    let r = Route::Room("/".into(), "r".into());
+    assert_eq!(nodes.bus.subscribers(&r), 2, "nodes 0 and 1 subscribe r");
+
+    let before = nodes.broadcasts_received();
+    nodes.adapters[0].broadcast(packet("to-r"), to(&["r"])).await.unwrap();
+    nodes.bus.settle().await;
+    let after = nodes.broadcasts_received();
+    assert_eq!(after[1] - before[1], 1, "node 1 has a member");
+    assert_eq!(after[2] - before[2], 0, "node 2 has no member in r: it must not even receive the emit");
+    assert_eq!(after[0] - before[0], 0, "the emitter ignores its own echo");
+    assert_eq!(a.deliveries().len() + b.deliveries().len(), 2);
+    assert!(c.deliveries().is_empty());
+
+    // The last member leaving unsubscribes; a socket's own id room costs nothing for server ids.
+    nodes.adapters[1].leave(b.id(), &"r".into());
+    assert_eq!(nodes.bus.subscribers(&r), 1);
+    let before = nodes.broadcasts_received();
+    nodes.adapters[0].broadcast(packet("to-r-again"), to(&["r"])).await.unwrap();
+    nodes.bus.settle().await;
+    assert_eq!(nodes.broadcasts_received(), before, "nobody else subscribes r now");
+}
+
+#[tokio::test]
+async fn an_emit_to_a_socket_id_goes_to_its_node_only() {
+    let nodes = nodes(3, |c| c).await;
+    let id = sid("node2", 'x');
+    let target = TestSocket::new(id.clone(), "/");
+    nodes.adapters[2].add_socket(target.clone());
+    assert!(nodes.adapters[2].subscribed_rooms().is_empty(), "a server socket id needs no subscription");
+    assert_eq!(nodes.bus.subscribers(&Route::Room("/".into(), id.room())), 0);
+
+    let before = nodes.broadcasts_received();
+    nodes.adapters[0].broadcast(packet("private"), to(&[id.as_str()])).await.unwrap();
+    nodes.bus.settle().await;
+    let after = nodes.broadcasts_received();
+    assert_eq!((after[1] - before[1], after[2] - before[2]), (0, 1), "only the owner node receives it");
+    assert_eq!(target.deliveries().len(), 1);
+
+    // Several ids of one node and a room, in one emit: one copy per route, each socket once.
+    let other = TestSocket::new(sid("node2", 'y'), "/");
+    nodes.adapters[2].add_socket(other.clone());
+    nodes.adapters[2].join(other.id(), &["r".into()]);
+    let before = nodes.broadcasts_received();
+    let published = nodes.factories[0].stats().published;
+    nodes.adapters[0].broadcast(packet("mixed"), to(&[id.as_str(), other.id().as_str(), "r"])).await.unwrap();
+    nodes.bus.settle().await;
+    assert_eq!(nodes.factories[0].stats().published - published, 2, "node route + room route");
+    let after = nodes.broadcasts_received();
+    assert_eq!((after[1] - before[1], after[2] - before[2]), (0, 2));
+    assert_eq!((target.deliveries().len(), other.deliveries().len()), (2, 1), "each socket once");
+
+    // An emit to a local server socket id publishes nothing.
+    let published = nodes.factories[2].stats().published;
+    nodes.adapters[2].broadcast(packet("local-id"), to(&[id.as_str()])).await.unwrap();
+    assert_eq!(nodes.factories[2].stats().published, published);
+    assert_eq!(target.deliveries().len(), 3);
+}
+
+#[tokio::test]
+async fn an_emit_to_many_rooms_is_one_namespace_wide_copy() {
+    let nodes = nodes(3, |c| c).await;
+    let rooms: Vec<String> = (0..12).map(|i| format!("room{i}")).collect();
+    let a = TestSocket::new("a", "/");
+    let b = TestSocket::new("b", "/");
+    nodes.adapters[1].add_socket(a.clone());
+    nodes.adapters[1].join(a.id(), &[rooms[0].as_str().into(), rooms[11].as_str().into()]);
+    nodes.adapters[2].add_socket(b.clone());
+    nodes.adapters[2].join(b.id(), &[rooms[5].as_str().into()]);
+    let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    let published = nodes.factories[0].stats().published;
+    let before = nodes.broadcasts_received();
+    nodes.adapters[0].broadcast(packet("many"), to(&names)).await.unwrap();
+    nodes.bus.settle().await;
+    assert_eq!(nodes.factories[0].stats().published - published, 1, "one copy, not one per room");
+    let after = nodes.broadcasts_received();
+    assert_eq!((after[1] - before[1], after[2] - before[2]), (1, 1));
+    assert_eq!((a.deliveries().len(), b.deliveries().len()), (1, 1), "each socket once");
+    nodes.adapters[1].remove_socket(a.id());
+    nodes.adapters[2].remove_socket(b.id());
+}
+
+#[tokio::test]
+async fn a_namespace_emit_reaches_every_node_once() {
+    let nodes = nodes(3, |c| c).await;
+    let before = nodes.broadcasts_received();
+    nodes.adapters[1].broadcast(packet("all"), BroadcastOptions::default()).await.unwrap();
+    nodes.bus.settle().await;
+    let after = nodes.broadcasts_received();
+    assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [1, 0, 1]);
+}
+
+#[tokio::test]
+async fn binary_broadcasts_and_acks_cross_nodes_intact() {
+    struct Recorder {
+        id: SocketId,
+        got: Mutex<Vec<BroadcastPacket>>,
+        answer: Vec<Value>,
+    }
+    impl LocalSocket for Recorder {
+        fn id(&self) -> &SocketId {
+            &self.id
+        }
+        fn deliver(&self, packet: &BroadcastPacket, _: bool) {
+            self.got.lock().unwrap().push(packet.clone());
+        }
+        fn deliver_with_ack(
+            &self,
+            packet: &BroadcastPacket,
+            _: u64,
+            sink: mpsc::UnboundedSender<AckResponse>,
+        ) {
+            self.got.lock().unwrap().push(packet.clone());
+            let _ = sink.send(AckResponse { socket: self.id.clone(), args: self.answer.clone() });
+        }
+        fn info(&self) -> SocketInfo {
+            SocketInfo {
+                id: self.id.clone(),
+                nsp: "/".into(),
+                rooms: vec![],
+                handshake: serde_json::Value::Null,
+                data: serde_json::Value::Null,
+            }
+        }
+        fn disconnect(&self, _: bool) {}
+    }
+
+    let nodes = nodes(2, |c| c).await;
+    let blob = Bytes::from_static(b"\x00\xffbinary\x01");
+    let answer = vec![Value::from("ok"), Value::Binary(Bytes::from_static(b"\xde\xad"))];
+    let remote = Arc::new(Recorder { id: "remote".into(), got: Mutex::new(vec![]), answer: answer.clone() });
+    nodes.adapters[1].add_socket(remote.clone());
+
+    let sent = encode_event("/", "file", &[Value::from("name"), Value::Binary(blob.clone())], None);
+    nodes.adapters[0]
+        .broadcast(BroadcastPacket::new(sent.clone()), BroadcastOptions::default())
+        .await
+        .unwrap();
+    nodes.bus.settle().await;
+    let got = remote.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].packet(), &sent, "text and attachments arrive as encoded");
+    assert_eq!(got[0].frames(), BroadcastPacket::new(sent).frames());
+
+    let with_ack = BroadcastPacket::new(encode_event("/", "q", &[Value::Binary(blob)], Some(5)));
+    let stream = nodes.adapters[0]
+        .broadcast_with_ack(with_ack, 5, BroadcastOptions::default(), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(stream.expected, 1);
+    let (responses, missing) = stream.collect().await;
+    assert_eq!(missing, 0);
+    assert_eq!(responses, vec![AckResponse { socket: "remote".into(), args: answer }]);
+    nodes.bus.settle().await;
+    assert_eq!(
+        nodes.adapters[0].pending_requests(),
+        0,
+        "all acks in: the request is gone before its deadline"
+    );
+    nodes.adapters[1].remove_socket(&"remote".into());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership.
+
+fn fast(c: ClusterConfig) -> ClusterConfig {
+    c.with_heartbeat_interval(Duration::from_millis(40)).with_heartbeat_timeout(Duration::from_millis(160))
+}
+
+fn slow(c: ClusterConfig) -> ClusterConfig {
+    c.with_heartbeat_interval(Duration::from_secs(30)).with_heartbeat_timeout(Duration::from_secs(60))
+}
+
+#[tokio::test]
+async fn a_new_node_learns_its_peers_without_waiting_for_a_heartbeat() {
+    // Heartbeats every 30 s: only the initial heartbeat and its answers can explain a fast count.
+    let mut nodes = nodes(3, slow).await;
+    let started = Instant::now();
+    let (factory, transport) = nodes.bus.node(slow(config(3))).unwrap();
+    nodes.adapters.push(factory.create_cluster_adapter("/"));
+    nodes.factories.push(factory);
+    nodes.transports.push(transport);
+    nodes.wait_for_count(4).await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_silent_node_is_dropped_within_the_timeout_and_comes_back() {
+    let nodes = nodes(3, fast).await;
+    let index = nodes.transports[2].index();
+    let started = Instant::now();
+    nodes.bus.isolate(index, true);
+    nodes.wait_for_count_on(&[0, 1], 2).await;
+    let took = started.elapsed();
+    // Last heartbeat at most one interval before the cut, then the timeout, then at most a check
+    // period (40 ms), plus slack for a loaded machine.
+    assert!(took <= Duration::from_millis(160 + 40 + 150), "dropped after {took:?}");
+    assert!(took >= Duration::from_millis(100), "dropped too early ({took:?})");
+    nodes.bus.isolate(index, false);
+    nodes.wait_for_count(3).await;
+}
+
+#[tokio::test]
+async fn a_closing_node_is_dropped_at_once() {
+    let nodes = nodes(3, slow).await;
+    nodes.factories[2].close();
+    nodes.bus.settle().await;
+    for i in [0, 1] {
+        assert_eq!(nodes.adapters[i].server_count().await, Ok(2), "node {i}");
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_adapter_says_goodbye_and_unsubscribes() {
+    let mut nodes = nodes(2, slow).await;
+    let s = TestSocket::new("s", "/");
+    nodes.adapters[1].add_socket(s.clone());
+    nodes.adapters[1].join(s.id(), &["r".into()]);
+    let adapter = nodes.adapters.pop().unwrap();
+    drop(adapter);
+    nodes.bus.settle().await;
+    assert_eq!(nodes.adapters[0].server_count().await, Ok(1));
+    assert_eq!(nodes.bus.subscribers(&Route::Room("/".into(), "r".into())), 0);
+    assert_eq!(nodes.bus.subscribers(&Route::Namespace("/".into())), 1);
+    assert!(nodes.factories[1].adapter("/").is_none());
+}
+
+#[tokio::test]
+async fn namespaces_have_their_own_membership() {
+    let nodes = nodes(2, slow).await;
+    let chat0 = nodes.factories[0].create_cluster_adapter("/chat");
+    nodes.bus.settle().await;
+    assert_eq!(chat0.server_count().await, Ok(1), "node 1 does not serve /chat");
+    let chat1 = nodes.factories[1].create_cluster_adapter("/chat");
+    nodes.bus.settle().await;
+    assert_eq!(chat0.server_count().await, Ok(2));
+    assert_eq!(chat1.server_count().await, Ok(2));
+    // A fetch on /chat only asks /chat's peers, and sees only /chat's sockets.
+    chat1.add_socket(TestSocket::new("c1", "/chat"));
+    nodes.adapters[1].add_socket(TestSocket::new("root1", "/"));
+    let got = chat0.fetch_sockets(BroadcastOptions::default()).await.unwrap();
+    assert_eq!(got.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["c1"]);
+    assert_eq!(got[0].nsp, "/chat");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests.
+
+#[tokio::test]
+async fn a_request_stops_waiting_for_a_node_that_leaves_membership() {
+    let nodes = nodes(3, |c| fast(c).with_request_timeout(Duration::from_secs(10))).await;
+    nodes.adapters[1].add_socket(TestSocket::new("one", "/"));
+    nodes.adapters[2].add_socket(TestSocket::new("two", "/"));
+    nodes.bus.isolate(nodes.transports[2].index(), true);
+    let started = Instant::now();
+    let got = nodes.adapters[0].fetch_sockets(BroadcastOptions::default()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1), "waited {:?}", started.elapsed());
+    assert_eq!(got.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["one"]);
+    assert_eq!(nodes.adapters[0].pending_requests(), 0);
+}
+
+#[tokio::test]
+async fn a_request_ends_at_its_timeout_with_a_clear_error_and_no_leak() {
+    let nodes = nodes(3, |c| slow(c).with_request_timeout(Duration::from_millis(150))).await;
+    nodes.bus.isolate(nodes.transports[2].index(), true);
+    let started = Instant::now();
+    let got = nodes.adapters[0].fetch_sockets(BroadcastOptions::default()).await;
+    let took = started.elapsed();
+    assert_eq!(got, Err(AdapterError::Timeout { missing: 1 }));
+    assert!(took >= Duration::from_millis(150) && took < Duration::from_millis(600), "took {took:?}");
+    assert_eq!(nodes.adapters[0].pending_requests(), 0);
+
+    let got = nodes.adapters[0].server_side_emit("x".into(), vec![], Some(Duration::from_millis(100))).await;
+    assert_eq!(got, Err(AdapterError::Timeout { missing: 2 }), "no handler anywhere: nobody answers");
+    assert_eq!(nodes.adapters[0].pending_requests(), 0);
+
+    // A cancelled request (the caller's future dropped) leaves nothing behind either.
+    let fetch = nodes.adapters[0].fetch_sockets(BroadcastOptions::default());
+    assert!(tokio::time::timeout(Duration::from_millis(20), fetch).await.is_err());
+    assert_eq!(nodes.adapters[0].pending_requests(), 0);
+}
+
+#[tokio::test]
+async fn requests_are_bounded() {
+    let nodes =
+        nodes(2, |c| slow(c).with_request_timeout(Duration::from_millis(200)).with_max_pending_requests(2))
+            .await;
+    nodes.bus.isolate(nodes.transports[1].index(), true);
+    let node = &nodes.adapters[0];
+    let all = BroadcastOptions::default();
+    let (a, b, c) = tokio::join!(node.fetch_sockets(all.clone()), node.fetch_sockets(all.clone()), async {
+        tokio::task::yield_now().await;
+        node.fetch_sockets(all.clone()).await
+    });
+    assert_eq!(a, Err(AdapterError::Timeout { missing: 1 }));
+    assert_eq!(b, Err(AdapterError::Timeout { missing: 1 }));
+    assert_eq!(c, Err(AdapterError::TooManyRequests { limit: 2 }));
+    assert_eq!(node.pending_requests(), 0);
+    nodes.bus.isolate(nodes.transports[1].index(), false);
+    assert_eq!(node.fetch_sockets(all).await, Ok(vec![]), "capacity is free again");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server-side emits.
+
+struct Handler {
+    node: String,
+    seen: Mutex<Vec<(String, Vec<Value>)>>,
+}
+
+impl ServerSideEmitHandler for Handler {
+    fn on_server_side_emit(&self, event: String, args: Vec<Value>, ack: Option<ServerSideAck>) {
+        self.seen.lock().unwrap().push((event, args.clone()));
+        if let Some(ack) = ack {
+            let mut answer = vec![Value::from(self.node.as_str())];
+            answer.extend(args);
+            ack.send(answer);
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_side_emits_reach_the_other_nodes_handlers() {
+    let nodes = nodes(3, |c| c).await;
+    let handlers: Vec<Arc<Handler>> =
+        (0..3).map(|i| Arc::new(Handler { node: format!("node{i}"), seen: Mutex::new(vec![]) })).collect();
+    for (a, h) in nodes.adapters.iter().zip(&handlers) {
+        a.set_server_side_emit_handler(h.clone());
+    }
+    let blob = Value::Binary(Bytes::from_static(b"\x01\x02"));
+
+    let got = nodes.adapters[0].server_side_emit("ping".into(), vec![blob.clone()], None).await;
+    assert_eq!(got, Ok(vec![]));
+    nodes.bus.settle().await;
+    assert!(handlers[0].seen.lock().unwrap().is_empty(), "not to the emitting node");
+    for h in &handlers[1..] {
+        assert_eq!(*h.seen.lock().unwrap(), [("ping".to_owned(), vec![blob.clone()])]);
+    }
+
+    let mut answers = nodes.adapters[0]
+        .server_side_emit("ask".into(), vec![blob.clone()], Some(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    answers.sort_by_key(|a| a[0].as_str().map(str::to_owned));
+    assert_eq!(answers, [vec![Value::from("node1"), blob.clone()], vec![Value::from("node2"), blob]]);
+    assert_eq!(nodes.adapters[0].pending_requests(), 0);
+}
+
+#[tokio::test]
+async fn server_side_emit_alone_returns_at_once() {
+    let nodes = nodes(1, |c| c).await;
+    let started = Instant::now();
+    let got = nodes.adapters[0].server_side_emit("x".into(), vec![], Some(Duration::from_secs(5))).await;
+    assert_eq!(got, Ok(vec![]));
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults and bad input.
+
+#[tokio::test]
+async fn with_the_broker_down_local_delivery_goes_on_and_requests_fail_fast() {
+    let nodes = nodes(2, slow).await;
+    let local = TestSocket::new("local", "/");
+    let remote = TestSocket::new("remote", "/");
+    nodes.adapters[0].add_socket(local.clone());
+    nodes.adapters[1].add_socket(remote.clone());
+    nodes.bus.set_down(true);
+
+    let failed = nodes.factories[0].stats().publish_failed;
+    let n = nodes.adapters[0].broadcast(packet("down"), BroadcastOptions::default()).await;
+    assert_eq!(n, Ok(1), "the emit succeeds for local sockets");
+    assert_eq!(local.deliveries().len(), 1);
+    assert_eq!(nodes.factories[0].stats().publish_failed, failed + 1, "the drop is counted");
+
+    let started = Instant::now();
+    let got = nodes.adapters[0].fetch_sockets(BroadcastOptions::default()).await;
+    assert!(matches!(got, Err(AdapterError::BrokerUnavailable(_))), "{got:?}");
+    let ack = nodes.adapters[0]
+        .broadcast_with_ack(packet("ack"), 1, BroadcastOptions::default(), Duration::from_secs(5))
+        .await;
+    assert!(matches!(ack, Err(AdapterError::BrokerUnavailable(_))), "{ack:?}");
+    assert!(started.elapsed() < Duration::from_millis(100), "requests must fail fast");
+    assert_eq!(nodes.adapters[0].pending_requests(), 0);
+    assert!(remote.deliveries().is_empty());
+
+    nodes.bus.set_down(false);
+    nodes.adapters[0].broadcast(packet("up"), BroadcastOptions::default()).await.unwrap();
+    nodes.bus.settle().await;
+    assert_eq!(remote.deliveries().len(), 1, "delivery resumes with the broker");
+    for (i, a) in nodes.adapters.iter().enumerate() {
+        a.remove_socket(&SocketId::from(if i == 0 { "local" } else { "remote" }));
+    }
+}
+
+#[tokio::test]
+async fn bad_messages_are_counted_and_dropped() {
+    let bus = Bus::new();
+    let (transport, inbound) = bus.connect();
+    let factory = ClusterAdapterFactory::new(config(0), transport, &inbound).unwrap();
+    let adapter = factory.create_cluster_adapter("/");
+    let socket = TestSocket::new("s", "/");
+    adapter.add_socket(socket.clone());
+
+    inbound.receive(Bytes::from_static(b"hello from another program"));
+    inbound.receive(Bytes::new());
+    let good = codec::encode(
+        "node9",
+        "/",
+        &Message::Broadcast {
+            target: Target { opts: BroadcastOptions::default(), part: Target::WHOLE },
+            packet: encode_event("/", "e", &[], None),
+        },
+    )
+    .unwrap();
+    let mut newer = good.to_vec();
+    newer[2] = codec::VERSION + 1;
+    inbound.receive(newer.into());
+    inbound.receive(good.slice(..good.len() - 1));
+    let elsewhere = codec::encode("node9", "/elsewhere", &Message::Heartbeat).unwrap();
+    inbound.receive(elsewhere);
+    let echo = codec::encode("node0", "/", &Message::Heartbeat).unwrap();
+    inbound.receive(echo);
+    // A broadcast naming a part its room list does not have.
+    let bad_part = codec::encode(
+        "node9",
+        "/",
+        &Message::Broadcast {
+            target: Target { opts: to(&["a", "b"]), part: 7 },
+            packet: encode_event("/", "e", &[], None),
+        },
+    )
+    .unwrap();
+    inbound.receive(bad_part);
+
+    let stats = factory.stats();
+    assert_eq!(stats.received, 7);
+    assert_eq!(stats.malformed, 3);
+    assert_eq!(stats.unsupported, 1);
+    assert_eq!(stats.unroutable, 2);
+    assert_eq!(stats.echoes, 1);
+    assert!(socket.deliveries().is_empty());
+    assert_eq!(adapter.server_count().await, Ok(1), "the echoed heartbeat is not a peer");
+    inbound.receive(good);
+    assert_eq!(socket.deliveries().len(), 1, "the valid one is delivered");
+}
+
+#[tokio::test]
+async fn setup_errors_are_typed() {
+    assert!(matches!(ClusterConfig::new("has.dot"), Err(ClusterError::InvalidNodeId(_))));
+    assert!(matches!(ClusterConfig::new(""), Err(ClusterError::InvalidNodeId(_))));
+    let bus = Bus::new();
+    let (transport, inbound) = bus.connect();
+    let bad = config(0)
+        .with_heartbeat_timeout(Duration::from_secs(1))
+        .with_heartbeat_interval(Duration::from_secs(1));
+    assert!(matches!(
+        ClusterAdapterFactory::new(bad, transport.clone(), &inbound),
+        Err(ClusterError::InvalidConfig(_))
+    ));
+    let _factory = ClusterAdapterFactory::new(config(0), transport.clone(), &inbound).unwrap();
+    assert_eq!(
+        ClusterAdapterFactory::new(config(1), transport, &inbound).unwrap_err(),
+        ClusterError::InboundInUse
+    );
+    let unbound = Inbound::new();
+    unbound.receive(Bytes::from_static(b"nobody listens")); // dropped, no panic
+}
+
+#[test]
+fn the_factory_needs_a_runtime() {
+    let transport: Arc<BusTransport> = {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async { Bus::new().connect().0 })
+    };
+    let got = ClusterAdapterFactory::new(config(0), transport, &Inbound::new());
+    assert_eq!(got.unwrap_err(), ClusterError::NoRuntime);
+}

@@ -13,7 +13,7 @@ use crate::report::{Named, Report, format_number, render, rfc3339_utc};
 use crate::scenario::connect::ConnectParams;
 use crate::scenario::echo::EchoParams;
 use crate::scenario::fanout::FanoutParams;
-use crate::scenario::{Context, connect, echo, fanout};
+use crate::scenario::{Context, connect, echo, fanout, polling};
 use crate::server_process::{ServerProcess, ServerSpec};
 use crate::target::Target;
 use crate::{ServerError, SetupError};
@@ -28,6 +28,8 @@ pub enum Scenario {
     Echo,
     /// Room broadcast to many receivers.
     Fanout,
+    /// Acked echo at a fixed rate, on long-polling clients.
+    Polling,
 }
 
 impl Scenario {
@@ -37,6 +39,7 @@ impl Scenario {
             Self::Connect => "connect",
             Self::Echo => "echo",
             Self::Fanout => "fanout",
+            Self::Polling => "polling",
         }
     }
 }
@@ -62,6 +65,8 @@ pub struct CompareParams {
     pub echo: EchoParams,
     /// Parameters of `fanout`.
     pub fanout: FanoutParams,
+    /// Parameters of `polling`.
+    pub polling: EchoParams,
     /// Where server logs go.
     pub log_dir: PathBuf,
     /// Latency histogram shards.
@@ -150,6 +155,7 @@ async fn run_scenario(
         Scenario::Connect => connect::run(ctx, &params.connect).await,
         Scenario::Echo => echo::run(ctx, &params.echo).await,
         Scenario::Fanout => fanout::run(ctx, &params.fanout).await,
+        Scenario::Polling => polling::run(ctx, &params.polling).await,
     }
 }
 

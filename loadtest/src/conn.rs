@@ -174,7 +174,7 @@ pub async fn pong_frame(writer: &mut Writer, payload: BytesMut) -> Result<(), Co
 }
 
 /// Checks the server's answer to `40`: CONNECT to `/` is success, CONNECT_ERROR a rejection.
-fn connect_answer(text: &[u8]) -> Result<(), ConnError> {
+pub(crate) fn connect_answer(text: &[u8]) -> Result<(), ConnError> {
     let text = std::str::from_utf8(text).map_err(|_| ConnError::Protocol("packet is not UTF-8".into()))?;
     match socketio::Packet::decode(text) {
         Ok(socketio::Decoded::Complete(socketio::Packet::Connect { nsp, .. })) if nsp == "/" => Ok(()),

@@ -5,13 +5,65 @@
 //! Ticks use the [`pacer`], not tokio's millisecond timer, so sends leave close to their scheduled time.
 //! The read future is pinned across the select loop and only re-created after it yields a frame, because
 //! a WebSocket read is not cancel-safe; writes happen between polls of it, in the same task.
+//!
+//! [`Connection`] is what a scenario needs from a connection, so the same scenario runs over WebSocket
+//! ([`Conn`], driven here) or long-polling ([`crate::polling::PollingConn`]).
 
 use std::future::Future;
 use std::pin::pin;
+use std::time::Duration;
 
 use crate::conn::{self, Conn, Incoming};
 use crate::outbox::Outbox;
+use crate::target::Target;
 use crate::{ConnError, clock, pacer};
+
+/// A Socket.IO connection to `/` that scenarios open and drive, whatever transport carries it.
+pub trait Connection: Send + Sized + 'static {
+    /// TCP connections one of them holds, so a run can check it has the file descriptors.
+    const SOCKETS: usize;
+
+    /// The target's URL as reports name it (its scheme tells the transport).
+    fn url(target: &Target) -> String;
+
+    /// Connects and joins `/`, all within `timeout`.
+    fn open(target: &Target, timeout: Duration) -> impl Future<Output = Result<Self, ConnError>> + Send;
+
+    /// Drives `behaviour` until it is finished or `until` completes; an error means the connection is gone.
+    fn drive<B, F>(
+        &mut self,
+        behaviour: &mut B,
+        until: F,
+    ) -> impl Future<Output = Result<Outcome, ConnError>> + Send
+    where
+        B: Behaviour + Send,
+        F: Future<Output = ()> + Send;
+}
+
+impl Connection for Conn {
+    const SOCKETS: usize = 1;
+
+    fn url(target: &Target) -> String {
+        target.url()
+    }
+
+    fn open(target: &Target, timeout: Duration) -> impl Future<Output = Result<Self, ConnError>> + Send {
+        // The inherent functions of the same names (they take precedence over the trait's).
+        Conn::open(target, timeout)
+    }
+
+    fn drive<B, F>(
+        &mut self,
+        behaviour: &mut B,
+        until: F,
+    ) -> impl Future<Output = Result<Outcome, ConnError>> + Send
+    where
+        B: Behaviour + Send,
+        F: Future<Output = ()> + Send,
+    {
+        Conn::drive(self, behaviour, until)
+    }
+}
 
 /// What a connection does in one phase. Times are [`clock`] nanoseconds.
 pub trait Behaviour {

@@ -30,6 +30,19 @@ pub enum ConnError {
     /// The server sent something this client cannot take (bad frame, unexpected packet).
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A long-polling request was answered with an HTTP status other than 200 (e.g. 400 for an
+    /// unknown session); the start of the body says why.
+    #[error("HTTP {status}: {body}")]
+    Http {
+        /// The status code.
+        status: u16,
+        /// The first bytes of the body, lossily decoded.
+        body: String,
+    },
+    /// A long-polling request got no answer within the server's pingInterval + pingTimeout, the
+    /// longest a healthy server may hold it.
+    #[error("no answer to a {0} request within pingInterval + pingTimeout")]
+    Stalled(&'static str),
 }
 
 impl ConnError {
@@ -47,6 +60,22 @@ impl ConnError {
         match e.kind() {
             UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => Self::Closed,
             kind => Self::Io(kind),
+        }
+    }
+
+    /// Maps an error of hyper's HTTP client: a connection the peer dropped is [`ConnError::Closed`].
+    pub fn from_hyper(e: &hyper::Error) -> Self {
+        let mut source = std::error::Error::source(e);
+        while let Some(inner) = source {
+            if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+                return Self::from_io(io);
+            }
+            source = inner.source();
+        }
+        if e.is_closed() || e.is_incomplete_message() || e.is_canceled() {
+            Self::Closed
+        } else {
+            Self::Protocol(format!("HTTP: {e}"))
         }
     }
 

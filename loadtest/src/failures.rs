@@ -18,6 +18,10 @@ pub struct Failures {
     pub closed: AtomicU64,
     /// Packets or frames this client could not take from the server.
     pub protocol_errors: AtomicU64,
+    /// Long-polling requests answered with an HTTP status other than 200.
+    pub http_errors: AtomicU64,
+    /// Long-polling requests left unanswered past pingInterval + pingTimeout.
+    pub stalls: AtomicU64,
     first: Mutex<Option<String>>,
 }
 
@@ -37,6 +41,8 @@ impl Failures {
     pub fn running(&self, e: &ConnError) {
         let counter = match e {
             ConnError::Protocol(_) => &self.protocol_errors,
+            ConnError::Http { .. } => &self.http_errors,
+            ConnError::Stalled(_) => &self.stalls,
             _ => &self.closed,
         };
         counter.fetch_add(1, Relaxed);
@@ -56,6 +62,8 @@ impl Failures {
             ("connect_failed", self.connect_failed.load(Relaxed)),
             ("closed", self.closed.load(Relaxed)),
             ("protocol_errors", self.protocol_errors.load(Relaxed)),
+            ("http_errors", self.http_errors.load(Relaxed)),
+            ("stalls", self.stalls.load(Relaxed)),
         ]
     }
 
@@ -84,6 +92,8 @@ mod tests {
         f.opening(&ConnError::Rejected("no".into()));
         f.running(&ConnError::Closed);
         f.running(&ConnError::Protocol("x".into()));
+        f.running(&ConnError::Http { status: 400, body: "{}".into() });
+        f.running(&ConnError::Stalled("GET"));
         assert_eq!(f.opening_total(), 3);
         assert_eq!(
             f.counts(),
@@ -92,7 +102,9 @@ mod tests {
                 ("connect_timed_out", 1),
                 ("connect_failed", 1),
                 ("closed", 1),
-                ("protocol_errors", 1)
+                ("protocol_errors", 1),
+                ("http_errors", 1),
+                ("stalls", 1)
             ]
         );
         assert_eq!(f.first_error().as_deref(), Some("connection refused"));

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::conn::Conn;
+use crate::driver::Connection;
 use crate::failures::Failures;
 use crate::latency::Recorder;
 use crate::progress::Progress;
@@ -99,7 +99,7 @@ impl Fleet {
 
     /// Opens connections per `plan`, calling `run(rank, conn)` in a task for each one that opens; `rank`
     /// numbers the opened ones from 0. Returns at once; the tasks are tracked by `tracker`.
-    pub fn launch<F, Fut>(
+    pub fn launch<C, F, Fut>(
         self: &Arc<Self>,
         target: &Arc<Target>,
         plan: &OpenPlan,
@@ -107,7 +107,8 @@ impl Fleet {
         stop: &CancellationToken,
         run: F,
     ) where
-        F: Fn(u64, Conn) -> Fut + Send + Sync + 'static,
+        C: Connection,
+        F: Fn(u64, C) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let (fleet, target, plan, tasks, stop) =
@@ -134,7 +135,7 @@ impl Fleet {
                     (fleet.clone(), target.clone(), run.clone(), plan.timeout);
                 tasks.spawn(async move {
                     let started = clock::now_ns();
-                    let result = Conn::open(&target, timeout).await;
+                    let result = C::open(&target, timeout).await;
                     drop(permit);
                     let now = clock::now_ns();
                     match result {

@@ -1,6 +1,6 @@
 //! Switchboard's load generator: Socket.IO v5 clients that speak Engine.IO v4 over WebSocket themselves
 //! (fastwebsockets for the frames, `switchboard-protocol` for the packets), one task per connection, so a
-//! single core can hold tens of thousands of them.
+//! single core can hold tens of thousands of them; [`polling`] is the same client over HTTP long-polling.
 //!
 //! A run opens connections ([`fleet`]), drives each with a small state machine ([`driver::Behaviour`]) for
 //! one scenario ([`scenario`]), reads the server's CPU and memory from `/proc` ([`procfs`]) and ends in a
@@ -8,6 +8,7 @@
 //! the Node reference itself and runs the scenarios against both.
 
 pub mod acks;
+pub mod chart;
 pub mod clock;
 pub mod compare;
 pub mod conn;
@@ -18,6 +19,7 @@ pub mod fleet;
 pub mod latency;
 pub mod outbox;
 pub mod pacer;
+pub mod polling;
 pub mod procfs;
 pub mod progress;
 pub mod report;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use switchboard_loadtest::chart;
 use switchboard_loadtest::compare::{self, CompareParams, Scenario};
 use switchboard_loadtest::fleet::OpenPlan;
 use switchboard_loadtest::procfs::{self, Probe};
@@ -15,6 +16,7 @@ use switchboard_loadtest::scenario::Context;
 use switchboard_loadtest::scenario::connect::{self, ConnectParams};
 use switchboard_loadtest::scenario::echo::{self, EchoParams};
 use switchboard_loadtest::scenario::fanout::{self, FanoutParams};
+use switchboard_loadtest::scenario::polling;
 use switchboard_loadtest::target::Target;
 
 /// Socket.IO v5 load generator for Switchboard (and any server speaking its bench contract).
@@ -35,7 +37,7 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
         #[command(flatten)]
-        open: OpenArgs<5000>,
+        open: OpenArgs,
         /// Seconds to hold the connections once all are open.
         #[arg(long, default_value_t = 5.0)]
         hold: f64,
@@ -48,7 +50,7 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
         #[command(flatten)]
-        open: OpenArgs<50>,
+        open: OpenArgs,
         #[command(flatten)]
         echo: EchoArgs,
     },
@@ -57,12 +59,30 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
         #[command(flatten)]
-        open: OpenArgs<1000>,
+        open: OpenArgs,
         #[command(flatten)]
         fanout: FanoutArgs,
     },
+    /// The same acked echo on long-polling clients (two HTTP connections each, one GET always waiting).
+    Polling {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        open: OpenArgs,
+        #[command(flatten)]
+        echo: EchoArgs,
+    },
     /// Start Switchboard and the Node reference, run scenarios on both, print medians and ratios.
     Compare(CompareArgs),
+    /// Draw SVG bar charts (one per scenario) from the JSON lines of `compare` or of single runs.
+    Chart {
+        /// JSON lines, as `compare` or a scenario printed them on stdout.
+        #[arg(long, short = 'i')]
+        input: PathBuf,
+        /// Directory for the SVG files (`<scenario>.svg`).
+        #[arg(long, short = 'o', default_value = "target/loadtest-charts")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -87,11 +107,13 @@ struct TargetArgs {
     server_pid_file: Option<PathBuf>,
 }
 
+// The per-scenario defaults are applied in code, not with `default_value_t`: clap keeps a derived default
+// in a static of a generic function, which every instance of a const-generic `Args` struct would share.
 #[derive(Debug, Args)]
-struct OpenArgs<const N: usize> {
-    /// Connections to open.
-    #[arg(long, short = 'n', default_value_t = N)]
-    connections: usize,
+struct OpenArgs {
+    /// Connections to open [default: connect 5000, echo 50, fanout 1000, polling 50].
+    #[arg(long, short = 'n')]
+    connections: Option<usize>,
     /// Handshakes in progress at most (the default stays under a 128-connection accept backlog).
     #[arg(long, default_value_t = 100)]
     in_flight: usize,
@@ -106,10 +128,11 @@ struct OpenArgs<const N: usize> {
     open_limit: f64,
 }
 
-impl<const N: usize> OpenArgs<N> {
-    fn plan(&self) -> OpenPlan {
+impl OpenArgs {
+    /// The plan, with the scenario's default number of connections unless one was given.
+    fn plan(&self, default: &OpenPlan) -> OpenPlan {
         OpenPlan {
-            connections: self.connections,
+            connections: self.connections.unwrap_or(default.connections),
             in_flight: self.in_flight,
             rate: self.connect_rate,
             timeout: Duration::from_secs_f64(self.connect_timeout),
@@ -120,9 +143,9 @@ impl<const N: usize> OpenArgs<N> {
 
 #[derive(Debug, Args)]
 struct EchoArgs {
-    /// Echo requests per second, all connections together.
-    #[arg(long, short = 'r', default_value_t = 5000.0)]
-    rate: f64,
+    /// Echo requests per second, all connections together [default: echo 5000, polling 2000].
+    #[arg(long, short = 'r')]
+    rate: Option<f64>,
     /// Measured seconds.
     #[arg(long, short = 'd', default_value_t = 10.0)]
     duration: f64,
@@ -138,10 +161,11 @@ struct EchoArgs {
 }
 
 impl EchoArgs {
-    fn params(&self, open: OpenPlan) -> EchoParams {
+    /// The parameters, with the scenario's defaults (`default`) for what was not given.
+    fn params(&self, open: &OpenArgs, default: &EchoParams) -> EchoParams {
         EchoParams {
-            open,
-            rate: self.rate,
+            open: open.plan(&default.open),
+            rate: self.rate.unwrap_or(default.rate),
             duration: Duration::from_secs_f64(self.duration),
             warmup: Duration::from_secs_f64(self.warmup),
             payload: self.payload,
@@ -214,11 +238,14 @@ struct CompareArgs {
     #[arg(long, short = 'k', default_value_t = 3)]
     repeats: u32,
     /// Scenarios to run, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "connect,echo,fanout")]
+    #[arg(long, value_delimiter = ',', default_value = "connect,echo,fanout,polling")]
     scenarios: Vec<Scenario>,
     /// Where the servers' logs go.
     #[arg(long, default_value = "target/loadtest-logs")]
     log_dir: PathBuf,
+    /// Also draw SVG charts of the medians into this directory (`<scenario>.svg`).
+    #[arg(long, value_name = "DIR")]
+    charts: Option<PathBuf>,
     /// `connect`: connections.
     #[arg(long, default_value_t = 5000)]
     connect_connections: usize,
@@ -237,6 +264,18 @@ struct CompareArgs {
     /// `echo`: payload bytes.
     #[arg(long, default_value_t = 64)]
     echo_payload: usize,
+    /// `polling`: connections.
+    #[arg(long, default_value_t = 50)]
+    polling_connections: usize,
+    /// `polling`: requests per second.
+    #[arg(long, default_value_t = polling::DEFAULT_RATE)]
+    polling_rate: f64,
+    /// `polling`: measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    polling_duration: f64,
+    /// `polling`: payload bytes.
+    #[arg(long, default_value_t = 64)]
+    polling_payload: usize,
     /// `fanout`: receivers.
     #[arg(long, default_value_t = 1000)]
     fanout_receivers: usize,
@@ -266,6 +305,11 @@ impl CompareArgs {
         fanout.messages = self.fanout_messages;
         fanout.payload = self.fanout_payload;
         fanout.window = self.fanout_window;
+        let mut polling = polling::default_params();
+        polling.open.connections = self.polling_connections;
+        polling.rate = self.polling_rate;
+        polling.duration = Duration::from_secs_f64(self.polling_duration);
+        polling.payload = self.polling_payload;
         CompareParams {
             switchboard_bin: self.switchboard_bin.clone(),
             node_script: self.node_script.clone(),
@@ -276,6 +320,7 @@ impl CompareArgs {
             connect,
             echo,
             fanout,
+            polling,
             log_dir: self.log_dir.clone(),
             shards,
         }
@@ -312,7 +357,7 @@ fn main() -> anyhow::Result<()> {
         Command::Connect { target, open, hold, settle } => {
             let ctx = target.context(shards)?;
             let params = ConnectParams {
-                open: open.plan(),
+                open: open.plan(&ConnectParams::default().open),
                 hold: Duration::from_secs_f64(hold),
                 settle: Duration::from_secs_f64(settle),
             };
@@ -320,21 +365,40 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Echo { target, open, echo } => {
             let ctx = target.context(shards)?;
-            runtime.block_on(echo::run(&ctx, &echo.params(open.plan())))?
+            runtime.block_on(echo::run(&ctx, &echo.params(&open, &EchoParams::default())))?
+        }
+        Command::Polling { target, open, echo } => {
+            let ctx = target.context(shards)?;
+            runtime.block_on(polling::run(&ctx, &echo.params(&open, &polling::default_params())))?
         }
         Command::Fanout { target, open, fanout } => {
             let ctx = target.context(shards)?;
-            runtime.block_on(fanout::run(&ctx, &fanout.params(open.plan())))?
+            runtime.block_on(fanout::run(&ctx, &fanout.params(open.plan(&FanoutParams::default().open))))?
         }
         Command::Compare(args) => {
             let params = args.params(shards);
+            let mut lines = Vec::new();
             let comparisons = compare::run(&runtime, &params, |report| {
-                println!("{}", report.json_line());
+                let line = report.json_line();
+                println!("{line}");
                 eprintln!("{}", one_line(report));
+                lines.extend(serde_json::from_str::<serde_json::Value>(&line).ok());
             })?;
             for c in &comparisons {
                 println!("{}", c.json_line());
                 eprintln!("\n{}", c.table());
+            }
+            if let Some(dir) = &args.charts {
+                for path in chart::write_charts(&lines, dir)? {
+                    eprintln!("chart: {}", path.display());
+                }
+            }
+            return Ok(());
+        }
+        Command::Chart { input, out } => {
+            let lines = chart::read_json_lines(&input)?;
+            for path in chart::write_charts(&lines, &out)? {
+                println!("{}", path.display());
             }
             return Ok(());
         }
@@ -361,6 +425,7 @@ fn one_line(report: &Report) -> String {
                     | "latency_p99_ms"
                     | "deliveries_per_s"
                     | "server_cpu_s_per_million"
+                    | "round_trips_per_server_cpu_s"
                     | "server_cpu_s_per_million_deliveries"
             )
         })
@@ -375,4 +440,37 @@ fn one_line(report: &Report) -> String {
         report.failure_total(),
         if report.complete { "" } else { " INCOMPLETE" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The connections and rate a subcommand would run with.
+    fn sizes(args: &[&str]) -> Result<(usize, Option<f64>), clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("switchboard-loadtest").chain(args.iter().copied()))?;
+        Ok(match cli.command {
+            Command::Connect { open, .. } => (open.plan(&ConnectParams::default().open).connections, None),
+            Command::Echo { open, echo, .. } => {
+                let p = echo.params(&open, &EchoParams::default());
+                (p.open.connections, Some(p.rate))
+            }
+            Command::Polling { open, echo, .. } => {
+                let p = echo.params(&open, &polling::default_params());
+                (p.open.connections, Some(p.rate))
+            }
+            Command::Fanout { open, .. } => (open.plan(&FanoutParams::default().open).connections, None),
+            Command::Compare(_) | Command::Chart { .. } => (0, None),
+        })
+    }
+
+    #[test]
+    fn each_scenario_keeps_its_own_defaults() -> Result<(), clap::Error> {
+        assert_eq!(sizes(&["connect"])?, (5000, None));
+        assert_eq!(sizes(&["echo"])?, (50, Some(5000.0)));
+        assert_eq!(sizes(&["fanout"])?, (1000, None));
+        assert_eq!(sizes(&["polling"])?, (50, Some(2000.0)));
+        assert_eq!(sizes(&["polling", "-n", "7", "--rate", "30"])?, (7, Some(30.0)));
+        Ok(())
+    }
 }

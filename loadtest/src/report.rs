@@ -64,7 +64,7 @@ fn rounded(v: f64) -> serde_json::Value {
 pub struct Report {
     /// Always `"run"` (compare summaries say `"compare"`).
     pub kind: &'static str,
-    /// `connect`, `echo` or `fanout`.
+    /// `connect`, `echo`, `fanout` or `polling`.
     pub scenario: &'static str,
     /// Which server, when `compare` ran it.
     #[serde(skip_serializing_if = "Option::is_none")]

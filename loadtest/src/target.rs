@@ -11,6 +11,7 @@ pub struct Target {
     addr: SocketAddr,
     path: String,
     request_uri: String,
+    polling_uri: String,
 }
 
 impl Target {
@@ -27,7 +28,8 @@ impl Target {
         let mut path = path.trim_matches('/').to_owned();
         path = if path.is_empty() { "/".to_owned() } else { format!("/{path}/") };
         let request_uri = format!("{path}?EIO=4&transport=websocket");
-        Ok(Self { addr: SocketAddr::new(ip, port), path, request_uri })
+        let polling_uri = format!("{path}?EIO=4&transport=polling");
+        Ok(Self { addr: SocketAddr::new(ip, port), path, request_uri, polling_uri })
     }
 
     /// The address every connection goes to.
@@ -40,9 +42,19 @@ impl Target {
         &self.request_uri
     }
 
+    /// The long-polling handshake's path and query (Engine.IO v4, polling only); later requests add `&sid=`.
+    pub fn polling_uri(&self) -> &str {
+        &self.polling_uri
+    }
+
     /// The URL, for reports.
     pub fn url(&self) -> String {
         format!("ws://{}{}", self.addr, self.path)
+    }
+
+    /// The URL long-polling clients use, for reports.
+    pub fn http_url(&self) -> String {
+        format!("http://{}{}", self.addr, self.path)
     }
 }
 
@@ -65,6 +77,8 @@ mod tests {
         let t = Target::new("127.0.0.1", 3000, "socket.io", false)?;
         assert_eq!(t.request_uri(), "/socket.io/?EIO=4&transport=websocket");
         assert_eq!(t.url(), "ws://127.0.0.1:3000/socket.io/");
+        assert_eq!(t.polling_uri(), "/socket.io/?EIO=4&transport=polling");
+        assert_eq!(t.http_url(), "http://127.0.0.1:3000/socket.io/");
         assert_eq!(Target::new("127.0.0.1", 3000, "/", false)?.request_uri(), "/?EIO=4&transport=websocket");
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! End-to-end smoke test of the load generator against the real server.
 //!
 //! Starts `switchboard --app bench` on a free loopback port, then runs the `switchboard-loadtest`
-//! binary three times with small sizes (`connect`, `echo`, `fanout`), parses the JSON line each run
+//! binary four times with small sizes (`connect`, `echo`, `fanout`, `polling`), parses the JSON line each run
 //! prints on stdout and checks that the run is complete, that no failure of any kind was counted and
 //! that the key figures are there and make sense. The whole test takes a few seconds.
 //!
@@ -164,7 +164,7 @@ fn figure(report: &Value, name: &str) -> f64 {
 }
 
 #[test]
-fn connect_echo_and_fanout_against_the_real_server() {
+fn connect_echo_fanout_and_polling_against_the_real_server() {
     let started = Instant::now();
     let server = Server::start();
 
@@ -215,6 +215,24 @@ fn connect_echo_and_fanout_against_the_real_server() {
     assert_eq!(report["failures"]["lost_deliveries"], 0, "{report}");
     assert!(figure(&report, "latency_p50_ms") > 0.0, "{report}");
     assert!(figure(&report, "latency_p99_ms") > 0.0, "{report}");
+
+    // polling: the echo of above on 4 long-polling sessions (8 HTTP connections).
+    let report = run(
+        &server,
+        "polling",
+        &["--connections", "4", "--rate", "200", "--duration", "2", "--warmup", "0.5", "--open-limit", "10"],
+    );
+    assert_eq!(report["url"], format!("http://127.0.0.1:{}/socket.io/", server.port), "{report}");
+    assert_eq!(figure(&report, "connections"), 4.0, "{report}");
+    let acked = figure(&report, "acked");
+    assert!(acked > 0.0, "{report}");
+    assert_eq!(figure(&report, "sent"), acked, "every measured echo acked: {report}");
+    assert!(figure(&report, "latency_p50_ms") > 0.0, "{report}");
+    assert!(figure(&report, "rtt_p99_ms") > 0.0, "{report}");
+    // Read from /proc thanks to --server-pid (its 10 ms ticks may round a short run's CPU to 0).
+    if figure(&report, "server_cpu_s") > 0.0 {
+        assert!(figure(&report, "round_trips_per_server_cpu_s") > 0.0, "{report}");
+    }
 
     drop(server);
     eprintln!("smoke test: {:.2} s", started.elapsed().as_secs_f64());

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Context, check_open_files, finish, stop_all};
+use crate::conn::Conn;
 use crate::driver::Hold;
 use crate::fleet::{Fleet, OpenPlan, seconds};
 use crate::procfs;
@@ -57,7 +58,7 @@ pub async fn run(ctx: &Context, params: &ConnectParams) -> Result<Report, SetupE
     let (cpu_before, own_before) = (ctx.probe.cpu_seconds(), procfs::own_cpu_seconds());
     let progress = Progress::new(n as u64, "connecting");
     let (task_fleet, task_stop) = (fleet.clone(), stop.clone());
-    fleet.launch(&ctx.target, &params.open, &tracker, &stop, move |_rank, mut conn| {
+    fleet.launch(&ctx.target, &params.open, &tracker, &stop, move |_rank, mut conn: Conn| {
         let (fleet, stop) = (task_fleet.clone(), task_stop.clone());
         async move {
             if let Err(e) = conn.drive(&mut Hold, stop.cancelled()).await {

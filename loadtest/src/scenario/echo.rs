@@ -1,5 +1,6 @@
 //! `echo`: C connections send acked `echo` events at a fixed total rate R for D seconds (an open model:
 //! send times are fixed in advance, latency counts from them), and the server's CPU per round trip.
+//! [`run_over`] runs it over any [`Connection`]: `echo` is WebSocket, `polling` long-polling.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -12,7 +13,8 @@ use tokio_util::task::TaskTracker;
 
 use super::{Context, check_open_files, cpu_delta, finish, per_million, sleep_until_ns, stop_all};
 use crate::acks::{AckOutcome, AckTracker};
-use crate::driver::{Behaviour, Hold, Outcome};
+use crate::conn::Conn;
+use crate::driver::{Behaviour, Connection, Hold, Outcome};
 use crate::fleet::{Fleet, OpenPlan, seconds};
 use crate::latency::Recorder;
 use crate::outbox::Outbox;
@@ -160,10 +162,19 @@ impl Echo {
     }
 }
 
-/// Runs `echo`.
+/// Runs `echo` (over WebSocket).
 pub async fn run(ctx: &Context, params: &EchoParams) -> Result<Report, SetupError> {
+    run_over::<Conn>(ctx, params, "echo").await
+}
+
+/// Runs the echo open model over connections of type `C`, reported as `scenario`.
+pub async fn run_over<C: Connection>(
+    ctx: &Context,
+    params: &EchoParams,
+    scenario: &'static str,
+) -> Result<Report, SetupError> {
     let n = params.open.connections;
-    check_open_files(n)?;
+    check_open_files(n * C::SOCKETS)?;
     if !params.rate.is_finite() || params.rate <= 0.0 {
         return Err(SetupError::Param("--rate must be positive".into()));
     }
@@ -184,12 +195,12 @@ pub async fn run(ctx: &Context, params: &EchoParams) -> Result<Report, SetupErro
     let (tracker, stop) = (TaskTracker::new(), CancellationToken::new());
     let (start_tx, start_rx) = watch::channel(None::<Start>);
     let params_json = serde_json::to_value(params).unwrap_or_default();
-    let mut report = Report::new("echo", ctx.target.url(), ctx.probe.pid(), params_json);
+    let mut report = Report::new(scenario, C::url(&ctx.target), ctx.probe.pid(), params_json);
 
     let (rate, warmup, duration, timeout) =
         (params.rate, clock::ns(params.warmup), clock::ns(params.duration), clock::ns(params.ack_timeout));
     let (task_fleet, task_stats, task_stop) = (fleet.clone(), stats.clone(), stop.clone());
-    fleet.launch(&ctx.target, &params.open, &tracker, &stop, move |rank, mut conn| {
+    fleet.launch(&ctx.target, &params.open, &tracker, &stop, move |rank, mut conn: C| {
         let (fleet, stats, stop, template) =
             (task_fleet.clone(), task_stats.clone(), task_stop.clone(), template.clone());
         let mut start_rx = start_rx.clone();
@@ -285,6 +296,8 @@ pub async fn run(ctx: &Context, params: &EchoParams) -> Result<Report, SetupErro
     f.push("send_lag_max_ms", stats.max_lag_ns.load(Relaxed) as f64 / 1e6);
     f.push_some("server_cpu_s", server_cpu);
     f.push_some("server_cpu_s_per_million", per_million(server_cpu, acked));
+    // The same, inverted: how goals per server CPU-second are stated.
+    f.push_some("round_trips_per_server_cpu_s", server_cpu.filter(|s| *s > 0.0).map(|s| acked as f64 / s));
     f.push_some("client_cpu_s", cpu_delta(own_before, own_after));
     f.push_some("rss_kib", rss.map(|v| v as f64));
 

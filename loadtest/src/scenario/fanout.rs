@@ -181,7 +181,7 @@ pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupEr
     let prefix: Arc<[u8]> = wire::event_string_prefix("msg").into();
     let join = params.room.as_ref().map(|room| wire::call("join", &[Value::from(room.as_str())], 0));
     let (task_fleet, task_stats, task_stop) = (fleet.clone(), stats.clone(), stop.clone());
-    fleet.launch(&ctx.target, &params.open, &tracker, &stop, move |rank, mut conn| {
+    fleet.launch(&ctx.target, &params.open, &tracker, &stop, move |rank, mut conn: Conn| {
         let (fleet, stats, stop, prefix, join) =
             (task_fleet.clone(), task_stats.clone(), task_stop.clone(), prefix.clone(), join.clone());
         async move {

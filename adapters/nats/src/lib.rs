@@ -1,0 +1,1 @@
+//! NATS transport for the cluster adapter (work in progress).

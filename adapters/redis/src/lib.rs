@@ -1,0 +1,1 @@
+//! Redis pub/sub transport for the cluster adapter (work in progress).

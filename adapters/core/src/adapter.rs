@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use switchboard_protocol::socketio::Value;
 
+use crate::cluster::ServerSideEmitHandler;
 use crate::error::AdapterError;
 use crate::rooms::RoomIndex;
 use crate::types::{AckStream, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId, SocketInfo};
@@ -95,6 +96,10 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Number of nodes in the cluster, this one included.
     fn server_count(&self) -> BoxFuture<'_, Result<usize, AdapterError>>;
+
+    /// Registers what runs this namespace's server-side listeners when another node emits; a
+    /// single-node adapter never receives such emits, so the default ignores it.
+    fn set_server_side_emit_handler(&self, _handler: Arc<dyn ServerSideEmitHandler>) {}
 }
 
 /// Makes one adapter per namespace, the way socket.io instantiates its adapter class per namespace.

@@ -26,15 +26,16 @@ pub use ack::{AckError, AckResponder};
 pub use broadcast::{BroadcastError, BroadcastOperator, RemoteSocket};
 pub use handler::HandlerOutput;
 pub use handshake::Handshake;
-pub use namespace::Namespace;
+pub use namespace::{Namespace, ServerSideEvent};
 pub use socket::{Event, Socket, SocketRef};
+pub use switchboard_adapter::ServerSideAck;
 pub use switchboard_adapter::{AckResponse, Room, SocketId, SocketInfo};
 pub use switchboard_protocol::socketio::Value;
 
 use crate::EngineConfig;
 use crate::engine::{CloseReason, Engine, EngineHandler, Message, Session};
 use client::Client;
-use namespace::NamespaceHandlers;
+use namespace::{NamespaceHandlers, ServerSideHook};
 
 /// A boxed `Send` future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -198,6 +199,7 @@ impl IoInner {
             .entry(name.to_owned())
             .or_insert_with(|| {
                 let adapter = self.config.adapter.create(name);
+                adapter.set_server_side_emit_handler(Arc::new(ServerSideHook(handlers.clone())));
                 Arc::new(Namespace::new(name.to_owned(), self.node_id.clone(), adapter, handlers))
             })
             .clone()

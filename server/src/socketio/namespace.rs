@@ -1,12 +1,13 @@
 //! A namespace: its adapter (rooms, broadcasts, cluster), its sockets, and its handlers.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
-use switchboard_adapter::{Adapter, Room, SocketId};
+use switchboard_adapter::{Adapter, Room, ServerSideAck, ServerSideEmitHandler, SocketId};
 
 use super::broadcast::{BroadcastError, BroadcastOperator};
 use super::handler::{self, HandlerFuture, HandlerOutput};
@@ -17,11 +18,37 @@ use crate::engine::Sid;
 pub(crate) type ConnectionHandler = Arc<dyn Fn(SocketRef) -> HandlerFuture + Send + Sync>;
 pub(crate) type Middleware = Arc<dyn Fn(SocketRef) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;
 
+pub(crate) type ServerSideListener = Arc<dyn Fn(ServerSideEvent) + Send + Sync>;
+
+/// A `server_side_emit` from another node, as a listener gets it.
+#[derive(Debug)]
+pub struct ServerSideEvent {
+    /// The emitter's arguments.
+    pub args: Vec<Value>,
+    /// Present when the emitter waits for answers: send this node's answer once.
+    pub ack: Option<ServerSideAck>,
+}
+
 /// Handlers of a namespace; shared by every namespace a dynamic pattern creates.
 #[derive(Default)]
 pub(crate) struct NamespaceHandlers {
     pub(crate) connection: RwLock<Option<ConnectionHandler>>,
     pub(crate) middleware: RwLock<Vec<Middleware>>,
+    pub(crate) server_side: RwLock<HashMap<String, ServerSideListener>>,
+}
+
+/// Hands other nodes' server-side emits to the namespace's listeners (the adapter calls it).
+pub(crate) struct ServerSideHook(pub(crate) Arc<NamespaceHandlers>);
+
+impl ServerSideEmitHandler for ServerSideHook {
+    fn on_server_side_emit(&self, event: String, args: Vec<Value>, ack: Option<ServerSideAck>) {
+        let listener = self.0.server_side.read().unwrap_or_else(|e| e.into_inner()).get(&event).cloned();
+        match listener {
+            Some(listener) => listener(ServerSideEvent { args, ack }),
+            // As in socket.io: no listener, no answer; an emitter waiting for acks times out.
+            None => tracing::debug!(event, "server-side emit without a listener"),
+        }
+    }
 }
 
 impl NamespaceHandlers {
@@ -97,6 +124,20 @@ impl Namespace {
         O: HandlerOutput,
     {
         self.handlers.on_connection(f);
+    }
+
+    /// Listens for `server_side_emit(event, …)` from the other nodes (socket.io's `io.on(event, …)`
+    /// for server-side events); replaces a previous listener of the event. It runs on the adapter's
+    /// receive task: spawn if it has to wait.
+    pub fn on_server_side<F>(&self, event: &str, f: F)
+    where
+        F: Fn(ServerSideEvent) + Send + Sync + 'static,
+    {
+        self.handlers
+            .server_side
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(event.to_owned(), Arc::new(f));
     }
 
     /// Connect middleware (socket.io's `use`): runs in order before `connection`; an error refuses

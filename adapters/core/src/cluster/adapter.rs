@@ -724,4 +724,8 @@ impl Adapter for ClusterAdapter {
         let count = self.membership().server_count(Instant::now());
         Box::pin(std::future::ready(Ok(count)))
     }
+
+    fn set_server_side_emit_handler(&self, handler: Arc<dyn ServerSideEmitHandler>) {
+        ClusterAdapter::set_server_side_emit_handler(self, handler);
+    }
 }

@@ -1,0 +1,77 @@
+//! Two nodes joined by the cluster adapter over the in-process bus: what one node's emits and
+//! server-side emits do on the other, as clients and listeners see it. (The Redis and NATS crates
+//! run the same adapter over real brokers.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::sio::{Client, json, serve_io};
+use switchboard::EngineConfig;
+use switchboard::socketio::{SocketIo, SocketIoConfig, SocketRef, Value};
+use switchboard_adapter::cluster::bus::Bus;
+use switchboard_adapter::cluster::{ClusterAdapterFactory, ClusterConfig};
+
+/// A node named `id` on `bus`, with a connection handler that joins every socket to `room`.
+fn node(bus: &Bus, id: &str) -> (SocketIo, ClusterAdapterFactory) {
+    let config = ClusterConfig::new(id)
+        .unwrap()
+        .with_heartbeat_interval(Duration::from_millis(100))
+        .with_heartbeat_timeout(Duration::from_millis(500));
+    let (factory, _transport) = bus.node(config).unwrap();
+    let io = SocketIo::new(
+        EngineConfig::default().with_node_id(id),
+        SocketIoConfig::default().with_adapter(Arc::new(factory.clone())),
+    );
+    io.main_namespace().on_connection(|socket: SocketRef| async move {
+        socket.join(["room"]);
+    });
+    (io, factory)
+}
+
+#[tokio::test]
+async fn emits_and_server_side_emits_cross_nodes() {
+    let bus = Bus::new();
+    let (a, _fa) = node(&bus, "a");
+    let (b, _fb) = node(&bus, "b");
+    let (server_a, server_b) = (serve_io(&a).await, serve_io(&b).await);
+
+    let (mut on_b, _) = Client::ws_connected(&server_b).await;
+    bus.settle().await;
+
+    // A room emit on node a reaches the client of node b.
+    a.main_namespace().to("room").emit("hello", vec![json(serde_json::json!("from a"))]).await.unwrap();
+    let (args, _) = on_b.expect_event("hello").await;
+    assert_eq!(args, vec![json(serde_json::json!("from a"))]);
+
+    // Node b's listener answers node a's server-side emit.
+    b.main_namespace().on_server_side("ping", |event| {
+        let n = match event.args.first() {
+            Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+            _ => 0,
+        };
+        if let Some(ack) = event.ack {
+            ack.send(vec![Value::from(n + 1)]);
+        }
+    });
+    // Wait until a knows b (membership by heartbeat), then ask.
+    let ns = a.main_namespace();
+    for _ in 0..50 {
+        if ns.adapter().server_count().await.unwrap() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answers =
+        ns.server_side_emit_with_ack("ping", vec![Value::from(41u64)], Duration::from_secs(2)).await.unwrap();
+    assert_eq!(answers, vec![vec![Value::from(42u64)]]);
+
+    // No listener on b: the emitter's wait ends with its timeout, as in socket.io.
+    let started = std::time::Instant::now();
+    let silent = ns.server_side_emit_with_ack("nobody", Vec::new(), Duration::from_millis(300)).await;
+    assert!(silent.is_err(), "an unanswered server-side emit must time out, got {silent:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(server_a);
+}

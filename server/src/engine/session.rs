@@ -501,7 +501,7 @@ impl Session {
         self.writer_waker.register(waker);
     }
 
-    /// Swaps the queue into `out` (kept by the writer to reuse its capacity); returns the close reason once closed.
+    /// Swaps the queue with `out` (an empty one); returns the close reason once closed.
     pub(crate) fn take_queue(&self, out: &mut VecDeque<Encoded>) -> Option<CloseReason> {
         let mut inner = self.lock();
         std::mem::swap(&mut inner.queue, out);

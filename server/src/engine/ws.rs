@@ -51,7 +51,7 @@ pub(crate) fn handshake(
     engine.set_cookie(&session, response.headers_mut());
     tokio::spawn(async move {
         match upgrade.await {
-            Ok(io) => Connection::start(session, io, max, None).await,
+            Ok(io) => Connection::start(session, io, max, None),
             Err(e) => {
                 tracing::debug!(error = %e, "websocket handshake failed");
                 session.close(CloseReason::TransportError);
@@ -81,7 +81,7 @@ pub(crate) fn upgrade(
             let _ = io.flush().await;
             return;
         }
-        Connection::start(session, io, max, Some(timeout)).await;
+        Connection::start(session, io, max, Some(timeout));
     });
     Ok(response)
 }
@@ -129,7 +129,7 @@ struct Connection {
     writer: FrameWriter,
     /// Control frames (pong, `3probe`, close) to write before the next queued packets.
     controls: Vec<(OpCode, Bytes)>,
-    /// Reused to take the session's queue without allocating per batch.
+    /// The session's queue, swapped out to be written.
     batch: VecDeque<Encoded>,
     /// The timer of the probing or closing deadline, only while one runs.
     timer: Option<Pin<Box<Sleep>>>,
@@ -151,7 +151,10 @@ enum Next {
 
 impl Connection {
     /// Runs a websocket on the TCP stream under hyper's upgrade; `probe_timeout` marks an upgrade.
-    async fn start(session: Arc<Session>, io: Upgraded, max_message: usize, probe_timeout: Option<Duration>) {
+    ///
+    /// The connection runs as a task of its own: the task that waited for the upgrade ends here,
+    /// so a connection's long-lived task holds only the connection's state.
+    fn start(session: Arc<Session>, io: Upgraded, max_message: usize, probe_timeout: Option<Duration>) {
         let parts = match io.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => parts,
             Err(_) => {
@@ -186,7 +189,7 @@ impl Connection {
         if matches!(conn.handle_frames(), Next::Close) {
             conn.close_due = true;
         }
-        conn.await;
+        tokio::spawn(conn);
     }
 
     /// One turn of the loop: write what is due, then poll the client, the session and the deadline.
@@ -299,9 +302,9 @@ impl Connection {
                         }
                     })?;
                 }
-                if self.batch.capacity() > 64 {
-                    self.batch = VecDeque::new();
-                }
+                // Freed, not kept: the session then holds an empty queue too, so an idle
+                // connection keeps no queue memory (a burst costs one allocation).
+                self.batch = VecDeque::new();
                 if closed.is_some() {
                     self.phase = Phase::Closing { deadline: Instant::now() + CLOSE_GRACE };
                 }

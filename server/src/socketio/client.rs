@@ -1,7 +1,7 @@
 //! One Engine.IO session seen by Socket.IO: its sockets per namespace, binary reassembly, and the
 //! packet dispatch from the wire to namespaces and sockets.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -19,7 +19,8 @@ use crate::engine::{CloseReason, Session};
 /// session can be dropped once closed.
 pub(crate) struct Client {
     io: Weak<IoInner>,
-    sockets: Mutex<HashMap<String, Arc<Socket>>>,
+    /// One per joined namespace (usually one), found by the socket's namespace name.
+    sockets: Mutex<Vec<Arc<Socket>>>,
     /// Namespaces whose connect middleware is still running; a repeated CONNECT is ignored.
     connecting: Mutex<HashSet<String>>,
     partial: Mutex<Option<PartialBinary>>,
@@ -37,7 +38,7 @@ impl Client {
     pub(crate) fn new(io: Weak<IoInner>) -> Self {
         Self {
             io,
-            sockets: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(Vec::new()),
             connecting: Mutex::new(HashSet::new()),
             partial: Mutex::new(None),
             joined: AtomicBool::new(false),
@@ -55,12 +56,12 @@ impl Client {
     }
 
     pub(crate) fn forget(&self, nsp: &str) {
-        lock(&self.sockets).remove(nsp);
+        lock(&self.sockets).retain(|s| s.namespace().name() != nsp);
     }
 
     /// Every socket of this client ends with `reason` (the session closed, or a forced close).
     pub(crate) fn close_all(&self, reason: DisconnectReason, send_packet: bool) {
-        let sockets: Vec<Arc<Socket>> = lock(&self.sockets).drain().map(|(_, s)| s).collect();
+        let sockets: Vec<Arc<Socket>> = std::mem::take(&mut *lock(&self.sockets));
         for s in sockets {
             s.close(reason, send_packet);
         }
@@ -101,7 +102,7 @@ impl Client {
     }
 
     fn dispatch(self: &Arc<Self>, io: &Arc<IoInner>, session: &Arc<Session>, packet: Packet) {
-        let socket = lock(&self.sockets).get(packet.nsp()).cloned();
+        let socket = lock(&self.sockets).iter().find(|s| s.namespace().name() == packet.nsp()).cloned();
         match (packet, socket) {
             (Packet::Connect { nsp, data }, None) => self.connect(io, session, nsp, data.unwrap_or_default()),
             (Packet::Event { event, .. }, _) if is_reserved(&event) => {
@@ -185,7 +186,11 @@ impl Client {
             return;
         }
         let ns = socket.namespace().clone();
-        lock(&self.sockets).insert(ns.name().to_owned(), socket.clone());
+        {
+            let mut sockets = lock(&self.sockets);
+            sockets.retain(|s| s.namespace().name() != ns.name());
+            sockets.push(socket.clone());
+        }
         if !self.joined.swap(true, Ordering::AcqRel)
             && let Some(timer) = lock(&self.connect_timer).take()
         {

@@ -31,9 +31,14 @@ impl Handshake {
         Self { auth, issued, request }
     }
 
-    /// Request headers of the Engine.IO handshake.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.request.headers
+    /// Request headers of the Engine.IO handshake (built on each call; [`Self::header`] is cheaper).
+    pub fn headers(&self) -> HeaderMap {
+        self.request.headers()
+    }
+
+    /// The first value of one request header (`name` in lower case).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.request.header(name)
     }
 
     /// First value of a query parameter of the Engine.IO handshake.
@@ -54,7 +59,8 @@ impl Handshake {
     /// The handshake as JSON, as socket.io serializes it for fetchSockets.
     pub fn to_json(&self) -> serde_json::Value {
         let mut headers: BTreeMap<&str, String> = BTreeMap::new();
-        for (name, value) in self.headers() {
+        let map = self.headers();
+        for (name, value) in &map {
             let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
             headers
                 .entry(name.as_str())

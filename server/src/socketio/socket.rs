@@ -60,7 +60,8 @@ type DisconnectHandler = Box<dyn FnOnce(SocketRef, DisconnectReason) + Send>;
 
 #[derive(Default)]
 struct Handlers {
-    events: HashMap<String, EventHandler>,
+    /// By event name; a few per socket, so a vector (searched in order) is smaller than a map.
+    events: Vec<(Box<str>, EventHandler)>,
     any: Option<AnyHandler>,
     any_outgoing: Option<AnyHandler>,
     middleware: Vec<PacketMiddleware>,
@@ -159,7 +160,12 @@ impl Socket {
         O: HandlerOutput,
     {
         let handler: EventHandler = Arc::new(move |s, e| handler::boxed(handler(s, e)));
-        self.write_handlers().events.insert(event.into(), handler);
+        let event: String = event.into();
+        let events = &mut self.write_handlers().events;
+        match events.iter_mut().find(|(name, _)| **name == *event) {
+            Some((_, existing)) => *existing = handler,
+            None => events.push((event.into_boxed_str(), handler)),
+        }
     }
 
     /// Called with every incoming event before its handler (socket.io's `onAny`).
@@ -339,7 +345,11 @@ impl Socket {
     fn handle_event(self: &Arc<Self>, event: String, mut args: Vec<Value>, id: Option<u64>) {
         let (handler, any, middleware) = {
             let h = self.read_handlers();
-            (h.events.get(&event).cloned(), h.any.clone(), h.middleware.clone())
+            (
+                h.events.iter().find(|(name, _)| **name == *event).map(|(_, f)| f.clone()),
+                h.any.clone(),
+                h.middleware.clone(),
+            )
         };
         for m in &middleware {
             if let Err(e) = m(self, &event, &mut args) {

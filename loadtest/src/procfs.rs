@@ -36,6 +36,13 @@ impl Probe {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
         parse_cpu_ticks(&stat).map(|ticks| ticks as f64 / self.ticks_per_second)
     }
+
+    /// System (kernel) CPU seconds used so far: on loopback this includes the receiving side's
+    /// TCP processing, which bounds what the server's own code can save.
+    pub fn sys_cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        parse_cpu_split(&stat).map(|(_, sys)| sys as f64 / self.ticks_per_second)
+    }
 }
 
 /// User + system CPU seconds this process (the load generator) used so far.
@@ -82,11 +89,16 @@ pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
 /// Fields 14 and 15 (utime, stime) of `/proc/<pid>/stat`, counted after the `)` that ends the command
 /// name, which may itself hold spaces and parentheses.
 pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    parse_cpu_split(stat).map(|(user, sys)| user + sys)
+}
+
+/// Fields 14 and 15 (utime, stime) of `/proc/<pid>/stat`, apart.
+pub fn parse_cpu_split(stat: &str) -> Option<(u64, u64)> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     let mut fields = after_name.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 #[cfg(test)]

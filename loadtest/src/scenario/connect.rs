@@ -56,6 +56,7 @@ pub async fn run(ctx: &Context, params: &ConnectParams) -> Result<Report, SetupE
 
     let rss_before = ctx.probe.rss_kib();
     let (cpu_before, own_before) = (ctx.probe.cpu_seconds(), procfs::own_cpu_seconds());
+    let sys_before = ctx.probe.sys_cpu_seconds();
     let progress = Progress::new(n as u64, "connecting");
     let (task_fleet, task_stop) = (fleet.clone(), stop.clone());
     fleet.launch(&ctx.target, &params.open, &tracker, &stop, move |_rank, mut conn: Conn| {
@@ -73,6 +74,7 @@ pub async fn run(ctx: &Context, params: &ConnectParams) -> Result<Report, SetupE
     let open_seconds = fleet.open_seconds();
     let opened = fleet.opened();
     let (cpu_open, own_open) = (ctx.probe.cpu_seconds(), procfs::own_cpu_seconds());
+    let sys_open = ctx.probe.sys_cpu_seconds();
 
     let held_from = clock::now_ns();
     let settle = params.settle.min(params.hold);
@@ -99,6 +101,7 @@ pub async fn run(ctx: &Context, params: &ConnectParams) -> Result<Report, SetupE
     };
     f.push_some("rss_per_connection_kib", per_conn);
     f.push_some("server_cpu_s_connecting", super::cpu_delta(cpu_before, cpu_open));
+    f.push_some("server_sys_cpu_s_connecting", super::cpu_delta(sys_before, sys_open));
     f.push_some("client_cpu_s_connecting", super::cpu_delta(own_before, own_open));
     f.push("held_s", held);
 

@@ -258,6 +258,7 @@ pub async fn run_over<C: Connection>(
     let measured_from = start + warmup;
     sleep_until_ns(measured_from).await;
     let (cpu_before, own_before) = (ctx.probe.cpu_seconds(), procfs::own_cpu_seconds());
+    let sys_before = ctx.probe.sys_cpu_seconds();
     let end = measured_from + duration;
     let limit = end + timeout + clock::ns(Duration::from_secs(2));
     let progress = Progress::new(params.duration.as_secs().max(1), "echo (s)");
@@ -273,6 +274,7 @@ pub async fn run_over<C: Connection>(
     }
     progress.finish();
     let (cpu_after, own_after) = (ctx.probe.cpu_seconds(), procfs::own_cpu_seconds());
+    let sys_after = ctx.probe.sys_cpu_seconds();
     let rss = ctx.probe.rss_kib();
     let stopped = stop_all(&stop, &tracker).await;
 
@@ -296,6 +298,7 @@ pub async fn run_over<C: Connection>(
     f.push("send_lag_max_ms", stats.max_lag_ns.load(Relaxed) as f64 / 1e6);
     f.push_some("server_cpu_s", server_cpu);
     f.push_some("server_cpu_s_per_million", per_million(server_cpu, acked));
+    f.push_some("server_sys_cpu_s_per_million", per_million(cpu_delta(sys_before, sys_after), acked));
     // The same, inverted: how goals per server CPU-second are stated.
     f.push_some("round_trips_per_server_cpu_s", server_cpu.filter(|s| *s > 0.0).map(|s| acked as f64 / s));
     f.push_some("client_cpu_s", cpu_delta(own_before, own_after));

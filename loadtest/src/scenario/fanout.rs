@@ -223,6 +223,7 @@ pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupEr
     let mut publisher_failed = 0;
     let mut publish_seconds = 0.0;
     let (mut cpu_before, mut cpu_after, mut own_before, mut own_after) = (None, None, None, None);
+    let (mut sys_before, mut sys_after) = (None, None);
     let mut first_send = 0;
     match Conn::open(&ctx.target, params.open.timeout).await {
         Err(e) => {
@@ -247,6 +248,7 @@ pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupEr
                 stats: stats.clone(),
             };
             (cpu_before, own_before) = (ctx.probe.cpu_seconds(), procfs::own_cpu_seconds());
+            sys_before = ctx.probe.sys_cpu_seconds();
             first_send = clock::now_ns();
             let expected = receivers * params.messages;
             let progress = Progress::new(expected, "deliveries");
@@ -287,6 +289,7 @@ pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupEr
             }
             progress.finish();
             (cpu_after, own_after) = (ctx.probe.cpu_seconds(), procfs::own_cpu_seconds());
+            sys_after = ctx.probe.sys_cpu_seconds();
         }
     }
     let rss = ctx.probe.rss_kib();
@@ -316,6 +319,10 @@ pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupEr
     f.push("publish_ack_p50_ms", stats.publish_ack_latency.summary().p50_ms);
     f.push_some("server_cpu_s", server_cpu);
     f.push_some("server_cpu_s_per_million_deliveries", per_million(server_cpu, delivered));
+    f.push_some(
+        "server_sys_cpu_s_per_million_deliveries",
+        per_million(cpu_delta(sys_before, sys_after), delivered),
+    );
     f.push_some("client_cpu_s", cpu_delta(own_before, own_after));
     f.push_some("rss_kib", rss.map(|v| v as f64));
 

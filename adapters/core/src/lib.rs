@@ -17,7 +17,7 @@ mod types;
 
 pub use adapter::{Adapter, AdapterFactory, BoxFuture};
 pub use cluster::{ServerSideAck, ServerSideEmitHandler};
-pub use error::AdapterError;
+pub use error::{AdapterError, PartialReplies};
 pub use memory::{MemoryAdapter, MemoryAdapterFactory};
 pub use rooms::RoomIndex;
 pub use types::{

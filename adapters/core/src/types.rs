@@ -137,7 +137,7 @@ impl BroadcastPacket {
 }
 
 /// A socket as the cluster sees it (fetchSockets).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketInfo {
     /// Socket id.
     pub id: SocketId,

@@ -15,8 +15,8 @@ use switchboard_adapter::cluster::{
 };
 use switchboard_adapter::contract::{self, Cluster, TestSocket};
 use switchboard_adapter::{
-    AckResponse, Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId,
-    SocketInfo,
+    AckResponse, Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, PartialReplies, Room,
+    SocketId, SocketInfo,
 };
 use switchboard_protocol::socketio::{Value, encode_event};
 use tokio::sync::mpsc;
@@ -380,6 +380,29 @@ async fn a_closing_node_is_dropped_at_once() {
 }
 
 #[tokio::test]
+async fn a_closed_node_stays_out_of_the_cluster() {
+    let mut nodes = nodes(2, slow).await;
+    nodes.factories[1].close();
+    nodes.bus.settle().await;
+    assert_eq!(nodes.adapters[0].server_count().await, Ok(1));
+    // A node joining later asks everyone for an answer: the closed node must not give one.
+    let (factory, transport) = nodes.bus.node(slow(config(2))).unwrap();
+    nodes.adapters.push(factory.create_cluster_adapter("/"));
+    nodes.factories.push(factory);
+    nodes.transports.push(transport);
+    nodes.wait_for_count_on(&[0, 2], 2).await;
+    nodes.bus.settle().await;
+    assert_eq!(nodes.adapters[2].peers(), vec!["node0".into()], "the closed node1 answered");
+    // Nor does a reconnect make it announce itself again.
+    nodes.bus.set_down(true);
+    nodes.bus.set_down(false);
+    nodes.bus.settle().await;
+    for i in [0, 2] {
+        assert_eq!(nodes.adapters[i].server_count().await, Ok(2), "node {i}");
+    }
+}
+
+#[tokio::test]
 async fn a_dropped_adapter_says_goodbye_and_unsubscribes() {
     let mut nodes = nodes(2, slow).await;
     let s = TestSocket::new("s", "/");
@@ -435,17 +458,54 @@ async fn a_request_ends_at_its_timeout_with_a_clear_error_and_no_leak() {
     let started = Instant::now();
     let got = nodes.adapters[0].fetch_sockets(BroadcastOptions::default()).await;
     let took = started.elapsed();
-    assert_eq!(got, Err(AdapterError::Timeout { missing: 1 }));
+    assert_eq!(got, Err(AdapterError::Timeout { missing: 1, partial: PartialReplies::Sockets(vec![]) }));
     assert!(took >= Duration::from_millis(150) && took < Duration::from_millis(600), "took {took:?}");
     assert_eq!(nodes.adapters[0].pending_requests(), 0);
 
     let got = nodes.adapters[0].server_side_emit("x".into(), vec![], Some(Duration::from_millis(100))).await;
-    assert_eq!(got, Err(AdapterError::Timeout { missing: 2 }), "no handler anywhere: nobody answers");
+    assert_eq!(
+        got,
+        Err(AdapterError::Timeout { missing: 2, partial: PartialReplies::Answers(vec![]) }),
+        "no handler anywhere: nobody answers"
+    );
     assert_eq!(nodes.adapters[0].pending_requests(), 0);
 
     // A cancelled request (the caller's future dropped) leaves nothing behind either.
     let fetch = nodes.adapters[0].fetch_sockets(BroadcastOptions::default());
     assert!(tokio::time::timeout(Duration::from_millis(20), fetch).await.is_err());
+    assert_eq!(nodes.adapters[0].pending_requests(), 0);
+}
+
+#[tokio::test]
+async fn a_timed_out_request_keeps_the_answers_that_arrived() {
+    let nodes = nodes(3, |c| slow(c).with_request_timeout(Duration::from_millis(150))).await;
+    let handlers: Vec<Arc<Handler>> =
+        (0..3).map(|i| Arc::new(Handler { node: format!("node{i}"), seen: Mutex::new(vec![]) })).collect();
+    for (a, h) in nodes.adapters.iter().zip(&handlers) {
+        a.set_server_side_emit_handler(h.clone());
+    }
+    nodes.adapters[0].add_socket(TestSocket::new("zero", "/"));
+    nodes.adapters[1].add_socket(TestSocket::new("one", "/"));
+    nodes.adapters[2].add_socket(TestSocket::new("two", "/"));
+    nodes.bus.isolate(nodes.transports[2].index(), true);
+
+    let got = nodes.adapters[0].fetch_sockets(BroadcastOptions::default()).await;
+    let Err(AdapterError::Timeout { missing: 1, partial: PartialReplies::Sockets(sockets) }) = got else {
+        panic!("{got:?}")
+    };
+    let ids: Vec<&str> = sockets.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["zero", "one"], "this node's sockets, then those of the node that answered");
+
+    let got = nodes.adapters[0]
+        .server_side_emit("ask".into(), vec![Value::from(7)], Some(Duration::from_millis(150)))
+        .await;
+    assert_eq!(
+        got,
+        Err(AdapterError::Timeout {
+            missing: 1,
+            partial: PartialReplies::Answers(vec![vec![Value::from("node1"), Value::from(7)]]),
+        })
+    );
     assert_eq!(nodes.adapters[0].pending_requests(), 0);
 }
 
@@ -461,8 +521,9 @@ async fn requests_are_bounded() {
         tokio::task::yield_now().await;
         node.fetch_sockets(all.clone()).await
     });
-    assert_eq!(a, Err(AdapterError::Timeout { missing: 1 }));
-    assert_eq!(b, Err(AdapterError::Timeout { missing: 1 }));
+    let timed_out = Err(AdapterError::Timeout { missing: 1, partial: PartialReplies::Sockets(vec![]) });
+    assert_eq!(a, timed_out);
+    assert_eq!(b, timed_out);
     assert_eq!(c, Err(AdapterError::TooManyRequests { limit: 2 }));
     assert_eq!(node.pending_requests(), 0);
     nodes.bus.isolate(nodes.transports[1].index(), false);
@@ -562,6 +623,110 @@ async fn with_the_broker_down_local_delivery_goes_on_and_requests_fail_fast() {
     }
 }
 
+/// The broker gone for longer than the heartbeat timeout (default 5 s / 10 s; paused clock):
+/// requests keep failing with a clear error instead of answering from this node alone, and once
+/// it is back the nodes re-learn each other at once, not at their next heartbeat.
+#[tokio::test(start_paused = true)]
+async fn with_the_broker_gone_past_the_timeout_requests_fail_and_a_reconnect_restores_membership() {
+    let nodes = nodes(3, |c| c).await;
+    let handler = Arc::new(Handler { node: "node1".into(), seen: Mutex::new(vec![]) });
+    nodes.adapters[1].set_server_side_emit_handler(handler);
+    let local = TestSocket::new("local", "/");
+    let remote = TestSocket::new("remote", "/");
+    nodes.adapters[0].add_socket(local.clone());
+    nodes.adapters[1].add_socket(remote.clone());
+    assert!(nodes.factories[0].is_connected());
+
+    nodes.bus.set_down(true);
+    assert!(!nodes.factories[0].is_connected(), "the bus transport reports the broker gone");
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert!(nodes.adapters[0].peers().is_empty(), "peers expired while the broker was gone");
+    // The server count is membership: this node alone now (documented).
+    assert_eq!(nodes.adapters[0].server_count().await, Ok(1));
+
+    let node = &nodes.adapters[0];
+    let all = BroadcastOptions::default();
+    let started = Instant::now();
+    let fetch = node.fetch_sockets(all.clone()).await;
+    assert!(matches!(fetch, Err(AdapterError::BrokerUnavailable(_))), "{fetch:?}");
+    let ack = node.broadcast_with_ack(packet("ack"), 1, all.clone(), Duration::from_secs(5)).await;
+    assert!(matches!(ack, Err(AdapterError::BrokerUnavailable(_))), "{ack:?}");
+    assert!(local.deliveries().is_empty(), "a refused ack broadcast delivers nothing, even locally");
+    let emit = node.server_side_emit("ask".into(), vec![], Some(Duration::from_secs(5))).await;
+    assert!(matches!(emit, Err(AdapterError::BrokerUnavailable(_))), "{emit:?}");
+    let emit = node.server_side_emit("tell".into(), vec![], None).await;
+    assert!(matches!(emit, Err(AdapterError::BrokerUnavailable(_))), "{emit:?}");
+    let join = node.add_sockets(all.clone(), vec!["joined".into()]).await;
+    assert!(matches!(join, Err(AdapterError::BrokerUnavailable(_))), "{join:?}");
+    assert!(node.local().rooms_of(local.id()).contains(&"joined".into()), "the local part is done");
+    assert_eq!(started.elapsed(), Duration::ZERO, "nothing waited");
+    assert_eq!(node.pending_requests(), 0);
+    // What needs no broker still works.
+    assert_eq!(node.broadcast(packet("plain"), all.clone()).await, Ok(1));
+    let local_only = BroadcastOptions {
+        flags: switchboard_adapter::BroadcastFlags { local: true, ..Default::default() },
+        ..all.clone()
+    };
+    assert_eq!(node.fetch_sockets(local_only).await.map(|s| s.len()), Ok(1));
+
+    let published = nodes.factories[0].stats().published;
+    let back = Instant::now();
+    nodes.bus.set_down(false);
+    nodes.wait_for_count(3).await;
+    let took = back.elapsed();
+    assert!(took < Duration::from_secs(1), "membership restored after {took:?}, heartbeats are 5 s apart");
+    assert!(nodes.factories[0].stats().published > published, "the node announced itself");
+    let got = node.fetch_sockets(all).await.unwrap();
+    let mut ids: Vec<&str> = got.iter().map(|s| s.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["local", "remote"]);
+    let answers = node.server_side_emit("ask".into(), vec![], Some(Duration::from_secs(5))).await;
+    assert_eq!(
+        answers,
+        Err(AdapterError::Timeout {
+            missing: 1,
+            partial: PartialReplies::Answers(vec![vec![Value::from("node1")]])
+        }),
+        "node2 has no handler"
+    );
+}
+
+/// The publish of an ack broadcast refused after the connection check passed (a full queue):
+/// the local sockets already have the packet, so the call still returns their stream.
+#[tokio::test]
+async fn an_ack_broadcast_the_broker_refuses_still_collects_the_local_acks() {
+    let nodes = nodes(2, slow).await;
+    let local = TestSocket::new("local", "/");
+    let remote = TestSocket::new("remote", "/");
+    nodes.adapters[0].add_socket(local.clone());
+    nodes.adapters[1].add_socket(remote.clone());
+    nodes.bus.set_refusing(true);
+    assert!(nodes.factories[0].is_connected());
+
+    let failed = nodes.factories[0].stats().publish_failed;
+    let started = Instant::now();
+    let stream = nodes.adapters[0]
+        .broadcast_with_ack(packet("ack"), 4, BroadcastOptions::default(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1), "no peer is waited for");
+    assert_eq!(stream.expected, 1, "the local socket only: no peer got the request");
+    assert_eq!(nodes.factories[0].stats().publish_failed, failed + 1, "the drop is counted");
+    assert_eq!(nodes.adapters[0].pending_requests(), 0);
+    assert_eq!(local.answer_acks(&[Value::from("ok")]), 1);
+    let (responses, missing) = stream.collect().await;
+    assert_eq!(missing, 0);
+    assert_eq!(responses, vec![AckResponse { socket: "local".into(), args: vec![Value::from("ok")] }]);
+    nodes.bus.settle().await;
+    assert!(remote.deliveries().is_empty());
+
+    // A request that cannot be sent fails at once.
+    let got = nodes.adapters[0].fetch_sockets(BroadcastOptions::default()).await;
+    assert!(matches!(got, Err(AdapterError::BrokerUnavailable(_))), "{got:?}");
+    assert_eq!(nodes.adapters[0].pending_requests(), 0);
+    nodes.bus.set_refusing(false);
+}
+
 #[tokio::test]
 async fn bad_messages_are_counted_and_dropped() {
     let bus = Bus::new();
@@ -590,6 +755,14 @@ async fn bad_messages_are_counted_and_dropped() {
     inbound.receive(elsewhere);
     let echo = codec::encode("node0", "/", &Message::Heartbeat).unwrap();
     inbound.receive(echo);
+    // An echo is recognised from the header alone, before the rest is decoded.
+    let own = codec::encode(
+        "node0",
+        "/",
+        &Message::Broadcast { target: Target::default(), packet: encode_event("/", "e", &[], None) },
+    )
+    .unwrap();
+    inbound.receive(own.slice(..own.len() - 1));
     // A broadcast naming a part its room list does not have.
     let bad_part = codec::encode(
         "node9",
@@ -603,11 +776,12 @@ async fn bad_messages_are_counted_and_dropped() {
     inbound.receive(bad_part);
 
     let stats = factory.stats();
-    assert_eq!(stats.received, 7);
+    assert_eq!(stats.received, 8);
     assert_eq!(stats.malformed, 3);
     assert_eq!(stats.unsupported, 1);
     assert_eq!(stats.unroutable, 2);
-    assert_eq!(stats.echoes, 1);
+    assert_eq!(stats.broadcasts_received, 0, "the bad part counts as unroutable only");
+    assert_eq!(stats.echoes, 2);
     assert!(socket.deliveries().is_empty());
     assert_eq!(adapter.server_count().await, Ok(1), "the echoed heartbeat is not a peer");
     inbound.receive(good);
@@ -620,13 +794,18 @@ async fn setup_errors_are_typed() {
     assert!(matches!(ClusterConfig::new(""), Err(ClusterError::InvalidNodeId(_))));
     let bus = Bus::new();
     let (transport, inbound) = bus.connect();
-    let bad = config(0)
-        .with_heartbeat_timeout(Duration::from_secs(1))
-        .with_heartbeat_interval(Duration::from_secs(1));
-    assert!(matches!(
-        ClusterAdapterFactory::new(bad, transport.clone(), &inbound),
-        Err(ClusterError::InvalidConfig(_))
-    ));
+    for (interval, timeout) in [(1000, 1000), (1000, 1999), (0, 1000)] {
+        let bad = config(0)
+            .with_heartbeat_timeout(Duration::from_millis(timeout))
+            .with_heartbeat_interval(Duration::from_millis(interval));
+        assert!(
+            matches!(
+                ClusterAdapterFactory::new(bad, transport.clone(), &inbound),
+                Err(ClusterError::InvalidConfig(_))
+            ),
+            "interval {interval} ms, timeout {timeout} ms"
+        );
+    }
     let _factory = ClusterAdapterFactory::new(config(0), transport.clone(), &inbound).unwrap();
     assert_eq!(
         ClusterAdapterFactory::new(config(1), transport, &inbound).unwrap_err(),

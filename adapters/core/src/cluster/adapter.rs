@@ -30,7 +30,7 @@ use super::route::{PartRoute, Route, plan, socket_node};
 use super::stats::{ClusterStats, bump};
 use super::transport::{Inbound, Transport};
 use crate::adapter::{Adapter, AdapterFactory, BoxFuture};
-use crate::error::AdapterError;
+use crate::error::{AdapterError, PartialReplies};
 use crate::rooms::RoomIndex;
 use crate::types::{
     AckResponse, AckStream, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId, SocketInfo,
@@ -90,8 +90,7 @@ impl ClusterAdapterFactory {
         });
         self.node.register(nsp, Arc::downgrade(&adapter));
         self.node.transport.subscribe(&adapter.route);
-        // A failure is counted; the periodic heartbeat announces the node later.
-        let _ = adapter.publish(&adapter.route, &Message::InitialHeartbeat);
+        adapter.announce();
         adapter
     }
 
@@ -108,6 +107,12 @@ impl ClusterAdapterFactory {
     /// The node's cluster counters, all namespaces together.
     pub fn stats(&self) -> ClusterStats {
         self.node.counters.snapshot()
+    }
+
+    /// Whether the transport reports its broker connection up ([`Transport::is_connected`]);
+    /// while it does not, cluster requests fail with `AdapterError::BrokerUnavailable`.
+    pub fn is_connected(&self) -> bool {
+        self.node.transport.is_connected()
     }
 
     /// Leaves the cluster gracefully: tells every namespace's peers (they drop this node at once
@@ -152,6 +157,9 @@ impl std::fmt::Debug for ClusterAdapter {
             .finish_non_exhaustive()
     }
 }
+
+/// Why a request was refused while the transport reports the broker down.
+const DISCONNECTED: &str = "cluster transport disconnected";
 
 fn full(e: RequestError) -> AdapterError {
     match e {
@@ -203,6 +211,25 @@ impl ClusterAdapter {
 
     fn publish(&self, route: &Route, message: &Message) -> Result<(), AdapterError> {
         self.node.publish(route, &self.nsp, message)
+    }
+
+    /// Fails while the transport reports the broker down: other nodes cannot be reached, and the
+    /// peers in membership are stale (they expire, and a lone node's answer would look complete).
+    fn require_connected(&self) -> Result<(), AdapterError> {
+        match self.node.transport.is_connected() {
+            true => Ok(()),
+            false => Err(AdapterError::BrokerUnavailable(DISCONNECTED.to_owned())),
+        }
+    }
+
+    /// Publishes an interest-routed socketsJoin/socketsLeave/disconnectSockets after the local
+    /// part: not at all with the `local` flag, and not while the transport is disconnected.
+    fn publish_operation(&self, local: bool, message: Message) -> Result<(), AdapterError> {
+        if local {
+            return Ok(());
+        }
+        self.require_connected()?;
+        self.publish_routed(message)
     }
 
     /// Publishes an interest-routed message: one copy per part of the room plan (none for socket
@@ -313,6 +340,14 @@ impl ClusterAdapter {
         self.membership().live(Instant::now())
     }
 
+    /// Publishes an initial heartbeat on the namespace route (every peer answers it at once);
+    /// a failure is counted, and the periodic heartbeat announces the node later.
+    pub(crate) fn announce(&self) {
+        if !self.node.is_closed() {
+            let _ = self.publish(&self.route, &Message::InitialHeartbeat);
+        }
+    }
+
     /// Periodic work: heartbeat (when due), drop silent peers, expire old requests.
     pub(crate) fn tick(&self, now: Instant, beat: bool) {
         if beat {
@@ -336,7 +371,8 @@ impl ClusterAdapter {
                 if seen.new_peer {
                     tracing::info!(peer = %from, nsp = &*self.nsp, "cluster peer joined");
                 }
-                if seen.answer {
+                // A closed node has left: it must not make a new peer count it again.
+                if seen.answer && !self.node.is_closed() {
                     let _ = self.publish(&Route::Node(from), &Message::Heartbeat);
                 }
             }
@@ -347,11 +383,8 @@ impl ClusterAdapter {
                 self.requests.peer_left(&from);
             }
             Message::Broadcast { target, packet } => {
+                let Some(opts) = self.routed_opts(target) else { return };
                 bump(&counters.broadcasts_received);
-                let Some(opts) = self.receiver_opts(target) else {
-                    bump(&counters.unroutable);
-                    return;
-                };
                 let packet = BroadcastPacket::new(packet);
                 let volatile = opts.flags.volatile;
                 self.index.for_each(&opts, |s| s.deliver(&packet, volatile));
@@ -571,6 +604,10 @@ impl Adapter for ClusterAdapter {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<AckStream, AdapterError>> {
         Box::pin(async move {
+            if !opts.flags.local {
+                // Before anything is delivered: an error means no socket got the packet.
+                self.require_connected()?;
+            }
             let deadline = Instant::now() + timeout;
             let (tx, rx) = mpsc::unbounded_channel();
             let peers = if opts.flags.local { Vec::new() } else { self.live_peers() };
@@ -592,7 +629,13 @@ impl Adapter for ClusterAdapter {
                 timeout,
                 packet: packet.packet().clone(),
             };
-            self.publish(&self.route, &message)?;
+            if let Err(e) = self.publish(&self.route, &message) {
+                // The local sockets have the packet: their acks still count. No peer got the
+                // request, so none is waited for (the drop is counted in `publish_failed`).
+                tracing::debug!(error = %e, nsp = &*self.nsp, "ack broadcast not published; local acks only");
+                drop(ticket);
+                return Ok(AckStream { expected: local, deadline, responses: rx });
+            }
             let gathered = ticket.gather().await;
             if gathered.missing > 0 {
                 tracing::debug!(
@@ -616,10 +659,11 @@ impl Adapter for ClusterAdapter {
 
     fn fetch_sockets(&self, opts: BroadcastOptions) -> BoxFuture<'_, Result<Vec<SocketInfo>, AdapterError>> {
         Box::pin(async move {
-            let mut sockets = self.index.fetch(&opts);
             if opts.flags.local {
-                return Ok(sockets);
+                return Ok(self.index.fetch(&opts));
             }
+            self.require_connected()?;
+            let mut sockets = self.index.fetch(&opts);
             let peers = self.live_peers();
             if peers.is_empty() {
                 return Ok(sockets);
@@ -628,15 +672,15 @@ impl Adapter for ClusterAdapter {
             let mut ticket = self.requests.open(peers, deadline).map_err(full)?;
             self.publish(&self.route, &Message::FetchSockets { request_id: ticket.id(), opts })?;
             let gathered = ticket.gather().await;
-            if gathered.missing > 0 {
-                return Err(AdapterError::Timeout { missing: gathered.missing });
-            }
             for (_, reply) in gathered.replies {
                 if let Reply::Sockets(remote) = reply {
                     sockets.extend(remote);
                 }
             }
-            Ok(sockets)
+            match gathered.missing {
+                0 => Ok(sockets),
+                missing => Err(AdapterError::Timeout { missing, partial: PartialReplies::Sockets(sockets) }),
+            }
         })
     }
 
@@ -648,10 +692,9 @@ impl Adapter for ClusterAdapter {
         for s in self.index.select(&opts) {
             self.join_local(s.id(), &rooms);
         }
-        let result = match opts.flags.local {
-            true => Ok(()),
-            false => self.publish_routed(Message::SocketsJoin { target: Target { opts, part: 0 }, rooms }),
-        };
+        let local = opts.flags.local;
+        let result =
+            self.publish_operation(local, Message::SocketsJoin { target: Target { opts, part: 0 }, rooms });
         Box::pin(std::future::ready(result))
     }
 
@@ -665,10 +708,9 @@ impl Adapter for ClusterAdapter {
                 self.leave_local(s.id(), room);
             }
         }
-        let result = match opts.flags.local {
-            true => Ok(()),
-            false => self.publish_routed(Message::SocketsLeave { target: Target { opts, part: 0 }, rooms }),
-        };
+        let local = opts.flags.local;
+        let result =
+            self.publish_operation(local, Message::SocketsLeave { target: Target { opts, part: 0 }, rooms });
         Box::pin(std::future::ready(result))
     }
 
@@ -680,12 +722,9 @@ impl Adapter for ClusterAdapter {
         for s in self.index.select(&opts) {
             s.disconnect(close);
         }
-        let result = match opts.flags.local {
-            true => Ok(()),
-            false => {
-                self.publish_routed(Message::DisconnectSockets { target: Target { opts, part: 0 }, close })
-            }
-        };
+        let local = opts.flags.local;
+        let result = self
+            .publish_operation(local, Message::DisconnectSockets { target: Target { opts, part: 0 }, close });
         Box::pin(std::future::ready(result))
     }
 
@@ -696,6 +735,7 @@ impl Adapter for ClusterAdapter {
         timeout: Option<Duration>,
     ) -> BoxFuture<'_, Result<Vec<Vec<Value>>, AdapterError>> {
         Box::pin(async move {
+            self.require_connected()?;
             let Some(timeout) = timeout else {
                 // Fire and forget: published even to peers not known yet.
                 self.publish(&self.route, &Message::ServerSideEmit { request_id: None, event, args })?;
@@ -709,14 +749,15 @@ impl Adapter for ClusterAdapter {
             let message = Message::ServerSideEmit { request_id: Some(ticket.id()), event, args };
             self.publish(&self.route, &message)?;
             let gathered = ticket.gather().await;
-            if gathered.missing > 0 {
-                return Err(AdapterError::Timeout { missing: gathered.missing });
-            }
-            Ok(gathered
+            let answers: Vec<Vec<Value>> = gathered
                 .replies
                 .into_iter()
                 .filter_map(|(_, reply)| if let Reply::Emit(args) = reply { Some(args) } else { None })
-                .collect())
+                .collect();
+            match gathered.missing {
+                0 => Ok(answers),
+                missing => Err(AdapterError::Timeout { missing, partial: PartialReplies::Answers(answers) }),
+            }
         })
     }
 

@@ -5,7 +5,10 @@
 //! one publisher's messages to each subscriber, echoes messages to their sender when it is
 //! subscribed, and delivers asynchronously: each node has a bounded queue drained by its own task
 //! (a full queue drops the message for that node, as a broker drops a slow consumer's).
-//! Faults are switches: [`Bus::set_down`] (every publish fails: the broker is gone) and
+//! Faults are switches: [`Bus::set_down`] (every publish fails and every transport reports itself
+//! disconnected: the broker is gone; bringing it back is a reconnect, announced to each node
+//! through [`Inbound::connected`]), [`Bus::set_refusing`] (every publish fails with a full queue
+//! while the transports still report connected: a broker too slow to keep up) and
 //! [`Bus::isolate`] (a node is cut off both ways without knowing: a crash as seen by the others).
 
 use std::collections::HashSet;
@@ -28,6 +31,7 @@ const QUEUE: usize = 4096;
 struct Member {
     subscriptions: HashSet<Route>,
     queue: mpsc::Sender<Bytes>,
+    inbound: Inbound,
     isolated: bool,
 }
 
@@ -36,6 +40,7 @@ struct Shared {
     members: Mutex<Vec<Member>>,
     in_flight: AtomicUsize,
     down: AtomicBool,
+    refusing: AtomicBool,
     delivered: AtomicU64,
     dropped: AtomicU64,
 }
@@ -68,12 +73,18 @@ impl Bus {
     /// called inside a tokio runtime (the task is spawned).
     pub fn connect(&self) -> (Arc<BusTransport>, Inbound) {
         let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
+        let inbound = Inbound::new();
         let index = {
             let mut members = self.shared.members();
-            members.push(Member { subscriptions: HashSet::new(), queue: tx, isolated: false });
+            let member = Member {
+                subscriptions: HashSet::new(),
+                queue: tx,
+                inbound: inbound.clone(),
+                isolated: false,
+            };
+            members.push(member);
             members.len() - 1
         };
-        let inbound = Inbound::new();
         let feed = inbound.clone();
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -95,10 +106,26 @@ impl Bus {
         Ok((factory, transport))
     }
 
-    /// Takes the whole broker down (`true`): every publish fails with `Disconnected`, as with a
-    /// dead Redis; subscriptions survive for when it comes back (`false`).
+    /// Takes the whole broker down (`true`): every publish fails with `Disconnected` and every
+    /// transport reports itself disconnected ([`Transport::is_connected`]), as with a dead Redis.
+    /// Subscriptions survive for when it comes back (`false`); coming back is a reconnect: each
+    /// connection, its subscriptions in place, calls [`Inbound::connected`] (as a broker transport
+    /// does once it has resubscribed). Setting the current state again does nothing.
     pub fn set_down(&self, down: bool) {
-        self.shared.down.store(down, Ordering::Release);
+        let was_down = self.shared.down.swap(down, Ordering::AcqRel);
+        if was_down && !down {
+            let inbounds: Vec<Inbound> = self.shared.members().iter().map(|m| m.inbound.clone()).collect();
+            for inbound in inbounds {
+                inbound.connected();
+            }
+        }
+    }
+
+    /// Makes every publish fail with `QueueFull` (`true`) while the transports still report
+    /// connected: a broker that cannot keep up, or one lost between a request's connection check
+    /// and its publish.
+    pub fn set_refusing(&self, refusing: bool) {
+        self.shared.refusing.store(refusing, Ordering::Release);
     }
 
     /// Cuts connection `index` off (`true`): what it publishes goes nowhere and nothing reaches it,
@@ -152,6 +179,9 @@ impl Transport for BusTransport {
         if self.shared.down.load(Ordering::Acquire) {
             return Err(PublishError::Disconnected("bus down".to_owned()));
         }
+        if self.shared.refusing.load(Ordering::Acquire) {
+            return Err(PublishError::QueueFull);
+        }
         let members = self.shared.members();
         if members.get(self.index).is_some_and(|m| m.isolated) {
             return Ok(());
@@ -181,5 +211,9 @@ impl Transport for BusTransport {
         if let Some(m) = self.shared.members().get_mut(self.index) {
             m.subscriptions.remove(route);
         }
+    }
+
+    fn is_connected(&self) -> bool {
+        !self.shared.down.load(Ordering::Acquire)
     }
 }

@@ -371,6 +371,20 @@ fn json(text: &str) -> Result<serde_json::Value, CodecError> {
     serde_json::from_str(text).map_err(|_| CodecError::InvalidJson)
 }
 
+/// The sender named by a frame's header, read without decoding the rest (the first two header
+/// elements are the same for every kind); `None` unless the prefix is valid for this version and
+/// the header starts with `[sender, …`. A receiver drops its own echoed messages with this before
+/// paying for a full [`decode`].
+pub fn sender(frame: &[u8]) -> Option<&str> {
+    if frame.len() < PREFIX_LEN || frame[..2] != MAGIC || frame[2] != VERSION {
+        return None;
+    }
+    Kind::from_u8(frame[3])?;
+    let head_len = usize::try_from(u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]])).ok()?;
+    let head = frame.get(PREFIX_LEN..PREFIX_LEN.checked_add(head_len)?)?;
+    mp::sender(head)
+}
+
 /// Decodes one message; payload parts are slices of `frame`, not copies.
 pub fn decode(frame: &Bytes) -> Result<Envelope, CodecError> {
     if frame.len() < PREFIX_LEN {
@@ -620,6 +634,13 @@ mod mp {
         }
     }
 
+    /// The first element of a 3-element header array: the sender.
+    pub(super) fn sender(head: &[u8]) -> Option<&str> {
+        let mut r = Reader(head);
+        (r.array_len().ok()? == 3).then_some(())?;
+        r.str().ok()
+    }
+
     /// Reads `[sender, nsp, [rooms, except, flags, part]]`; anything else, or trailing bytes, is refused.
     pub(super) fn broadcast_head(head: &[u8]) -> Result<(&str, &str, Target), CodecError> {
         let mut r = Reader(head);
@@ -789,6 +810,27 @@ mod tests {
     }
 
     #[test]
+    fn the_sender_is_read_from_the_header_alone() {
+        let packet = encode_event("/", "e", &[], None);
+        let b = encode("node-7", "/x", &Message::Broadcast { target: Target::default(), packet }).unwrap();
+        assert_eq!(sender(&b), Some("node-7"));
+        // Only the header is read: a broken payload still names its sender.
+        let head_end = PREFIX_LEN + u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+        assert_eq!(sender(&b[..head_end]), Some("node-7"));
+        assert!(decode(&b.slice(..head_end)).is_err());
+        let hb = encode("n", "/", &Message::Heartbeat).unwrap();
+        assert_eq!(sender(&hb), Some("n"));
+        let mut other_version = hb.to_vec();
+        other_version[2] = VERSION + 1;
+        assert_eq!(sender(&other_version), None, "another version's header may differ");
+        let mut unknown = hb.to_vec();
+        unknown[3] = 99;
+        assert_eq!(sender(&unknown), None);
+        assert_eq!(sender(&hb[..hb.len() - 1]), None, "header cut short");
+        assert_eq!(sender(b"hello from another program"), None);
+    }
+
+    #[test]
     fn every_truncation_is_an_error() {
         let packet = encode_event("/", "ev", &binary_args(), None);
         let messages = [
@@ -920,12 +962,14 @@ mod tests {
             let bytes = encode(&sender, &nsp, &message).unwrap();
             let env = decode(&bytes).unwrap();
             prop_assert_eq!(env.sender.as_str(), sender.as_str());
+            prop_assert_eq!(super::sender(&bytes), Some(sender.as_str()), "the cheap sender read agrees");
             prop_assert_eq!(env.nsp, nsp);
             prop_assert_eq!(env.message, message);
         }
 
         #[test]
         fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = super::sender(&bytes);
             let _ = decode(&bytes.into());
         }
 
@@ -942,6 +986,7 @@ mod tests {
             v.extend_from_slice(&count.to_be_bytes());
             v.extend_from_slice(&head);
             v.extend_from_slice(&tail);
+            let _ = super::sender(&v);
             let _ = decode(&v.into());
         }
 
@@ -950,6 +995,7 @@ mod tests {
             let mut v = encode("n", "/", &message).unwrap().to_vec();
             let i = at.index(v.len());
             v[i] ^= xor;
+            let _ = super::sender(&v);
             let _ = decode(&v.into());
         }
     }

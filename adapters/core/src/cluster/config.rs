@@ -38,8 +38,15 @@ impl ClusterConfig {
         self
     }
 
-    /// How long a silent peer stays in membership; default 10 s. Must exceed the interval (two
-    /// intervals or more, so one lost heartbeat does not drop a peer).
+    /// How long a silent peer stays in membership; default 10 s. Must be at least twice the
+    /// interval, so a live peer is heard from at least twice per timeout.
+    ///
+    /// Membership is checked every `min(interval, timeout / 4)` (the *check period*, 2.5 s with
+    /// the defaults). A peer stops counting (server count, peers asked by new requests) exactly
+    /// `timeout` after its last heartbeat, and is dropped (logged; pending requests stop waiting
+    /// for it) at the first check after that: between `timeout` and `timeout` + one check period
+    /// after its last heartbeat, so between `timeout - interval` and `timeout` + one check period
+    /// after it died (10–12.5 s after its last heartbeat with the defaults).
     pub fn with_heartbeat_timeout(mut self, d: Duration) -> Self {
         self.heartbeat_timeout = d;
         self
@@ -66,8 +73,12 @@ impl ClusterConfig {
         if self.heartbeat_interval.is_zero() {
             return Err(ClusterError::InvalidConfig("heartbeat interval must be positive"));
         }
-        if self.heartbeat_timeout <= self.heartbeat_interval {
-            return Err(ClusterError::InvalidConfig("heartbeat timeout must exceed the heartbeat interval"));
+        // Heartbeats go out every interval rounded up to whole check periods: at most
+        // `timeout / 2` apart when the timeout is two intervals or more.
+        if self.heartbeat_timeout < self.heartbeat_interval.saturating_mul(2) {
+            return Err(ClusterError::InvalidConfig(
+                "heartbeat timeout must be at least twice the heartbeat interval",
+            ));
         }
         if self.request_timeout.is_zero() {
             return Err(ClusterError::InvalidConfig("request timeout must be positive"));

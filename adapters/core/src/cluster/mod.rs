@@ -23,24 +23,47 @@
 //!
 //! - Broker slow or gone: [`Transport::publish`] drops instead of queueing without bound; the
 //!   adapter counts it ([`ClusterStats::publish_failed`], logged at each power of two). Broadcasts
-//!   still reach local sockets and succeed; requests (fetchSockets, serverSideEmit, ack broadcasts,
-//!   socketsJoin/Leave, disconnectSockets) fail at once with `AdapterError::BrokerUnavailable`.
+//!   still reach local sockets and succeed.
+//! - While [`Transport::is_connected`] is `false`, requests fail at once with
+//!   `AdapterError::BrokerUnavailable`, however long the broker has been gone (its peers expire
+//!   after the heartbeat timeout, and a lone node's answer would look complete): fetchSockets,
+//!   serverSideEmit (with or without a timeout) and broadcasts with acks before doing anything
+//!   (an ack broadcast then reaches no socket, not even a local one);
+//!   socketsJoin/socketsLeave/disconnectSockets after serving the local sockets. With the `local`
+//!   flag nothing needs the broker and nothing fails. The server count stays membership: it
+//!   decays to 1 once the peers expire ([`ClusterAdapterFactory::is_connected`] tells why).
+//! - A publish refused while the transport still reports connected (a full queue, or the broker
+//!   lost since the check) fails the request at once with `BrokerUnavailable`, except a broadcast
+//!   with acks, whose local sockets already have the packet: it returns their [`AckStream`]
+//!   (`expected` = the local count, no peer waited for; the drop is counted and logged).
+//! - After a reconnect, the transport calls [`Inbound::connected`]: the node sends an initial
+//!   heartbeat on every namespace and its peers answer at once, so membership is restored within a
+//!   round trip rather than at the next heartbeat.
 //! - Bad input (garbage, truncation, another version, a namespace not served here, our own echo)
-//!   is counted and dropped, never fatal.
-//! - A dead peer stops counting once its heartbeats are older than the timeout, and requests stop
-//!   waiting for it at the next membership check (a quarter timeout at most); a closing peer is
-//!   dropped at once. A request always ends by its deadline (`Timeout` error naming how many
-//!   nodes did not answer), and at most `max_pending_requests` are in flight per namespace.
+//!   is counted and dropped, never fatal. An echo is recognised from the header's sender alone,
+//!   before the rest is decoded.
+//! - A dead peer stops counting (server count, new requests) exactly `heartbeat_timeout` after its
+//!   last heartbeat, and is dropped (pending requests stop waiting for it) at the next membership
+//!   check: between the timeout and the timeout plus one check period `min(interval, timeout / 4)`
+//!   after its last heartbeat. A closing peer is dropped at once; a closed node neither answers
+//!   initial heartbeats nor announces itself again. A request always ends by its deadline
+//!   (`AdapterError::Timeout` naming how many nodes did not answer and carrying what the others
+//!   answered, as `PartialReplies`), and at most `max_pending_requests` are in flight per namespace.
 //!
 //! # Writing a transport
 //!
 //! Implement [`Transport`] on a cheap handle to one task that owns the broker connection:
-//! `publish` queues into a bounded channel (full → [`PublishError::QueueFull`]), `subscribe` and
-//! `unsubscribe` queue commands; the task renders routes with [`Route::redis_channel`] or
-//! [`Route::nats_subject`], resubscribes every live route after a reconnect, and passes each
-//! received payload to [`Inbound::receive`]. Routes may be placed on different brokers (sharding
-//! by channel name): the adapter needs order only within one route. Create the [`Inbound`] first,
-//! give it to the transport, then bind it with [`ClusterAdapterFactory::new`].
+//! `publish` queues into a bounded channel (full → [`PublishError::QueueFull`], down →
+//! [`PublishError::Disconnected`]), `subscribe` and `unsubscribe` queue commands, and
+//! [`is_connected`](Transport::is_connected) reads an atomic flag the task keeps (for several
+//! broker instances: `true` only while all are up). The task renders routes with
+//! [`Route::redis_channel`] or [`Route::nats_subject`], passes each received payload to
+//! [`Inbound::receive`], and after every (re)connection resubscribes every live route and then
+//! calls [`Inbound::connected`]. Routes may be placed on different brokers (sharding by channel
+//! name): the adapter needs order only within one route. Create the [`Inbound`] first, give it to
+//! the transport, then bind it with [`ClusterAdapterFactory::new`].
+//!
+//! [`AckStream`]: crate::AckStream
 
 mod adapter;
 #[cfg(feature = "contract")]

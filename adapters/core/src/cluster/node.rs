@@ -73,6 +73,11 @@ impl Node {
     /// The inbound path: decode, drop what is not for us (counted), hand the rest to the adapter.
     pub(crate) fn receive(&self, payload: Bytes) {
         bump(&self.counters.received);
+        // Brokers echo our own messages: drop them from the header's sender alone, undecoded.
+        if codec::sender(&payload) == Some(self.id().as_str()) {
+            bump(&self.counters.echoes);
+            return;
+        }
         let envelope = match codec::decode(&payload) {
             Ok(envelope) => envelope,
             Err(e) => {
@@ -88,10 +93,6 @@ impl Node {
                 return;
             }
         };
-        if envelope.sender == *self.id() {
-            bump(&self.counters.echoes);
-            return;
-        }
         let adapter = self.namespaces.get(envelope.nsp.as_str()).and_then(|w| w.upgrade());
         match adapter {
             Some(adapter) => adapter.handle(envelope.sender, envelope.message),
@@ -104,6 +105,24 @@ impl Node {
                 );
             }
         }
+    }
+
+    /// The transport (re)connected: announce this node on every namespace (see [`Inbound::connected`]).
+    ///
+    /// [`Inbound::connected`]: super::Inbound::connected
+    pub(crate) fn connected(&self) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let adapters = self.adapters();
+        tracing::info!(namespaces = adapters.len(), "cluster transport connected; announcing this node");
+        for adapter in adapters {
+            adapter.announce();
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     pub(crate) fn register(&self, nsp: &str, adapter: Weak<ClusterAdapter>) {
@@ -132,8 +151,11 @@ impl Drop for Node {
 
 /// Heartbeats every namespace's peers and expires silent ones until the node is dropped or closed.
 ///
-/// It checks membership four times per timeout (at least), so a dead peer is dropped at most a
-/// quarter timeout late, and sends heartbeats every interval.
+/// It wakes every check period `C = min(interval, timeout / 4)`: it drops the peers silent for
+/// longer than the timeout `T` (so a peer is dropped between `T` and `T + C` after its last
+/// heartbeat), expires old requests, and publishes a heartbeat when at least `interval` has passed
+/// since the last one (every interval rounded up to whole check periods: at most `T / 2`, as
+/// [`ClusterConfig`] requires `T >= 2 × interval`).
 pub(crate) fn spawn_heartbeat(handle: &tokio::runtime::Handle, node: &Arc<Node>) {
     let weak = Arc::downgrade(node);
     let interval = node.config.heartbeat_interval;

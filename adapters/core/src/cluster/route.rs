@@ -71,14 +71,16 @@ impl Route {
         out
     }
 
-    /// The route a Redis channel name stands for, if it is one of ours under `prefix`.
+    /// The route a Redis channel name stands for, if it is one of ours under `prefix`. Only the
+    /// canonical escaping parses (`%41` for `A`, or lowercase hex, is refused), so each route has
+    /// exactly one channel and this is the exact inverse of [`redis_channel`](Self::redis_channel).
     pub fn parse_redis_channel(prefix: &str, channel: &str) -> Option<Self> {
         let rest = channel.strip_prefix(prefix)?.strip_prefix('#')?;
         if let Some(node) = rest.strip_prefix("node#") {
-            return Some(Self::Node(NodeId::from(unescape_redis(node)?)));
+            return Some(Self::Node(NodeId::from(unescape_redis(node, false)?)));
         }
         let (nsp, rest) = rest.split_once('#')?;
-        let nsp: Arc<str> = unescape_redis(nsp)?.into();
+        let nsp: Arc<str> = unescape_redis(nsp, true)?.into();
         if rest.is_empty() {
             return Some(Self::Namespace(nsp));
         }
@@ -86,7 +88,7 @@ impl Route {
         if room.contains('#') {
             return None;
         }
-        Some(Self::Room(nsp, Room::from(unescape_redis(room)?)))
+        Some(Self::Room(nsp, Room::from(unescape_redis(room, false)?)))
     }
 
     /// The NATS subject of this route under `prefix` (one or more valid tokens, e.g. `switchboard`).
@@ -152,8 +154,13 @@ fn escape_redis(out: &mut String, name: &str, keep_leading_slash_only: bool) {
     }
 }
 
-fn unescape_redis(s: &str) -> Option<String> {
-    unescape(s, b'%')
+/// The name [`escape_redis`] wrote as `s` (with the same `keep_leading_slash_only`), if `s` is
+/// exactly what it writes: non-canonical escapes are refused.
+fn unescape_redis(s: &str, keep_leading_slash_only: bool) -> Option<String> {
+    let name = unescape(s, b'%')?;
+    let mut canonical = String::with_capacity(s.len());
+    escape_redis(&mut canonical, &name, keep_leading_slash_only);
+    (canonical == s).then_some(name)
 }
 
 fn push_hex(out: &mut String, marker: char, b: u8) {
@@ -397,6 +404,19 @@ mod tests {
         assert_eq!(Route::parse_redis_channel("sb", "sb#/a#room#b#c"), None);
         assert_eq!(Route::parse_redis_channel("sb", "sb#/a#bogus"), None);
         assert_eq!(Route::parse_redis_channel("sb", "sb#/a%2"), None);
+        // Redis: only what `redis_channel` writes parses back.
+        assert_eq!(
+            Route::parse_redis_channel("sb", "sb#/#room#a%23b"),
+            Some(Route::Room("/".into(), "a#b".into()))
+        );
+        assert_eq!(Route::parse_redis_channel("sb", "sb#/#room#%41"), None, "an escaped letter");
+        assert_eq!(Route::parse_redis_channel("sb", "sb#/#room#a%2f"), None, "lowercase hex");
+        assert_eq!(Route::parse_redis_channel("sb", "sb#/#room#%2F"), None, "an escaped slash");
+        assert_eq!(Route::parse_redis_channel("sb", "sb#%2Fchat#"), None, "a leading slash is never escaped");
+        assert_eq!(Route::parse_redis_channel("sb", "sb#node#n%31"), None);
+        assert_eq!(Route::parse_redis_channel("sb", "sb#node#n1"), Some(Route::Node("n1".into())));
+        assert_eq!(Route::parse_redis_channel("sb", "sb#xyz#"), None, "a leading non-slash must be escaped");
+        assert_eq!(Route::parse_redis_channel("sb", "sb#%78yz#"), Some(Route::Namespace("xyz".into())));
     }
 
     #[test]

@@ -25,6 +25,19 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Stops receiving `route`'s messages.
     fn unsubscribe(&self, route: &Route);
+
+    /// Whether the broker connection is up now (for a sharded transport: every instance), read
+    /// on every cluster request, so it must be cheap (an atomic load).
+    ///
+    /// While it is `false`, requests that need answers from other nodes (fetchSockets, broadcasts
+    /// with acks, serverSideEmit) and socketsJoin/socketsLeave/disconnectSockets fail at once with
+    /// [`AdapterError::BrokerUnavailable`](crate::AdapterError::BrokerUnavailable) instead of
+    /// answering from this node alone once the peers have expired. Plain broadcasts still serve
+    /// local sockets and try [`publish`](Self::publish). The default (always `true`) suits
+    /// transports that cannot tell; broker transports should implement it.
+    fn is_connected(&self) -> bool {
+        true
+    }
 }
 
 /// Where a transport hands what it receives: a cheap, cloneable handle to the node's adapters.
@@ -55,6 +68,22 @@ impl Inbound {
     pub fn receive(&self, payload: Bytes) {
         if let Some(node) = self.node.get().and_then(Weak::upgrade) {
             node.receive(payload);
+        }
+    }
+
+    /// The transport is (again) connected and its subscriptions are restored: the node announces
+    /// itself at once on every namespace (an initial heartbeat, which every peer answers), so the
+    /// peers that expired while the broker was gone are known again within a round trip instead
+    /// of up to one heartbeat interval later.
+    ///
+    /// Call it after each (re)connection has resubscribed its routes (the answers come back on
+    /// this node's route); for a sharded transport, after any instance is back. Calling it on the
+    /// first connection, before binding, or more often than needed is harmless (one small message
+    /// per namespace); a node that has [closed](super::ClusterAdapterFactory::close) ignores it.
+    /// Does not block.
+    pub fn connected(&self) {
+        if let Some(node) = self.node.get().and_then(Weak::upgrade) {
+            node.connected();
         }
     }
 

@@ -1,0 +1,54 @@
+//! Errors of the NATS transport, one enum per boundary: setting up, and waiting for the server.
+
+use std::time::Duration;
+
+/// Why [`NatsTransport::connect`](crate::NatsTransport::connect) failed; the node should not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// No server URL was given.
+    #[error("no NATS server URL given")]
+    NoUrl,
+    /// A server URL does not parse (or has a scheme other than nats, tls, ws, wss).
+    #[error("invalid NATS server URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The subject prefix is not one or more dot-separated tokens without wildcards or spaces.
+    #[error("invalid NATS subject prefix {0:?}: use dot-separated tokens without spaces, `*` or `>`")]
+    InvalidPrefix(String),
+    /// A capacity or duration of the [`NatsConfig`](crate::NatsConfig) makes no sense.
+    #[error("invalid NATS transport configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// No server could be reached (or it refused us: authorization, TLS).
+    #[error("cannot connect to NATS at {urls}: {source}")]
+    Connect {
+        /// The URLs tried.
+        urls: String,
+        /// The client's reason.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+}
+
+/// Why [`NatsTransport::flush`](crate::NatsTransport::flush) or
+/// [`close`](crate::NatsTransport::close) could not confirm that the server has seen our work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// The connection is down (the client is reconnecting).
+    #[error("NATS connection is down")]
+    Disconnected,
+    /// The transport was closed.
+    #[error("NATS transport closed")]
+    Closed,
+    /// The server did not answer within the flush timeout.
+    #[error("NATS server did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The client failed otherwise (the message says how).
+    #[error("NATS flush failed: {0}")]
+    Client(String),
+}

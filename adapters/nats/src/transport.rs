@@ -1,0 +1,333 @@
+//! [`NatsTransport`]: the cheap handle the cluster adapter publishes and subscribes through. Every
+//! call returns at once; the [`Driver`](crate::driver) task does the talking to the client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_nats::connection::State;
+use async_nats::{Client, ConnectOptions, Event, Request, RequestErrorKind, ServerAddr};
+use bytes::Bytes;
+use switchboard_adapter::cluster::route::is_valid_nats_prefix;
+use switchboard_adapter::cluster::{Inbound, PublishError, Route, Transport};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::NatsConfig;
+use crate::driver::{Driver, Inputs, Outbound, Shared};
+use crate::error::{ConnectError, FlushError};
+use crate::health::{NatsHealth, bump, get};
+
+/// One node's connection to NATS, as a [`Transport`] for
+/// [`ClusterAdapterFactory`](switchboard_adapter::cluster::ClusterAdapterFactory). Cheap to clone:
+/// every clone is the same connection, which closes when the last one is dropped (after sending
+/// what was queued) or on [`close`](Self::close).
+#[derive(Clone)]
+pub struct NatsTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    prefix: String,
+    client: Client,
+    config: NatsConfig,
+    shared: Arc<Shared>,
+    /// Capacity one: a pending wake-up means the driver will look at the wanted subjects.
+    wake: mpsc::Sender<()>,
+    outbound: mpsc::Sender<Outbound>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for NatsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsTransport")
+            .field("prefix", &self.inner.prefix)
+            .field("health", &self.health())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsTransport {
+    /// Connects to the NATS server(s) at `urls` (each may hold several, comma-separated; the client
+    /// picks one and fails over to the others) and publishes under subjects starting with
+    /// `prefix`, handing received messages to `inbound`.
+    ///
+    /// Fails on a bad URL, prefix or configuration, and — unless
+    /// [`with_retry_on_initial_connect`](NatsConfig::with_retry_on_initial_connect) — when no
+    /// server is reachable. Must run inside a tokio runtime (it spawns the driver task).
+    pub async fn connect<I, S>(
+        urls: I,
+        prefix: &str,
+        inbound: Inbound,
+        config: NatsConfig,
+    ) -> Result<Self, ConnectError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        config.validate()?;
+        if !is_valid_nats_prefix(prefix) {
+            return Err(ConnectError::InvalidPrefix(prefix.to_owned()));
+        }
+        let addrs = parse_urls(urls)?;
+        let shown = addrs.iter().map(|a| format!("{}:{}", a.host(), a.port())).collect::<Vec<_>>().join(", ");
+
+        let shared = Arc::new(Shared::default());
+        let counters = shared.counters.clone();
+        let (connected, connected_rx) = mpsc::channel(1);
+        let max_delay = config.max_reconnect_delay;
+        let mut options = ConnectOptions::new()
+            .name(&config.name)
+            .no_echo()
+            .client_capacity(config.client_capacity)
+            .subscription_capacity(config.subscription_capacity)
+            .connection_timeout(config.connect_timeout)
+            .ping_interval(config.ping_interval)
+            .reconnect_delay_callback(move |attempts| NatsConfig::reconnect_delay(max_delay, attempts))
+            .event_callback(move |event| {
+                let (counters, connected) = (counters.clone(), connected.clone());
+                async move {
+                    if matches!(event, Event::Connected) {
+                        // Full means an announcement is pending already.
+                        let _ = connected.try_send(());
+                    }
+                    counters.on_event(event);
+                }
+            });
+        if config.retry_on_initial_connect {
+            options = options.retry_on_initial_connect();
+        }
+        let client = options
+            .connect(addrs)
+            .await
+            .map_err(|source| ConnectError::Connect { urls: shown.clone(), source })?;
+        tracing::info!(servers = shown, prefix, "NATS transport connected");
+
+        let (wake, wake_rx) = mpsc::channel(1);
+        let (outbound, outbound_rx) = mpsc::channel(config.publish_queue);
+        let driver = Driver::new(client.clone(), inbound, shared.clone(), config.flush_timeout);
+        tokio::spawn(driver.run(Inputs { wake: wake_rx, outbound: outbound_rx, connected: connected_rx }));
+        let inner = Inner {
+            prefix: prefix.to_owned(),
+            client,
+            config,
+            shared,
+            wake,
+            outbound,
+            closed: AtomicBool::new(false),
+        };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The subject prefix (see the crate docs for the scheme under it).
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// Whether the connection is up, so publishes are accepted (for readiness checks).
+    pub fn is_connected(&self) -> bool {
+        !self.inner.closed.load(Ordering::Acquire) && self.inner.client.connection_state() == State::Connected
+    }
+
+    /// The connection status and counters, for logs and the server's metrics.
+    pub fn health(&self) -> NatsHealth {
+        let c = &self.inner.shared.counters;
+        let connects = self.inner.client.statistics().connects.load(Ordering::Relaxed);
+        NatsHealth {
+            connected: self.is_connected(),
+            connects,
+            reconnects: connects.saturating_sub(1),
+            disconnects: get(&c.disconnects),
+            dropped_queue_full: get(&c.dropped_queue_full),
+            dropped_disconnected: get(&c.dropped_disconnected),
+            publish_errors: get(&c.publish_errors),
+            slow_consumer_events: get(&c.slow_consumer_events),
+            subscriptions: get(&c.subscriptions),
+            queued: get(&c.queued),
+            queued_bytes: get(&c.queued_bytes),
+        }
+    }
+
+    /// Waits until the server has seen everything asked of this transport so far: every
+    /// subscription change is live on the server and every queued message was received by it.
+    ///
+    /// For start-up readiness and tests (a peer's publish after this reaches our new
+    /// subscriptions). A round trip, not only a socket flush: it ends with the server's "no
+    /// responders" answer to a request on a fresh inbox subject (so it times out if another client
+    /// subscribes to everything, `>`, without answering). Fails at once while disconnected, and
+    /// after the flush timeout.
+    pub async fn flush(&self) -> Result<(), FlushError> {
+        let limit = self.inner.config.flush_timeout;
+        tokio::time::timeout(limit, self.round_trip()).await.unwrap_or(Err(FlushError::Timeout(limit)))
+    }
+
+    async fn round_trip(&self) -> Result<(), FlushError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(FlushError::Closed);
+        }
+        if !self.is_connected() {
+            return Err(FlushError::Disconnected);
+        }
+        let (done, handed_over) = oneshot::channel();
+        inner.outbound.send(Outbound::Marker(done)).await.map_err(|_| FlushError::Closed)?;
+        handed_over.await.map_err(|_| FlushError::Closed)?;
+        let limit = inner.config.flush_timeout;
+        let request = Request::new().timeout(Some(limit));
+        match inner.client.send_request(inner.client.new_inbox(), request).await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.kind() {
+                RequestErrorKind::NoResponders => Ok(()),
+                RequestErrorKind::TimedOut => Err(FlushError::Timeout(limit)),
+                RequestErrorKind::Other if !self.is_connected() => Err(FlushError::Disconnected),
+                RequestErrorKind::Other => Err(FlushError::Client(e.to_string())),
+            },
+        }
+    }
+
+    /// Closes the connection for good: later publishes fail with `Closed`; what was queued is
+    /// handed to the server first (within the flush timeout), then every subscription ends.
+    ///
+    /// For shutdown after [`ClusterAdapterFactory::close`](switchboard_adapter::cluster::ClusterAdapterFactory::close),
+    /// so its goodbye messages go out. Idempotent.
+    pub async fn close(&self) -> Result<(), FlushError> {
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let limit = inner.config.flush_timeout;
+        let wait = async {
+            let (done, closed) = oneshot::channel();
+            inner.outbound.send(Outbound::Close(done)).await.map_err(|_| FlushError::Closed)?;
+            closed.await.map_err(|_| FlushError::Closed)
+        };
+        // The driver bounds its own wait by the same timeout; allow it to finish first.
+        tokio::time::timeout(limit.saturating_mul(2), wait).await.unwrap_or(Err(FlushError::Timeout(limit)))
+    }
+
+    /// Counts a refused publish and logs it (at most one line per few seconds).
+    fn refuse(&self, error: PublishError) -> PublishError {
+        let c = &self.inner.shared.counters;
+        match error {
+            PublishError::QueueFull => bump(&c.dropped_queue_full),
+            _ => bump(&c.dropped_disconnected),
+        };
+        if let Some(suppressed) = c.drop_log.allow() {
+            tracing::warn!(%error, suppressed, "NATS publish refused; cluster message dropped");
+        }
+        error
+    }
+}
+
+impl Transport for NatsTransport {
+    fn publish(&self, route: &Route, payload: Bytes) -> Result<(), PublishError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(self.refuse(PublishError::Closed));
+        }
+        match inner.client.connection_state() {
+            State::Connected => {}
+            // Fail fast instead of letting the client buffer while it reconnects.
+            State::Disconnected => {
+                return Err(
+                    self.refuse(PublishError::Disconnected("NATS connection lost, reconnecting".into()))
+                );
+            }
+            State::Pending => {
+                return Err(self.refuse(PublishError::Disconnected("NATS not connected yet".into())));
+            }
+        }
+        let c = &inner.shared.counters;
+        let len = payload.len() as u64;
+        let bytes = c.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
+        if bytes > inner.config.publish_queue_bytes as u64 {
+            c.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            return Err(self.refuse(PublishError::QueueFull));
+        }
+        c.queued.fetch_add(1, Ordering::Relaxed);
+        let subject = route.nats_subject(&inner.prefix);
+        match inner.outbound.try_send(Outbound::Publish { subject, payload }) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                c.queued.fetch_sub(1, Ordering::Relaxed);
+                c.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                Err(self.refuse(match e {
+                    TrySendError::Full(_) => PublishError::QueueFull,
+                    TrySendError::Closed(_) => PublishError::Closed,
+                }))
+            }
+        }
+    }
+
+    fn subscribe(&self, route: &Route) {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if self.inner.shared.want(route.nats_subject(&self.inner.prefix)) {
+            let _ = self.inner.wake.try_send(());
+        }
+    }
+
+    fn unsubscribe(&self, route: &Route) {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if self.inner.shared.unwant(&route.nats_subject(&self.inner.prefix)) {
+            let _ = self.inner.wake.try_send(());
+        }
+    }
+
+    fn is_connected(&self) -> bool {
+        NatsTransport::is_connected(self)
+    }
+}
+
+/// Parses every URL (splitting comma-separated lists), so a typo fails at start with its reason.
+fn parse_urls<I, S>(urls: I) -> Result<Vec<ServerAddr>, ConnectError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut out = Vec::new();
+    for list in urls {
+        for url in list.as_ref().split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            let addr = url
+                .parse::<ServerAddr>()
+                .map_err(|e| ConnectError::InvalidUrl { url: redact(url), reason: e.to_string() })?;
+            out.push(addr);
+        }
+    }
+    if out.is_empty() {
+        return Err(ConnectError::NoUrl);
+    }
+    Ok(out)
+}
+
+/// The URL without its credentials (`nats://user:pass@host` → `nats://***@host`), for errors.
+fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    match rest.rsplit_once('@') {
+        Some((_, host)) if scheme.is_empty() => format!("***@{host}"),
+        Some((_, host)) => format!("{scheme}://***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_split_and_checked() {
+        let addrs = parse_urls(["nats://127.0.0.1:4222, 127.0.0.1:4223", "tls://h:1"]).unwrap_or_default();
+        let shown: Vec<String> = addrs.iter().map(|a| format!("{}:{}", a.host(), a.port())).collect();
+        assert_eq!(shown, ["127.0.0.1:4222", "127.0.0.1:4223", "h:1"]);
+        assert!(matches!(parse_urls([" , "]), Err(ConnectError::NoUrl)));
+        assert!(matches!(parse_urls(Vec::<String>::new()), Err(ConnectError::NoUrl)));
+        let Err(ConnectError::InvalidUrl { url, reason }) = parse_urls(["http://u:secret@h:1"]) else {
+            panic!("an http URL must be refused");
+        };
+        assert_eq!(url, "http://***@h:1");
+        assert!(reason.contains("scheme"), "{reason}");
+        assert!(matches!(parse_urls(["nats://h:notaport"]), Err(ConnectError::InvalidUrl { .. })));
+    }
+}

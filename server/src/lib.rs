@@ -4,6 +4,7 @@
 //! [`config`] holds the options with socket.io's names and defaults.
 
 pub mod apps;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod http;

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Parser;
 use http::{Response, StatusCode, header};
+use switchboard::cluster::{Backend, Cluster};
 use switchboard::config::{CookieConfig, CorsConfig, Transports};
 use switchboard::http::{Body, Fallback};
 use switchboard::socketio::{SocketIo, SocketIoConfig};
@@ -21,6 +22,17 @@ enum App {
     Bench,
     /// Plain Engine.IO echo (no Socket.IO), as the engine.io-protocol suite expects.
     EngineEcho,
+}
+
+/// Which adapter joins the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AdapterKind {
+    /// One node on its own.
+    Memory,
+    /// Redis pub/sub, sharded over `--redis-url`s.
+    Redis,
+    /// NATS core pub/sub at `--nats-url`.
+    Nats,
 }
 
 /// A horizontally scalable Socket.IO server node.
@@ -75,6 +87,28 @@ struct Args {
     /// Milliseconds a connection may take to join a namespace.
     #[arg(long, env = "SWITCHBOARD_CONNECT_TIMEOUT", default_value_t = 45_000)]
     connect_timeout: u64,
+    /// Cluster adapter: `memory` (one node), `redis` or `nats`.
+    #[arg(long, env = "SWITCHBOARD_ADAPTER", value_enum, default_value_t = AdapterKind::Memory)]
+    adapter: AdapterKind,
+    /// Redis URLs for `--adapter redis`, repeatable or comma-separated: channels are spread over them.
+    #[arg(
+        long = "redis-url",
+        env = "SWITCHBOARD_REDIS_URL",
+        value_delimiter = ',',
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_urls: Vec<String>,
+    /// NATS URLs for `--adapter nats` (servers of one NATS cluster), repeatable or comma-separated.
+    #[arg(
+        long = "nats-url",
+        env = "SWITCHBOARD_NATS_URL",
+        value_delimiter = ',',
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    nats_urls: Vec<String>,
+    /// Prefix of the cluster's Redis channels / NATS subjects: nodes with the same prefix form one cluster.
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_PREFIX", default_value = "switchboard")]
+    cluster_prefix: String,
     /// Runtime worker threads (default: one per CPU). One worker avoids cross-thread wake-ups,
     /// which is cheaper per message when a node has a single core to itself.
     #[arg(long, env = "SWITCHBOARD_WORKERS")]
@@ -159,8 +193,20 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.engine_config()?;
-    let sio_config =
-        SocketIoConfig::default().with_connect_timeout(Duration::from_millis(args.connect_timeout));
+    let backend = match args.adapter {
+        AdapterKind::Memory => Backend::Memory,
+        AdapterKind::Redis => Backend::Redis { urls: args.redis_urls.clone() },
+        AdapterKind::Nats => Backend::Nats { urls: args.nats_urls.clone() },
+    };
+    let cluster = Arc::new(
+        Cluster::connect(&backend, config.node_id(), &args.cluster_prefix).await.with_context(|| {
+            format!("cannot join the cluster with --adapter {}", format!("{:?}", args.adapter).to_lowercase())
+        })?,
+    );
+    cluster.spawn_health_log();
+    let sio_config = SocketIoConfig::default()
+        .with_connect_timeout(Duration::from_millis(args.connect_timeout))
+        .with_adapter(cluster.adapter_factory());
     let (engine, page) = match args.app {
         App::EngineEcho => (Engine::new(config, Arc::new(switchboard::apps::echo::Echo)), ENGINE_ECHO_PAGE),
         App::Demo => {
@@ -184,10 +230,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         address = %listener.local_addr()?,
         node_id = engine.config().node_id(),
         app = ?args.app,
+        adapter = cluster.backend_name(),
         "switchboard listening"
     );
     let shutdown = switchboard::shutdown::on_signal();
     let server = Server::new(engine).with_fallback(index_page(page));
     server.serve(listener, shutdown).await?;
+    cluster.close().await;
     Ok(())
 }

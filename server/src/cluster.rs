@@ -1,0 +1,179 @@
+//! Joining a cluster: the adapter a node runs with (`--adapter memory|redis|nats`), and the broker
+//! connection behind it, kept for health reports and for a clean goodbye on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_adapter::cluster::{ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound};
+use switchboard_adapter::{AdapterFactory, MemoryAdapterFactory};
+use switchboard_nats::{NatsConfig, NatsTransport};
+use switchboard_redis::{RedisConfig, RedisTransport};
+
+/// Which adapter carries room emits and cluster requests between nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// One node on its own (the default).
+    Memory,
+    /// Redis pub/sub; channels are spread over these instances by consistent hashing.
+    Redis {
+        /// `redis://` URLs, one per instance.
+        urls: Vec<String>,
+    },
+    /// NATS core pub/sub.
+    Nats {
+        /// `nats://` URLs of one NATS cluster.
+        urls: Vec<String>,
+    },
+}
+
+/// Why a node could not join its cluster.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The node id or the cluster settings are not valid.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// Redis refused the URLs or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] switchboard_redis::ConnectError),
+    /// NATS refused the URLs or could not be reached.
+    #[error("nats: {0}")]
+    Nats(#[from] switchboard_nats::ConnectError),
+}
+
+enum Broker {
+    None,
+    Redis(RedisTransport),
+    Nats(NatsTransport),
+}
+
+/// A node's place in its cluster: the adapter factory to hand to Socket.IO and the broker link.
+pub struct Cluster {
+    factory: Arc<dyn AdapterFactory>,
+    cluster: Option<ClusterAdapterFactory>,
+    broker: Broker,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("backend", &self.backend_name()).finish()
+    }
+}
+
+impl Cluster {
+    /// Connects to the broker (if any) and builds the adapter factory; `node_id` must be the
+    /// engine's node id, the prefix of this node's session and socket ids.
+    pub async fn connect(backend: &Backend, node_id: &str, prefix: &str) -> Result<Self, SetupError> {
+        let config = || ClusterConfig::new(node_id);
+        let (cluster, broker) = match backend {
+            Backend::Memory => {
+                return Ok(Self {
+                    factory: Arc::new(MemoryAdapterFactory),
+                    cluster: None,
+                    broker: Broker::None,
+                });
+            }
+            Backend::Redis { urls } => {
+                let config = config()?;
+                let inbound = Inbound::new();
+                let transport =
+                    RedisTransport::connect(urls, prefix, inbound.clone(), RedisConfig::default()).await?;
+                let factory = ClusterAdapterFactory::new(config, Arc::new(transport.clone()), &inbound)?;
+                // The node's own channel is live before any namespace announces itself, so the
+                // peers' answers to that announcement are not lost.
+                if tokio::time::timeout(Duration::from_secs(5), transport.settle()).await.is_err() {
+                    tracing::warn!("redis: subscriptions not confirmed within 5 s at start-up");
+                }
+                (factory, Broker::Redis(transport))
+            }
+            Backend::Nats { urls } => {
+                let config = config()?;
+                let inbound = Inbound::new();
+                let name = format!("switchboard-{node_id}");
+                let transport = NatsTransport::connect(
+                    urls,
+                    prefix,
+                    inbound.clone(),
+                    NatsConfig::default().with_name(name),
+                )
+                .await?;
+                let factory = ClusterAdapterFactory::new(config, Arc::new(transport.clone()), &inbound)?;
+                // As for Redis: the node's subject is live before any namespace announces itself.
+                if let Err(e) = transport.flush().await {
+                    tracing::warn!(error = %e, "nats: subscriptions not confirmed at start-up");
+                }
+                (factory, Broker::Nats(transport))
+            }
+        };
+        Ok(Self { factory: Arc::new(cluster.clone()), cluster: Some(cluster), broker })
+    }
+
+    /// The factory to give [`SocketIoConfig::with_adapter`](crate::socketio::SocketIoConfig::with_adapter).
+    pub fn adapter_factory(&self) -> Arc<dyn AdapterFactory> {
+        self.factory.clone()
+    }
+
+    /// `memory`, `redis` or `nats`, for logs.
+    pub fn backend_name(&self) -> &'static str {
+        match self.broker {
+            Broker::None => "memory",
+            Broker::Redis(_) => "redis",
+            Broker::Nats(_) => "nats",
+        }
+    }
+
+    /// Whether the broker link is up (always for the in-memory adapter): what readiness reports.
+    pub fn is_connected(&self) -> bool {
+        match &self.broker {
+            Broker::None => true,
+            Broker::Redis(t) => t.is_connected(),
+            Broker::Nats(t) => t.is_connected(),
+        }
+    }
+
+    /// Logs every change of the broker link (a warning when it goes down), checked each second.
+    pub fn spawn_health_log(self: &Arc<Self>) {
+        if matches!(self.broker, Broker::None) {
+            return;
+        }
+        let cluster = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut was_up = true;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(cluster) = cluster.upgrade() else { return };
+                let up = cluster.is_connected();
+                match (was_up, up) {
+                    (true, false) => tracing::warn!(
+                        adapter = cluster.backend_name(),
+                        "broker unreachable: local delivery goes on, cross-node emits are dropped and requests fail"
+                    ),
+                    (false, true) => {
+                        tracing::info!(adapter = cluster.backend_name(), "broker reachable again")
+                    }
+                    _ => {}
+                }
+                was_up = up;
+            }
+        });
+    }
+
+    /// Tells the other nodes this one is leaving, then closes the broker link.
+    pub async fn close(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.close();
+        }
+        match &self.broker {
+            Broker::None => {}
+            Broker::Redis(t) => {
+                // The goodbye is queued: give it a moment to reach Redis, never more.
+                let _ = tokio::time::timeout(Duration::from_secs(2), t.flush()).await;
+            }
+            Broker::Nats(t) => {
+                if let Err(e) = t.close().await {
+                    tracing::debug!(error = %e, "nats close");
+                }
+            }
+        }
+    }
+}

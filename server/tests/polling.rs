@@ -16,8 +16,11 @@ async fn post_answers_ok_and_message_echoes_on_next_get() {
     let server = start(config()).await;
     let sid = server.handshake_polling().await;
     let resp = server.post(&sid, "4hello").await;
+    assert_eq!(resp.header("cache-control"), Some("no-store"), "POST answer must not be cached");
     resp.assert_ok_body("ok");
-    server.get(&sid).await.assert_ok_body("4hello");
+    let resp = server.get(&sid).await;
+    assert_eq!(resp.header("cache-control"), Some("no-store"), "a poll must not be cached");
+    resp.assert_ok_body("4hello");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

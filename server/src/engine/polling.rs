@@ -145,12 +145,13 @@ async fn wait_for_poll(session: &Session) {
     }
 }
 
-/// A 200 `text/plain` response, the content type socket.io uses for polling.
+/// A 200 `text/plain` response, the content type socket.io uses for polling; `no-store`, as
+/// engine.io sends, so no proxy or browser cache answers a poll with an old payload.
 pub(crate) fn text_response(body: Bytes) -> Response<Body> {
     let mut response = Response::new(Body::new(body));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

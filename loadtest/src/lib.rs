@@ -5,11 +5,13 @@
 //! A run opens connections ([`fleet`]), drives each with a small state machine ([`driver::Behaviour`]) for
 //! one scenario ([`scenario`]), reads the server's CPU and memory from `/proc` ([`procfs`]) and ends in a
 //! [`report::Report`]: one JSON line on stdout and a table on stderr. [`compare`] starts Switchboard and
-//! the Node reference itself and runs the scenarios against both.
+//! the Node reference itself and runs the scenarios against both; [`cluster`] starts a broker and several
+//! nodes and compares a fan-out over them with the same fan-out on one node.
 
 pub mod acks;
 pub mod chart;
 pub mod clock;
+pub mod cluster;
 pub mod compare;
 pub mod conn;
 pub mod driver;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use switchboard_loadtest::chart;
+use switchboard_loadtest::cluster::{self, Adapter, ClusterParams};
 use switchboard_loadtest::compare::{self, CompareParams, Scenario};
 use switchboard_loadtest::fleet::OpenPlan;
 use switchboard_loadtest::procfs::{self, Probe};
@@ -74,6 +75,8 @@ enum Command {
     },
     /// Start Switchboard and the Node reference, run scenarios on both, print medians and ratios.
     Compare(CompareArgs),
+    /// Start a broker and N nodes, fan out over them, then the same on one in-memory node; compare.
+    Cluster(ClusterArgs),
     /// Draw SVG bar charts (one per scenario) from the JSON lines of `compare` or of single runs.
     Chart {
         /// JSON lines, as `compare` or a scenario printed them on stdout.
@@ -290,6 +293,76 @@ struct CompareArgs {
     fanout_window: usize,
 }
 
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// The broker joining the nodes.
+    #[arg(long, value_enum)]
+    adapter: Adapter,
+    /// Switchboard nodes in the cluster (at least 2).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Receivers over all nodes, dealt round-robin (the publisher is on the first node).
+    #[arg(long, default_value_t = 2000)]
+    receivers: usize,
+    /// The Switchboard binary.
+    #[arg(long, default_value = "target/release/switchboard")]
+    switchboard_bin: PathBuf,
+    /// The broker binary (default: redis-server or nats-server from PATH, /usr/sbin, /usr/local/sbin).
+    #[arg(long)]
+    broker_bin: Option<PathBuf>,
+    /// Seconds between the last join and the first broadcast (nodes subscribe to rooms in the background).
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
+    /// Where the process logs go.
+    #[arg(long, default_value = "target/loadtest-logs")]
+    log_dir: PathBuf,
+    /// Handshakes in progress at most, over all nodes.
+    #[arg(long, default_value_t = 100)]
+    in_flight: usize,
+    /// Seconds opening all receivers may take.
+    #[arg(long, default_value_t = 60.0)]
+    open_limit: f64,
+    /// Broadcasts to publish.
+    #[arg(long, short = 'm', default_value_t = 200)]
+    messages: u64,
+    /// Bytes of the broadcast data (at least 16: the send time).
+    #[arg(long, short = 'b', default_value_t = 64)]
+    payload: usize,
+    /// Broadcasts un-acked at most.
+    #[arg(long, short = 'w', default_value_t = 16)]
+    window: usize,
+    /// Seconds to wait for missing deliveries after the last ack.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
+    /// Seconds the publishing phase may take.
+    #[arg(long, default_value_t = 120.0)]
+    limit: f64,
+}
+
+impl ClusterArgs {
+    fn params(&self, shards: usize) -> ClusterParams {
+        let mut fanout = FanoutParams::default();
+        fanout.open.connections = self.receivers;
+        fanout.open.in_flight = self.in_flight;
+        fanout.open.limit = Duration::from_secs_f64(self.open_limit);
+        fanout.messages = self.messages;
+        fanout.payload = self.payload;
+        fanout.window = self.window;
+        fanout.drain = Duration::from_secs_f64(self.drain);
+        fanout.limit = Duration::from_secs_f64(self.limit);
+        ClusterParams {
+            adapter: self.adapter,
+            nodes: self.nodes,
+            switchboard_bin: self.switchboard_bin.clone(),
+            broker_bin: self.broker_bin.clone(),
+            fanout,
+            settle: Duration::from_secs_f64(self.settle),
+            log_dir: self.log_dir.clone(),
+            shards,
+        }
+    }
+}
+
 impl CompareArgs {
     fn params(&self, shards: usize) -> CompareParams {
         let mut connect = ConnectParams::default();
@@ -395,6 +468,15 @@ fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Command::Cluster(args) => {
+            let summary = cluster::run(&runtime, &args.params(shards), |report| {
+                println!("{}", report.json_line());
+                eprint!("{}", report.table());
+            })?;
+            println!("{}", summary.json_line());
+            eprintln!("\n{}", summary.table());
+            return Ok(());
+        }
         Command::Chart { input, out } => {
             let lines = chart::read_json_lines(&input)?;
             for path in chart::write_charts(&lines, &out)? {
@@ -460,6 +542,7 @@ mod tests {
                 (p.open.connections, Some(p.rate))
             }
             Command::Fanout { open, .. } => (open.plan(&FanoutParams::default().open).connections, None),
+            Command::Cluster(args) => (args.params(1).fanout.open.connections, None),
             Command::Compare(_) | Command::Chart { .. } => (0, None),
         })
     }
@@ -471,6 +554,7 @@ mod tests {
         assert_eq!(sizes(&["fanout"])?, (1000, None));
         assert_eq!(sizes(&["polling"])?, (50, Some(2000.0)));
         assert_eq!(sizes(&["polling", "-n", "7", "--rate", "30"])?, (7, Some(30.0)));
+        assert_eq!(sizes(&["cluster", "--adapter", "redis"])?, (2000, None));
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
-//! A server `compare` starts: spawned with its output in a log file, ready when it prints its listening
-//! line (not after a sleep), killed when dropped.
+//! A server `compare` or `cluster` starts (a Switchboard node, the Node reference, a broker): spawned with
+//! its output in a log file, ready when it prints its listening line on stdout or stderr (not after a
+//! sleep), killed when dropped.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -21,7 +22,7 @@ pub struct ServerSpec {
     pub args: Vec<String>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
-    /// Text of the stdout line that says it listens.
+    /// Text of the stdout or stderr line that says it listens.
     pub ready_line: &'static str,
 }
 
@@ -36,22 +37,23 @@ impl ServerProcess {
     pub fn start(spec: &ServerSpec, log: &Path, timeout: Duration) -> Result<Self, ServerError> {
         let spawn_error = |source| ServerError::Spawn { name: spec.name, source };
         let log_file = File::create(log).map_err(spawn_error)?;
-        let stderr = log_file.try_clone().map_err(spawn_error)?;
         let mut child = Command::new(&spec.program)
             .args(&spec.args)
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(spawn_error)?;
         let (ready_tx, ready_rx) = mpsc::channel();
-        if let Some(stdout) = child.stdout.take() {
-            let ready_line = spec.ready_line;
-            // Copies stdout to the log for the server's whole life, so its pipe never fills up.
+        let stdout = child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>);
+        let stderr = child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>);
+        for stream in [stdout, stderr].into_iter().flatten() {
+            let (ready_line, ready_tx) = (spec.ready_line, ready_tx.clone());
+            let mut log = log_file.try_clone().map_err(spawn_error)?;
+            // Copies the stream to the log for the server's whole life, so its pipe never fills up.
             std::thread::spawn(move || {
-                let mut log = log_file;
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     let _ = writeln!(log, "{line}");
                     if line.contains(ready_line) {
                         let _ = ready_tx.send(());
@@ -134,6 +136,12 @@ mod tests {
         let pid = server.pid();
         assert!(Path::new(&format!("/proc/{pid}")).exists());
         drop(server);
+        // A ready line on stderr counts too (nats-server logs there).
+        drop(ServerProcess::start(
+            &shell("echo \"$GREETING\" >&2; exec sleep 30"),
+            &dir.join("stderr.log"),
+            Duration::from_secs(5),
+        )?);
         assert!(std::fs::read_to_string(&log).unwrap_or_default().contains("starting"));
 
         let failed = ServerProcess::start(

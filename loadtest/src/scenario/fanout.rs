@@ -1,6 +1,9 @@
 //! `fanout`: N receivers (joined to a room, or everyone), one publisher calling
 //! `broadcast({room, event: "msg", data})` M times with at most W un-acked; every receiver counts what it
 //! gets and the latency from the send time stamped in the payload.
+//!
+//! [`run_spread`] is the same fan-out with the receivers dealt over several targets (the nodes of a
+//! cluster, see [`crate::cluster`]), latency kept per group of targets and CPU summed over several processes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -15,11 +18,12 @@ use crate::acks::{AckOutcome, AckTracker};
 use crate::conn::Conn;
 use crate::driver::{Behaviour, Call, Hold, Outcome};
 use crate::fleet::{Fleet, OpenPlan, seconds};
-use crate::latency::Recorder;
+use crate::latency::{Recorder, Summary};
 use crate::outbox::Outbox;
-use crate::procfs;
+use crate::procfs::{self, Probe};
 use crate::progress::Progress;
 use crate::report::Report;
+use crate::target::Target;
 use crate::wire::{self, EventTemplate, STAMP_LEN};
 use crate::{SetupError, clock};
 
@@ -81,6 +85,15 @@ struct Stats {
     publish_ack_timeouts: AtomicU64,
     latency: Recorder,
     publish_ack_latency: Recorder,
+    groups: Vec<GroupStats>,
+}
+
+/// Counters of one group of receivers (e.g. those on the publisher's node).
+#[derive(Debug)]
+struct GroupStats {
+    receivers: AtomicU64,
+    delivered: AtomicU64,
+    latency: Recorder,
 }
 
 /// A receiver: counts deliveries and records their latency from the stamp.
@@ -88,14 +101,20 @@ struct Deliveries {
     prefix: Arc<[u8]>,
     stats: Arc<Stats>,
     rank: usize,
+    group: Option<usize>,
 }
 
 impl Behaviour for Deliveries {
     fn on_message(&mut self, text: &[u8], now: u64, _out: &mut Outbox) {
         if let Some(stamp) = wire::delivery_stamp(text, &self.prefix) {
+            let latency = now.saturating_sub(stamp);
             self.stats.delivered.fetch_add(1, Relaxed);
-            self.stats.latency.record(self.rank, now.saturating_sub(stamp));
+            self.stats.latency.record(self.rank, latency);
             self.stats.last_delivery_ns.fetch_max(now, Relaxed);
+            if let Some(group) = self.group.and_then(|g| self.stats.groups.get(g)) {
+                group.delivered.fetch_add(1, Relaxed);
+                group.latency.record(self.rank, latency);
+            }
         }
     }
 }
@@ -151,8 +170,68 @@ impl Behaviour for Publisher {
     }
 }
 
+/// Where a fan-out's connections go, for [`run_spread`].
+#[derive(Debug, Clone)]
+pub struct Spread {
+    /// One target per node: receivers are dealt round-robin over them, the publisher uses the first.
+    pub targets: Vec<Arc<Target>>,
+    /// The latency group of each target's receivers (empty: no groups), so same-node and cross-node
+    /// deliveries can be told apart.
+    pub groups: Vec<usize>,
+    /// Every process whose CPU and memory count (all nodes and the broker).
+    pub probes: Vec<Probe>,
+    /// Pause between the last join and the first broadcast, so a node's room subscription at the broker
+    /// (made in the background after a join) is in place before the publishing starts.
+    pub settle: Duration,
+    /// Latency histogram shards.
+    pub shards: usize,
+}
+
+/// What one group of receivers got.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GroupResult {
+    /// Receivers that joined.
+    pub receivers: u64,
+    /// Deliveries they counted.
+    pub deliveries: u64,
+    /// Latency of those deliveries.
+    pub latency: Summary,
+}
+
+/// A [`run_spread`] result: the report, plus what only the cluster comparison reads.
+#[derive(Debug, Clone)]
+pub struct SpreadRun {
+    /// The run's report (figures and failures as `fanout` reports them).
+    pub report: Report,
+    /// One entry per latency group.
+    pub groups: Vec<GroupResult>,
+    /// CPU seconds each probed process used in the measured window, in [`Spread::probes`] order.
+    pub cpu: Vec<Option<f64>>,
+}
+
 /// Runs `fanout`.
 pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupError> {
+    let spread = Spread {
+        targets: vec![ctx.target.clone()],
+        groups: Vec::new(),
+        probes: vec![ctx.probe],
+        settle: Duration::ZERO,
+        shards: ctx.shards,
+    };
+    Ok(run_spread("fanout", &spread, params).await?.report)
+}
+
+/// Sums readings of several processes; `None` if any is missing, so a gone process shows as a gap.
+fn sum(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    values.into_iter().sum()
+}
+
+/// Runs a fan-out with the receivers dealt over `spread.targets`; `scenario` names the report.
+pub async fn run_spread(
+    scenario: &'static str,
+    spread: &Spread,
+    params: &FanoutParams,
+) -> Result<SpreadRun, SetupError> {
     let n = params.open.connections;
     check_open_files(n + 1)?;
     if params.payload < STAMP_LEN {
@@ -160,7 +239,24 @@ pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupEr
             "--payload must be at least {STAMP_LEN} bytes (the send time)"
         )));
     }
-    let fleet = Fleet::new(ctx.shards)?;
+    let Some(first_target) = spread.targets.first() else {
+        return Err(SetupError::Param("a fan-out needs at least one target".into()));
+    };
+    if !spread.groups.is_empty() && spread.groups.len() != spread.targets.len() {
+        return Err(SetupError::Param("one latency group per target is needed".into()));
+    }
+    let shards = spread.shards;
+    let fleet = Fleet::new(shards)?;
+    let group_count = spread.groups.iter().max().map_or(0, |g| g + 1);
+    let groups = (0..group_count)
+        .map(|_| {
+            Ok(GroupStats {
+                receivers: AtomicU64::new(0),
+                delivered: AtomicU64::new(0),
+                latency: Recorder::new(shards)?,
+            })
+        })
+        .collect::<Result<Vec<_>, SetupError>>()?;
     let stats = Arc::new(Stats {
         ready: AtomicU64::new(0),
         join_failed: AtomicU64::new(0),
@@ -169,44 +265,61 @@ pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupEr
         published: AtomicU64::new(0),
         publish_acked: AtomicU64::new(0),
         publish_ack_timeouts: AtomicU64::new(0),
-        latency: Recorder::new(ctx.shards)?,
+        latency: Recorder::new(shards)?,
         publish_ack_latency: Recorder::new(1)?,
+        groups,
     });
     let (tracker, stop) = (TaskTracker::new(), CancellationToken::new());
     let params_json = serde_json::to_value(params).unwrap_or_default();
-    let mut report = Report::new("fanout", ctx.target.url(), ctx.probe.pid(), params_json);
+    let pid = spread.probes.first().and_then(Probe::pid);
+    let mut report = Report::new(scenario, first_target.url(), pid, params_json);
     let timeout = clock::ns(params.ack_timeout);
 
-    // Receivers: join the room (if any), then count deliveries until the stop.
+    // Receivers: join the room (if any), then count deliveries until the stop. Receiver i goes to
+    // target i mod T, so each target gets its share; the handshakes in flight are shared out too.
     let prefix: Arc<[u8]> = wire::event_string_prefix("msg").into();
     let join = params.room.as_ref().map(|room| wire::call("join", &[Value::from(room.as_str())], 0));
-    let (task_fleet, task_stats, task_stop) = (fleet.clone(), stats.clone(), stop.clone());
-    fleet.launch(&ctx.target, &params.open, &tracker, &stop, move |rank, mut conn: Conn| {
-        let (fleet, stats, stop, prefix, join) =
-            (task_fleet.clone(), task_stats.clone(), task_stop.clone(), prefix.clone(), join.clone());
-        async move {
-            if let Some(packet) = join {
-                let mut call = Call::new(packet, timeout);
-                match conn.drive(&mut call, stop.cancelled()).await {
-                    Ok(Outcome::Finished) if call.answered() => {}
-                    Ok(Outcome::Finished) => {
-                        stats.join_failed.fetch_add(1, Relaxed);
-                        return hold(conn, &fleet, &stop).await;
-                    }
-                    Ok(Outcome::Interrupted) => return,
-                    Err(e) => {
-                        stats.join_failed.fetch_add(1, Relaxed);
-                        return fleet.failures.running(&e);
+    let targets = spread.targets.len();
+    for (t, target) in spread.targets.iter().enumerate() {
+        let plan = OpenPlan {
+            connections: n / targets + usize::from(t < n % targets),
+            in_flight: params.open.in_flight.div_ceil(targets).max(1),
+            rate: params.open.rate.map(|r| r / targets as f64),
+            ..params.open.clone()
+        };
+        let group = spread.groups.get(t).copied();
+        let (task_fleet, task_stats, task_stop) = (fleet.clone(), stats.clone(), stop.clone());
+        let (prefix, join) = (prefix.clone(), join.clone());
+        fleet.launch(target, &plan, &tracker, &stop, move |rank, mut conn: Conn| {
+            let (fleet, stats, stop, prefix, join) =
+                (task_fleet.clone(), task_stats.clone(), task_stop.clone(), prefix.clone(), join.clone());
+            async move {
+                if let Some(packet) = join {
+                    let mut call = Call::new(packet, timeout);
+                    match conn.drive(&mut call, stop.cancelled()).await {
+                        Ok(Outcome::Finished) if call.answered() => {}
+                        Ok(Outcome::Finished) => {
+                            stats.join_failed.fetch_add(1, Relaxed);
+                            return hold(conn, &fleet, &stop).await;
+                        }
+                        Ok(Outcome::Interrupted) => return,
+                        Err(e) => {
+                            stats.join_failed.fetch_add(1, Relaxed);
+                            return fleet.failures.running(&e);
+                        }
                     }
                 }
+                if let Some(g) = group.and_then(|g| stats.groups.get(g)) {
+                    g.receivers.fetch_add(1, Relaxed);
+                }
+                stats.ready.fetch_add(1, Relaxed);
+                let mut deliveries = Deliveries { prefix, stats, rank: rank as usize, group };
+                if let Err(e) = conn.drive(&mut deliveries, stop.cancelled()).await {
+                    fleet.failures.running(&e);
+                }
             }
-            stats.ready.fetch_add(1, Relaxed);
-            let mut deliveries = Deliveries { prefix, stats, rank: rank as usize };
-            if let Err(e) = conn.drive(&mut deliveries, stop.cancelled()).await {
-                fleet.failures.running(&e);
-            }
-        }
-    });
+        });
+    }
     let progress = Progress::new(n as u64, "connecting");
     let mut complete = fleet.wait_settled(n as u64, params.open.limit, &progress).await;
     progress.finish();
@@ -218,14 +331,21 @@ pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupEr
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let receivers = stats.ready.load(Relaxed);
+    if !spread.settle.is_zero() {
+        tokio::time::sleep(spread.settle).await;
+    }
 
     // The publisher.
     let mut publisher_failed = 0;
     let mut publish_seconds = 0.0;
-    let (mut cpu_before, mut cpu_after, mut own_before, mut own_after) = (None, None, None, None);
+    let probes = &spread.probes;
+    let cpu_now = || probes.iter().map(Probe::cpu_seconds).collect::<Vec<_>>();
+    let sys_now = || sum(probes.iter().map(Probe::sys_cpu_seconds));
+    let (mut cpu_before, mut cpu_after) = (vec![None; probes.len()], vec![None; probes.len()]);
+    let (mut own_before, mut own_after) = (None, None);
     let (mut sys_before, mut sys_after) = (None, None);
     let mut first_send = 0;
-    match Conn::open(&ctx.target, params.open.timeout).await {
+    match Conn::open(first_target, params.open.timeout).await {
         Err(e) => {
             fleet.failures.opening(&e);
             publisher_failed = 1;
@@ -247,8 +367,8 @@ pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupEr
                 timeout,
                 stats: stats.clone(),
             };
-            (cpu_before, own_before) = (ctx.probe.cpu_seconds(), procfs::own_cpu_seconds());
-            sys_before = ctx.probe.sys_cpu_seconds();
+            (cpu_before, own_before) = (cpu_now(), procfs::own_cpu_seconds());
+            sys_before = sys_now();
             first_send = clock::now_ns();
             let expected = receivers * params.messages;
             let progress = Progress::new(expected, "deliveries");
@@ -288,11 +408,11 @@ pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupEr
                 fleet.failures.running(&e);
             }
             progress.finish();
-            (cpu_after, own_after) = (ctx.probe.cpu_seconds(), procfs::own_cpu_seconds());
-            sys_after = ctx.probe.sys_cpu_seconds();
+            (cpu_after, own_after) = (cpu_now(), procfs::own_cpu_seconds());
+            sys_after = sys_now();
         }
     }
-    let rss = ctx.probe.rss_kib();
+    let rss = probes.iter().map(Probe::rss_kib).sum::<Option<u64>>();
     let stopped = stop_all(&stop, &tracker).await;
 
     let published = stats.published.load(Relaxed);
@@ -301,7 +421,9 @@ pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupEr
     let last = stats.last_delivery_ns.load(Relaxed);
     let delivery_seconds =
         if last > first_send && first_send > 0 { (last - first_send) as f64 / 1e9 } else { 0.0 };
-    let server_cpu = cpu_delta(cpu_before, cpu_after);
+    let cpu: Vec<Option<f64>> =
+        cpu_before.iter().zip(&cpu_after).map(|(&before, &after)| cpu_delta(before, after)).collect();
+    let server_cpu = sum(cpu.iter().copied());
     let f = &mut report.figures;
     f.push("receivers", receivers as f64);
     f.push("published", published as f64);
@@ -334,7 +456,16 @@ pub async fn run(ctx: &Context, params: &FanoutParams) -> Result<Report, SetupEr
     report.failures.push("lost_deliveries", expected.saturating_sub(delivered));
     report.failures.push("extra_deliveries", delivered.saturating_sub(expected));
     finish(&mut report, &fleet.failures, complete && stopped);
-    Ok(report)
+    let groups = stats
+        .groups
+        .iter()
+        .map(|g| GroupResult {
+            receivers: g.receivers.load(Relaxed),
+            deliveries: g.delivered.load(Relaxed),
+            latency: g.latency.summary(),
+        })
+        .collect();
+    Ok(SpreadRun { report, groups, cpu })
 }
 
 /// Keeps a connection that could not join open until the stop, so it fails only once.

@@ -8,25 +8,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde_json::Value;
 
-const LOADTEST: &str = env!("CARGO_BIN_EXE_switchboard-loadtest");
+mod common;
 
-/// The `switchboard` binary, in the same directory as the loadtest binary.
-fn server_binary() -> PathBuf {
-    let dir = Path::new(LOADTEST).parent().expect("the loadtest binary has a parent directory");
-    let bin = dir.join(format!("switchboard{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "server binary not found at {}: run cargo build -p switchboard (cargo test --workspace builds it)",
-        bin.display()
-    );
-    bin
-}
+use common::{LOADTEST, server_binary};
 
 /// A figure of a report, which must be present and a number.
 fn figure(report: &Value, name: &str) -> f64 {

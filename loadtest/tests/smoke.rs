@@ -13,25 +13,15 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const LOADTEST: &str = env!("CARGO_BIN_EXE_switchboard-loadtest");
+mod common;
 
-/// The `switchboard` binary, in the same directory as the loadtest binary.
-fn server_binary() -> PathBuf {
-    let dir = Path::new(LOADTEST).parent().expect("the loadtest binary has a parent directory");
-    let bin = dir.join(format!("switchboard{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "server binary not found at {}: run cargo build -p switchboard (cargo test --workspace builds it)",
-        bin.display()
-    );
-    bin
-}
+use common::{LOADTEST, server_binary};
 
 /// A running server; dropping it kills it.
 struct Server {

@@ -194,6 +194,8 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = args.engine_config()?;
     let backend = match args.adapter {
+        // Plain Engine.IO has no rooms to share: no broker connection.
+        _ if args.app == App::EngineEcho => Backend::Memory,
         AdapterKind::Memory => Backend::Memory,
         AdapterKind::Redis => Backend::Redis { urls: args.redis_urls.clone() },
         AdapterKind::Nats => Backend::Nats { urls: args.nats_urls.clone() },

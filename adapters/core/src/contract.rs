@@ -470,6 +470,25 @@ fn local_flag() -> BroadcastFlags {
     BroadcastFlags { local: true, ..BroadcastFlags::default() }
 }
 
+/// Polls `ok` every 2 ms until it holds or `within` passes; on tokio's clock, so tests with a
+/// paused clock work too. For adapter tests that wait for an effect instead of sleeping.
+pub async fn eventually<F, Fut>(within: Duration, mut ok: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if ok().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The cases.
 

@@ -13,7 +13,7 @@ use switchboard_adapter::cluster::{
     ClusterAdapter, ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound, Message, Route,
     ServerSideAck, ServerSideEmitHandler, Target, codec,
 };
-use switchboard_adapter::contract::{self, Cluster, TestSocket};
+use switchboard_adapter::contract::{self, Cluster, TestSocket, eventually};
 use switchboard_adapter::{
     AckResponse, Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, PartialReplies, Room,
     SocketId, SocketInfo,
@@ -81,23 +81,6 @@ impl Nodes {
 
     fn broadcasts_received(&self) -> Vec<u64> {
         self.factories.iter().map(|f| f.stats().broadcasts_received).collect()
-    }
-}
-
-async fn eventually<F, Fut>(within: Duration, mut ok: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if ok().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

@@ -16,7 +16,7 @@ use switchboard_adapter::cluster::route::is_valid_nats_prefix;
 use switchboard_adapter::cluster::{
     ClusterAdapter, ClusterAdapterFactory, ClusterConfig, Inbound, PublishError, Route, Transport,
 };
-use switchboard_adapter::contract::{self, Cluster, TestSocket};
+use switchboard_adapter::contract::{self, Cluster, TestSocket, eventually};
 use switchboard_adapter::{Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, Room};
 use switchboard_nats::{ConnectError, FlushError, NatsConfig, NatsTransport};
 use switchboard_protocol::socketio::{Value, encode_event};
@@ -106,23 +106,6 @@ impl Nodes {
 async fn flush_all(transports: &[NatsTransport]) {
     for (i, t) in transports.iter().enumerate() {
         t.flush().await.unwrap_or_else(|e| panic!("flush of node {i}: {e}"));
-    }
-}
-
-async fn eventually<F, Fut>(within: Duration, mut ok: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if ok().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{RedisServer, eventually};
+use common::RedisServer;
 use switchboard_adapter::cluster::{
     ClusterAdapter, ClusterAdapterFactory, ClusterConfig, Inbound, PublishError, Route, Transport,
 };
-use switchboard_adapter::contract::{self, Cluster, TestSocket};
+use switchboard_adapter::contract::{self, Cluster, TestSocket, eventually};
 use switchboard_adapter::{Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, Room};
 use switchboard_protocol::socketio::{Value, encode_event};
 use switchboard_redis::{ConnectError, RedisConfig, RedisTransport};

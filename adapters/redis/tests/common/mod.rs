@@ -215,21 +215,3 @@ fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill").args([sig, &pid.to_string()]).status().unwrap();
     assert!(status.success(), "kill {sig} {pid} failed");
 }
-
-/// Polls `ok` every 2 ms until it holds or `within` passes.
-pub async fn eventually<F, Fut>(within: Duration, mut ok: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if ok().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}

@@ -12,6 +12,7 @@ use switchboard::config::{CookieConfig, CorsConfig, Transports};
 use switchboard::http::{Body, Fallback};
 use switchboard::socketio::{SocketIo, SocketIoConfig};
 use switchboard::{Engine, EngineConfig, Server};
+use switchboard_adapter::cluster::NodeId;
 
 /// What the node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -145,10 +146,8 @@ impl Args {
                 self.cookie.as_ref().map(|name| CookieConfig { name: name.clone(), ..Default::default() }),
             );
         if let Some(id) = &self.node_id {
-            anyhow::ensure!(
-                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-                "--node-id must be non-empty and use only A-Z a-z 0-9 - _"
-            );
+            // The cluster's rule: the id is also the node's name on Redis channels and NATS subjects.
+            anyhow::ensure!(NodeId::is_valid(id), "--node-id must be non-empty and use only A-Z a-z 0-9 - _");
             config = config.with_node_id(id);
         }
         Ok(config)

@@ -32,7 +32,7 @@
 //! |-----------|--------------------------------|----------------------------------------|
 //! | namespace | `{prefix}.ns.{nsp}`            | every node serving the namespace       |
 //! | room      | `{prefix}.room.{nsp}.{room}`   | nodes with local members in the room   |
-//! | node      | `{prefix}.node.{node}`         | that node (answers, targeted requests) |
+//! | node      | `{prefix}.node.{node}`         | that node (answers, heartbeat replies, emits to its socket ids) |
 //!
 //! Each name is escaped into exactly one subject token
 //! ([`escape_token`](switchboard_adapter::cluster::route::escape_token)): `A-Z a-z 0-9 -` stay,

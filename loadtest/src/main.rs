@@ -188,6 +188,10 @@ struct FanoutArgs {
     /// Broadcasts un-acked at most.
     #[arg(long, short = 'w', default_value_t = 16)]
     window: usize,
+    /// Broadcasts per second on a fixed schedule, latency counted from the schedule (default: as
+    /// fast as the window allows).
+    #[arg(long)]
+    broadcast_rate: Option<f64>,
     /// Room the receivers join.
     #[arg(long, default_value = "fanout")]
     room: String,
@@ -212,6 +216,7 @@ impl FanoutArgs {
             messages: self.messages,
             payload: self.payload,
             window: self.window,
+            broadcast_rate: self.broadcast_rate,
             room: (!self.no_room).then(|| self.room.clone()),
             ack_timeout: Duration::from_secs_f64(self.ack_timeout),
             drain: Duration::from_secs_f64(self.drain),

@@ -304,3 +304,31 @@ async fn volatile_is_dropped_for_a_polling_client_without_a_pending_get() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_written_waits_until_every_local_receiver_took_the_packet() {
+    let mut f = fixture().await;
+    let (mut w, _) = join(&mut f, "w").await;
+    let mut p = Client::polling(&f.server).await;
+    let p_sid = p.connect("/", None).await.expect("connect");
+    let _ = socket_for(&mut f.sockets, &p_sid).await;
+
+    // The websocket takes it at once; the polling client has no GET pending, so the emit waits.
+    let io = f.io.clone();
+    let emit = tokio::spawn(async move { io.broadcast().emit_written("news", vec![Value::from(1)]).await });
+    assert_eq!(w.next_text().await, r#"2["news",1]"#);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!emit.is_finished(), "emit_written resolved while a receiver had not polled");
+
+    // The GET takes the packet: the emit resolves with both recipients counted.
+    assert_eq!(p.next_text().await, r#"2["news",1]"#);
+    let recipients = within(STEP, "emit_written", emit).await.unwrap().unwrap();
+    assert_eq!(recipients, 2);
+
+    // With a timeout, a receiver that never polls does not hold the publisher forever.
+    let started = tokio::time::Instant::now();
+    let n = f.io.broadcast().timeout(Duration::from_millis(100)).emit_written("late", vec![]).await.unwrap();
+    assert_eq!(n, 2);
+    assert!(started.elapsed() >= Duration::from_millis(100), "resolved before p polled or the timeout");
+    assert_eq!(p.next_text().await, r#"2["late"]"#, "the packet stays queued after the timeout");
+}

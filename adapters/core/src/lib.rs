@@ -14,6 +14,7 @@ mod error;
 mod memory;
 mod rooms;
 mod types;
+mod written;
 
 pub use adapter::{Adapter, AdapterFactory, BoxFuture};
 pub use cluster::{ServerSideAck, ServerSideEmitHandler};
@@ -24,3 +25,4 @@ pub use types::{
     AckResponse, AckStream, BroadcastFlags, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId,
     SocketInfo,
 };
+pub use written::Written;

@@ -10,6 +10,8 @@ use switchboard_protocol::socketio::{self, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::written::Written;
+
 macro_rules! shared_str {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -109,8 +111,23 @@ pub struct BroadcastPacket {
 impl BroadcastPacket {
     /// Frames the encoded packet for Engine.IO once: the text as a message, attachments as binary messages.
     pub fn new(packet: socketio::Encoded) -> Self {
+        let text = engineio::Encoded::message(&packet.text);
+        Self::with_text_frame(packet, text)
+    }
+
+    /// Like [`BroadcastPacket::new`], plus a [`Written`] that resolves once every local
+    /// recipient's transport has taken the frames.
+    pub fn tracked(packet: socketio::Encoded) -> (Self, Written) {
+        let mut text = Vec::with_capacity(1 + packet.text.len());
+        text.push(engineio::PacketType::Message.digit());
+        text.extend_from_slice(&packet.text);
+        let (text, written) = crate::written::tracked(text);
+        (Self::with_text_frame(packet, engineio::Encoded::Text(text)), written)
+    }
+
+    fn with_text_frame(packet: socketio::Encoded, text: engineio::Encoded) -> Self {
         let mut frames = Vec::with_capacity(1 + packet.attachments.len());
-        frames.push(engineio::Encoded::message(&packet.text));
+        frames.push(text);
         frames.extend(packet.attachments.iter().cloned().map(engineio::Encoded::Binary));
         Self { packet, frames: frames.into() }
     }

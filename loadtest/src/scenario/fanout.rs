@@ -39,6 +39,9 @@ pub struct FanoutParams {
     pub payload: usize,
     /// Broadcasts waiting for their ack at most.
     pub window: usize,
+    /// Broadcasts per second on a fixed schedule (an open model: each is stamped with its scheduled
+    /// time, so a late send counts in the latency); `None` sends whenever the window allows.
+    pub broadcast_rate: Option<f64>,
     /// The room receivers join (`None`: broadcast to every connection, the publisher included).
     pub room: Option<String>,
     /// A `join` or `broadcast` ack later than this is a timeout.
@@ -65,6 +68,7 @@ impl Default for FanoutParams {
             messages: 1_000,
             payload: 64,
             window: 16,
+            broadcast_rate: None,
             room: Some("fanout".into()),
             ack_timeout: Duration::from_secs(5),
             drain: Duration::from_secs(5),
@@ -119,11 +123,16 @@ impl Behaviour for Deliveries {
     }
 }
 
-/// The publisher: keeps up to `window` broadcasts un-acked until `total` are sent and answered.
+/// The publisher: keeps up to `window` broadcasts un-acked until `total` are sent and answered,
+/// sending the k-th at `start + k * interval` when paced.
 struct Publisher {
     template: EventTemplate,
     total: u64,
     window: usize,
+    /// Nanoseconds between scheduled sends (`None`: as fast as the window allows).
+    interval: Option<u64>,
+    /// When the first broadcast was sent (the schedule's origin).
+    start: Option<u64>,
     sent: u64,
     acks: AckTracker,
     timeout: u64,
@@ -132,18 +141,21 @@ struct Publisher {
 
 impl Behaviour for Publisher {
     fn next_tick(&self) -> Option<u64> {
-        if self.sent < self.total && self.acks.waiting() < self.window {
-            Some(0)
-        } else {
-            self.acks.next_deadline(self.timeout)
+        let next = (self.sent < self.total && self.acks.waiting() < self.window).then(|| self.due());
+        match (next, self.acks.next_deadline(self.timeout)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
     fn on_tick(&mut self, now: u64, out: &mut Outbox) {
-        while self.sent < self.total && self.acks.waiting() < self.window {
-            let id = self.acks.issue(now, now, true);
+        self.start.get_or_insert(now);
+        while self.sent < self.total && self.acks.waiting() < self.window && self.due() <= now {
+            // Paced: stamped with the schedule, so a send held back by a full window counts as late.
+            let stamp = if self.interval.is_some() { self.due() } else { now };
+            let id = self.acks.issue(stamp, now, true);
             let template = &self.template;
-            out.push_with(|buf| template.write(buf, id, now));
+            out.push_with(|buf| template.write(buf, id, stamp));
             self.sent += 1;
             self.stats.published.fetch_add(1, Relaxed);
         }
@@ -167,6 +179,16 @@ impl Behaviour for Publisher {
 
     fn finished(&self) -> bool {
         self.sent >= self.total && self.acks.waiting() == 0
+    }
+}
+
+impl Publisher {
+    /// When the next broadcast is due: 0 (now) unless paced and started.
+    fn due(&self) -> u64 {
+        match (self.interval, self.start) {
+            (Some(interval), Some(start)) => start + self.sent * interval,
+            _ => 0,
+        }
     }
 }
 
@@ -362,6 +384,8 @@ pub async fn run_spread(
                 template,
                 total: params.messages,
                 window: params.window.max(1),
+                interval: params.broadcast_rate.filter(|r| *r > 0.0).map(|r| (1e9 / r) as u64),
+                start: None,
                 sent: 0,
                 acks: AckTracker::default(),
                 timeout,

@@ -42,7 +42,9 @@ pub fn install(io: &SocketIo) {
             if let Some(room) = field("room").and_then(|v| v.as_str().map(str::to_owned)) {
                 target = target.to(room);
             }
-            if let Err(e) = target.emit(&name, vec![data]).await {
+            // Acked once every local receiver's connection took it, as Node acks after its
+            // synchronous writes: the publisher's window then bounds what is in flight.
+            if let Err(e) = target.emit_written(&name, vec![data]).await {
                 tracing::warn!(error = %e, "bench: broadcast failed");
             }
             event.ack(Vec::new());

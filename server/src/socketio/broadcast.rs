@@ -115,6 +115,20 @@ impl BroadcastOperator {
         Ok(self.ns.adapter().broadcast(packet, self.opts.clone()).await?)
     }
 
+    /// Emits like [`BroadcastOperator::emit`], then waits until every local recipient's transport
+    /// has taken the packet (written to its socket or to a polling response), at most the
+    /// operator's timeout (default 10 s): a publisher that awaits it cannot outrun its receivers,
+    /// as with Node's synchronous writes. A timeout is not an error: the packet stays queued.
+    pub async fn emit_written(&self, event: &str, args: Vec<Value>) -> Result<usize, BroadcastError> {
+        if is_reserved(event) {
+            return Err(BroadcastError::Reserved);
+        }
+        let (packet, written) = BroadcastPacket::tracked(encode_event(self.ns.name(), event, &args, None));
+        let recipients = self.ns.adapter().broadcast(packet, self.opts.clone()).await?;
+        let _ = tokio::time::timeout(self.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT), written).await;
+        Ok(recipients)
+    }
+
     /// Emits with one ack id for all recipients and collects their answers until the timeout.
     pub async fn emit_with_ack(
         &self,

@@ -150,7 +150,9 @@ async function startOnce(port, options) {
     return { ok: false, reason: `exited early (${JSON.stringify(exit)}):\n${output}` };
   }
   // Something listens: make sure it is our process (the port may have been taken meanwhile).
-  const server = { port, url: `http://${HOST}:${port}`, nodeId, output: () => output, stop };
+  // `signal(name)` sends a signal (e.g. the drain on SIGTERM); `exited` resolves with {code, signal}.
+  const signal = (name) => child.kill(name);
+  const server = { port, url: `http://${HOST}:${port}`, nodeId, output: () => output, stop, signal, exited };
   const ours = readyCheck ? await readyCheck(server) : await handshakeHasNodeId(server, enginePath);
   if (ours) return { ok: true, server };
   await stop();
@@ -169,7 +171,7 @@ async function startOnce(port, options) {
  * - `hint`: appended to the error when `bin` is missing.
  * - `outputLimit`: how many of the last characters of stdout+stderr to keep (default: all).
  *
- * Resolves with `{ port, url, nodeId, output(), stop() }`.
+ * Resolves with `{ port, url, nodeId, output(), stop(), signal(name), exited }`.
  */
 export async function startServer({
   bin,

@@ -177,3 +177,49 @@ impl Cluster {
         }
     }
 }
+
+/// What the node's metrics read of its cluster link at each scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterHealth {
+    /// The broker link is up (always for the in-memory adapter).
+    pub connected: bool,
+    /// Nodes serving the main namespace, this one included (1 for the in-memory adapter).
+    pub nodes: usize,
+    /// Reconnections to the broker since start (all Redis instances together).
+    pub reconnects: u64,
+    /// Messages accepted by the transport, then lost (failed pipeline, client refused them).
+    pub publish_lost: u64,
+    /// Messages the client library dropped on receipt (NATS slow consumer).
+    pub receive_dropped: u64,
+    /// The adapter's counters (zero for the in-memory adapter).
+    pub stats: switchboard_adapter::cluster::ClusterStats,
+}
+
+impl Cluster {
+    /// A snapshot for metrics; cheap, never waits on the broker.
+    pub fn health(&self) -> ClusterHealth {
+        let Some(cluster) = &self.cluster else {
+            return ClusterHealth { connected: true, nodes: 1, ..ClusterHealth::default() };
+        };
+        let (reconnects, publish_lost, receive_dropped) = match &self.broker {
+            Broker::None => (0, 0, 0),
+            Broker::Redis(t) => t
+                .status()
+                .iter()
+                .fold((0, 0, 0), |(r, l, d), s| (r + s.stats.reconnects, l + s.stats.failed, d)),
+            Broker::Nats(t) => {
+                let h = t.health();
+                (h.reconnects, h.publish_errors, h.slow_consumer_events)
+            }
+        };
+        ClusterHealth {
+            connected: self.is_connected(),
+            nodes: cluster.adapter("/").map_or(1, |a| a.peers().len() + 1),
+            reconnects,
+            publish_lost,
+            receive_dropped,
+            stats: cluster.stats(),
+        }
+    }
+}

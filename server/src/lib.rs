@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod shutdown;
 pub mod socketio;
 

@@ -110,6 +110,14 @@ struct Args {
     /// Prefix of the cluster's Redis channels / NATS subjects: nodes with the same prefix form one cluster.
     #[arg(long, env = "SWITCHBOARD_CLUSTER_PREFIX", default_value = "switchboard")]
     cluster_prefix: String,
+    /// Serve `/metrics`, `/healthz` and `/readyz` on this port (then `/metrics` is not on the
+    /// public port; the health endpoints are on both).
+    #[arg(long, env = "SWITCHBOARD_METRICS_PORT")]
+    metrics_port: Option<u16>,
+    /// Seconds over which SIGTERM disconnects the clients (in random batches) before exiting;
+    /// keep it below the pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "SWITCHBOARD_DRAIN_SECONDS", default_value_t = 10.0)]
+    drain_seconds: f64,
     /// Runtime worker threads (default: one per CPU). One worker avoids cross-thread wake-ups,
     /// which is cheaper per message when a node has a single core to itself.
     #[arg(long, env = "SWITCHBOARD_WORKERS")]
@@ -234,9 +242,42 @@ async fn run(args: Args) -> anyhow::Result<()> {
         adapter = cluster.backend_name(),
         "switchboard listening"
     );
-    let shutdown = switchboard::shutdown::on_signal();
-    let server = Server::new(engine).with_fallback(index_page(page));
-    server.serve(listener, shutdown).await?;
+    let collector = switchboard::metrics::cluster::ClusterCollector::new(cluster.clone())?;
+    engine.metrics().registry().register(Box::new(collector))?;
+    let ready_cluster = cluster.clone();
+    let server = Server::new(engine)
+        .with_fallback(index_page(page))
+        .with_ready_check(Arc::new(move || ready_cluster.is_connected()))
+        .with_public_metrics(args.metrics_port.is_none());
+    let drain = Duration::try_from_secs_f64(args.drain_seconds)
+        .map_err(|_| anyhow::anyhow!("--drain-seconds must be a number of seconds, 0 or more"))?;
+    let signal = switchboard::shutdown::on_signal();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ops = match args.metrics_port {
+        Some(port) => {
+            let listener = switchboard::http::bind(&args.host, port)
+                .await
+                .with_context(|| format!("cannot listen on {}:{port} (--metrics-port)", args.host))?;
+            tracing::info!(address = %listener.local_addr()?, "metrics, healthz and readyz listening");
+            Some(tokio::spawn(server.clone().serve_ops(listener, stop.clone())))
+        }
+        None => None,
+    };
+    let mut serving = tokio::spawn(server.clone().serve(listener, stop.clone()));
+    tokio::select! {
+        () = signal.cancelled() => {}
+        // The server only ends on its own when something broke.
+        ended = &mut serving => return ended.context("the server task failed")?.map_err(Into::into),
+    }
+    tokio::select! {
+        () = server.drain(drain) => {}
+        () = switchboard::shutdown::signal() => tracing::warn!("second signal: skipping the rest of the drain"),
+    }
+    stop.cancel();
+    serving.await.context("the server task failed")??;
+    if let Some(ops) = ops {
+        ops.await.context("the metrics task failed")??;
+    }
     cluster.close().await;
     Ok(())
 }

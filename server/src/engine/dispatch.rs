@@ -49,6 +49,7 @@ impl Engine {
         }
         let mut response = self.route(req, remote_addr).await.unwrap_or_else(|(e, msg)| {
             tracing::debug!(error = %e, "engine.io request refused");
+            self.shared.metrics.handshake_error(e.code());
             e.response(msg.as_deref())
         });
         if let Some(cors) = cors {
@@ -85,6 +86,9 @@ impl Engine {
         if req.method() != Method::GET {
             return Err((RequestError::BadHandshakeMethod, None));
         }
+        if self.is_refusing_handshakes() {
+            return Err((RequestError::ShuttingDown, None));
+        }
         if q.eio.as_deref() != Some("4") {
             return Err((RequestError::UnsupportedProtocolVersion, None));
         }
@@ -111,10 +115,14 @@ impl Engine {
         let config = &self.shared.config;
         match *req.method() {
             Method::GET => {
+                self.shared.metrics.polling_gets.inc();
                 let accept = req.headers().get(header::ACCEPT_ENCODING).cloned();
                 polling::get(&session, accept.as_ref(), config.http_compression_threshold).await
             }
-            Method::POST => polling::post(&session, req, config.max_http_buffer_size).await,
+            Method::POST => {
+                self.shared.metrics.polling_posts.inc();
+                polling::post(&session, req, config.max_http_buffer_size).await
+            }
             _ => Err(RequestError::BadRequest),
         }
         .map_err(|e| (e, None))
@@ -151,6 +159,9 @@ impl Engine {
             // The open packet must be the websocket's first frame, before anything the handler sends.
             let _ = session.send(Encoded::Text(Bytes::from(packet.clone())));
         }
+        let metrics = transport.metrics(&shared.metrics);
+        metrics.accepted.inc();
+        metrics.sessions.inc();
         shared.sessions.insert(sid, session.clone());
         shared.heartbeat.watch(session.clone());
         tracing::debug!(sid = %session.sid(), transport = ?transport, "session opened");

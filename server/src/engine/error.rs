@@ -27,6 +27,9 @@ pub enum RequestError {
     /// `EIO` missing or not 4.
     #[error("Unsupported protocol version")]
     UnsupportedProtocolVersion,
+    /// The node is draining before it exits: a new session must go to another node (503, code 4).
+    #[error("Server shutting down")]
+    ShuttingDown,
 }
 
 impl RequestError {
@@ -37,14 +40,18 @@ impl RequestError {
             Self::UnknownSid => 1,
             Self::BadHandshakeMethod => 2,
             Self::BadRequest => 3,
-            Self::Forbidden => 4,
+            Self::Forbidden | Self::ShuttingDown => 4,
             Self::UnsupportedProtocolVersion => 5,
         }
     }
 
     /// The error response, with socket.io's message or a custom one (allowRequest's reason).
     pub(crate) fn response(self, message: Option<&str>) -> Response<Body> {
-        let status = if self == Self::Forbidden { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+        let status = match self {
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
         let body = serde_json::json!({
             "code": self.code(),
             "message": message.map(str::to_owned).unwrap_or_else(|| self.to_string()),

@@ -4,6 +4,7 @@
 //! the layer above (Socket.IO, or an echo example) implements.
 
 mod dispatch;
+mod drain;
 mod error;
 mod frame_decoder;
 mod frame_writer;
@@ -15,13 +16,14 @@ mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 use http::{HeaderMap, Uri};
 
 use crate::config::EngineConfig;
+use crate::metrics::Metrics;
 pub use error::RequestError;
 pub use session::{SendError, Session};
 pub use sid::Sid;
@@ -183,12 +185,24 @@ pub(crate) struct EngineShared {
     pub(crate) sessions: DashMap<Sid, Arc<Session>>,
     pub(crate) handler: Arc<dyn EngineHandler>,
     pub(crate) heartbeat: heartbeat::Heartbeat,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Set when the node starts draining: new handshakes are refused.
+    draining: AtomicBool,
     next_id: AtomicU64,
 }
 
 impl Engine {
     /// Starts an engine (its heartbeat tasks need a running tokio runtime).
     pub fn new(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> Self {
+        Self::with_metrics(config, handler, Arc::new(Metrics::new()))
+    }
+
+    /// Like [`Engine::new`], counting into `metrics` (shared with the layer above).
+    pub fn with_metrics(
+        config: EngineConfig,
+        handler: Arc<dyn EngineHandler>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let heartbeat = heartbeat::Heartbeat::start(config.ping_interval, config.ping_timeout);
         Self {
             shared: Arc::new(EngineShared {
@@ -196,6 +210,8 @@ impl Engine {
                 sessions: DashMap::new(),
                 handler,
                 heartbeat,
+                metrics,
+                draining: AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -204,6 +220,26 @@ impl Engine {
     /// The configuration in force.
     pub fn config(&self) -> &EngineConfig {
         &self.shared.config
+    }
+
+    /// This node's metrics (the Socket.IO layer and the cluster add theirs to the same registry).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// Refuses new handshakes from now on (503), so a draining node's clients reconnect elsewhere.
+    pub fn refuse_handshakes(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether new handshakes are refused.
+    pub fn is_refusing_handshakes(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
+    /// The open sessions, in no particular order (a snapshot).
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.shared.sessions.iter().map(|e| e.value().clone()).collect()
     }
 
     /// Number of open sessions on this node.
@@ -218,8 +254,7 @@ impl Engine {
 
     /// Closes every session (for shutdown), with the given reason.
     pub fn close_all(&self, reason: CloseReason) {
-        let all: Vec<Arc<Session>> = self.shared.sessions.iter().map(|e| e.value().clone()).collect();
-        for s in all {
+        for s in self.sessions() {
             s.close(reason);
         }
     }

@@ -73,6 +73,9 @@ pub(crate) async fn get(
     let mut body = BytesMut::with_capacity(packets.iter().map(|p| p.len() + 1).sum());
     encode_encoded_payload(&packets, &mut body);
     let body = body.freeze();
+    let metrics = &session.metrics().polling;
+    metrics.packets_out.inc_by(packets.len() as u64);
+    metrics.bytes_out.inc_by(body.len() as u64);
     match compression_threshold.and_then(|t| compression::compress(&body, accept_encoding, t)) {
         Some((compressed, encoding)) => {
             let mut response = text_response(compressed);
@@ -112,11 +115,13 @@ pub(crate) async fn post(
             return Err(RequestError::BadRequest);
         }
     };
+    session.metrics().polling.bytes_in.inc_by(body.len() as u64);
     let Ok(packets) = decode_payload(body) else {
         session.close(CloseReason::ParseError);
         return Err(RequestError::BadRequest);
     };
     for packet in packets {
+        session.metrics().polling.packets_in.inc();
         let result = match packet {
             Ok(packet) => session.on_packet(packet),
             Err(e) => {

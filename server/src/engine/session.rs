@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{CloseReason, EngineHandler, EngineShared, HandshakeRequest, Message, Sid};
+use crate::metrics::{Metrics, TransportMetrics};
 
 /// Why a send did not queue anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +34,16 @@ pub enum SendError {
 pub(crate) enum Transport {
     Polling,
     WebSocket,
+}
+
+impl Transport {
+    /// This transport's counters.
+    pub(crate) fn metrics(self, metrics: &Metrics) -> &TransportMetrics {
+        match self {
+            Self::Polling => &metrics.polling,
+            Self::WebSocket => &metrics.websocket,
+        }
+    }
 }
 
 struct Inner {
@@ -60,6 +71,7 @@ pub struct Session {
     max_queue_bytes: usize,
     handler: Arc<dyn EngineHandler>,
     engine: Weak<EngineShared>,
+    metrics: Arc<Metrics>,
     inner: Mutex<Inner>,
     poll_wake: Notify,
     /// The websocket connection task, woken when packets are queued or the session changes.
@@ -120,6 +132,7 @@ impl Session {
             max_queue_bytes: engine.config.max_queue_bytes,
             handler: engine.handler.clone(),
             engine: Arc::downgrade(engine),
+            metrics: engine.metrics.clone(),
             inner: Mutex::new(Inner {
                 transport,
                 upgrading: false,
@@ -153,6 +166,11 @@ impl Session {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A poisoned lock only means a handler panicked elsewhere; the state itself stays consistent.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The engine's metrics, for the transports' counters.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -304,16 +322,24 @@ impl Session {
     /// its own (a client handles a close packet before the packets bundled with it), or until
     /// `pingTimeout` passes without a GET.
     pub fn close(self: &Arc<Self>, reason: CloseReason) {
-        let drain = {
+        // Not on shutdown: the listener is gone, no later GET could come to drain it.
+        self.close_with(reason, reason == CloseReason::ForcedClose);
+    }
+
+    /// [`Session::close`], choosing whether a polling session drains first (`drain`): yes while
+    /// the listener still takes the client's next GET (a node draining before it exits).
+    pub(crate) fn close_with(self: &Arc<Self>, reason: CloseReason, drain: bool) {
+        let (drain, transport) = {
             let mut inner = self.lock();
             if inner.closed.is_some() {
                 return;
             }
             inner.closed = Some(reason);
-            // Not on shutdown: the listener is gone, no later GET could come to drain it.
-            inner.draining = inner.transport == Transport::Polling && reason == CloseReason::ForcedClose;
-            inner.draining
+            inner.draining = inner.transport == Transport::Polling && drain;
+            (inner.draining, inner.transport)
         };
+        transport.metrics(&self.metrics).sessions.dec();
+        self.metrics.closed(reason);
         if let Some(engine) = self.engine.upgrade() {
             engine.heartbeat.forget(self.id);
             if drain {
@@ -488,6 +514,11 @@ impl Session {
     pub(crate) fn complete_upgrade(&self) {
         {
             let mut inner = self.lock();
+            if inner.transport == Transport::Polling && inner.closed.is_none() {
+                self.metrics.polling.sessions.dec();
+                self.metrics.websocket.sessions.inc();
+                self.metrics.upgrades.inc();
+            }
             inner.transport = Transport::WebSocket;
             inner.upgrading = false;
             inner.probed = false;

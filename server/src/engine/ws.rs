@@ -289,6 +289,9 @@ impl Connection {
             Phase::Attached if self.writer.is_empty() => {
                 let closed = self.session.take_queue(&mut self.batch);
                 if !self.batch.is_empty() || closed.is_some() {
+                    let metrics = &self.session.metrics().websocket;
+                    metrics.packets_out.inc_by(self.batch.len() as u64);
+                    metrics.bytes_out.inc_by(self.batch.iter().map(|p| p.len() as u64).sum());
                     let batch = &mut self.batch;
                     self.writer.send(&self.stream, |buf| {
                         for packet in batch.drain(..) {
@@ -367,6 +370,7 @@ impl Connection {
                 Err(e) => return self.read_failed(&ReadError::Io(e)),
             }
         }
+        self.session.metrics().websocket.bytes_in.inc_by(total as u64);
         self.handle_frames()
     }
 
@@ -430,6 +434,7 @@ impl Connection {
             tracing::debug!(sid = %self.session.sid(), error = %e, "bad websocket packet");
             CloseReason::ParseError
         });
+        self.session.metrics().websocket.packets_in.inc();
         match result.and_then(|p| self.session.on_packet(p)) {
             Ok(()) => Next::Continue,
             Err(reason) => {

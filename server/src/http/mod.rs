@@ -4,6 +4,9 @@
 pub mod client_bundle;
 pub(crate) mod compression;
 pub(crate) mod cors;
+mod ops;
+
+pub use ops::ReadyCheck;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,6 +23,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::engine::{CloseReason, Engine};
 
@@ -52,6 +56,12 @@ pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
         .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address to bind")))
 }
 
+fn not_found() -> Response<Body> {
+    let mut response = Response::new(Body::new(Bytes::from_static(b"Not Found")));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}
+
 /// How long shutdown waits for open HTTP connections after the sessions were closed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -61,12 +71,36 @@ pub struct Server {
     engine: Engine,
     fallback: Option<Fallback>,
     serve_client: bool,
+    ready_check: Option<ReadyCheck>,
+    public_metrics: bool,
 }
 
 impl Server {
     /// Serves `engine` on its path and 404 elsewhere.
     pub fn new(engine: Engine) -> Self {
-        Self { engine, fallback: None, serve_client: true }
+        Self { engine, fallback: None, serve_client: true, ready_check: None, public_metrics: true }
+    }
+
+    /// An extra condition for `/readyz` (default none: ready unless draining), e.g. that the
+    /// cluster adapter's broker is connected.
+    pub fn with_ready_check(mut self, check: ReadyCheck) -> Self {
+        self.ready_check = Some(check);
+        self
+    }
+
+    /// Whether the public listener answers `/metrics` (default true); turn it off when the
+    /// metrics have a port of their own ([`Server::serve_ops`]), so they are not public.
+    pub fn with_public_metrics(mut self, on: bool) -> Self {
+        self.public_metrics = on;
+        self
+    }
+
+    /// Drains before exit: `/readyz` turns 503 and new handshakes are refused at once, then the
+    /// open sessions are closed in batches spread over `window` (see [`Engine::drain`]).
+    pub async fn drain(&self, window: Duration) {
+        self.engine.metrics().draining.set(1);
+        self.engine.metrics().ready.set(0);
+        self.engine.drain(window).await;
     }
 
     /// Whether to serve the official client bundle under the Engine.IO path (`socket.io.js`, …);
@@ -92,6 +126,9 @@ impl Server {
         if self.engine.matches_path(path) {
             return self.engine.handle(req, remote).await;
         }
+        if let Some(response) = self.ops_response(path, self.public_metrics) {
+            return response;
+        }
         if self.serve_client {
             let mount = self.engine.config().path();
             if let Some(name) = path.strip_prefix(mount) {
@@ -103,17 +140,31 @@ impl Server {
         }
         match &self.fallback {
             Some(fallback) => fallback(req).await,
-            None => {
-                let mut response = Response::new(Body::new(Bytes::from_static(b"Not Found")));
-                *response.status_mut() = StatusCode::NOT_FOUND;
-                response
-            }
+            None => not_found(),
         }
     }
 
     /// Accepts connections until `shutdown` is cancelled, then closes every session and drains.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
-        let tracker = tokio_util::task::TaskTracker::new();
+        let tracker = self.clone().accept(listener, &shutdown, false).await;
+        self.engine.close_all(CloseReason::ServerShuttingDown);
+        tracker.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
+            tracing::warn!("connections still open after the drain timeout");
+        }
+        Ok(())
+    }
+
+    /// The accept loop shared by the public listener and the metrics port (`ops_only`: answers
+    /// only `/healthz`, `/readyz` and `/metrics`); returns the connections still running once
+    /// `shutdown` is cancelled (each is asked to finish gracefully).
+    async fn accept(
+        self,
+        listener: TcpListener,
+        shutdown: &CancellationToken,
+        ops_only: bool,
+    ) -> TaskTracker {
+        let tracker = TaskTracker::new();
         loop {
             let (stream, remote) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -125,13 +176,20 @@ impl Server {
                         continue;
                     }
                 },
-                () = shutdown.cancelled() => break,
+                () = shutdown.cancelled() => return tracker,
             };
             let _ = stream.set_nodelay(true);
             let server = self.clone();
-            let service = service_fn(move |req| {
+            let service = service_fn(move |req: Request<Incoming>| {
                 let server = server.clone();
-                async move { Ok::<_, Infallible>(server.respond(req, remote).await) }
+                async move {
+                    let response = if ops_only {
+                        server.ops_response(req.uri().path(), true).unwrap_or_else(not_found)
+                    } else {
+                        server.respond(req, remote).await
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             let conn = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -153,12 +211,5 @@ impl Server {
                 }
             });
         }
-        drop(listener);
-        self.engine.close_all(CloseReason::ServerShuttingDown);
-        tracker.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
-            tracing::warn!("connections still open after the drain timeout");
-        }
-        Ok(())
     }
 }

@@ -112,7 +112,14 @@ impl BroadcastOperator {
             return Err(BroadcastError::Reserved);
         }
         let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, None));
-        Ok(self.ns.adapter().broadcast(packet, self.opts.clone()).await?)
+        let recipients = self.ns.adapter().broadcast(packet, self.opts.clone()).await?;
+        self.count(recipients);
+        Ok(recipients)
+    }
+
+    fn count(&self, recipients: usize) {
+        self.ns.metrics.node.broadcasts.inc();
+        self.ns.metrics.node.deliveries.inc_by(recipients as u64);
     }
 
     /// Emits like [`BroadcastOperator::emit`], then waits until every local recipient's transport
@@ -125,6 +132,7 @@ impl BroadcastOperator {
         }
         let (packet, written) = BroadcastPacket::tracked(encode_event(self.ns.name(), event, &args, None));
         let recipients = self.ns.adapter().broadcast(packet, self.opts.clone()).await?;
+        self.count(recipients);
         let _ = tokio::time::timeout(self.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT), written).await;
         Ok(recipients)
     }
@@ -142,8 +150,11 @@ impl BroadcastOperator {
         let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, Some(id)));
         let timeout = self.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT);
         let stream = self.ns.adapter().broadcast_with_ack(packet, id, self.opts.clone(), timeout).await?;
+        // `expected` counts every node's recipients: the local share is not known here.
+        self.count(stream.expected);
         let (responses, missing) = stream.collect().await;
         if missing > 0 {
+            self.ns.metrics.node.ack_timeouts.inc_by(missing as u64);
             return Err(BroadcastError::AckTimeout { responses, missing });
         }
         Ok(responses)

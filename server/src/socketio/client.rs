@@ -204,7 +204,7 @@ impl Client {
         let _ = session.send_all(BroadcastPacket::new(packet.encode()).frames());
         if let Some(on_connection) = ns.handlers.connection() {
             let s = socket.clone();
-            handler::run(on_connection(socket.clone()), move |error| {
+            handler::run(on_connection(socket.clone()), None, move |error| {
                 tracing::error!(socket = %s.id(), error, "connection handler failed: disconnecting its socket");
                 s.close(DisconnectReason::ServerNamespaceDisconnect, true);
             });

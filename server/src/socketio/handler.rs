@@ -9,6 +9,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use futures_util::FutureExt as _;
+use prometheus::Histogram;
+use tokio::time::Instant;
 
 /// What a handler may return: nothing, or a `Result` whose error disconnects the socket.
 pub trait HandlerOutput: Send + 'static {
@@ -41,16 +43,35 @@ where
 }
 
 /// Runs a handler future: one inline poll, then a task if it is not done. `on_failure` gets the
-/// error message or the panic message.
-pub(crate) fn run(fut: HandlerFuture, on_failure: impl FnOnce(String) + Send + 'static) {
+/// error message or the panic message; `timing`, if given, observes how long the handler took.
+pub(crate) fn run(
+    fut: HandlerFuture,
+    timing: Option<&Histogram>,
+    on_failure: impl FnOnce(String) + Send + 'static,
+) {
+    let started = timing.map(|_| Instant::now());
     let mut fut = AssertUnwindSafe(fut).catch_unwind();
     let mut cx = Context::from_waker(Waker::noop());
     match Pin::new(&mut fut).poll(&mut cx) {
-        Poll::Ready(result) => finish(result, on_failure),
+        Poll::Ready(result) => {
+            observe(timing, started);
+            finish(result, on_failure)
+        }
         // The spawned task polls again at once, registering real wakers, so nothing is missed.
         Poll::Pending => {
-            tokio::spawn(async move { finish(fut.await, on_failure) });
+            let timing = timing.cloned();
+            tokio::spawn(async move {
+                let result = fut.await;
+                observe(timing.as_ref(), started);
+                finish(result, on_failure)
+            });
         }
+    }
+}
+
+fn observe(timing: Option<&Histogram>, started: Option<Instant>) {
+    if let (Some(histogram), Some(started)) = (timing, started) {
+        histogram.observe(started.elapsed().as_secs_f64());
     }
 }
 

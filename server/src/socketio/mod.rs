@@ -34,6 +34,7 @@ pub use switchboard_protocol::socketio::Value;
 
 use crate::EngineConfig;
 use crate::engine::{CloseReason, Engine, EngineHandler, Message, Session};
+use crate::metrics::{Metrics, NamespaceMetrics};
 use client::Client;
 use namespace::{NamespaceHandlers, ServerSideHook};
 
@@ -188,6 +189,7 @@ type Predicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 pub(crate) struct IoInner {
     config: SocketIoConfig,
+    metrics: Arc<Metrics>,
     node_id: String,
     namespaces: DashMap<String, Arc<Namespace>>,
     dynamic: RwLock<Vec<(Predicate, Arc<NamespaceHandlers>)>>,
@@ -200,7 +202,8 @@ impl IoInner {
             .or_insert_with(|| {
                 let adapter = self.config.adapter.create(name);
                 adapter.set_server_side_emit_handler(Arc::new(ServerSideHook(handlers.clone())));
-                Arc::new(Namespace::new(name.to_owned(), self.node_id.clone(), adapter, handlers))
+                let counters = NamespaceMetrics::new(&self.metrics, name);
+                Arc::new(Namespace::new(name.to_owned(), self.node_id.clone(), adapter, handlers, counters))
             })
             .clone()
     }
@@ -253,14 +256,16 @@ impl DynamicNamespace {
 impl SocketIo {
     /// A server with the main namespace `/` ready; its engine starts with `engine_config`.
     pub fn new(engine_config: EngineConfig, config: SocketIoConfig) -> Self {
+        let metrics = Arc::new(Metrics::new());
         let inner = Arc::new(IoInner {
             config,
+            metrics: metrics.clone(),
             node_id: engine_config.node_id().to_owned(),
             namespaces: DashMap::new(),
             dynamic: RwLock::new(Vec::new()),
         });
         inner.create_namespace("/", Arc::default());
-        let engine = Engine::new(engine_config, Arc::new(IoHandler(inner.clone())));
+        let engine = Engine::with_metrics(engine_config, Arc::new(IoHandler(inner.clone())), metrics);
         Self { inner, engine }
     }
 

@@ -14,6 +14,7 @@ use super::handler::{self, HandlerFuture, HandlerOutput};
 use super::socket::SocketRef;
 use super::{BoxFuture, ConnectError, Value, is_reserved};
 use crate::engine::Sid;
+use crate::metrics::NamespaceMetrics;
 
 pub(crate) type ConnectionHandler = Arc<dyn Fn(SocketRef) -> HandlerFuture + Send + Sync>;
 pub(crate) type Middleware = Arc<dyn Fn(SocketRef) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;
@@ -83,6 +84,7 @@ impl NamespaceHandlers {
 /// See the module docs.
 pub struct Namespace {
     name: String,
+    pub(crate) metrics: NamespaceMetrics,
     node_id: String,
     adapter: Arc<dyn Adapter>,
     sockets: DashMap<SocketId, SocketRef>,
@@ -102,8 +104,17 @@ impl Namespace {
         node_id: String,
         adapter: Arc<dyn Adapter>,
         handlers: Arc<NamespaceHandlers>,
+        metrics: NamespaceMetrics,
     ) -> Self {
-        Self { name, node_id, adapter, sockets: DashMap::new(), handlers, ack_ids: AtomicU64::new(0) }
+        Self {
+            name,
+            metrics,
+            node_id,
+            adapter,
+            sockets: DashMap::new(),
+            handlers,
+            ack_ids: AtomicU64::new(0),
+        }
     }
 
     /// The namespace name (`/` for the main one).
@@ -208,12 +219,16 @@ impl Namespace {
     }
 
     pub(crate) fn add_socket(&self, socket: SocketRef) {
-        self.sockets.insert(socket.id().clone(), socket.clone());
+        if self.sockets.insert(socket.id().clone(), socket.clone()).is_none() {
+            self.metrics.sockets.inc();
+        }
         self.adapter.add_socket(socket);
     }
 
     pub(crate) fn remove_socket(&self, id: &SocketId) {
-        self.sockets.remove(id);
+        if self.sockets.remove(id).is_some() {
+            self.metrics.sockets.dec();
+        }
         self.adapter.remove_socket(id);
     }
 }

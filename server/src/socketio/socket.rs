@@ -229,6 +229,9 @@ impl Socket {
         self.deliver_packet(&packet);
         let result = ack::wait(rx, timeout).await;
         if result.is_err() {
+            if matches!(result, Err(AckError::Timeout)) {
+                self.ns.metrics.node.ack_timeouts.inc();
+            }
             lock(&self.acks).remove(&id);
         }
         result
@@ -244,6 +247,7 @@ impl Socket {
     /// Queues an encoded packet; a client whose queue is full cannot be served and is closed.
     pub(crate) fn deliver_packet(&self, packet: &BroadcastPacket) {
         if let Err(SendError::QueueFull) = self.session.send_all(packet.frames()) {
+            self.ns.metrics.node.dropped_overflow.inc();
             tracing::warn!(socket = %self.id, "send queue full: closing the slow client");
             // Not inline: this may run inside a broadcast that holds a room index lock, and
             // closing leaves every room.
@@ -364,7 +368,7 @@ impl Socket {
         let ack = id.map(|id| AckResponder::new(self.clone(), id));
         let fut = handler(self.clone(), Event { name: event, args, ack });
         let socket = self.clone();
-        handler::run(fut, move |error| {
+        handler::run(fut, Some(&self.ns.metrics.node.event_handler_seconds), move |error| {
             tracing::error!(socket = %socket.id, error, "event handler failed: disconnecting its socket");
             socket.close(DisconnectReason::ServerNamespaceDisconnect, true);
         });
@@ -392,7 +396,9 @@ impl LocalSocket for Socket {
 
     fn deliver(&self, packet: &BroadcastPacket, volatile: bool) {
         if volatile {
-            self.session.send_volatile(packet.frames());
+            if !self.session.send_volatile(packet.frames()) {
+                self.ns.metrics.node.dropped_volatile.inc();
+            }
         } else {
             self.deliver_packet(packet);
         }

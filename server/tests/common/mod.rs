@@ -72,6 +72,11 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A server the test started itself (its own [`Server`] settings), shut down with `shutdown`.
+    pub fn from_parts(addr: SocketAddr, engine: Engine, path: String, shutdown: CancellationToken) -> Self {
+        Self { addr, engine, path, shutdown }
+    }
+
     /// Starts the server's graceful shutdown (what dropping it does).
     pub fn shutdown(&self) {
         self.shutdown.cancel();

@@ -1,0 +1,116 @@
+//! The adapter's figures as Prometheus metrics, read from the [`Cluster`] at each scrape (the
+//! adapter keeps its own atomic counters; nothing is counted twice on the hot path).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+
+use crate::cluster::Cluster;
+
+/// A collector over one node's cluster link.
+pub struct ClusterCollector {
+    cluster: Arc<Cluster>,
+    publishes: IntCounter,
+    receives: IntCounter,
+    errors: IntCounterVec,
+    reconnects: IntCounter,
+    connected: IntGauge,
+    nodes: IntGauge,
+    /// Serialises scrapes: counters are advanced to the adapter's totals, which must not race.
+    scrape: Mutex<()>,
+}
+
+impl std::fmt::Debug for ClusterCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCollector").finish_non_exhaustive()
+    }
+}
+
+/// Error kinds of `switchboard_adapter_errors_total`.
+const ERROR_KINDS: [&str; 6] =
+    ["publish_failed", "publish_lost", "receive_dropped", "malformed", "unsupported", "unroutable"];
+
+impl ClusterCollector {
+    /// A collector for `cluster`; register it on [`super::Metrics::registry`].
+    pub fn new(cluster: Arc<Cluster>) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            cluster,
+            publishes: IntCounter::new(
+                "switchboard_adapter_publishes_total",
+                "Cluster messages handed to the broker transport",
+            )?,
+            receives: IntCounter::new(
+                "switchboard_adapter_receives_total",
+                "Cluster messages received from the broker",
+            )?,
+            errors: IntCounterVec::new(
+                Opts::new("switchboard_adapter_errors_total", "Cluster messages dropped, by why"),
+                &["kind"],
+            )?,
+            reconnects: IntCounter::new(
+                "switchboard_adapter_reconnects_total",
+                "Reconnections to the broker (all instances)",
+            )?,
+            connected: IntGauge::new("switchboard_adapter_connected", "1 while the broker link is up")?,
+            nodes: IntGauge::new(
+                "switchboard_cluster_nodes",
+                "Nodes serving the main namespace, this one included",
+            )?,
+            scrape: Mutex::new(()),
+        })
+    }
+}
+
+/// Moves `counter` up to `total` (the adapter's monotonic count).
+fn advance(counter: &IntCounter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+impl Collector for ClusterCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        [
+            self.publishes.desc(),
+            self.receives.desc(),
+            self.errors.desc(),
+            self.reconnects.desc(),
+            self.connected.desc(),
+            self.nodes.desc(),
+        ]
+        .concat()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let _serial = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = self.cluster.health();
+        advance(&self.publishes, h.stats.published);
+        advance(&self.receives, h.stats.received);
+        let errors = [
+            h.stats.publish_failed,
+            h.publish_lost,
+            h.receive_dropped,
+            h.stats.malformed,
+            h.stats.unsupported,
+            h.stats.unroutable,
+        ];
+        for (kind, total) in ERROR_KINDS.iter().zip(errors) {
+            advance(&self.errors.with_label_values(&[kind]), total);
+        }
+        advance(&self.reconnects, h.reconnects);
+        self.connected.set(i64::from(h.connected));
+        self.nodes.set(i64::try_from(h.nodes).unwrap_or(i64::MAX));
+        [
+            self.publishes.collect(),
+            self.receives.collect(),
+            self.errors.collect(),
+            self.reconnects.collect(),
+            self.connected.collect(),
+            self.nodes.collect(),
+        ]
+        .concat()
+    }
+}

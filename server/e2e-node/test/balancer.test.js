@@ -461,12 +461,12 @@ describe("balancers: 3 nodes over Redis", () => {
 
   describe("nginx, hash $remote_addr consistent", () => {
     let lb;
-    /** Source address -> node: 24 addresses, each handshaking 3 times (one node each time) and polling. */
+    /** Source address -> node: 40 addresses, each handshaking 3 times (one node each time) and polling. */
     let nodeOf = null;
     async function addressMap() {
       if (nodeOf) return nodeOf;
       const map = new Map();
-      for (let i = 2; i < 26; i++) {
+      for (let i = 2; i < 42; i++) {
         const from = `127.0.0.${i}`;
         const first = await handshake(lb.url, { localAddress: from });
         for (let k = 0; k < 2; k++) {
@@ -483,8 +483,8 @@ describe("balancers: 3 nodes over Redis", () => {
     });
     after(async () => lb?.stop());
 
-    it("sends each client address to one node, always, and spreads 24 addresses over all three", async () => {
-      assert.deepEqual([...new Set((await addressMap()).values())].sort(), nodeIds().sort(), "24 addresses reach all three nodes");
+    it("sends each client address to one node, always, and spreads 40 addresses over all three", async () => {
+      assert.deepEqual([...new Set((await addressMap()).values())].sort(), nodeIds().sort(), "40 addresses reach all three nodes");
     });
 
     it("carries polling (with and without cookies), websocket and polling+upgrade clients with zero errors", async (t) => {

@@ -1,0 +1,414 @@
+#!/usr/bin/env python3
+"""Checks of the deploy/ files that schemas cannot make (run by scripts/validate-deploy).
+
+  validate.py k8s RENDERED.yaml --overlay NAME --help-text FILE
+      Cross-object rules of one rendered kustomization: the grace period covers preStop and the
+      drain, the probes and ports match the ConfigMap, every SWITCHBOARD_* key is a flag of the
+      binary, proxy timeouts exceed pingInterval + pingTimeout, broker URLs name a Service of the
+      set, selectors and references resolve, the memory overlay never scales.
+  validate.py grafana DASHBOARD.json --rules-out FILE
+      Dashboard structure, and every query written out as a recording rule for `promtool check
+      rules` (which parses PromQL), with Grafana's variables replaced.
+  validate.py names FILE...
+      Every switchboard_* metric name used in the files is one of METRICS.
+  validate.py scrape SCRAPE.txt FILE...
+      Every metric the files use is present in a real scrape of /metrics.
+
+Needs PyYAML (installed with kubernetes-validate). Exit status 1 on any error.
+"""
+
+import argparse
+import json
+import re
+import sys
+from urllib.parse import urlparse
+
+import yaml
+
+# The metric names of the nodes' /metrics (docs/metrics.md). Histograms add _bucket/_sum/_count.
+METRICS = {
+    "switchboard_build_info",
+    "switchboard_sessions",
+    "switchboard_sockets",
+    "switchboard_connections_accepted_total",
+    "switchboard_connections_closed_total",
+    "switchboard_handshake_errors_total",
+    "switchboard_packets_received_total",
+    "switchboard_packets_sent_total",
+    "switchboard_bytes_received_total",
+    "switchboard_bytes_sent_total",
+    "switchboard_upgrades_total",
+    "switchboard_polling_requests_total",
+    "switchboard_broadcasts_total",
+    "switchboard_deliveries_total",
+    "switchboard_dropped_packets_total",
+    "switchboard_ack_timeouts_total",
+    "switchboard_adapter_publishes_total",
+    "switchboard_adapter_receives_total",
+    "switchboard_adapter_errors_total",
+    "switchboard_adapter_reconnects_total",
+    "switchboard_adapter_publish_duration_seconds",
+    "switchboard_adapter_connected",
+    "switchboard_cluster_nodes",
+    "switchboard_event_handler_duration_seconds",
+    "switchboard_ready",
+    "switchboard_draining",
+}
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+# Environment variables the manifests set ahead of the server work that reads them (issue 6:
+# metrics port and drain). Reported as warnings while the binary does not know them yet.
+PENDING_FLAGS = {"SWITCHBOARD_METRICS_PORT", "SWITCHBOARD_DRAIN_SECONDS"}
+
+errors = []
+warnings = []
+
+
+def error(msg):
+    errors.append(msg)
+
+
+def warn(msg):
+    warnings.append(msg)
+
+
+def finish(what):
+    for w in warnings:
+        print(f"WARN  {what}: {w}")
+    for e in errors:
+        print(f"ERROR {what}: {e}")
+    if errors:
+        sys.exit(1)
+    print(f"ok    {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Kubernetes
+# ---------------------------------------------------------------------------------------------
+
+
+def matches(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def one(docs, kind, name=None):
+    found = [d for d in by_kind(docs, kind) if name is None or d["metadata"]["name"] == name]
+    return found[0] if len(found) == 1 else None
+
+
+def known_env_vars(help_text):
+    return set(re.findall(r"\[env: (SWITCHBOARD_[A-Z0-9_]+)=", help_text))
+
+
+def check_k8s(docs, overlay, help_text):
+    deployment = one(docs, "Deployment", "switchboard")
+    if not deployment:
+        return error("no Deployment named switchboard")
+    pod = deployment["spec"]["template"]
+    pod_labels = pod["metadata"].get("labels", {})
+    spec = pod["spec"]
+    containers = {c["name"]: c for c in spec["containers"]}
+    node = containers.get("switchboard")
+    if not node:
+        return error("the Deployment has no container named switchboard")
+
+    # The ConfigMap the container reads (kustomize rewrote the name with its hash).
+    refs = [e["configMapRef"]["name"] for e in node.get("envFrom", []) if "configMapRef" in e]
+    config_maps = [one(docs, "ConfigMap", r) for r in refs]
+    if not refs or None in config_maps:
+        return error(f"envFrom names ConfigMaps {refs} that are not in the set")
+    env = {}
+    for cm in config_maps:
+        env.update(cm.get("data", {}))
+    for e in node.get("env", []):
+        env[e["name"]] = e.get("value", "<from " + ",".join(e.get("valueFrom", {}).keys()) + ">")
+
+    # Every SWITCHBOARD_* setting is a flag of this binary (a typo would be silently ignored).
+    known = known_env_vars(help_text)
+    if not known:
+        error("the --help text lists no [env: SWITCHBOARD_*] variables")
+    for name in sorted(k for k in env if k.startswith("SWITCHBOARD_")):
+        if name in known:
+            continue
+        if name in PENDING_FLAGS:
+            warn(f"{name} is not a flag of this binary yet (coming with the server's issue 6 work)")
+        else:
+            error(f"{name} is not a flag of the switchboard binary (switchboard --help)")
+
+    def number(name):
+        try:
+            return int(env[name])
+        except (KeyError, ValueError):
+            error(f"{name} missing or not a number in the ConfigMap")
+            return 0
+
+    # Ports: the container's named ports are the ones the node listens on.
+    ports = {p["name"]: p["containerPort"] for p in node.get("ports", [])}
+    if ports.get("http") != number("SWITCHBOARD_PORT"):
+        error(f"containerPort http {ports.get('http')} != SWITCHBOARD_PORT {env.get('SWITCHBOARD_PORT')}")
+    if ports.get("metrics") != number("SWITCHBOARD_METRICS_PORT"):
+        error(f"containerPort metrics {ports.get('metrics')} != SWITCHBOARD_METRICS_PORT")
+
+    # Probes: readiness on /readyz and liveness on /healthz, on the metrics port.
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = node.get(probe, {}).get("httpGet", {})
+        if get.get("path") != path or get.get("port") != "metrics":
+            error(f"{probe} must GET {path} on port metrics, not {get}")
+
+    # Grace period: preStop sleep + drain window + time to exit.
+    pre_stop = node.get("lifecycle", {}).get("preStop", {})
+    sleep = pre_stop.get("sleep", {}).get("seconds", 0)
+    drain = number("SWITCHBOARD_DRAIN_SECONDS")
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    if grace < sleep + drain + 5:
+        error(f"terminationGracePeriodSeconds {grace} < preStop {sleep} + drain {drain} + 5 s to exit")
+
+    # The pod name is the node id (sids name their pod).
+    node_id = [e for e in node.get("env", []) if e["name"] == "SWITCHBOARD_NODE_ID"]
+    if not node_id or node_id[0].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
+        error("SWITCHBOARD_NODE_ID must come from the pod name (fieldRef metadata.name)")
+
+    if not node.get("resources", {}).get("requests"):
+        error("the switchboard container has no resource requests")
+    if not spec.get("topologySpreadConstraints"):
+        error("the Deployment has no topologySpreadConstraints")
+    if not spec.get("securityContext", {}).get("runAsNonRoot"):
+        error("the pod must run as non-root")
+
+    # Selectors and references.
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    if not matches(selector, pod_labels):
+        error("the Deployment's selector does not match its pod labels")
+    service = one(docs, "Service", "switchboard")
+    if not service:
+        error("no Service named switchboard")
+    else:
+        if not matches(service["spec"]["selector"], pod_labels):
+            error("the switchboard Service does not select the switchboard pods")
+        targets = {p.get("targetPort") for p in service["spec"]["ports"]}
+        for port in targets:
+            if port not in ports:
+                error(f"Service targetPort {port} is not a named port of the container")
+    pdb = one(docs, "PodDisruptionBudget")
+    if not pdb or not matches(pdb["spec"]["selector"]["matchLabels"], pod_labels):
+        error("no PodDisruptionBudget selecting the switchboard pods")
+
+    # Timeouts on the way: above pingInterval + pingTimeout.
+    heartbeat = (number("SWITCHBOARD_PING_INTERVAL") + number("SWITCHBOARD_PING_TIMEOUT")) / 1000
+    for ingress in by_kind(docs, "Ingress"):
+        a = ingress["metadata"].get("annotations", {})
+        for key in ("proxy-read-timeout", "proxy-send-timeout"):
+            value = a.get(f"nginx.ingress.kubernetes.io/{key}")
+            if value is None or float(value) <= heartbeat:
+                error(f"Ingress {key} {value} must exceed pingInterval + pingTimeout ({heartbeat:g} s)")
+        if a.get("nginx.ingress.kubernetes.io/affinity") != "cookie":
+            error("the Ingress has no cookie affinity")
+        if a.get("nginx.ingress.kubernetes.io/affinity-mode") != "persistent":
+            error("the Ingress affinity-mode must be persistent (balanced moves sessions when scaling)")
+        check_backends(docs, [p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]])
+    routes = by_kind(docs, "HTTPRoute")
+    for route in routes:
+        for rule in route["spec"]["rules"]:
+            check_backends(docs, [{"name": b["name"], "port": {"number": b["port"]}} for b in rule["backendRefs"]])
+            if "sessionPersistence" not in rule:
+                error("an HTTPRoute rule has no sessionPersistence")
+    if not by_kind(docs, "Ingress") and not routes:
+        error("neither an Ingress nor an HTTPRoute")
+
+    for monitor in by_kind(docs, "ServiceMonitor"):
+        selected = [s for s in by_kind(docs, "Service") if matches(monitor["spec"]["selector"]["matchLabels"], s["metadata"].get("labels", {}))]
+        if not selected:
+            error("the ServiceMonitor selects no Service")
+        for endpoint in monitor["spec"]["endpoints"]:
+            for s in selected:
+                if endpoint["port"] not in {p.get("name") for p in s["spec"]["ports"]}:
+                    error(f"ServiceMonitor port {endpoint['port']} is not a port of Service {s['metadata']['name']}")
+
+    # Scaling: the memory adapter cannot share rooms across pods.
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    adapter = env.get("SWITCHBOARD_ADAPTER")
+    replicas = deployment["spec"].get("replicas", 1)
+    if adapter == "memory":
+        if replicas != 1 or hpas:
+            error(f"the memory adapter must run exactly one pod (replicas {replicas}, {len(hpas)} HPA)")
+    else:
+        if len(hpas) != 1:
+            error(f"adapter {adapter}: expected one HorizontalPodAutoscaler, found {len(hpas)}")
+        for hpa in hpas:
+            ref = hpa["spec"]["scaleTargetRef"]
+            if ref["kind"] != "Deployment" or ref["name"] != "switchboard":
+                error(f"the HPA scales {ref}, not the switchboard Deployment")
+            if hpa["spec"].get("minReplicas", 1) < 2:
+                error("a clustered deployment needs minReplicas >= 2")
+
+    # Broker URLs name a Service (or a StatefulSet pod behind its headless Service) of the set.
+    urls = {"redis": "SWITCHBOARD_REDIS_URL", "nats": "SWITCHBOARD_NATS_URL"}
+    if adapter in urls:
+        for url in env.get(urls[adapter], "").split(","):
+            check_broker_url(docs, url.strip(), adapter)
+    elif adapter != "memory":
+        error(f"unknown SWITCHBOARD_ADAPTER {adapter!r}")
+
+    if overlay in ("memory", "redis", "nats") and adapter != overlay:
+        error(f"overlay {overlay} runs adapter {adapter}")
+
+
+def check_backends(docs, backends):
+    for b in backends:
+        service = one(docs, "Service", b["name"])
+        if not service:
+            error(f"backend Service {b['name']} is not in the set")
+            continue
+        port = b["port"]
+        names = {p.get("name") for p in service["spec"]["ports"]}
+        numbers = {p["port"] for p in service["spec"]["ports"]}
+        if ("name" in port and port["name"] not in names) or ("number" in port and port["number"] not in numbers):
+            error(f"backend port {port} is not a port of Service {b['name']}")
+
+
+def check_broker_url(docs, url, scheme):
+    parsed = urlparse(url)
+    if parsed.scheme != scheme or not parsed.hostname:
+        return error(f"{url!r} is not a {scheme}:// URL")
+    host = parsed.hostname.split(".")
+    pod = re.fullmatch(r"(.+)-(\d+)", host[0])
+    if len(host) >= 2 and pod and one(docs, "StatefulSet", pod[1]):
+        # <statefulset>-<ordinal>.<its headless service>
+        sts = one(docs, "StatefulSet", pod[1])
+        service = one(docs, "Service", host[1])
+        if not service or sts["spec"].get("serviceName") != host[1] or service["spec"].get("clusterIP") != "None":
+            return error(f"{url}: {host[1]} is not the headless serviceName of StatefulSet {pod[1]}")
+        if int(pod[2]) >= sts["spec"].get("replicas", 1):
+            error(f"{url}: StatefulSet {pod[1]} has no pod {pod[2]}")
+    else:
+        service = one(docs, "Service", host[0])
+        if not service:
+            return warn(f"{url}: not a Service of this set (an external broker)")
+    if parsed.port not in {p["port"] for p in service["spec"]["ports"]}:
+        error(f"{url}: port {parsed.port} is not a port of Service {service['metadata']['name']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Grafana
+# ---------------------------------------------------------------------------------------------
+
+GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$job": "switchboard", "$instance": ".+"}
+
+
+def check_grafana(path, rules_out):
+    dash = json.load(open(path))
+    for key in ("title", "uid", "panels", "templating", "schemaVersion"):
+        if key not in dash:
+            error(f"the dashboard has no {key}")
+    variables = {v["name"] for v in dash.get("templating", {}).get("list", [])}
+    for needed in ("datasource", "job", "instance"):
+        if needed not in variables:
+            error(f"no ${needed} variable")
+    ids = [p["id"] for p in dash["panels"]]
+    if len(ids) != len(set(ids)):
+        error("panel ids are not unique")
+    rules = []
+    occupied = set()
+    for p in dash["panels"]:
+        g = p.get("gridPos", {})
+        cells = {(g["x"] + dx, g["y"] + dy) for dx in range(g["w"]) for dy in range(g["h"])} if g else set()
+        if not g or g["x"] + g["w"] > 24:
+            error(f"panel {p.get('title')!r} has no valid gridPos")
+        if cells & occupied:
+            error(f"panel {p.get('title')!r} overlaps another panel")
+        occupied |= cells
+        if p["type"] == "row":
+            continue
+        if p.get("datasource", {}).get("uid") != "${datasource}":
+            error(f"panel {p['title']!r} does not use the $datasource variable")
+        if not p.get("targets"):
+            error(f"panel {p['title']!r} has no query")
+        for t in p.get("targets", []):
+            expr = t["expr"]
+            for var, value in GRAFANA_VARS.items():
+                expr = expr.replace(var, value)
+            if "$" in expr:
+                error(f"panel {p['title']!r}: unknown variable in {t['expr']!r}")
+            rules.append({"record": f"dashboard:panel{p['id']}:{t['refId']}", "expr": expr})
+    if not rules:
+        error("the dashboard has no queries")
+    with open(rules_out, "w") as f:
+        yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": rules}]}, f, sort_keys=False)
+    print(f"      {len(rules)} dashboard queries written to {rules_out} for promtool")
+
+
+# ---------------------------------------------------------------------------------------------
+# Metric names
+# ---------------------------------------------------------------------------------------------
+
+
+def base_name(name):
+    for suffix in HISTOGRAM_SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in METRICS:
+            return name[: -len(suffix)]
+    return name
+
+
+def used_names(paths):
+    used = set()
+    for path in paths:
+        used |= set(re.findall(r"\bswitchboard_[a-z0-9_]+", open(path).read()))
+    return used
+
+
+def check_names(paths):
+    used = used_names(paths)
+    for name in sorted(used):
+        if base_name(name) not in METRICS:
+            error(f"{name} is not a Switchboard metric (docs/metrics.md)")
+    print(f"      {len(used)} metric names used")
+
+
+def check_scrape(scrape, paths):
+    exposed = set(re.findall(r"^(switchboard_[a-z0-9_]+)", open(scrape).read(), re.M))
+    for name in sorted(used_names(paths)):
+        if name not in exposed:
+            error(f"{name} is used but not in the scrape")
+    for name in sorted(METRICS):
+        if name not in {base_name(n) for n in exposed}:
+            error(f"{name} (docs/metrics.md) is missing from the scrape")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    k8s = sub.add_parser("k8s")
+    k8s.add_argument("rendered")
+    k8s.add_argument("--overlay", required=True)
+    k8s.add_argument("--help-text", required=True, help="the output of `switchboard --help`")
+    grafana = sub.add_parser("grafana")
+    grafana.add_argument("dashboard")
+    grafana.add_argument("--rules-out", required=True)
+    names = sub.add_parser("names")
+    names.add_argument("files", nargs="+")
+    scrape = sub.add_parser("scrape")
+    scrape.add_argument("scrape")
+    scrape.add_argument("files", nargs="+")
+    args = parser.parse_args()
+
+    if args.command == "k8s":
+        docs = [d for d in yaml.safe_load_all(open(args.rendered)) if d]
+        check_k8s(docs, args.overlay, open(args.help_text).read())
+        finish(f"k8s {args.overlay}: {len(docs)} objects, cross-checks")
+    elif args.command == "grafana":
+        check_grafana(args.dashboard, args.rules_out)
+        finish(f"grafana {args.dashboard}")
+    elif args.command == "names":
+        check_names(args.files)
+        finish("metric names")
+    else:
+        check_scrape(args.scrape, args.files)
+        finish(f"metric names against the scrape {args.scrape}")
+
+
+if __name__ == "__main__":
+    main()

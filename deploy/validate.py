@@ -58,7 +58,7 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 # Environment variables the manifests set ahead of the server work that reads them (issue 6:
 # metrics port and drain). Reported as warnings while the binary does not know them yet.
-PENDING_FLAGS = {"SWITCHBOARD_METRICS_PORT", "SWITCHBOARD_DRAIN_SECONDS"}
+PENDING_FLAGS: set[str] = set()
 
 errors = []
 warnings = []

@@ -75,6 +75,9 @@ pub struct Metrics {
     pub draining: IntGauge,
 }
 
+/// Engine.IO's error codes, as label values.
+const HANDSHAKE_CODES: [&str; 6] = ["0", "1", "2", "3", "4", "5"];
+
 /// Every close reason, in the order of the `closed` counters.
 const CLOSE_REASONS: [CloseReason; 6] = [
     CloseReason::TransportClose,
@@ -138,17 +141,22 @@ impl Metrics {
         );
         let polling_requests =
             reg.counter_vec("switchboard_polling_requests_total", "HTTP long-polling requests", "method");
+        let handshake_errors = reg.counter_vec(
+            "switchboard_handshake_errors_total",
+            "Engine.IO requests refused, by Engine.IO error code (socket.io's connection_error)",
+            "code",
+        );
+        // Every code exported from the start, so a rate over them works before the first error.
+        for code in HANDSHAKE_CODES {
+            handshake_errors.with_label_values(&[code]);
+        }
         let build = reg.gauge_vec("switchboard_build_info", "Always 1; the version is the label", "version");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Self {
             polling,
             websocket,
             closed,
-            handshake_errors: reg.counter_vec(
-                "switchboard_handshake_errors_total",
-                "Engine.IO requests refused, by Engine.IO error code (socket.io's connection_error)",
-                "code",
-            ),
+            handshake_errors,
             upgrades: reg.counter("switchboard_upgrades_total", "Polling to websocket upgrades completed"),
             polling_gets: polling_requests.with_label_values(&["GET"]),
             polling_posts: polling_requests.with_label_values(&["POST"]),
@@ -201,8 +209,7 @@ impl Metrics {
 
     /// An Engine.IO request was refused with `code`.
     pub fn handshake_error(&self, code: u8) {
-        const CODES: [&str; 6] = ["0", "1", "2", "3", "4", "5"];
-        if let Some(code) = CODES.get(usize::from(code)) {
+        if let Some(code) = HANDSHAKE_CODES.get(usize::from(code)) {
             self.handshake_errors.with_label_values(&[code]).inc();
         }
     }

@@ -8,6 +8,7 @@
 
 mod adapter;
 pub mod cluster;
+mod confirmation;
 #[cfg(feature = "contract")]
 pub mod contract;
 mod error;
@@ -17,6 +18,7 @@ mod types;
 
 pub use adapter::{Adapter, AdapterFactory, BoxFuture};
 pub use cluster::{ServerSideAck, ServerSideEmitHandler};
+pub use confirmation::{CONFIRMATION_LIMIT, Confirmation, Confirmations};
 pub use error::{AdapterError, PartialReplies};
 pub use memory::{MemoryAdapter, MemoryAdapterFactory};
 pub use rooms::RoomIndex;

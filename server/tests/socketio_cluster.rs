@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use common::sio::{Client, json, serve_io};
 use switchboard::EngineConfig;
-use switchboard::socketio::{SocketIo, SocketIoConfig, SocketRef, Value};
+use switchboard::socketio::{Event, SocketIo, SocketIoConfig, SocketRef, Value};
 use switchboard_adapter::cluster::bus::Bus;
 use switchboard_adapter::cluster::{ClusterAdapterFactory, ClusterConfig};
+use switchboard_protocol::socketio::Packet;
 
 /// A node named `id` on `bus`, with a connection handler that joins every socket to `room`.
 fn node(bus: &Bus, id: &str) -> (SocketIo, ClusterAdapterFactory) {
@@ -74,4 +75,77 @@ async fn emits_and_server_side_emits_cross_nodes() {
     assert!(silent.is_err(), "an unanswered server-side emit must time out, got {silent:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     drop(server_a);
+}
+
+/// A node whose sockets join the room named by a `join(room)` event, then ack it; short heartbeats.
+fn joining_node(bus: &Bus, id: &str) -> SocketIo {
+    let (factory, _transport) = bus.node(ClusterConfig::new(id).unwrap()).unwrap();
+    let engine = EngineConfig::default()
+        .with_node_id(id)
+        .with_ping_interval(Duration::from_millis(100))
+        .with_ping_timeout(Duration::from_millis(100));
+    let io = SocketIo::new(engine, SocketIoConfig::default().with_adapter(Arc::new(factory)));
+    io.main_namespace().on_connection(|socket: SocketRef| async move {
+        socket.on("join", |socket: SocketRef, mut event: Event| async move {
+            let room: String = event.arg(0).unwrap_or_default();
+            let _ = socket.join([room]);
+            event.ack(vec![Value::from("joined")]);
+        });
+    });
+    io
+}
+
+/// A join whose room subscription the broker has not confirmed holds the client's packets (the
+/// join's ack, and what is sent after) until it is confirmed; pings still go out, so the held
+/// session stays alive; once the ack arrives, another node's emits to the room reach the client.
+async fn a_join_holds_the_clients_packets_until_confirmed(polling: bool) {
+    let bus = Bus::new();
+    let (a, _fa) = node(&bus, "a");
+    let b = joining_node(&bus, "b");
+    let (_server_a, server_b) = (serve_io(&a).await, serve_io(&b).await);
+    let mut client = match polling {
+        true => Client::polling(&server_b).await,
+        false => Client::ws(&server_b).await,
+    };
+    client.connect("/", None).await.expect("connect to /");
+    bus.settle().await;
+
+    bus.hold_subscriptions(true);
+    client.emit_with_ack("join", vec![Value::from("fresh")], 1).await;
+    let hold = Duration::from_millis(400);
+    let ((answer, answered), released) = tokio::join!(
+        async {
+            let answer = client.next_packet().await;
+            (answer, tokio::time::Instant::now())
+        },
+        async {
+            tokio::time::sleep(hold).await;
+            bus.hold_subscriptions(false);
+            tokio::time::Instant::now()
+        }
+    );
+    match answer {
+        Packet::Ack { id: 1, args, .. } => assert_eq!(args, vec![Value::from("joined")]),
+        other => panic!("the join's ack expected, got {other:?}"),
+    }
+    assert!(
+        answered >= released,
+        "the ack left {:?} before the subscription was confirmed",
+        released - answered
+    );
+    assert!(client.pings >= 2, "pings go out while packets are held ({} seen)", client.pings);
+
+    a.main_namespace().to("fresh").emit("hello", vec![Value::from("from a")]).await.unwrap();
+    let (args, _) = client.expect_event("hello").await;
+    assert_eq!(args, vec![Value::from("from a")]);
+}
+
+#[tokio::test]
+async fn a_join_holds_a_websocket_clients_packets_until_confirmed() {
+    a_join_holds_the_clients_packets_until_confirmed(false).await;
+}
+
+#[tokio::test]
+async fn a_join_holds_a_polling_clients_packets_until_confirmed() {
+    a_join_holds_the_clients_packets_until_confirmed(true).await;
 }

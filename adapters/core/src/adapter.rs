@@ -9,6 +9,7 @@ use std::time::Duration;
 use switchboard_protocol::socketio::Value;
 
 use crate::cluster::ServerSideEmitHandler;
+use crate::confirmation::Confirmation;
 use crate::error::AdapterError;
 use crate::rooms::RoomIndex;
 use crate::types::{AckStream, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId, SocketInfo};
@@ -19,7 +20,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// One namespace's view of the cluster.
 ///
 /// Room membership is synchronous and local first ([`Adapter::local`]); a remote adapter also
-/// updates its broker subscriptions. Broadcasts deliver to local sockets before they return and
+/// updates its broker subscriptions and reports when a join is visible cluster-wide
+/// ([`Confirmation`]). Broadcasts deliver to local sockets before they return and
 /// ship the already-encoded packet to other nodes unless `flags.local` is set. Every remote
 /// request ends within its timeout.
 pub trait Adapter: Send + Sync + 'static {
@@ -36,9 +38,13 @@ pub trait Adapter: Send + Sync + 'static {
         self.local().remove(id);
     }
 
-    /// A local socket joins rooms.
-    fn join(&self, id: &SocketId, rooms: &[Room]) {
+    /// A local socket joins rooms. Local emits reach it at once; the [`Confirmation`] resolves
+    /// once other nodes' emits to these rooms reach it too (a cluster adapter's new room
+    /// subscription is confirmed by the broker), so the server can hold back what the client
+    /// could act on until then. The default (one node) is confirmed at once.
+    fn join(&self, id: &SocketId, rooms: &[Room]) -> Confirmation {
         self.local().join(id, rooms);
+        Confirmation::confirmed()
     }
 
     /// A local socket leaves a room.
@@ -65,7 +71,8 @@ pub trait Adapter: Send + Sync + 'static {
     /// The selected sockets on every node.
     fn fetch_sockets(&self, opts: BroadcastOptions) -> BoxFuture<'_, Result<Vec<SocketInfo>, AdapterError>>;
 
-    /// Makes the selected sockets on every node join `rooms`.
+    /// Makes the selected sockets on every node join `rooms`; resolves once this node's joins are
+    /// [confirmed](Self::join) (other nodes apply theirs when the request reaches them).
     fn add_sockets(
         &self,
         opts: BroadcastOptions,

@@ -40,6 +40,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::adapter::{Adapter, BoxFuture};
+use crate::cluster::{ServerSideAck, ServerSideEmitHandler};
 use crate::types::{
     AckResponse, BroadcastFlags, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId, SocketInfo,
 };
@@ -508,6 +509,7 @@ pub async fn run_all(cluster: &Cluster) {
     case_leave_and_remove(cluster).await;
     case_server_count(cluster).await;
     case_server_side_emit(cluster).await;
+    case_join_confirmed(cluster).await;
 }
 
 /// A broadcast to all reaches every socket on every node once, from any node; it resolves to the
@@ -988,4 +990,83 @@ pub async fn case_server_side_emit(cluster: &Cluster) {
     let got = node.server_side_emit("contract".to_owned(), args, Some(cluster.timeout)).await;
     assert_eq!(got, Ok(Vec::new()), "server_side_emit with timeout on a single node");
     assert!(started.elapsed() < cluster.timeout, "server_side_emit waited for answers no node can give");
+}
+
+/// Fresh rooms joined in a row, each probed at once from another node (no settling).
+const JOIN_TRIES: usize = 30;
+
+/// A join is visible cluster-wide once its confirmation resolves: a room emit sent from another
+/// node right after reaches the socket, for every one of many fresh rooms in a row, and so does a
+/// second member's join while the room's subscription is still pending. A server-side emit sent
+/// right after a join (not awaited) is published only once the join is confirmed, so a peer that
+/// emits to the room on receiving it reaches the socket too.
+pub async fn case_join_confirmed(cluster: &Cluster) {
+    let mut fx = Fixture::new(cluster, "confirmed");
+    let (first, second) = (fx.socket(0, "first", &[]), fx.socket(0, "second", &[]));
+    fx.settle().await;
+    let last = cluster.last();
+    let mut texts = Vec::with_capacity(JOIN_TRIES);
+    for i in 0..JOIN_TRIES {
+        let room = fx.room(&format!("fresh{i}"));
+        let a = fx.node(0).join(first.id(), std::slice::from_ref(&room));
+        let b = fx.node(0).join(second.id(), std::slice::from_ref(&room));
+        assert!(a.wait().await && b.wait().await, "[{}] join of {room} not confirmed in time", fx.tag);
+        texts.push(fx.broadcast(last, "fresh", to(vec![room])).await.0);
+    }
+    let both = [&first, &second];
+    let ok = fx.eventually(|| texts.iter().all(|t| both.iter().all(|s| s.count(t) == 1))).await;
+    let lost: Vec<&String> = texts.iter().filter(|t| both.iter().any(|s| s.count(t) == 0)).collect();
+    assert!(
+        ok,
+        "[{}] {} of {JOIN_TRIES} emits right after a confirmed join were lost: {lost:?}",
+        fx.tag,
+        lost.len()
+    );
+
+    if last == 0 {
+        return;
+    }
+    // Server to server: the last node emits to whatever room a server-side `emit-to` names.
+    let relay = Arc::downgrade(&cluster.nodes[last]);
+    let nsp = cluster.nsp.clone();
+    cluster.nodes[last].set_server_side_emit_handler(Arc::new(EmitTo { adapter: relay, nsp }));
+    let mut texts = Vec::with_capacity(JOIN_TRIES);
+    for i in 0..JOIN_TRIES {
+        let room = fx.room(&format!("relayed{i}"));
+        let _ = fx.node(0).join(first.id(), std::slice::from_ref(&room));
+        let label = Value::String(format!("{}:relayed:{i}", fx.tag));
+        let encoded = encode_event(&cluster.nsp, "contract", std::slice::from_ref(&label), None);
+        texts.push(String::from_utf8_lossy(&encoded.text).into_owned());
+        let args = vec![Value::String(room.to_string()), label];
+        fx.node(0).server_side_emit("emit-to".to_owned(), args, None).await.expect("server-side emit");
+    }
+    let ok = fx.eventually(|| texts.iter().all(|t| first.count(t) == 1)).await;
+    let lost = texts.iter().filter(|t| first.count(t) == 0).count();
+    assert!(
+        ok,
+        "[{}] {lost} of {JOIN_TRIES} emits a peer made on a server-side emit sent after a join were lost",
+        fx.tag
+    );
+}
+
+/// A server-side listener that emits `contract(label)` to the room in `emit-to(room, label)`.
+struct EmitTo {
+    adapter: std::sync::Weak<dyn Adapter>,
+    nsp: String,
+}
+
+impl ServerSideEmitHandler for EmitTo {
+    fn on_server_side_emit(&self, event: String, args: Vec<Value>, _ack: Option<ServerSideAck>) {
+        let (Some(adapter), "emit-to", [Value::String(room), label]) =
+            (self.adapter.upgrade(), &*event, &args[..])
+        else {
+            return;
+        };
+        let packet =
+            BroadcastPacket::new(encode_event(&self.nsp, "contract", std::slice::from_ref(label), None));
+        let opts = to(vec![Room::from(room.as_str())]);
+        tokio::spawn(async move {
+            let _ = adapter.broadcast(packet, opts).await;
+        });
+    }
 }

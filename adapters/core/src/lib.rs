@@ -8,6 +8,7 @@
 
 mod adapter;
 pub mod cluster;
+mod confirmation;
 #[cfg(feature = "contract")]
 pub mod contract;
 mod error;
@@ -18,6 +19,7 @@ mod written;
 
 pub use adapter::{Adapter, AdapterFactory, BoxFuture};
 pub use cluster::{ServerSideAck, ServerSideEmitHandler};
+pub use confirmation::{CONFIRMATION_LIMIT, Confirmation, Confirmations};
 pub use error::{AdapterError, PartialReplies};
 pub use memory::{MemoryAdapter, MemoryAdapterFactory};
 pub use rooms::RoomIndex;

@@ -92,6 +92,11 @@ fn packet(text: &str) -> BroadcastPacket {
     BroadcastPacket::new(encode_event("/", "e", &[Value::from(text)], None))
 }
 
+/// The packet text a [`TestSocket`] records for `packet(label)`.
+fn text(label: &str) -> String {
+    String::from_utf8_lossy(&packet(label).packet().text).into_owned()
+}
+
 /// A server-shaped socket id of `node`: `<node>.<22 base64url chars>`.
 fn sid(node: &str, tag: char) -> SocketId {
     SocketId::from(format!("{node}.{}", tag.to_string().repeat(22)))
@@ -566,6 +571,120 @@ async fn server_side_emit_alone_returns_at_once() {
     let got = nodes.adapters[0].server_side_emit("x".into(), vec![], Some(Duration::from_secs(5))).await;
     assert_eq!(got, Ok(vec![]));
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// Records every server-side emit and emits `e(label)` to the room it names (`[room, label]`).
+struct Relay {
+    adapter: std::sync::Weak<ClusterAdapter>,
+    seen: Mutex<usize>,
+}
+
+impl ServerSideEmitHandler for Relay {
+    fn on_server_side_emit(&self, _event: String, args: Vec<Value>, _ack: Option<ServerSideAck>) {
+        *self.seen.lock().unwrap() += 1;
+        if let (Some(adapter), [Value::String(room), Value::String(label)]) =
+            (self.adapter.upgrade(), &args[..])
+        {
+            let opts = to(&[room.as_str()]);
+            let packet = packet(label);
+            tokio::spawn(async move { adapter.broadcast(packet, opts).await });
+        }
+    }
+}
+
+/// A broker slow to confirm SUBSCRIBE: a join (and a second one into the same room), a local
+/// socketsJoin and a server-side emit all wait for the room's subscription, so nothing built on
+/// them misses a remote emit; once confirmed, remote emits reach the members.
+#[tokio::test]
+async fn joins_and_server_side_emits_wait_for_the_room_subscription() {
+    let nodes = nodes(2, |c| c).await;
+    let (a, b) = (TestSocket::new("a", "/"), TestSocket::new("b", "/"));
+    nodes.adapters[0].add_socket(a.clone());
+    nodes.adapters[0].add_socket(b.clone());
+    let relay = Arc::new(Relay { adapter: Arc::downgrade(&nodes.adapters[1]), seen: Mutex::new(0) });
+    nodes.adapters[1].set_server_side_emit_handler(relay.clone());
+    nodes.bus.settle().await;
+
+    nodes.bus.hold_subscriptions(true);
+    let first = nodes.adapters[0].join(a.id(), &["r".into()]);
+    let second = nodes.adapters[0].join(b.id(), &["r".into()]);
+    assert!(!first.is_confirmed() && !second.is_confirmed(), "the room subscription is not live yet");
+    let joined = nodes.adapters[0].add_sockets(to(&["a"]), vec!["s".into()]);
+    let emitted = nodes.adapters[0].server_side_emit(
+        "relay".into(),
+        vec![Value::from("r"), Value::from("relayed")],
+        None,
+    );
+    let (waiters, held) =
+        tokio::join!(async { tokio::join!(first.wait(), second.wait(), joined, emitted) }, async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let seen = *relay.seen.lock().unwrap();
+            // A remote emit now would be lost: that is what the waiters are kept from.
+            nodes.adapters[1].broadcast(packet("too early"), to(&["r"])).await.unwrap();
+            nodes.bus.settle().await;
+            let lost = a.count(&text("too early"));
+            nodes.bus.hold_subscriptions(false);
+            (seen, lost)
+        });
+    assert_eq!(held, (0, 0), "nothing reached the peer while the subscription was held");
+    let (first, second, joined, emitted) = waiters;
+    assert!(first && second, "confirmed once the broker confirms, not at the limit");
+    assert_eq!(joined, Ok(()));
+    assert_eq!(emitted, Ok(vec![]));
+    nodes.adapters[1].broadcast(packet("on time"), to(&["r", "s"])).await.unwrap();
+    let ok = eventually(Duration::from_secs(2), || async {
+        *relay.seen.lock().unwrap() == 1 && a.deliveries().len() == 2 && b.deliveries().len() == 2
+    })
+    .await;
+    assert!(ok, "a: {:?}, b: {:?}", a.deliveries(), b.deliveries());
+    for id in ["a", "b"] {
+        nodes.adapters[0].remove_socket(&SocketId::from(id));
+    }
+    nodes.bus.settle().await;
+    assert_clean(&nodes);
+}
+
+/// Requests waiting for answers when the broker goes away end at once with a clear error (their
+/// message, or the answers, may be lost), instead of at their timeout; an ack broadcast keeps the
+/// local acks.
+#[tokio::test]
+async fn requests_in_flight_fail_at_once_when_the_broker_goes_down() {
+    let nodes = nodes(2, slow).await;
+    let local = TestSocket::new("local", "/");
+    nodes.adapters[0].add_socket(local.clone());
+    // node1 never answers: it has no handler for server-side emits, and it is cut off.
+    nodes.bus.isolate(1, true);
+    let adapter = nodes.adapters[0].clone();
+    let started = Instant::now();
+    let fetch = tokio::spawn({
+        let adapter = adapter.clone();
+        async move { adapter.fetch_sockets(BroadcastOptions::default()).await }
+    });
+    let emit = tokio::spawn({
+        let adapter = adapter.clone();
+        async move { adapter.server_side_emit("x".into(), vec![], Some(Duration::from_secs(5))).await }
+    });
+    let ack = tokio::spawn({
+        let adapter = adapter.clone();
+        async move {
+            let stream = adapter
+                .broadcast_with_ack(packet("ack"), 7, BroadcastOptions::default(), Duration::from_secs(5))
+                .await;
+            stream.map(|s| s.expected)
+        }
+    });
+    assert!(eventually(Duration::from_secs(1), || async { adapter.pending_requests() == 3 }).await);
+    nodes.bus.set_down(true);
+    let fetch = fetch.await.unwrap();
+    assert!(matches!(fetch, Err(AdapterError::BrokerUnavailable(_))), "{fetch:?}");
+    let emit = emit.await.unwrap();
+    assert!(matches!(emit, Err(AdapterError::BrokerUnavailable(_))), "{emit:?}");
+    assert_eq!(ack.await.unwrap(), Ok(1), "the local socket's ack is still expected");
+    assert!(started.elapsed() < Duration::from_secs(2), "failed at once, not at the 5 s timeouts");
+    assert_eq!(adapter.pending_requests(), 0);
+    nodes.bus.set_down(false);
+    nodes.bus.isolate(1, false);
+    adapter.remove_socket(&SocketId::from("local"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ cases!(
     case_leave_and_remove,
     case_server_count,
     case_server_side_emit,
+    case_join_confirmed,
 );
 
 #[tokio::test]

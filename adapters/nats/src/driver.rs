@@ -6,6 +6,12 @@
 //! so far, so a subject subscribed before a publish is subscribed on the server before that
 //! publish is (an initial heartbeat's answers find the node route live). Messages of one subject
 //! keep their order: one reader per subject, one queue for publishes.
+//!
+//! Confirmation: after each pass of subscription changes the driver sends a round trip (a request
+//! to a fresh inbox, which the server answers "no responders"); the server handles a connection's
+//! commands in order, so the answer means every SUB before it is live, and the pass's generation
+//! is settled (`Shared::confirmations`), releasing the joins waiting for it. A lost connection
+//! settles everything asked for so far (see `Shared::disconnected`).
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -14,10 +20,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::{Client, Subscriber};
+use async_nats::{Client, Request, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use switchboard_adapter::cluster::Inbound;
+use switchboard_adapter::{CONFIRMATION_LIMIT, Confirmations};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -58,6 +65,8 @@ pub(crate) struct Shared {
     wanted: Mutex<Wanted>,
     /// Bumped (under the lock) whenever a subject starts or stops being wanted.
     requested: AtomicU64,
+    /// Which of those changes the server has confirmed (or given up on): what joins wait for.
+    pub(crate) confirmations: Confirmations,
 }
 
 impl Shared {
@@ -65,22 +74,29 @@ impl Shared {
         self.wanted.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// One more reference to `subject`; `true` if it just became wanted (the driver must act).
-    pub(crate) fn want(&self, subject: String) -> bool {
+    /// One more reference to `subject`; whether it just became wanted (the driver must act), and
+    /// the generation that covers its subscription.
+    pub(crate) fn want(&self, subject: String) -> (bool, u64) {
         let mut wanted = self.wanted();
         match wanted.refs.entry(subject) {
             Entry::Occupied(mut e) => {
                 *e.get_mut() += 1;
-                false
+                (false, self.requested.load(Ordering::Acquire))
             }
             Entry::Vacant(e) => {
                 let subject = e.key().clone();
                 e.insert(1);
                 wanted.dirty.insert(subject);
-                self.requested.fetch_add(1, Ordering::Release);
-                true
+                (true, self.requested.fetch_add(1, Ordering::AcqRel) + 1)
             }
         }
+    }
+
+    /// The connection was lost: give up every subscription change asked for so far (nothing can
+    /// be received until the client is back, and it then resubscribes before anything else).
+    pub(crate) fn disconnected(&self) {
+        let _wanted = self.wanted();
+        self.confirmations.settle(self.requested.load(Ordering::Acquire));
     }
 
     /// One reference less to `subject`; `true` if it is no longer wanted.
@@ -255,6 +271,28 @@ impl Driver {
         }
         self.applied = generation;
         self.shared.counters.subscriptions.store(self.readers.len() as u64, Ordering::Relaxed);
+        self.confirm(generation);
+    }
+
+    /// Settles `generation` once the server has answered a round trip sent after its SUBs (from
+    /// a task: publishes go on meanwhile). Any outcome settles it: an answer (live), or a failure
+    /// or timeout (lost connection: given up).
+    fn confirm(&self, generation: u64) {
+        if self.client.connection_state() != State::Connected {
+            self.shared.confirmations.settle(generation);
+            return;
+        }
+        let client = self.client.clone();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let request = Request::new().timeout(Some(CONFIRMATION_LIMIT));
+            if let Err(e) = client.send_request(client.new_inbox(), request).await
+                && e.kind() != async_nats::RequestErrorKind::NoResponders
+            {
+                tracing::debug!(error = %e, "NATS subscription round trip failed; not waiting for it");
+            }
+            shared.confirmations.settle(generation);
+        });
     }
 
     async fn start_reader(&mut self, subject: String) {
@@ -325,12 +363,12 @@ mod tests {
     #[test]
     fn wanted_subjects_are_reference_counted_and_changes_coalesce() {
         let shared = Shared::default();
-        assert!(shared.want("a".into()));
-        assert!(!shared.want("a".into()), "a second reference changes nothing");
+        assert_eq!(shared.want("a".into()), (true, 1));
+        assert_eq!(shared.want("a".into()), (false, 1), "a second reference changes nothing");
         assert!(!shared.unwant("a"));
         assert!(shared.unwant("a"), "the last reference goes");
         assert!(!shared.unwant("a"), "an extra unsubscribe is ignored");
-        assert!(shared.want("b".into()));
+        assert_eq!(shared.want("b".into()), (true, 3));
         let (mut changes, generation) = shared.take_changes();
         changes.sort();
         assert_eq!(changes, [("a".to_owned(), false), ("b".to_owned(), true)]);

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, Request, RequestErrorKind, ServerAddr};
 use bytes::Bytes;
+use switchboard_adapter::Confirmation;
 use switchboard_adapter::cluster::route::is_valid_nats_prefix;
 use switchboard_adapter::cluster::{Inbound, PublishError, Route, Transport};
 use tokio::sync::mpsc::error::TrySendError;
@@ -72,7 +73,8 @@ impl NatsTransport {
         let shown = addrs.iter().map(|a| format!("{}:{}", a.host(), a.port())).collect::<Vec<_>>().join(", ");
 
         let shared = Arc::new(Shared::default());
-        let counters = shared.counters.clone();
+        let events_shared = shared.clone();
+        let events_inbound = inbound.clone();
         let (connected, connected_rx) = mpsc::channel(1);
         let max_delay = config.max_reconnect_delay;
         let mut options = ConnectOptions::new()
@@ -84,13 +86,23 @@ impl NatsTransport {
             .ping_interval(config.ping_interval)
             .reconnect_delay_callback(move |attempts| NatsConfig::reconnect_delay(max_delay, attempts))
             .event_callback(move |event| {
-                let (counters, connected) = (counters.clone(), connected.clone());
+                let (shared, inbound, connected) =
+                    (events_shared.clone(), events_inbound.clone(), connected.clone());
                 async move {
-                    if matches!(event, Event::Connected) {
-                        // Full means an announcement is pending already.
-                        let _ = connected.try_send(());
+                    match event {
+                        Event::Connected => {
+                            // Full means an announcement is pending already.
+                            let _ = connected.try_send(());
+                        }
+                        Event::Disconnected => {
+                            // What was written but not yet sent is gone with the connection:
+                            // joins stop waiting, and pending requests fail at once.
+                            shared.disconnected();
+                            inbound.disconnected();
+                        }
+                        _ => {}
                     }
-                    counters.on_event(event);
+                    shared.counters.on_event(event);
                 }
             });
         if config.retry_on_initial_connect {
@@ -258,13 +270,19 @@ impl Transport for NatsTransport {
         }
     }
 
-    fn subscribe(&self, route: &Route) {
+    fn subscribe(&self, route: &Route) -> Confirmation {
         if self.inner.closed.load(Ordering::Acquire) {
-            return;
+            return Confirmation::confirmed();
         }
-        if self.inner.shared.want(route.nats_subject(&self.inner.prefix)) {
+        let (new, generation) = self.inner.shared.want(route.nats_subject(&self.inner.prefix));
+        if new {
             let _ = self.inner.wake.try_send(());
         }
+        // Read after the change is recorded: a disconnect gives up what was recorded before it.
+        if !self.is_connected() {
+            return Confirmation::confirmed();
+        }
+        self.inner.shared.confirmations.confirmation(generation)
     }
 
     fn unsubscribe(&self, route: &Route) {

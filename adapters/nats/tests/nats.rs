@@ -431,6 +431,34 @@ async fn the_broker_killed_under_traffic_and_restarted() {
     }
 }
 
+/// A request NATS took just before it died (the server frozen, so the message is written but not
+/// answered, then killed) fails at once with `BrokerUnavailable` when the connection drops,
+/// instead of at its 5 s timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_just_before_the_broker_dies_fails_at_once() {
+    let mut nodes = nodes(2, |c| c).await;
+    nodes.server.pause();
+    let adapter = nodes.nodes[0].adapter.clone();
+    let fetch = tokio::spawn({
+        let adapter = adapter.clone();
+        async move { adapter.fetch_sockets(BroadcastOptions::default()).await }
+    });
+    let emit = tokio::spawn({
+        let adapter = adapter.clone();
+        async move { adapter.server_side_emit("x".into(), vec![], Some(Duration::from_secs(5))).await }
+    });
+    assert!(eventually(Duration::from_secs(1), || async { adapter.pending_requests() == 2 }).await);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    nodes.server.kill();
+    let killed = Instant::now();
+    let fetched = fetch.await.unwrap();
+    assert!(matches!(fetched, Err(AdapterError::BrokerUnavailable(_))), "{fetched:?}");
+    let emitted = emit.await.unwrap();
+    assert!(matches!(emitted, Err(AdapterError::BrokerUnavailable(_))), "{emitted:?}");
+    assert!(killed.elapsed() < Duration::from_secs(1), "failed {:?} after the kill", killed.elapsed());
+    assert_eq!(adapter.pending_requests(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnected_node_announces_itself() {
     // Heartbeats every 30 s: only the announcement after the reconnect publishes anything.

@@ -9,9 +9,13 @@
 //! - The instance counts as connected (publishes accepted, `is_connected`) once both connections
 //!   are up and every wanted channel is subscribed again: a request sent earlier could miss its
 //!   answers.
+//! - Each acknowledged SUBSCRIBE batch settles the generation of subscription changes it completes
+//!   (`Instance::confirmations`), which releases the joins waiting for it; going down settles
+//!   everything asked for so far (nothing waits on a dead instance).
 //! - Either connection failing (closed, reset, a timeout, a failed ping) ends the session: the
-//!   instance is marked down (publishes fail at once), queued messages are dropped and counted, and
-//!   the driver reconnects (at once, then with backoff). A new session subscribes every channel
+//!   instance is marked down (publishes fail at once), queued messages are dropped and counted, the
+//!   node is told ([`Inbound::disconnected`]: its pending requests fail at once), and the driver
+//!   reconnects (at once, then with backoff). A new session subscribes every channel
 //!   wanted at that moment, then calls [`Inbound::connected`] so the node announces itself and
 //!   membership is restored within a round trip.
 //!
@@ -93,6 +97,8 @@ impl Driver {
                         End::Closed => return,
                         End::Lost(reason) => reason,
                     };
+                    // After the down flag: a request opened from now on is refused instead.
+                    self.inbound.disconnected();
                     tracing::warn!(address = &*address, reason, "redis instance lost; reconnecting");
                     self.record_error(&reason);
                     if started.elapsed() < STABLE {
@@ -159,7 +165,8 @@ impl Driver {
             }
             subs.generation
         };
-        let mut subscribing: Option<Pending> = None;
+        // A subscription pipeline (or ping) in flight, and the generation it completes, if any.
+        let mut subscribing: Option<(Pending, Option<u64>)> = None;
         let mut publishing: Option<(Pending, u64)> = None;
         let period = self.config.ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
@@ -171,20 +178,10 @@ impl Driver {
                     target = self.take_changes(&mut active, &mut outbox);
                 }
                 if outbox.is_empty() {
-                    self.instance.link.send_if_modified(|l| {
-                        let changed = l.synced != Some(target);
-                        l.synced = Some(target);
-                        changed
-                    });
-                    if !announced {
-                        // Resubscribed: open for publishing, and announce the node (its peers'
-                        // answers come back on channels now live).
-                        announced = true;
-                        self.set_up();
-                        self.inbound.connected();
-                    }
+                    self.synced(target, &mut announced);
                 } else {
-                    subscribing = Some(self.subscribe_batch(&subscriber, &mut outbox));
+                    let batch = self.subscribe_batch(&subscriber, &mut outbox);
+                    subscribing = Some((batch, outbox.is_empty().then_some(target)));
                 }
             }
             tokio::select! {
@@ -193,13 +190,13 @@ impl Driver {
                     None => return End::Closed,
                     Some(first) => publishing = Some(self.publish_batch(&publisher, first)),
                 },
-                (result, n) = pending_publish(&mut publishing) => {
+                (result, n) = pending(&mut publishing) => {
                     publishing = None;
                     if let Err(reason) = self.published(n, result) {
                         return End::Lost(reason);
                     }
                 }
-                result = pending(&mut subscribing) => {
+                (result, completes) = pending(&mut subscribing) => {
                     subscribing = None;
                     if let Err(e) = result {
                         if is_fatal(&e) {
@@ -209,15 +206,38 @@ impl Driver {
                         tracing::error!(address = &*self.instance.address, error = %e, count = n,
                             "redis refused a subscription change; messages on those channels may be missed");
                     }
+                    // Settled now, not when the outbox next runs dry: steady churn must not
+                    // keep earlier joins waiting.
+                    if let Some(generation) = completes {
+                        self.synced(generation, &mut announced);
+                    }
                 }
                 () = self.instance.wake.notified(), if subscribing.is_none() => {}
                 _ = ping.tick(), if subscribing.is_none() => {
                     let mut conn = subscriber.clone();
-                    subscribing = Some(Box::pin(async move {
+                    let ping: Pending = Box::pin(async move {
                         redis::cmd("PING").query_async::<Value>(&mut conn).await.map(drop)
-                    }));
+                    });
+                    subscribing = Some((ping, None));
                 }
             }
+        }
+    }
+
+    /// Every subscription change up to `generation` is acknowledged on this connection: release
+    /// the joins waiting for it, and after a (re)connection open the instance for publishing and
+    /// announce the node (its peers' answers come back on channels now live).
+    fn synced(&self, generation: u64, announced: &mut bool) {
+        self.instance.link.send_if_modified(|l| {
+            let changed = l.synced != Some(generation);
+            l.synced = Some(generation);
+            changed
+        });
+        self.instance.confirmations.settle(generation);
+        if !*announced {
+            *announced = true;
+            self.set_up();
+            self.inbound.connected();
         }
     }
 
@@ -304,9 +324,13 @@ impl Driver {
         });
     }
 
-    /// Marks the instance down and drops what is queued (counted as dropped while disconnected).
+    /// Marks the instance down, gives up the subscription changes not acknowledged (their joins
+    /// stop waiting), and drops what is queued (counted as dropped while disconnected).
     fn set_down(&mut self) {
         self.instance.connected.store(false, Ordering::Release);
+        // Read after the flag is cleared: a change recorded later sees the flag and waits for nothing.
+        let generation = self.instance.subs().generation;
+        self.instance.confirmations.settle(generation);
         self.instance.link.send_modify(|l| {
             l.connected = false;
             l.synced = None;
@@ -371,17 +395,11 @@ fn is_fatal(e: &RedisError) -> bool {
     !matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
 }
 
-/// Awaits the pending future, or never if there is none (a disabled `select!` branch).
-async fn pending(slot: &mut Option<Pending>) -> RedisResult<()> {
+/// Awaits the pending future, with what it carries (the generation a subscription batch
+/// completes, the size of a publish batch), or never if there is none (a disabled `select!` branch).
+async fn pending<T: Copy>(slot: &mut Option<(Pending, T)>) -> (RedisResult<()>, T) {
     match slot {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn pending_publish(slot: &mut Option<(Pending, u64)>) -> (RedisResult<()>, u64) {
-    match slot {
-        Some((f, n)) => (f.await, *n),
+        Some((f, carried)) => (f.await, *carried),
         None => std::future::pending().await,
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
+use switchboard_adapter::Confirmations;
 use switchboard_adapter::cluster::PublishError;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -74,6 +75,9 @@ pub(crate) struct Instance {
     /// Wakes the driver when `subs` changed.
     pub(crate) wake: Notify,
     pub(crate) link: watch::Sender<Link>,
+    /// Subscription changes (by `Subs::generation`) Redis acknowledged, or given up when the
+    /// instance went down: what joins wait for.
+    pub(crate) confirmations: Confirmations,
     pub(crate) counters: Counters,
     /// Publishes taken into the queue (see `Link::handled`).
     pub(crate) accepted: AtomicU64,
@@ -87,6 +91,7 @@ impl Instance {
             subs: Mutex::new(Subs::default()),
             wake: Notify::new(),
             link: watch::Sender::new(Link::default()),
+            confirmations: Confirmations::new(),
             counters: Counters::default(),
             accepted: AtomicU64::new(0),
         }
@@ -96,17 +101,21 @@ impl Instance {
         self.subs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// One more reference to `channel`; the first one queues a SUBSCRIBE.
-    pub(crate) fn subscribe(&self, channel: String) {
+    /// One more reference to `channel`; the first one queues a SUBSCRIBE. Returns the generation
+    /// that covers the channel's subscription.
+    pub(crate) fn subscribe(&self, channel: String) -> u64 {
         let mut subs = self.subs();
         let count = subs.wanted.entry(channel.clone()).or_insert(0);
         *count += 1;
         if *count == 1 {
             subs.dirty.insert(channel);
             subs.generation += 1;
+            let generation = subs.generation;
             drop(subs);
             self.wake.notify_one();
+            return generation;
         }
+        subs.generation
     }
 
     /// One reference less to `channel`; the last one queues an UNSUBSCRIBE.
@@ -248,8 +257,8 @@ mod tests {
     #[test]
     fn references_are_counted() {
         let i = Instance::new("a:1".into());
-        i.subscribe("c".into());
-        i.subscribe("c".into());
+        assert_eq!(i.subscribe("c".into()), 1);
+        assert_eq!(i.subscribe("c".into()), 1);
         assert_eq!(i.subs().generation, 1);
         i.unsubscribe("c".into());
         assert_eq!(i.subs().wanted.get("c"), Some(&1));

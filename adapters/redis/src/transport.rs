@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use redis::{IntoConnectionInfo, ProtocolVersion};
+use switchboard_adapter::Confirmation;
 use switchboard_adapter::cluster::{Inbound, PublishError, Route, Transport};
 use tokio::sync::mpsc;
 
@@ -179,9 +180,18 @@ impl Transport for RedisTransport {
         self.shard(&channel).publish(channel, payload)
     }
 
-    fn subscribe(&self, route: &Route) {
+    fn subscribe(&self, route: &Route) -> Confirmation {
         let channel = route.redis_channel(&self.inner.prefix);
-        self.shard(&channel).instance.subscribe(channel);
+        let instance = &self.shard(&channel).instance;
+        let generation = instance.subscribe(channel);
+        // Read after the change is recorded: an instance going down settles every generation
+        // recorded before it cleared the flag, so none is left waiting.
+        if !instance.connected.load(Ordering::Acquire) {
+            // Down or resubscribing: nothing reaches this node until it is back, and then the
+            // channel is subscribed before publishes are accepted again.
+            return Confirmation::confirmed();
+        }
+        instance.confirmations.confirmation(generation)
     }
 
     fn unsubscribe(&self, route: &Route) {

@@ -396,6 +396,35 @@ async fn a_killed_broker_keeps_local_delivery_and_fails_requests_fast_then_recov
     nodes.adapter(1).remove_socket(remote.id());
 }
 
+/// A request Redis accepted just before it died (frozen, so the PUBLISH is written but not
+/// answered, then killed) fails at once with `BrokerUnavailable` when the connection drops,
+/// instead of at its 5 s timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_just_before_the_broker_dies_fails_at_once() {
+    let mut server = RedisServer::start().await;
+    let nodes = Nodes::start(2, &[server.url()], |c| c).await;
+    server.pause();
+    let adapter = nodes.adapter(0).clone();
+    let fetch = tokio::spawn({
+        let adapter = adapter.clone();
+        async move { adapter.fetch_sockets(BroadcastOptions::default()).await }
+    });
+    let emit = tokio::spawn({
+        let adapter = adapter.clone();
+        async move { adapter.server_side_emit("x".into(), vec![], Some(Duration::from_secs(5))).await }
+    });
+    assert!(eventually(Duration::from_secs(1), || async { adapter.pending_requests() == 2 }).await);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    server.kill();
+    let killed = Instant::now();
+    let fetched = fetch.await.unwrap();
+    assert!(matches!(fetched, Err(AdapterError::BrokerUnavailable(_))), "{fetched:?}");
+    let emitted = emit.await.unwrap();
+    assert!(matches!(emitted, Err(AdapterError::BrokerUnavailable(_))), "{emitted:?}");
+    assert!(killed.elapsed() < Duration::from_secs(1), "failed {:?} after the kill", killed.elapsed());
+    assert_eq!(adapter.pending_requests(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_broker_never_blocks_publishers_and_memory_stays_bounded() {
     let server = RedisServer::start().await;

@@ -5,7 +5,7 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bytes::Bytes;
@@ -60,6 +60,45 @@ struct Inner {
     /// Set while a pong is awaited: past it the session is dead even if its timer has not fired yet.
     pong_deadline: Option<Instant>,
     closed: Option<CloseReason>,
+    /// Open holds, oldest first (see [`Session::hold`]): packets queued after a hold opened are
+    /// not handed to the transport until it is released.
+    holds: Vec<Hold>,
+}
+
+/// Hold ids, unique per process (so a session needs no counter of its own).
+static NEXT_HOLD: AtomicU64 = AtomicU64::new(0);
+
+/// One open hold: its id, and how many queued packets are ahead of it (still writable).
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    id: u64,
+    ahead: usize,
+}
+
+/// A hold on a session's outgoing packets, from [`Session::hold`]; give it back to
+/// [`Session::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldId(u64);
+
+impl Inner {
+    /// How many queued packets the transport may take now: all of them, or those ahead of the
+    /// oldest hold.
+    fn writable(&self) -> usize {
+        self.holds.first().map_or(self.queue.len(), |h| h.ahead.min(self.queue.len()))
+    }
+
+    /// Takes the first `n` queued packets (at most [`writable`](Self::writable)) for the transport.
+    fn take(&mut self, n: usize) -> std::collections::vec_deque::Drain<'_, Encoded> {
+        if n == self.queue.len() {
+            self.queued_bytes = 0;
+        } else {
+            self.queued_bytes -= self.queue.iter().take(n).map(Encoded::len).sum::<usize>();
+        }
+        for hold in &mut self.holds {
+            hold.ahead -= n.min(hold.ahead);
+        }
+        self.queue.drain(..n)
+    }
 }
 
 /// A session as the layer above sees it: send to it, read its handshake, close it.
@@ -143,6 +182,7 @@ impl Session {
                 draining: false,
                 pong_deadline: None,
                 closed: None,
+                holds: Vec::new(),
             }),
             poll_wake: Notify::new(),
             writer_waker: AtomicWaker::new(),
@@ -295,9 +335,60 @@ impl Session {
 
     /// Queues a ping that must be answered by `deadline`.
     pub(crate) fn send_ping(&self, deadline: Instant) {
-        self.lock().pong_deadline = Some(deadline);
-        // A full queue means the client is not reading; the missing pong will close the session.
-        let _ = self.send(Encoded::Text(PING.clone()));
+        let websocket = {
+            let mut inner = self.lock();
+            inner.pong_deadline = Some(deadline);
+            if inner.closed.is_some() {
+                return;
+            }
+            let ping = Encoded::Text(PING.clone());
+            inner.queued_bytes += ping.len();
+            // A ping carries nothing the client could act on: it goes ahead of any hold, so a
+            // held session is not taken for a dead one. A full queue is ignored: a client that is
+            // not reading misses the pong deadline anyway.
+            match inner.holds.first().map(|h| h.ahead) {
+                Some(at) => {
+                    let at = at.min(inner.queue.len());
+                    inner.queue.insert(at, ping);
+                    for hold in &mut inner.holds {
+                        hold.ahead += 1;
+                    }
+                }
+                None => inner.queue.push_back(ping),
+            }
+            inner.transport == Transport::WebSocket
+        };
+        self.wake(websocket);
+    }
+
+    /// Holds back what is queued from now on: the transport takes only the packets queued before,
+    /// until [`release`](Self::release) (pings still go out). For a join whose room subscription
+    /// the broker has not confirmed yet: the client must not see anything it could act on (the
+    /// join's ack) before other nodes' emits to the room can reach it. The caller must release it,
+    /// within a bound; closing the session releases every hold.
+    pub(crate) fn hold(&self) -> HoldId {
+        let id = NEXT_HOLD.fetch_add(1, Ordering::Relaxed);
+        let mut inner = self.lock();
+        if inner.closed.is_none() {
+            let ahead = inner.queue.len();
+            inner.holds.push(Hold { id, ahead });
+        }
+        HoldId(id)
+    }
+
+    /// Ends a hold: what it held goes out (behind any older hold still open).
+    pub(crate) fn release(&self, hold: HoldId) {
+        let websocket = {
+            let mut inner = self.lock();
+            let Some(i) = inner.holds.iter().position(|h| h.id == hold.0) else { return };
+            let released = inner.holds.remove(i);
+            // Only the oldest hold limits the transport, and only if it held something.
+            if i > 0 || inner.queue.len() <= released.ahead {
+                return;
+            }
+            inner.transport == Transport::WebSocket
+        };
+        self.wake(websocket);
     }
 
     /// A pong arrived: the session is alive.
@@ -335,6 +426,8 @@ impl Session {
                 return;
             }
             inner.closed = Some(reason);
+            // What was held goes out before the close, as if confirmed.
+            inner.holds.clear();
             inner.draining = inner.transport == Transport::Polling && drain;
             (inner.draining, inner.transport)
         };
@@ -451,9 +544,10 @@ impl Session {
         let final_packet = inner.closed.map(|reason| {
             Encoded::Text(if reason.client_initiated() { NOOP.clone() } else { CLOSE.clone() })
         });
-        if !inner.queue.is_empty() {
-            let mut out: Vec<Encoded> = inner.queue.drain(..).collect();
-            inner.queued_bytes = 0;
+        let writable = inner.writable();
+        if writable > 0 {
+            // Closed sessions hold nothing: the final packet is never sent ahead of held ones.
+            let mut out: Vec<Encoded> = inner.take(writable).collect();
             if !inner.draining {
                 out.extend(final_packet);
             }
@@ -532,11 +626,17 @@ impl Session {
         self.writer_waker.register(waker);
     }
 
-    /// Swaps the queue with `out` (an empty one); returns the close reason once closed.
+    /// Swaps the queue with `out` (an empty one), or moves only the packets ahead of a hold;
+    /// returns the close reason once closed.
     pub(crate) fn take_queue(&self, out: &mut VecDeque<Encoded>) -> Option<CloseReason> {
         let mut inner = self.lock();
-        std::mem::swap(&mut inner.queue, out);
-        inner.queued_bytes = 0;
+        if inner.holds.is_empty() {
+            std::mem::swap(&mut inner.queue, out);
+            inner.queued_bytes = 0;
+        } else {
+            let writable = inner.writable();
+            out.extend(inner.take(writable));
+        }
         inner.closed
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use switchboard_adapter::{AckResponse, BroadcastPacket, LocalSocket, Room, SocketId, SocketInfo};
+use switchboard_adapter::{
+    AckResponse, BroadcastPacket, Confirmation, LocalSocket, Room, SocketId, SocketInfo,
+};
 use switchboard_protocol::socketio::{Packet, Value, encode_event};
 use tokio::sync::{mpsc, oneshot};
 
@@ -256,10 +258,33 @@ impl Socket {
         }
     }
 
-    /// Joins rooms.
-    pub fn join(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) {
+    /// Joins rooms. Emits from this node reach the socket at once. With a cluster adapter, a room
+    /// new on this node is subscribed on the broker first: until the broker confirms, nothing
+    /// queued for this client from now on is written (the join's ack, say), so the client cannot
+    /// act on the join before other nodes' emits to the room reach it; pings still go out, and
+    /// the hold ends after at most [`CONFIRMATION_LIMIT`](switchboard_adapter::CONFIRMATION_LIMIT)
+    /// (a stalled broker) or as soon as the broker is known down. Await the returned
+    /// [`Confirmation`]'s `wait()` before telling anyone else (another server, a database) that
+    /// the socket is in the room.
+    pub fn join(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) -> Confirmation {
         let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
-        self.ns.adapter().join(&self.id, &rooms);
+        // Held from before the join: a packet another task queues meanwhile (a local emit to the
+        // room) could tell the client about the join too.
+        let hold = self.session.hold();
+        let confirmation = self.ns.adapter().join(&self.id, &rooms);
+        if confirmation.is_confirmed() {
+            self.session.release(hold);
+        } else {
+            let session = self.session.clone();
+            let pending = confirmation.clone();
+            tokio::spawn(async move {
+                if !pending.wait().await {
+                    tracing::warn!(sid = %session.sid(), "room subscription not confirmed in time; releasing the client's packets");
+                }
+                session.release(hold);
+            });
+        }
+        confirmation
     }
 
     /// Leaves a room.

@@ -6,6 +6,10 @@
 //! - Interest routing: a room broadcast is published on the room's route, which only nodes with
 //!   members subscribe; the adapter subscribes a room's route when the index reports the room
 //!   created here and unsubscribes when it reports it emptied.
+//! - A join reports when it is visible cluster-wide: its [`Confirmation`] resolves once the
+//!   broker confirmed the rooms' subscriptions (every later joiner of a room still pending waits
+//!   for the same one), and a server-side emit is published only after the namespace's pending
+//!   subscriptions are confirmed, so a peer acting on it reaches the sockets joined before it.
 //! - Requests (fetchSockets, serverSideEmit with answers, ack broadcasts) go to the namespace route
 //!   and wait for the peers that were live when sent, within their timeout.
 
@@ -30,6 +34,7 @@ use super::route::{PartRoute, Route, plan, socket_node};
 use super::stats::{ClusterStats, bump};
 use super::transport::{Inbound, Transport};
 use crate::adapter::{Adapter, AdapterFactory, BoxFuture};
+use crate::confirmation::Confirmation;
 use crate::error::{AdapterError, PartialReplies};
 use crate::rooms::RoomIndex;
 use crate::types::{
@@ -86,6 +91,7 @@ impl ClusterAdapterFactory {
             membership: Mutex::new(Membership::new(config.heartbeat_timeout)),
             requests: Arc::new(Requests::new(config.max_pending_requests)),
             subscribed: DashMap::new(),
+            unconfirmed: Mutex::new(Confirmation::confirmed()),
             hook: RwLock::new(None),
         });
         self.node.register(nsp, Arc::downgrade(&adapter));
@@ -141,9 +147,12 @@ pub struct ClusterAdapter {
     index: RoomIndex,
     membership: Mutex<Membership>,
     requests: Arc<Requests>,
-    /// Room routes this adapter asked the transport for; an entry's lock orders its subscribe and
-    /// unsubscribe calls.
-    subscribed: DashMap<Room, ()>,
+    /// Room routes this adapter asked the transport for, with the broker's confirmation of each;
+    /// an entry's lock orders its subscribe and unsubscribe calls.
+    subscribed: DashMap<Room, Confirmation>,
+    /// The room subscriptions not confirmed yet (settled ones are dropped as new ones come), which
+    /// a server-side emit waits for.
+    unconfirmed: Mutex<Confirmation>,
     hook: RwLock<Option<Arc<dyn ServerSideEmitHandler>>>,
 }
 
@@ -160,6 +169,9 @@ impl std::fmt::Debug for ClusterAdapter {
 
 /// Why a request was refused while the transport reports the broker down.
 const DISCONNECTED: &str = "cluster transport disconnected";
+
+/// Why a pending request failed when the transport lost its broker.
+const LOST: &str = "cluster transport lost its broker connection during the request";
 
 fn full(e: RequestError) -> AdapterError {
     match e {
@@ -317,17 +329,43 @@ impl ClusterAdapter {
             }
             Entry::Vacant(entry) => {
                 if self.index.has_room(room) {
-                    self.node.transport.subscribe(&Route::Room(self.nsp.clone(), room.clone()));
-                    entry.insert(());
+                    let confirmation =
+                        self.node.transport.subscribe(&Route::Room(self.nsp.clone(), room.clone()));
+                    if !confirmation.is_confirmed() {
+                        let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(PoisonError::into_inner);
+                        *unconfirmed = std::mem::take(&mut *unconfirmed).and(confirmation.clone());
+                    }
+                    entry.insert(confirmation);
                 }
             }
         }
     }
 
-    fn join_local(&self, id: &SocketId, rooms: &[Room]) {
+    /// Joins locally (subscribing the rooms new here); resolves once every room's subscription is
+    /// confirmed, including rooms another socket made this node subscribe a moment ago.
+    fn join_local(&self, id: &SocketId, rooms: &[Room]) -> Confirmation {
         for room in self.index.join(id, rooms) {
             self.sync_room(&room);
         }
+        let mut confirmation = Confirmation::confirmed();
+        for room in rooms {
+            if let Some(pending) = self.subscribed.get(room).filter(|c| !c.is_confirmed()) {
+                confirmation = confirmation.and(pending.clone());
+            }
+        }
+        confirmation
+    }
+
+    /// What a server-side emit waits for: this namespace's room subscriptions not confirmed yet.
+    fn unconfirmed(&self) -> Confirmation {
+        let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(PoisonError::into_inner);
+        *unconfirmed = std::mem::take(&mut *unconfirmed).and(Confirmation::confirmed());
+        unconfirmed.clone()
+    }
+
+    /// The broker connection was lost: ends every pending request at once; returns how many.
+    pub(crate) fn broker_lost(&self) -> usize {
+        self.requests.fail_all()
     }
 
     fn leave_local(&self, id: &SocketId, room: &Room) {
@@ -406,7 +444,8 @@ impl ClusterAdapter {
             Message::SocketsJoin { target, rooms } => {
                 if let Some(opts) = self.routed_opts(target) {
                     for s in self.index.select(&opts) {
-                        self.join_local(s.id(), &rooms);
+                        // Nobody waits for a remote socketsJoin (the emitter has its answer).
+                        let _ = self.join_local(s.id(), &rooms);
                     }
                 }
             }
@@ -571,8 +610,8 @@ impl Adapter for ClusterAdapter {
         self.sync_room(&id.room());
     }
 
-    fn join(&self, id: &SocketId, rooms: &[Room]) {
-        self.join_local(id, rooms);
+    fn join(&self, id: &SocketId, rooms: &[Room]) -> Confirmation {
+        self.join_local(id, rooms)
     }
 
     fn leave(&self, id: &SocketId, room: &Room) {
@@ -637,7 +676,11 @@ impl Adapter for ClusterAdapter {
                 return Ok(AckStream { expected: local, deadline, responses: rx });
             }
             let gathered = ticket.gather().await;
-            if gathered.missing > 0 {
+            if gathered.lost {
+                // The local sockets and the nodes that reported counts have the packet; the
+                // stream ends once the local acks are in, with the remote ones missing.
+                tracing::debug!(nsp = &*self.nsp, "ack broadcast: broker lost while gathering counts");
+            } else if gathered.missing > 0 {
                 tracing::debug!(
                     missing = gathered.missing,
                     nsp = &*self.nsp,
@@ -672,6 +715,9 @@ impl Adapter for ClusterAdapter {
             let mut ticket = self.requests.open(peers, deadline).map_err(full)?;
             self.publish(&self.route, &Message::FetchSockets { request_id: ticket.id(), opts })?;
             let gathered = ticket.gather().await;
+            if gathered.lost {
+                return Err(AdapterError::BrokerUnavailable(LOST.to_owned()));
+            }
             for (_, reply) in gathered.replies {
                 if let Reply::Sockets(remote) = reply {
                     sockets.extend(remote);
@@ -689,13 +735,21 @@ impl Adapter for ClusterAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'_, Result<(), AdapterError>> {
+        let mut confirmation = Confirmation::confirmed();
         for s in self.index.select(&opts) {
-            self.join_local(s.id(), &rooms);
+            confirmation = confirmation.and(self.join_local(s.id(), &rooms));
         }
         let local = opts.flags.local;
         let result =
             self.publish_operation(local, Message::SocketsJoin { target: Target { opts, part: 0 }, rooms });
-        Box::pin(std::future::ready(result))
+        if confirmation.is_confirmed() {
+            return Box::pin(std::future::ready(result));
+        }
+        Box::pin(async move {
+            // The caller learns of the joins only once emits from other nodes reach them.
+            confirmation.wait().await;
+            result
+        })
     }
 
     fn del_sockets(
@@ -736,6 +790,12 @@ impl Adapter for ClusterAdapter {
     ) -> BoxFuture<'_, Result<Vec<Vec<Value>>, AdapterError>> {
         Box::pin(async move {
             self.require_connected()?;
+            // A peer acting on this emit (say, emitting to a room joined just before) must find
+            // this node's new room subscriptions live.
+            let unconfirmed = self.unconfirmed();
+            if !unconfirmed.is_confirmed() {
+                unconfirmed.wait().await;
+            }
             let Some(timeout) = timeout else {
                 // Fire and forget: published even to peers not known yet.
                 self.publish(&self.route, &Message::ServerSideEmit { request_id: None, event, args })?;
@@ -749,6 +809,9 @@ impl Adapter for ClusterAdapter {
             let message = Message::ServerSideEmit { request_id: Some(ticket.id()), event, args };
             self.publish(&self.route, &message)?;
             let gathered = ticket.gather().await;
+            if gathered.lost {
+                return Err(AdapterError::BrokerUnavailable(LOST.to_owned()));
+            }
             let answers: Vec<Vec<Value>> = gathered
                 .replies
                 .into_iter()

@@ -7,7 +7,9 @@
 //! (a full queue drops the message for that node, as a broker drops a slow consumer's).
 //! Faults are switches: [`Bus::set_down`] (every publish fails and every transport reports itself
 //! disconnected: the broker is gone; bringing it back is a reconnect, announced to each node
-//! through [`Inbound::connected`]), [`Bus::set_refusing`] (every publish fails with a full queue
+//! through [`Inbound::connected`], and going down is announced through [`Inbound::disconnected`]),
+//! [`Bus::hold_subscriptions`] (new subscriptions are neither live nor confirmed until released:
+//! a broker slow to confirm), [`Bus::set_refusing`] (every publish fails with a full queue
 //! while the transports still report connected: a broker too slow to keep up) and
 //! [`Bus::isolate`] (a node is cut off both ways without knowing: a crash as seen by the others).
 
@@ -24,12 +26,15 @@ use super::config::ClusterConfig;
 use super::error::{ClusterError, PublishError};
 use super::route::Route;
 use super::transport::{Inbound, Transport};
+use crate::confirmation::{Confirmation, Confirmations};
 
 /// Messages a node's queue holds before the bus drops more for it.
 const QUEUE: usize = 4096;
 
 struct Member {
     subscriptions: HashSet<Route>,
+    /// Subscribed while [held](Bus::hold_subscriptions): not live yet.
+    held: HashSet<Route>,
     queue: mpsc::Sender<Bytes>,
     inbound: Inbound,
     isolated: bool,
@@ -41,6 +46,10 @@ struct Shared {
     in_flight: AtomicUsize,
     down: AtomicBool,
     refusing: AtomicBool,
+    holding: AtomicBool,
+    /// Subscriptions made while holding, numbered; settled on release.
+    held_generation: AtomicU64,
+    confirmations: Confirmations,
     delivered: AtomicU64,
     dropped: AtomicU64,
 }
@@ -78,6 +87,7 @@ impl Bus {
             let mut members = self.shared.members();
             let member = Member {
                 subscriptions: HashSet::new(),
+                held: HashSet::new(),
                 queue: tx,
                 inbound: inbound.clone(),
                 isolated: false,
@@ -113,11 +123,31 @@ impl Bus {
     /// does once it has resubscribed). Setting the current state again does nothing.
     pub fn set_down(&self, down: bool) {
         let was_down = self.shared.down.swap(down, Ordering::AcqRel);
-        if was_down && !down {
+        if was_down != down {
             let inbounds: Vec<Inbound> = self.shared.members().iter().map(|m| m.inbound.clone()).collect();
             for inbound in inbounds {
-                inbound.connected();
+                match down {
+                    true => inbound.disconnected(),
+                    false => inbound.connected(),
+                }
             }
+        }
+    }
+
+    /// While `true`, new subscriptions are neither live nor confirmed (a broker slow to confirm
+    /// SUBSCRIBE); `false` makes every held one live, then confirms them all.
+    pub fn hold_subscriptions(&self, hold: bool) {
+        // Under the members lock, which `subscribe` holds while it reads the switch.
+        let mut members = self.shared.members();
+        self.shared.holding.store(hold, Ordering::Release);
+        if !hold {
+            for m in members.iter_mut() {
+                let held = std::mem::take(&mut m.held);
+                m.subscriptions.extend(held);
+            }
+            let generation = self.shared.held_generation.load(Ordering::Acquire);
+            drop(members);
+            self.shared.confirmations.settle(generation);
         }
     }
 
@@ -201,15 +231,23 @@ impl Transport for BusTransport {
         Ok(())
     }
 
-    fn subscribe(&self, route: &Route) {
-        if let Some(m) = self.shared.members().get_mut(self.index) {
+    fn subscribe(&self, route: &Route) -> Confirmation {
+        let mut members = self.shared.members();
+        let Some(m) = members.get_mut(self.index) else { return Confirmation::confirmed() };
+        if !self.shared.holding.load(Ordering::Acquire) || m.subscriptions.contains(route) {
             m.subscriptions.insert(route.clone());
+            return Confirmation::confirmed();
         }
+        m.held.insert(route.clone());
+        // Numbered under the members lock, which the release takes too: never settled early.
+        let generation = self.shared.held_generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.shared.confirmations.confirmation(generation)
     }
 
     fn unsubscribe(&self, route: &Route) {
         if let Some(m) = self.shared.members().get_mut(self.index) {
             m.subscriptions.remove(route);
+            m.held.remove(route);
         }
     }
 

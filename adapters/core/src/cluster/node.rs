@@ -121,6 +121,17 @@ impl Node {
         }
     }
 
+    /// The transport lost its broker connection: fail every namespace's pending requests (see
+    /// [`Inbound::disconnected`]).
+    ///
+    /// [`Inbound::disconnected`]: super::Inbound::disconnected
+    pub(crate) fn disconnected(&self) {
+        let failed: usize = self.adapters().iter().map(|a| a.broker_lost()).sum();
+        if failed > 0 {
+            tracing::warn!(failed, "cluster transport lost its broker: pending requests failed");
+        }
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }

@@ -7,7 +7,9 @@
 //! ([`RequestError::Full`] when at capacity, before anything is sent) and every entry is removed
 //! when its [`Ticket`] is dropped (answered, timed out or cancelled), or for ack broadcasts, which
 //! outlive the call, when all acks arrived or at the deadline ([`Requests::expire`]): no entry
-//! outlives its deadline, unlike the pending-request leak in Node's adapter.
+//! outlives its deadline, unlike the pending-request leak in Node's adapter. When the broker
+//! connection is lost, [`Requests::fail_all`] ends every request at once ([`Gathered::lost`]):
+//! its message may have been dropped, and answers cannot arrive.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,11 +41,22 @@ pub struct Gathered {
     pub replies: Vec<(NodeId, Reply)>,
     /// Peers that left membership before answering (not waited for).
     pub left: Vec<NodeId>,
-    /// Peers still silent at the deadline; 0 when the request completed.
+    /// Peers still silent at the deadline (or when the broker was lost); 0 when the request completed.
     pub missing: usize,
+    /// The broker connection was lost while waiting ([`Requests::fail_all`]): the missing answers
+    /// will not come.
+    pub lost: bool,
 }
 
-type Event = (NodeId, Option<Reply>);
+/// What a ticket hears about its request.
+enum Event {
+    /// A peer answered.
+    Reply(NodeId, Reply),
+    /// A peer left membership without answering.
+    Left(NodeId),
+    /// The broker connection was lost.
+    Lost,
+}
 
 struct Pending {
     waiting: HashSet<NodeId>,
@@ -149,7 +162,7 @@ impl Requests {
             }
         }
         // The receiver is gone only if the ticket was dropped, which removes the entry: ignore.
-        let _ = entry.events.send((from.clone(), Some(reply)));
+        let _ = entry.events.send(Event::Reply(from.clone(), reply));
         if entry.acks_done() {
             pending.remove(&id);
         }
@@ -179,7 +192,7 @@ impl Requests {
         let mut done = Vec::new();
         for (id, entry) in pending.iter_mut() {
             if entry.waiting.remove(node.as_str()) {
-                let _ = entry.events.send((node.clone(), None));
+                let _ = entry.events.send(Event::Left(node.clone()));
                 if entry.acks_done() {
                     done.push(*id);
                 }
@@ -188,6 +201,19 @@ impl Requests {
         for id in done {
             pending.remove(&id);
         }
+    }
+
+    /// The broker connection was lost: every request ends now ([`Gathered::lost`]) and is removed,
+    /// ack broadcasts included (their streams end once the local sockets have answered, since no
+    /// remote ack can arrive); returns how many.
+    pub fn fail_all(&self) -> usize {
+        let mut pending = self.lock();
+        for entry in pending.values() {
+            let _ = entry.events.send(Event::Lost);
+        }
+        let n = pending.len();
+        pending.clear();
+        n
     }
 
     /// Removes every request past its deadline at `now` (ack broadcasts, and tickets whose owner
@@ -232,14 +258,18 @@ impl Ticket<'_> {
         self.id
     }
 
-    /// Waits until every expected peer answered or left, or the deadline.
+    /// Waits until every expected peer answered or left, the deadline, or the broker is lost.
     pub async fn gather(&mut self) -> Gathered {
         let mut out = Gathered::default();
         let mut accounted = 0;
         while accounted < self.expected {
             match tokio::time::timeout_at(self.deadline, self.events.recv()).await {
-                Ok(Some((from, Some(reply)))) => out.replies.push((from, reply)),
-                Ok(Some((from, None))) => out.left.push(from),
+                Ok(Some(Event::Reply(from, reply))) => out.replies.push((from, reply)),
+                Ok(Some(Event::Left(from))) => out.left.push(from),
+                Ok(Some(Event::Lost)) => {
+                    out.lost = true;
+                    break;
+                }
                 // The entry was expired from under us, or the deadline passed.
                 Ok(None) | Err(_) => break,
             }
@@ -350,6 +380,28 @@ mod tests {
         let id = t.id();
         assert!(!t.linger(), "a plain request does not linger");
         assert!(!r.cancel(id));
+    }
+
+    #[tokio::test]
+    async fn a_lost_broker_ends_every_request_at_once() {
+        let r = Requests::new(8);
+        let mut t = r.open(peers(&["a", "b"]), soon()).unwrap();
+        let (tx, mut acks) = mpsc::unbounded_channel();
+        let lingering = r.open_with_acks(peers(&["a"]), soon(), tx).unwrap();
+        let ack_id = lingering.id();
+        r.reply(ack_id, &"a".into(), Reply::ClientCount(3));
+        assert!(lingering.linger());
+        r.reply(t.id(), &"a".into(), Reply::Emit(vec![]));
+        assert_eq!(r.fail_all(), 2);
+        let started = std::time::Instant::now();
+        let got = t.gather().await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(got.lost);
+        assert_eq!((got.replies.len(), got.missing), (1, 1));
+        assert!(r.is_empty());
+        assert!(!r.reply(t.id(), &"b".into(), Reply::Emit(vec![])), "too late");
+        assert!(!r.ack(ack_id, &"a".into(), AckResponse { socket: "s".into(), args: vec![] }));
+        assert!(acks.recv().await.is_none(), "the ack stream ends: no remote ack can come");
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use super::error::PublishError;
 use super::node::Node;
 use super::route::Route;
+use crate::confirmation::Confirmation;
 
 /// A node's connection to the broker, as the cluster adapter needs it.
 ///
@@ -21,7 +22,13 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Starts receiving `route`'s messages (into the [`Inbound`] given at construction), and keeps
     /// receiving them across reconnects. Calls for one route alternate subscribe/unsubscribe.
-    fn subscribe(&self, route: &Route);
+    ///
+    /// The [`Confirmation`] resolves once the broker has confirmed the subscription, so that a
+    /// message another node publishes after that reaches this node (Redis answers SUBSCRIBE; NATS
+    /// answers a round trip sent after SUB). It must also resolve when the connection is lost or
+    /// down (give up: nothing can be received then anyway) and when the transport is dropped; a
+    /// transport that cannot tell returns [`Confirmation::confirmed`].
+    fn subscribe(&self, route: &Route) -> Confirmation;
 
     /// Stops receiving `route`'s messages.
     fn unsubscribe(&self, route: &Route);
@@ -84,6 +91,18 @@ impl Inbound {
     pub fn connected(&self) {
         if let Some(node) = self.node.get().and_then(Weak::upgrade) {
             node.connected();
+        }
+    }
+
+    /// The broker connection was lost (for a sharded transport: any instance's). Messages the
+    /// transport had accepted may be gone, and answers to this node cannot arrive while it is
+    /// down, so the node fails every pending request at once with
+    /// [`AdapterError::BrokerUnavailable`](crate::AdapterError::BrokerUnavailable) instead of letting it
+    /// wait for its timeout. Call it after [`Transport::is_connected`] reads `false`, so no request
+    /// opened later can miss it. Does not block.
+    pub fn disconnected(&self) {
+        if let Some(node) = self.node.get().and_then(Weak::upgrade) {
+            node.disconnected();
         }
     }
 

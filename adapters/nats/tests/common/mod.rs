@@ -78,6 +78,22 @@ impl NatsServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws it (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("nats-server running").id();
+        let status = Command::new("kill").args([sig, &pid.to_string()]).status().unwrap();
+        assert!(status.success(), "kill {sig} {pid} failed");
+    }
+
     /// Starts the server again on the same port (retrying while the port is not free yet).
     pub fn restart(&mut self) {
         self.kill();

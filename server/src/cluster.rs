@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_adapter::cluster::{ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound};
+use prometheus::{Histogram, HistogramOpts};
+use switchboard_adapter::cluster::{
+    ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound, PublishTimer,
+};
 use switchboard_adapter::{AdapterFactory, MemoryAdapterFactory};
 use switchboard_nats::{NatsConfig, NatsTransport};
 use switchboard_redis::{RedisConfig, RedisTransport};
@@ -52,6 +55,24 @@ pub struct Cluster {
     factory: Arc<dyn AdapterFactory>,
     cluster: Option<ClusterAdapterFactory>,
     broker: Broker,
+    publish_latency: Histogram,
+}
+
+/// Bounds of `switchboard_adapter_publish_duration_seconds`, from a local broker's tens of
+/// microseconds to a stalled one's second.
+const PUBLISH_BUCKETS: [f64; 14] =
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// The publish latency histogram the transport observes (exported by the metrics' cluster
+/// collector); constant options, so building it cannot fail in practice.
+fn publish_latency() -> Histogram {
+    let opts = HistogramOpts::new(
+        "switchboard_adapter_publish_duration_seconds",
+        "Time from a cluster message's publish to the broker taking it (Redis: the PUBLISH reply; NATS: the client's write queue)",
+    )
+    .buckets(PUBLISH_BUCKETS.to_vec());
+    #[allow(clippy::expect_used)]
+    Histogram::with_opts(opts).expect("constant histogram options are valid")
 }
 
 impl std::fmt::Debug for Cluster {
@@ -65,19 +86,30 @@ impl Cluster {
     /// engine's node id, the prefix of this node's session and socket ids.
     pub async fn connect(backend: &Backend, node_id: &str, prefix: &str) -> Result<Self, SetupError> {
         let config = || ClusterConfig::new(node_id);
+        let latency = publish_latency();
+        let timer = {
+            let latency = latency.clone();
+            PublishTimer::new(move |d| latency.observe(d.as_secs_f64()))
+        };
         let (cluster, broker) = match backend {
             Backend::Memory => {
                 return Ok(Self {
                     factory: Arc::new(MemoryAdapterFactory),
                     cluster: None,
                     broker: Broker::None,
+                    publish_latency: latency,
                 });
             }
             Backend::Redis { urls } => {
                 let config = config()?;
                 let inbound = Inbound::new();
-                let transport =
-                    RedisTransport::connect(urls, prefix, inbound.clone(), RedisConfig::default()).await?;
+                let transport = RedisTransport::connect(
+                    urls,
+                    prefix,
+                    inbound.clone(),
+                    RedisConfig::default().with_publish_timer(timer),
+                )
+                .await?;
                 let factory = ClusterAdapterFactory::new(config, Arc::new(transport.clone()), &inbound)?;
                 // The node's own channel is live before any namespace announces itself, so the
                 // peers' answers to that announcement are not lost.
@@ -94,7 +126,7 @@ impl Cluster {
                     urls,
                     prefix,
                     inbound.clone(),
-                    NatsConfig::default().with_name(name),
+                    NatsConfig::default().with_name(name).with_publish_timer(timer),
                 )
                 .await?;
                 let factory = ClusterAdapterFactory::new(config, Arc::new(transport.clone()), &inbound)?;
@@ -105,12 +137,22 @@ impl Cluster {
                 (factory, Broker::Nats(transport))
             }
         };
-        Ok(Self { factory: Arc::new(cluster.clone()), cluster: Some(cluster), broker })
+        Ok(Self {
+            factory: Arc::new(cluster.clone()),
+            cluster: Some(cluster),
+            broker,
+            publish_latency: latency,
+        })
     }
 
     /// The factory to give [`SocketIoConfig::with_adapter`](crate::socketio::SocketIoConfig::with_adapter).
     pub fn adapter_factory(&self) -> Arc<dyn AdapterFactory> {
         self.factory.clone()
+    }
+
+    /// How long cluster messages took to reach the broker, for the metrics' cluster collector.
+    pub fn publish_latency(&self) -> &Histogram {
+        &self.publish_latency
     }
 
     /// `memory`, `redis` or `nats`, for logs.

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use switchboard_adapter::cluster::PublishTimer;
+
 use crate::error::ConnectError;
 
 /// How a node's [`NatsTransport`](crate::NatsTransport) talks to NATS. Every bound here caps
@@ -18,6 +20,7 @@ pub struct NatsConfig {
     pub(crate) max_reconnect_delay: Duration,
     pub(crate) flush_timeout: Duration,
     pub(crate) retry_on_initial_connect: bool,
+    pub(crate) publish_timer: PublishTimer,
 }
 
 impl Default for NatsConfig {
@@ -33,6 +36,7 @@ impl Default for NatsConfig {
             max_reconnect_delay: Duration::from_secs(1),
             flush_timeout: Duration::from_secs(5),
             retry_on_initial_connect: false,
+            publish_timer: PublishTimer::default(),
         }
     }
 }
@@ -41,6 +45,14 @@ impl NatsConfig {
     /// The defaults (see each setter).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Observes each message's publish latency: from `publish` until the NATS client took it
+    /// for writing (core NATS publishes have no acknowledgement, so the write itself and the
+    /// broker's side are not in it). Default: none.
+    pub fn with_publish_timer(mut self, timer: PublishTimer) -> Self {
+        self.publish_timer = timer;
+        self
     }
 
     /// The connection name the server shows (`/connz`, logs); default `switchboard`. Put the node

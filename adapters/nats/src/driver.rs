@@ -23,10 +23,11 @@ use async_nats::connection::State;
 use async_nats::{Client, Request, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use switchboard_adapter::cluster::Inbound;
+use switchboard_adapter::cluster::{Inbound, PublishTimer};
 use switchboard_adapter::{CONFIRMATION_LIMIT, Confirmations};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::health::{Counters, bump};
 
@@ -41,6 +42,8 @@ pub(crate) enum Outbound {
         subject: String,
         /// The encoded message.
         payload: Bytes,
+        /// When it was queued, for the publish latency.
+        queued: Instant,
     },
     /// Answered once everything queued before it (and every subscription change asked before
     /// it) was handed to the client.
@@ -155,6 +158,7 @@ pub(crate) struct Driver {
     /// The generation of subscription changes applied.
     applied: u64,
     flush_timeout: Duration,
+    publish_timer: PublishTimer,
 }
 
 impl Driver {
@@ -163,8 +167,9 @@ impl Driver {
         inbound: Inbound,
         shared: Arc<Shared>,
         flush_timeout: Duration,
+        publish_timer: PublishTimer,
     ) -> Self {
-        Self { client, inbound, shared, readers: HashMap::new(), applied: 0, flush_timeout }
+        Self { client, inbound, shared, readers: HashMap::new(), applied: 0, flush_timeout, publish_timer }
     }
 
     /// Runs until the handle is dropped or closed.
@@ -224,7 +229,7 @@ impl Driver {
     /// Handles one queued item; `Some` for a close request (answered by the caller once closed).
     async fn handle(&mut self, item: Outbound) -> Option<oneshot::Sender<()>> {
         match item {
-            Outbound::Publish { subject, payload } => {
+            Outbound::Publish { subject, payload, queued } => {
                 let counters = &self.shared.counters;
                 counters.queued.fetch_sub(1, Ordering::Relaxed);
                 counters.queued_bytes.fetch_sub(payload.len() as u64, Ordering::Relaxed);
@@ -234,10 +239,13 @@ impl Driver {
                     bump(&counters.dropped_disconnected);
                     return None;
                 }
-                if let Err(error) = self.client.publish(subject, payload).await {
-                    bump(&counters.publish_errors);
-                    if let Some(suppressed) = counters.drop_log.allow() {
-                        tracing::warn!(%error, suppressed, "NATS client refused a cluster message; dropped");
+                match self.client.publish(subject, payload).await {
+                    Ok(()) => self.publish_timer.observe(queued.elapsed()),
+                    Err(error) => {
+                        bump(&counters.publish_errors);
+                        if let Some(suppressed) = counters.drop_log.allow() {
+                            tracing::warn!(%error, suppressed, "NATS client refused a cluster message; dropped");
+                        }
                     }
                 }
                 None

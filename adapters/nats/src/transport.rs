@@ -116,7 +116,13 @@ impl NatsTransport {
 
         let (wake, wake_rx) = mpsc::channel(1);
         let (outbound, outbound_rx) = mpsc::channel(config.publish_queue);
-        let driver = Driver::new(client.clone(), inbound, shared.clone(), config.flush_timeout);
+        let driver = Driver::new(
+            client.clone(),
+            inbound,
+            shared.clone(),
+            config.flush_timeout,
+            config.publish_timer.clone(),
+        );
         tokio::spawn(driver.run(Inputs { wake: wake_rx, outbound: outbound_rx, connected: connected_rx }));
         let inner = Inner {
             prefix: prefix.to_owned(),
@@ -257,7 +263,11 @@ impl Transport for NatsTransport {
         }
         c.queued.fetch_add(1, Ordering::Relaxed);
         let subject = route.nats_subject(&inner.prefix);
-        match inner.outbound.try_send(Outbound::Publish { subject, payload }) {
+        match inner.outbound.try_send(Outbound::Publish {
+            subject,
+            payload,
+            queued: tokio::time::Instant::now(),
+        }) {
             Ok(()) => Ok(()),
             Err(e) => {
                 c.queued.fetch_sub(1, Ordering::Relaxed);

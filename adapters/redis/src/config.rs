@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use switchboard_adapter::cluster::PublishTimer;
+
 use crate::error::ConnectError;
 
 /// How the transport talks to its Redis instances.
@@ -17,6 +19,7 @@ pub struct RedisConfig {
     pub(crate) reconnect_min: Duration,
     pub(crate) reconnect_max: Duration,
     pub(crate) virtual_nodes: usize,
+    pub(crate) publish_timer: PublishTimer,
 }
 
 impl Default for RedisConfig {
@@ -31,6 +34,7 @@ impl Default for RedisConfig {
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(1),
             virtual_nodes: 160,
+            publish_timer: PublishTimer::default(),
         }
     }
 }
@@ -95,6 +99,13 @@ impl RedisConfig {
     /// more evenly over instances at a small, one-off memory cost.
     pub fn with_virtual_nodes(mut self, n: usize) -> Self {
         self.virtual_nodes = n;
+        self
+    }
+
+    /// Observes each message's publish latency: from `publish` to Redis's reply to the pipeline
+    /// that carried it (queueing, the write and the round trip). Default: none.
+    pub fn with_publish_timer(mut self, timer: PublishTimer) -> Self {
+        self.publish_timer = timer;
         self
     }
 

@@ -168,6 +168,8 @@ impl Driver {
         // A subscription pipeline (or ping) in flight, and the generation it completes, if any.
         let mut subscribing: Option<(Pending, Option<u64>)> = None;
         let mut publishing: Option<(Pending, u64)> = None;
+        // When each message of the pipeline in flight was queued (if a publish timer listens).
+        let mut stamps: Vec<Instant> = Vec::new();
         let period = self.config.ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -188,11 +190,11 @@ impl Driver {
                 () = lost.notified() => return End::Lost("connection closed".to_owned()),
                 message = self.queue.recv(), if publishing.is_none() => match message {
                     None => return End::Closed,
-                    Some(first) => publishing = Some(self.publish_batch(&publisher, first)),
+                    Some(first) => publishing = Some(self.publish_batch(&publisher, first, &mut stamps)),
                 },
                 (result, n) = pending(&mut publishing) => {
                     publishing = None;
-                    if let Err(reason) = self.published(n, result) {
+                    if let Err(reason) = self.published(n, result, &mut stamps) {
                         return End::Lost(reason);
                     }
                 }
@@ -279,12 +281,22 @@ impl Driver {
     }
 
     /// One pipeline of PUBLISH commands: `first` and whatever else is queued, up to the batch size.
-    fn publish_batch(&mut self, conn: &MultiplexedConnection, first: Outgoing) -> (Pending, u64) {
+    /// `stamps` gets each message's queueing time when a publish timer listens.
+    fn publish_batch(
+        &mut self,
+        conn: &MultiplexedConnection,
+        first: Outgoing,
+        stamps: &mut Vec<Instant>,
+    ) -> (Pending, u64) {
         let mut pipe = redis::pipe();
         let mut n: u64 = 0;
         let mut next = Some(first);
-        while let Some(Outgoing { channel, payload }) = next {
+        let timed = self.config.publish_timer.is_enabled();
+        while let Some(Outgoing { channel, payload, queued }) = next {
             pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref()).ignore();
+            if timed {
+                stamps.push(queued);
+            }
             n += 1;
             next = match n < self.config.publish_batch as u64 {
                 true => self.queue.try_recv().ok(),
@@ -295,15 +307,21 @@ impl Driver {
         (Box::pin(async move { pipe.exec_async(&mut conn).await }), n)
     }
 
-    /// Accounts for a finished publish pipeline of `n` messages; `Err` if the connection is lost.
-    fn published(&self, n: u64, result: RedisResult<()>) -> Result<(), String> {
+    /// Accounts for a finished publish pipeline of `n` messages (timing each from `stamps`, which
+    /// it empties); `Err` if the connection is lost.
+    fn published(&self, n: u64, result: RedisResult<()>, stamps: &mut Vec<Instant>) -> Result<(), String> {
         let counters = &self.instance.counters;
         let outcome = match result {
             Ok(()) => {
                 add(&counters.published, n);
+                let now = Instant::now();
+                for queued in stamps.drain(..) {
+                    self.config.publish_timer.observe(now.saturating_duration_since(queued));
+                }
                 Ok(())
             }
             Err(e) => {
+                stamps.clear();
                 let failed = add(&counters.failed, n);
                 if crossed_power_of_two(failed, n) {
                     tracing::warn!(address = &*self.instance.address, error = %e, failed,

@@ -10,11 +10,14 @@ use bytes::Bytes;
 use switchboard_adapter::Confirmations;
 use switchboard_adapter::cluster::PublishError;
 use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
 
 /// A message waiting for its instance's publisher connection.
 pub(crate) struct Outgoing {
     pub(crate) channel: String,
     pub(crate) payload: Bytes,
+    /// When it was queued, for the publish latency.
+    pub(crate) queued: Instant,
 }
 
 /// The channels this node wants on the instance: reference counts (two adapters may ask for one
@@ -181,7 +184,7 @@ impl Shard {
             let error = PublishError::Disconnected(format!("redis {} is down", instance.address));
             return Err(instance.refused(&instance.counters.dropped_disconnected, error));
         }
-        match self.queue.try_send(Outgoing { channel, payload }) {
+        match self.queue.try_send(Outgoing { channel, payload, queued: Instant::now() }) {
             Ok(()) => {
                 instance.accepted.fetch_add(1, Ordering::AcqRel);
                 Ok(())

@@ -2,7 +2,10 @@
 // sockets: /metrics, /healthz and /readyz on --metrics-port, and the drain on SIGTERM (readiness
 // off at once, new handshakes refused, clients disconnected in batches over --drain-seconds with a
 // reason that makes them reconnect, then a clean exit).
-// Run: `cargo build -p switchboard && npm ci && npm test`.
+// Also: the adapter's series on two nodes joined by a real redis-server / nats-server (publishes,
+// the publish latency histogram, the node count, the link going down and readiness with it).
+// Run: `cargo build -p switchboard && npm ci && npm test` (the broker part needs redis-server and
+// nats-server: `sudo apt-get install redis-server nats-server`).
 // SWITCHBOARD_BIN overrides the binary (default: ../../target/debug/switchboard).
 
 import { after, before, describe, it } from "node:test";
@@ -10,7 +13,7 @@ import assert from "node:assert/strict";
 
 import { io } from "socket.io-client";
 
-import { binaryPath, freePort, sleep, startServer, withTimeout } from "../harness.js";
+import { binaryPath, freePort, sleep, startNats, startRedis, startServer, withTimeout } from "../harness.js";
 
 const BIN = binaryPath("SWITCHBOARD_BIN", "target/debug/switchboard");
 const DRAIN_S = 2;
@@ -28,6 +31,30 @@ function sample(scrape, series) {
   return Number(line.slice(series.length + 1));
 }
 
+/** Starts a bench node with its metrics on `metricsPort`, plus `extra` flags. */
+function startNode(nodeIdPrefix, metricsPort, extra) {
+  return startServer({
+    bin: BIN,
+    hint: "Build it first with `cargo build -p switchboard` (from the workspace root).",
+    nodeIdPrefix,
+    args: ({ port, nodeId }) => [
+      "--app",
+      "bench",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--node-id",
+      nodeId.replace(/[^A-Za-z0-9_-]/g, "_"),
+      "--metrics-port",
+      String(metricsPort),
+      ...extra,
+    ],
+    env: { RUST_LOG: "warn" },
+    outputLimit: 8000,
+  });
+}
+
 describe("operations: metrics port, readiness and drain on SIGTERM", () => {
   let server;
   let metricsPort;
@@ -35,27 +62,7 @@ describe("operations: metrics port, readiness and drain on SIGTERM", () => {
 
   before(async () => {
     metricsPort = await freePort();
-    server = await startServer({
-      bin: BIN,
-      hint: "Build it first with `cargo build -p switchboard` (from the workspace root).",
-      nodeIdPrefix: "ops",
-      args: ({ port, nodeId }) => [
-        "--app",
-        "bench",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        String(port),
-        "--node-id",
-        nodeId.replace(/[^A-Za-z0-9_-]/g, "_"),
-        "--metrics-port",
-        String(metricsPort),
-        "--drain-seconds",
-        String(DRAIN_S),
-      ],
-      env: { RUST_LOG: "warn" },
-      outputLimit: 8000,
-    });
+    server = await startNode("ops", metricsPort, ["--drain-seconds", String(DRAIN_S)]);
   });
 
   after(async () => {
@@ -138,3 +145,116 @@ describe("operations: metrics port, readiness and drain on SIGTERM", () => {
     assert.ok(last <= (DRAIN_S + 1) * 1000, `the last client left ${last} ms after SIGTERM`);
   });
 });
+
+/** Every `name{...}` sample of a scrape summed (all label sets). */
+function total(scrape, name) {
+  return scrape
+    .split("\n")
+    .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+}
+
+for (const broker of ["redis", "nats"]) {
+  describe(`operations: adapter metrics over a real ${broker}-server`, () => {
+    let brokerProcess;
+    const nodes = [];
+    const clients = [];
+
+    before(async () => {
+      brokerProcess = broker === "redis" ? await startRedis() : await startNats();
+      const prefix = `ops${Date.now().toString(36)}`;
+      for (let i = 0; i < 2; i++) {
+        const metricsPort = await freePort();
+        const node = await startNode(`m${i}`, metricsPort, [
+          "--adapter",
+          broker,
+          `--${broker}-url`,
+          brokerProcess.url,
+          "--cluster-prefix",
+          prefix,
+        ]);
+        node.metricsUrl = (path) => `http://127.0.0.1:${metricsPort}${path}`;
+        node.scrape = async () => (await fetch(node.metricsUrl("/metrics"))).text();
+        nodes.push(node);
+      }
+    });
+
+    after(async () => {
+      for (const c of clients) c.close();
+      for (const n of nodes) await n.stop();
+      await brokerProcess?.stop();
+    });
+
+    it("exports publishes, their latency histogram and the node count, and readiness follows the broker", async () => {
+      for (const node of nodes) {
+        const client = io(node.url, { transports: ["websocket"], forceNew: true, reconnection: false });
+        client.received = [];
+        client.on("msg", (data) => client.received.push(data));
+        clients.push(client);
+      }
+      await withTimeout(
+        Promise.all(clients.map((c) => new Promise((resolve) => c.once("connect", resolve)))),
+        10_000,
+        "both clients connect",
+      );
+      // Membership: each node counts the other.
+      const deadline = Date.now() + 10_000;
+      for (const node of nodes) {
+        while (sample(await node.scrape(), "switchboard_cluster_nodes") !== 2) {
+          assert.ok(Date.now() < deadline, `${node.nodeId} never counted 2 nodes:\n${await node.scrape()}`);
+          await sleep(100);
+        }
+      }
+      const before = await nodes[0].scrape();
+      const N = 20;
+      for (let i = 0; i < N; i++) {
+        await withTimeout(clients[0].emitWithAck("broadcast", { data: i }), 5_000, `broadcast ${i} acked`);
+      }
+      while (clients[1].received.length < N) {
+        assert.ok(Date.now() < deadline + 5_000, `the other node's client got ${clients[1].received.length} of ${N}`);
+        await sleep(50);
+      }
+      assert.deepEqual(clients[1].received, [...Array(N).keys()], "every broadcast crossed, in order");
+      const after = await nodes[0].scrape();
+      const published = sample(after, "switchboard_adapter_publishes_total") - sample(before, "switchboard_adapter_publishes_total");
+      const timed =
+        sample(after, "switchboard_adapter_publish_duration_seconds_count") -
+        sample(before, "switchboard_adapter_publish_duration_seconds_count");
+      assert.ok(published >= N, `publishes_total rose by ${published}, at least the ${N} broadcasts`);
+      // Heartbeats published meanwhile may not have been taken yet: at most a few in flight.
+      assert.ok(timed >= N && timed <= published, `publish latency observed ${timed} times for ${published} publishes`);
+      const sum = sample(after, "switchboard_adapter_publish_duration_seconds_sum");
+      assert.ok(sum > 0 && sum / sample(after, "switchboard_adapter_publish_duration_seconds_count") < 0.5,
+        `mean publish latency ${sum} s total is positive and sane`);
+      assert.equal(sample(after, 'switchboard_adapter_publish_duration_seconds_bucket{le="+Inf"}'),
+        sample(after, "switchboard_adapter_publish_duration_seconds_count"), "+Inf bucket holds every observation");
+      assert.equal(sample(after, "switchboard_adapter_connected"), 1);
+      assert.equal(total(after, "switchboard_adapter_errors_total"), 0, "no adapter errors");
+
+      // The broker goes away: the link gauge and readiness say so, liveness does not.
+      await brokerProcess.kill();
+      const killed = Date.now();
+      for (const node of nodes) {
+        let ready = await fetch(node.metricsUrl("/readyz"));
+        while (ready.status !== 503) {
+          assert.ok(Date.now() - killed < 10_000, `${node.nodeId} still ready 10 s after the broker died`);
+          await sleep(100);
+          ready = await fetch(node.metricsUrl("/readyz"));
+        }
+        assert.match(await ready.text(), /adapter disconnected/);
+        assert.equal((await fetch(node.metricsUrl("/healthz"))).status, 200);
+        assert.equal(sample(await node.scrape(), "switchboard_adapter_connected"), 0);
+      }
+      // And back: ready again, one reconnect counted.
+      await brokerProcess.restart();
+      const restarted = Date.now();
+      for (const node of nodes) {
+        while ((await fetch(node.metricsUrl("/readyz"))).status !== 200) {
+          assert.ok(Date.now() - restarted < 10_000, `${node.nodeId} not ready 10 s after the broker came back`);
+          await sleep(100);
+        }
+        assert.ok(sample(await node.scrape(), "switchboard_adapter_reconnects_total") >= 1, "the reconnect is counted");
+      }
+    });
+  });
+}

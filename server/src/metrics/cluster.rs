@@ -80,6 +80,7 @@ impl Collector for ClusterCollector {
             self.reconnects.desc(),
             self.connected.desc(),
             self.nodes.desc(),
+            self.cluster.publish_latency().desc(),
         ]
         .concat()
     }
@@ -110,6 +111,7 @@ impl Collector for ClusterCollector {
             self.reconnects.collect(),
             self.connected.collect(),
             self.nodes.collect(),
+            self.cluster.publish_latency().collect(),
         ]
         .concat()
     }

@@ -248,8 +248,9 @@ async fn main() -> anyhow::Result<()> {
         engine = engine.with_node_id(node_id);
     }
     let node = engine.node_id().to_owned();
-    let cluster =
-        Arc::new(Cluster::connect(&backend()?, &node, &prefix).await.context("cannot join the cluster")?);
+    let cluster = Arc::new(
+        Cluster::connect(&backend()?, &node, &prefix, None).await.context("cannot join the cluster")?,
+    );
     let io = SocketIo::new(engine, SocketIoConfig::default().with_adapter(cluster.adapter_factory()));
     install(&io, &node, &cluster);
 

@@ -83,9 +83,21 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     /// Connects to the broker (if any) and builds the adapter factory; `node_id` must be the
-    /// engine's node id, the prefix of this node's session and socket ids.
-    pub async fn connect(backend: &Backend, node_id: &str, prefix: &str) -> Result<Self, SetupError> {
-        let config = || ClusterConfig::new(node_id);
+    /// engine's node id, the prefix of this node's session and socket ids, and `address` where
+    /// peers forward requests for its sessions (announced in heartbeats), if they may.
+    pub async fn connect(
+        backend: &Backend,
+        node_id: &str,
+        prefix: &str,
+        address: Option<&str>,
+    ) -> Result<Self, SetupError> {
+        let config = || {
+            let config = ClusterConfig::new(node_id)?;
+            Ok::<_, ClusterError>(match address {
+                Some(address) => config.with_address(address),
+                None => config,
+            })
+        };
         let latency = publish_latency();
         let timer = {
             let latency = latency.clone();
@@ -148,6 +160,13 @@ impl Cluster {
     /// The factory to give [`SocketIoConfig::with_adapter`](crate::socketio::SocketIoConfig::with_adapter).
     pub fn adapter_factory(&self) -> Arc<dyn AdapterFactory> {
         self.factory.clone()
+    }
+
+    /// Finds the forwarding address of a peer by node id (live peers only); `None` for the
+    /// in-memory adapter, which has no peers.
+    pub fn locator(&self) -> Option<crate::http::forward::Locate> {
+        let cluster = self.cluster.clone()?;
+        Some(Arc::new(move |node: &str| cluster.peer_address(node)))
     }
 
     /// How long cluster messages took to reach the broker, for the metrics' cluster collector.

@@ -9,7 +9,7 @@ use clap::Parser;
 use http::{Response, StatusCode, header};
 use switchboard::cluster::{Backend, Cluster};
 use switchboard::config::{CookieConfig, CorsConfig, Transports};
-use switchboard::http::{Body, Fallback};
+use switchboard::http::{Body, Fallback, Forwarder};
 use switchboard::socketio::{SocketIo, SocketIoConfig};
 use switchboard::{Engine, EngineConfig, Server};
 use switchboard_adapter::cluster::NodeId;
@@ -118,6 +118,16 @@ struct Args {
     /// keep it below the pod's terminationGracePeriodSeconds.
     #[arg(long, env = "SWITCHBOARD_DRAIN_SECONDS", default_value_t = 10.0)]
     drain_seconds: f64,
+    /// Pass polling requests and websocket upgrades for sessions of other nodes to their owner
+    /// (found from the sid and cluster membership), so a balancer without sticky sessions works;
+    /// `--forward-polling false` turns it off. Needs `--adapter redis|nats`.
+    #[arg(long, env = "SWITCHBOARD_FORWARD_POLLING", default_value_t = true, action = clap::ArgAction::Set)]
+    forward_polling: bool,
+    /// `host:port` where the other nodes reach this one to forward requests (on Kubernetes: the
+    /// pod IP and port). Default: the listen address, or this host's outward IP when listening
+    /// on all interfaces.
+    #[arg(long, env = "SWITCHBOARD_ADVERTISE_ADDRESS")]
+    advertise_address: Option<String>,
     /// Runtime worker threads (default: one per CPU). One worker avoids cross-thread wake-ups,
     /// which is cheaper per message when a node has a single core to itself.
     #[arg(long, env = "SWITCHBOARD_WORKERS")]
@@ -207,10 +217,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         AdapterKind::Redis => Backend::Redis { urls: args.redis_urls.clone() },
         AdapterKind::Nats => Backend::Nats { urls: args.nats_urls.clone() },
     };
+    let listener = switchboard::http::bind(&args.host, args.port)
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let forwarding = args.forward_polling && backend != Backend::Memory;
+    let advertised = match (&args.advertise_address, forwarding) {
+        (_, false) => None,
+        (Some(address), true) => Some(address.clone()),
+        (None, true) => {
+            Some(switchboard::http::forward::advertise_address(listener.local_addr()?).to_string())
+        }
+    };
     let cluster = Arc::new(
-        Cluster::connect(&backend, config.node_id(), &args.cluster_prefix).await.with_context(|| {
-            format!("cannot join the cluster with --adapter {}", format!("{:?}", args.adapter).to_lowercase())
-        })?,
+        Cluster::connect(&backend, config.node_id(), &args.cluster_prefix, advertised.as_deref())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot join the cluster with --adapter {}",
+                    format!("{:?}", args.adapter).to_lowercase()
+                )
+            })?,
     );
     cluster.spawn_health_log();
     let sio_config = SocketIoConfig::default()
@@ -232,20 +258,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
         }
     };
-    let listener = switchboard::http::bind(&args.host, args.port)
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     tracing::info!(
         address = %listener.local_addr()?,
         node_id = engine.config().node_id(),
         app = ?args.app,
         adapter = cluster.backend_name(),
+        forwarding = advertised.as_deref().unwrap_or("off"),
         "switchboard listening"
     );
     let collector = switchboard::metrics::cluster::ClusterCollector::new(cluster.clone())?;
     engine.metrics().registry().register(Box::new(collector))?;
     let ready_cluster = cluster.clone();
+    let forwarder = cluster.locator().filter(|_| forwarding).map(|locate| {
+        let config = engine.config();
+        // A long poll is held up to the ping interval; its owner answers well within this.
+        let answer_timeout = config.ping_interval() + config.ping_timeout();
+        Forwarder::new(config.node_id(), locate, answer_timeout, engine.metrics().forwarded.clone())
+    });
     let server = Server::new(engine)
+        .with_forwarder(forwarder)
         .with_fallback(index_page(page))
         .with_ready_check(Arc::new(move || ready_cluster.is_connected()))
         .with_public_metrics(args.metrics_port.is_none());

@@ -358,6 +358,34 @@ async fn a_silent_node_is_dropped_within_the_timeout_and_comes_back() {
 }
 
 #[tokio::test]
+async fn peers_learn_each_other_s_forwarding_address_and_forget_it() {
+    // Node i announces 10.0.0.i:3000, except node 2, which takes no forwarded requests.
+    let nodes = nodes(3, |c| {
+        let id = c.node_id().to_string();
+        match id.as_str() {
+            "node2" => fast(c),
+            _ => fast(c).with_address(format!("10.0.0.{}:3000", &id[4..])),
+        }
+    })
+    .await;
+    let f = &nodes.factories;
+    assert_eq!(f[1].peer_address("node0").as_deref(), Some("10.0.0.0:3000"));
+    assert_eq!(f[2].peer_address("node1").as_deref(), Some("10.0.0.1:3000"));
+    assert_eq!(f[0].peer_address("node2"), None, "no address announced");
+    assert_eq!(f[0].peer_address("node9"), None, "unknown node");
+    // A silent node loses its address within the timeout; a closing one at once.
+    let index = nodes.transports[1].index();
+    nodes.bus.isolate(index, true);
+    let gone = eventually(Duration::from_secs(2), || async { f[0].peer_address("node1").is_none() }).await;
+    assert!(gone, "an isolated node keeps its address");
+    f[2].close();
+    nodes.bus.settle().await;
+    nodes.factories[0].close();
+    nodes.bus.settle().await;
+    assert_eq!(f[2].peer_address("node0"), None, "a closed node keeps its address");
+}
+
+#[tokio::test]
 async fn a_closing_node_is_dropped_at_once() {
     let nodes = nodes(3, slow).await;
     nodes.factories[2].close();
@@ -853,9 +881,9 @@ async fn bad_messages_are_counted_and_dropped() {
     newer[2] = codec::VERSION + 1;
     inbound.receive(newer.into());
     inbound.receive(good.slice(..good.len() - 1));
-    let elsewhere = codec::encode("node9", "/elsewhere", &Message::Heartbeat).unwrap();
+    let elsewhere = codec::encode("node9", "/elsewhere", &Message::Heartbeat { address: None }).unwrap();
     inbound.receive(elsewhere);
-    let echo = codec::encode("node0", "/", &Message::Heartbeat).unwrap();
+    let echo = codec::encode("node0", "/", &Message::Heartbeat { address: None }).unwrap();
     inbound.receive(echo);
     // An echo is recognised from the header alone, before the rest is decoded.
     let own = codec::encode(

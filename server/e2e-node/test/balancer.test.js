@@ -3,7 +3,9 @@
 // (deploy/nginx/nginx.conf), with official socket.io-client sockets on polling (with and without
 // cookies), websocket, and polling with upgrade. Each group connects, exchanges acks for a few
 // seconds (many heartbeats at pingInterval 300 ms) and receives broadcasts sent from sockets on
-// other nodes, with zero client errors. The round-robin backend shows why stickiness is needed.
+// other nodes, with zero client errors. The round-robin backend works because nodes forward
+// requests for other nodes' sessions to their owner (--forward-polling, on by default); with
+// forwarding off it shows why stickiness is needed.
 //
 // Needs: `cargo build -p switchboard` and `sudo apt-get install haproxy nginx-light redis-server`
 // (a missing one fails the run). SWITCHBOARD_BIN overrides the node binary.
@@ -17,10 +19,6 @@ import { io } from "socket.io-client";
 
 import { binaryPath, sleep, startRedis, startServer, withTimeout } from "../harness.js";
 import { handshake, httpRequest, nodeOfSid, startHaproxy, startNginx } from "../balancers.js";
-
-// Flip to true once the nodes have --forward-polling (issue 6, item 6): the nodes get the flag,
-// and the round-robin backend is then expected to carry polling and upgrade clients too.
-const FORWARD_POLLING = false;
 
 const BIN = binaryPath("SWITCHBOARD_BIN", "target/debug/switchboard");
 /** How long anything that should happen may take (failures show up as these timeouts). */
@@ -38,8 +36,11 @@ const unique = (what) => `${what}-${++counter}-${randomBytes(3).toString("hex")}
 // Nodes
 // ---------------------------------------------------------------------------------------------
 
-/** The real binary as an operator runs it: bench app, Redis adapter, handshake cookie `io`. */
-function startNode(redis, prefix, label) {
+/**
+ * The real binary as an operator runs it: bench app, Redis adapter, handshake cookie `io`,
+ * request forwarding on (the default); `extra` flags are appended.
+ */
+function startNode(redis, prefix, label, extra = []) {
   return startServer({
     bin: BIN,
     hint: "Build it first with `cargo build -p switchboard` (from the workspace root), or set SWITCHBOARD_BIN.",
@@ -55,7 +56,7 @@ function startNode(redis, prefix, label) {
       "--cookie", "io",
       "--ping-interval", String(PING_INTERVAL_MS),
       "--ping-timeout", "200",
-      ...(FORWARD_POLLING ? ["--forward-polling"] : []),
+      ...extra,
     ],
     env: { RUST_LOG: process.env.RUST_LOG ?? "warn", RUST_BACKTRACE: "0" },
     outputLimit: 8000,
@@ -258,6 +259,33 @@ function served(answers, pings) {
 
 const UNKNOWN_SID = { status: 400, body: JSON.stringify({ code: 1, message: "Session ID unknown" }) };
 
+/** Until every one of `nodes` counts `n` cluster nodes (and so knows their addresses). */
+async function clusterOf(n, nodes) {
+  const deadline = Date.now() + WAIT_MS;
+  for (const node of nodes) {
+    for (;;) {
+      const { body } = await httpRequest(`${node.url}/metrics`);
+      if (body.split("\n").includes(`switchboard_cluster_nodes ${n}`)) break;
+      assert.ok(Date.now() < deadline, `${node.nodeId} does not count ${n} cluster nodes`);
+      await sleep(50);
+    }
+  }
+}
+
+/** Requests the `nodes` forwarded to an owner that answered, summed from their /metrics. */
+async function forwardedOk(nodes) {
+  let sum = 0;
+  for (const n of nodes) {
+    const { body } = await httpRequest(`${n.url}/metrics`);
+    for (const line of body.split("\n")) {
+      if (line.startsWith("switchboard_forwarded_requests_total{") && line.includes('result="ok"')) {
+        sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+      }
+    }
+  }
+  return sum;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Suites
 // ---------------------------------------------------------------------------------------------
@@ -412,43 +440,96 @@ describe("balancers: 3 nodes over Redis", () => {
       t.diagnostic(`${result.rounds} rounds, clients per node ${JSON.stringify(result.spread)}`);
     });
 
-    if (!FORWARD_POLLING) {
-      it("breaks polling sessions: the next request reaches another node, which answers 400 Session ID unknown", async (t) => {
-        // Alone on this balancer, round-robin sends consecutive requests to consecutive nodes.
-        const { sid, node } = await handshake(lb.url);
-        const answers = await pollingSession(lb.url, sid);
-        t.diagnostic(`requests of ${sid} (owner ${node}) through round_robin: ${JSON.stringify(answers.map((a) => a.status))}`);
-        assert.deepEqual(answers.slice(0, 2), [UNKNOWN_SID, UNKNOWN_SID], "the connect and the first GET went to the two other nodes");
+    it("carries polling and polling+upgrade clients too: the nodes forward requests to the session's owner", async (t) => {
+      const { sid } = await handshake(lb.url);
+      const answers = await pollingSession(lb.url, sid);
+      assert.deepEqual(answers, served(answers, 1));
+      const specs = [
+        { name: "p1", transport: "polling" },
+        { name: "p2", transport: "polling" },
+        { name: "w1", transport: "websocket" },
+        { name: "u1", transport: "upgrade" },
+        { name: "u2", transport: "upgrade" },
+      ];
+      const before = await forwardedOk(nodes);
+      const result = await withClients(lb.url, specs, exercise);
+      const forwarded = (await forwardedOk(nodes)) - before;
+      t.diagnostic(`${result.rounds} rounds, clients per node ${JSON.stringify(result.spread)}, ${forwarded} requests forwarded`);
+      assert.ok(forwarded > 0, "the nodes forwarded requests (switchboard_forwarded_requests_total{result=ok})");
+    });
+  });
 
-        // What a user sees: the official client in polling mode (and with upgrade) fails at once.
-        for (const transport of ["polling", "upgrade"]) {
-          await withClients(lb.url, [{ name: transport, transport }], async ([c]) => {
-            const failed = new Promise((resolve) => {
-              c.socket.once("connect_error", (e) => resolve(`connect_error: ${e.message}`));
-              c.socket.once("disconnect", (reason) => resolve(`disconnect: ${reason}`));
-            });
-            const outcome = await withTimeout(failed, WAIT_MS, `the ${transport} client to fail`);
-            t.diagnostic(`${transport} client through round_robin: ${outcome}`);
-            assert.match(outcome, /^(connect_error|disconnect): /);
+  describe("request forwarding: one hop", () => {
+    it("does not forward a request another node already forwarded (no loop): it is answered 400 where it lands", async () => {
+      const [a, b] = nodes;
+      const { sid } = await handshake(a.url);
+      const at = `${b.url}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`;
+      const marked = await httpRequest(at, { headers: { "x-switchboard-forwarded": "elsewhere" } });
+      assert.deepEqual({ status: marked.status, body: marked.body }, UNKNOWN_SID);
+      // Unmarked, the same request reaches the owner: the session is alive and well.
+      const answers = await pollingSession(b.url, sid);
+      assert.deepEqual(answers, served(answers, 1));
+    });
+  });
+
+  describe("HAProxy, backend round_robin, nodes with --forward-polling false", () => {
+    let plain = [];
+    let lb;
+    before(async () => {
+      const prefix = unique("sb-plain");
+      plain = await Promise.all(["p", "q", "r"].map((label) => startNode(redis, prefix, label, ["--forward-polling", "false"])));
+      lb = await startHaproxy({ backend: "round_robin", nodes: plain });
+    });
+    after(async () => {
+      await lb?.stop();
+      await Promise.all(plain.map((n) => n.stop()));
+    });
+
+    it("breaks polling sessions: the next request reaches another node, which answers 400 Session ID unknown", async (t) => {
+      // Alone on this balancer, round-robin sends consecutive requests to consecutive nodes.
+      const { sid, node } = await handshake(lb.url);
+      const answers = await pollingSession(lb.url, sid);
+      t.diagnostic(`requests of ${sid} (owner ${node}) through round_robin: ${JSON.stringify(answers.map((a) => a.status))}`);
+      assert.deepEqual(answers.slice(0, 2), [UNKNOWN_SID, UNKNOWN_SID], "the connect and the first GET went to the two other nodes");
+
+      // What a user sees: the official client in polling mode (and with upgrade) fails at once.
+      for (const transport of ["polling", "upgrade"]) {
+        await withClients(lb.url, [{ name: transport, transport }], async ([c]) => {
+          const failed = new Promise((resolve) => {
+            c.socket.once("connect_error", (e) => resolve(`connect_error: ${e.message}`));
+            c.socket.once("disconnect", (reason) => resolve(`disconnect: ${reason}`));
           });
-        }
-      });
-    } else {
-      it("carries polling and polling+upgrade clients too: the nodes forward requests to the session's owner", async (t) => {
-        const { sid } = await handshake(lb.url);
-        const answers = await pollingSession(lb.url, sid);
-        assert.deepEqual(answers, served(answers, 1));
-        const specs = [
-          { name: "p1", transport: "polling" },
-          { name: "p2", transport: "polling" },
-          { name: "w1", transport: "websocket" },
-          { name: "u1", transport: "upgrade" },
-          { name: "u2", transport: "upgrade" },
-        ];
-        const result = await withClients(lb.url, specs, exercise);
-        t.diagnostic(`${result.rounds} rounds, clients per node ${JSON.stringify(result.spread)}`);
-      });
-    }
+          const outcome = await withTimeout(failed, WAIT_MS, `the ${transport} client to fail`);
+          t.diagnostic(`${transport} client through round_robin: ${outcome}`);
+          assert.match(outcome, /^(connect_error|disconnect): /);
+        });
+      }
+    });
+  });
+
+  describe("request forwarding to a node that died", () => {
+    it("answers 400 Session ID unknown within about a second, and the client's next session works", async () => {
+      const prefix = unique("sb-dead");
+      const [owner, other] = await Promise.all(["d", "e"].map((label) => startNode(redis, prefix, label)));
+      try {
+        await clusterOf(2, [owner, other]);
+        const { sid } = await handshake(owner.url);
+        const answers = await pollingSession(other.url, sid);
+        assert.deepEqual(answers, served(answers, 1), "forwarded while the owner lives");
+        await owner.stop();
+        const started = Date.now();
+        const res = await httpRequest(`${other.url}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`);
+        const took = Date.now() - started;
+        assert.deepEqual({ status: res.status, body: res.body }, UNKNOWN_SID);
+        assert.ok(took < 1500, `answered after ${took} ms`);
+        const metrics = await httpRequest(`${other.url}/metrics`);
+        assert.match(metrics.body, /switchboard_forwarded_requests_total\{kind="polling",result="failed"\} [1-9]/);
+        const again = await handshake(other.url);
+        assert.equal(again.node, other.nodeId, "a new session on the surviving node");
+      } finally {
+        await Promise.all([owner.stop(), other.stop()]);
+      }
+    });
   });
 
   describe("nginx, hash $remote_addr consistent", () => {

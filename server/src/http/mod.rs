@@ -4,8 +4,10 @@
 pub mod client_bundle;
 pub(crate) mod compression;
 pub(crate) mod cors;
+pub mod forward;
 mod ops;
 
+pub use forward::Forwarder;
 pub use ops::ReadyCheck;
 
 use std::convert::Infallible;
@@ -73,12 +75,27 @@ pub struct Server {
     serve_client: bool,
     ready_check: Option<ReadyCheck>,
     public_metrics: bool,
+    forwarder: Option<Forwarder>,
 }
 
 impl Server {
     /// Serves `engine` on its path and 404 elsewhere.
     pub fn new(engine: Engine) -> Self {
-        Self { engine, fallback: None, serve_client: true, ready_check: None, public_metrics: true }
+        Self {
+            engine,
+            fallback: None,
+            serve_client: true,
+            ready_check: None,
+            public_metrics: true,
+            forwarder: None,
+        }
+    }
+
+    /// Passes requests for sessions of other nodes to their owners (`--forward-polling`), so a
+    /// balancer without sticky sessions works; default off (such requests get a 400).
+    pub fn with_forwarder(mut self, forwarder: Option<Forwarder>) -> Self {
+        self.forwarder = forwarder;
+        self
     }
 
     /// An extra condition for `/readyz` (default none: ready unless draining), e.g. that the
@@ -124,6 +141,13 @@ impl Server {
     async fn respond(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
         let path = req.uri().path();
         if self.engine.matches_path(path) {
+            let req = match &self.forwarder {
+                Some(forwarder) => match self.forward(forwarder, req, remote).await {
+                    Ok(response) => return response,
+                    Err(req) => req,
+                },
+                None => req,
+            };
             return self.engine.handle(req, remote).await;
         }
         if let Some(response) = self.ops_response(path, self.public_metrics) {
@@ -141,6 +165,28 @@ impl Server {
         match &self.fallback {
             Some(fallback) => fallback(req).await,
             None => not_found(),
+        }
+    }
+
+    /// Forwards `req` when its sid names a session of another node; otherwise hands it back.
+    async fn forward(
+        &self,
+        forwarder: &Forwarder,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> Result<Response<Body>, Request<Incoming>> {
+        // A CORS preflight carries no session state: it is answered here.
+        if req.method() == http::Method::OPTIONS {
+            return Err(req);
+        }
+        let sid = req.uri().query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "sid").map(|(_, v)| v.into_owned())
+        });
+        match sid {
+            Some(sid) if forwarder.wants(&req, &sid) && self.engine.session(&sid).is_none() => {
+                forwarder.forward(req, &sid, remote).await
+            }
+            _ => Err(req),
         }
     }
 

@@ -48,6 +48,26 @@ pub struct SocketIoMetrics {
     pub event_handler_seconds: Histogram,
 }
 
+/// What forwarding one kind of request (`polling` or `websocket`) ended in.
+#[derive(Debug, Clone)]
+pub struct ForwardCounters {
+    /// The owner answered (whatever it answered).
+    pub ok: IntCounter,
+    /// No live owner with an address: answered here with Engine.IO's 400.
+    pub unknown_owner: IntCounter,
+    /// The owner was unreachable or did not answer in time: the client got a 400.
+    pub failed: IntCounter,
+}
+
+/// `switchboard_forwarded_requests_total`, by kind and result, resolved once.
+#[derive(Debug, Clone)]
+pub struct ForwardMetrics {
+    /// Long-polling GETs and POSTs.
+    pub polling: ForwardCounters,
+    /// Websocket upgrades.
+    pub websocket: ForwardCounters,
+}
+
 /// Every metric of a node, registered in its own registry (so tests and several engines in one
 /// process do not share counters).
 #[derive(Debug, Clone)]
@@ -73,6 +93,8 @@ pub struct Metrics {
     pub ready: IntGauge,
     /// 1 from SIGTERM until exit.
     pub draining: IntGauge,
+    /// Requests for other nodes' sessions passed to their owners.
+    pub forwarded: ForwardMetrics,
 }
 
 /// Engine.IO's error codes, as label values.
@@ -150,6 +172,17 @@ impl Metrics {
         for code in HANDSHAKE_CODES {
             handshake_errors.with_label_values(&[code]);
         }
+        let forwarded = reg.counter_vec_labeled(
+            "switchboard_forwarded_requests_total",
+            "Requests for sessions of other nodes, passed to their owner (kind: polling or websocket; result: ok, unknown_owner, failed)",
+            &["kind", "result"],
+        );
+        let forward = |kind: &str| ForwardCounters {
+            ok: forwarded.with_label_values(&[kind, "ok"]),
+            unknown_owner: forwarded.with_label_values(&[kind, "unknown_owner"]),
+            failed: forwarded.with_label_values(&[kind, "failed"]),
+        };
+        let forwarded = ForwardMetrics { polling: forward("polling"), websocket: forward("websocket") };
         let build = reg.gauge_vec("switchboard_build_info", "Always 1; the version is the label", "version");
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         Self {
@@ -182,6 +215,7 @@ impl Metrics {
             sockets: reg.gauge_vec("switchboard_sockets", "Socket.IO sockets connected now", "namespace"),
             ready: reg.gauge("switchboard_ready", "1 while the node is ready for new clients (/readyz)"),
             draining: reg.gauge("switchboard_draining", "1 while the node drains before exiting"),
+            forwarded,
             registry,
         }
     }
@@ -261,6 +295,10 @@ impl Registrar<'_> {
         self.register(IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric"))
     }
 
+    fn counter_vec_labeled(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
     fn gauge_vec(&self, name: &str, help: &str, label: &str) -> IntGaugeVec {
         self.register(IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric"))
     }
@@ -303,6 +341,7 @@ mod tests {
             "switchboard_event_handler_duration_seconds",
             "switchboard_ready",
             "switchboard_draining",
+            "switchboard_forwarded_requests_total",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing from:\n{text}");
         }

@@ -110,6 +110,13 @@ impl ClusterAdapterFactory {
         self.node.id()
     }
 
+    /// Where peer `node` takes forwarded requests (its [`ClusterConfig::with_address`]), if it
+    /// announced one in a heartbeat within the heartbeat timeout: the owner of a session whose id
+    /// starts with `node`.
+    pub fn peer_address(&self, node: &str) -> Option<Arc<str>> {
+        self.node.peer_address(node)
+    }
+
     /// The node's cluster counters, all namespaces together.
     pub fn stats(&self) -> ClusterStats {
         self.node.counters.snapshot()
@@ -188,6 +195,13 @@ impl ClusterAdapter {
     /// This node's id.
     pub fn node_id(&self) -> &NodeId {
         self.node.id()
+    }
+
+    /// Where peer `node` takes forwarded requests (its [`ClusterConfig::with_address`]), if it
+    /// announced one in a heartbeat within the heartbeat timeout: the owner of a session whose id
+    /// starts with `node`.
+    pub fn peer_address(&self, node: &str) -> Option<Arc<str>> {
+        self.node.peer_address(node)
     }
 
     /// Registers what runs this namespace's server-side handlers when another node emits
@@ -382,14 +396,14 @@ impl ClusterAdapter {
     /// a failure is counted, and the periodic heartbeat announces the node later.
     pub(crate) fn announce(&self) {
         if !self.node.is_closed() {
-            let _ = self.publish(&self.route, &Message::InitialHeartbeat);
+            let _ = self.publish(&self.route, &self.node.heartbeat(true));
         }
     }
 
     /// Periodic work: heartbeat (when due), drop silent peers, expire old requests.
     pub(crate) fn tick(&self, now: Instant, beat: bool) {
         if beat {
-            let _ = self.publish(&self.route, &Message::Heartbeat);
+            let _ = self.publish(&self.route, &self.node.heartbeat(false));
         }
         let gone = self.membership().expire(now);
         for peer in gone {
@@ -403,18 +417,22 @@ impl ClusterAdapter {
     pub(crate) fn handle(&self, from: NodeId, message: Message) {
         let counters = &self.node.counters;
         match message {
-            Message::Heartbeat | Message::InitialHeartbeat => {
-                let initial = matches!(message, Message::InitialHeartbeat);
+            Message::Heartbeat { ref address } | Message::InitialHeartbeat { ref address } => {
+                let initial = matches!(message, Message::InitialHeartbeat { .. });
+                if let Some(address) = address {
+                    self.node.directory(|d| d.heard(&from, address, Instant::now()));
+                }
                 let seen = self.membership().heartbeat(&from, initial, Instant::now());
                 if seen.new_peer {
                     tracing::info!(peer = %from, nsp = &*self.nsp, "cluster peer joined");
                 }
                 // A closed node has left: it must not make a new peer count it again.
                 if seen.answer && !self.node.is_closed() {
-                    let _ = self.publish(&Route::Node(from), &Message::Heartbeat);
+                    let _ = self.publish(&Route::Node(from), &self.node.heartbeat(false));
                 }
             }
             Message::Closing => {
+                self.node.directory(|d| d.leave(&from));
                 if self.membership().leave(&from) {
                     tracing::info!(peer = %from, nsp = &*self.nsp, "cluster peer closed");
                 }

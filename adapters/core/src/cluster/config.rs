@@ -13,6 +13,7 @@ pub struct ClusterConfig {
     pub(crate) heartbeat_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) max_pending_requests: usize,
+    pub(crate) address: Option<String>,
 }
 
 impl ClusterConfig {
@@ -28,6 +29,7 @@ impl ClusterConfig {
             heartbeat_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(5),
             max_pending_requests: 1024,
+            address: None,
         })
     }
 
@@ -61,6 +63,13 @@ impl ClusterConfig {
     /// Most requests in flight per namespace before new ones fail fast; default 1024.
     pub fn with_max_pending_requests(mut self, n: usize) -> Self {
         self.max_pending_requests = n;
+        self
+    }
+
+    /// Where peers reach this node to forward requests for its sessions (`host:port`), announced
+    /// in every heartbeat; default none (peers then cannot forward to it).
+    pub fn with_address(mut self, address: impl Into<String>) -> Self {
+        self.address = Some(address.into());
         self
     }
 

@@ -5,6 +5,10 @@
 //! |---|---|---|
 //! | `InitialHeartbeat` | namespace | `Heartbeat` to the sender's node route |
 //! | `Heartbeat` | namespace (periodic) or node (answer) | — |
+//!
+//! Both heartbeats carry the sender's forwarding address when it has one (see
+//! [`directory`](super::directory)).
+//!
 //! | `Closing` | namespace | — |
 //! | `Broadcast` | one copy per routed part (see [`Target`]) | — |
 //! | `BroadcastWithAck` | namespace | `BroadcastClientCount`, then a `BroadcastAck` per answer |
@@ -61,10 +65,16 @@ impl Target {
 #[non_exhaustive]
 pub enum Message {
     /// "I am alive": refreshes the sender in the receiver's membership.
-    Heartbeat,
+    Heartbeat {
+        /// Where the sender takes forwarded requests (`host:port`), if it does.
+        address: Option<String>,
+    },
     /// A node starting (or creating the namespace): receivers record it and answer at once, so it
     /// learns its peers without waiting a heartbeat interval.
-    InitialHeartbeat,
+    InitialHeartbeat {
+        /// As for `Heartbeat`.
+        address: Option<String>,
+    },
     /// The sender is shutting down: receivers drop it from membership now.
     Closing,
     /// Deliver a packet to the targeted local sockets.
@@ -167,8 +177,8 @@ impl Message {
             | Self::FetchSocketsResponse { request_id, .. }
             | Self::ServerSideEmitResponse { request_id, .. } => Some(*request_id),
             Self::ServerSideEmit { request_id, .. } => *request_id,
-            Self::Heartbeat
-            | Self::InitialHeartbeat
+            Self::Heartbeat { .. }
+            | Self::InitialHeartbeat { .. }
             | Self::Closing
             | Self::Broadcast { .. }
             | Self::SocketsJoin { .. }
@@ -180,8 +190,8 @@ impl Message {
     /// A short name for logs.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Heartbeat => "heartbeat",
-            Self::InitialHeartbeat => "initial-heartbeat",
+            Self::Heartbeat { .. } => "heartbeat",
+            Self::InitialHeartbeat { .. } => "initial-heartbeat",
             Self::Closing => "closing",
             Self::Broadcast { .. } => "broadcast",
             Self::BroadcastWithAck { .. } => "broadcast-with-ack",

@@ -8,6 +8,8 @@
 //!   members), or one node — rendered as Redis channels and NATS subjects.
 //! - [`membership`]: the live peers, from heartbeats; the server count and the set of expected
 //!   responders come from here, never from the broker.
+//! - [`directory`]: the peers' forwarding addresses, from heartbeats, so a node can pass a request
+//!   for a session it does not own to the owner.
 //! - [`requests`]: bounded scatter-gather for fetchSockets, serverSideEmit and ack broadcasts.
 //! - [`ClusterAdapter`]: the [`Adapter`](crate::Adapter) over a transport; local delivery never waits
 //!   on the broker. [`ClusterAdapterFactory`] makes one per namespace and owns the node's transport,
@@ -70,6 +72,7 @@ mod adapter;
 pub mod bus;
 pub mod codec;
 mod config;
+pub mod directory;
 mod error;
 mod hook;
 pub mod membership;

@@ -2,7 +2,7 @@
 //! route, the counters, the inbound dispatch by namespace and the heartbeat task.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +13,7 @@ use super::NodeId;
 use super::adapter::ClusterAdapter;
 use super::codec;
 use super::config::ClusterConfig;
+use super::directory::Directory;
 use super::message::Message;
 use super::route::Route;
 use super::stats::{Counters, bump};
@@ -24,6 +25,8 @@ pub(crate) struct Node {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) counters: Counters,
     pub(crate) route: Route,
+    /// The peers' forwarding addresses, from every namespace's heartbeats.
+    pub(crate) directory: RwLock<Directory>,
     namespaces: DashMap<String, Weak<ClusterAdapter>>,
     pub(crate) closed: AtomicBool,
 }
@@ -31,7 +34,9 @@ pub(crate) struct Node {
 impl Node {
     pub(crate) fn new(config: ClusterConfig, transport: Arc<dyn Transport>) -> Self {
         let route = Route::Node(config.node_id.clone());
+        let directory = RwLock::new(Directory::new(config.heartbeat_timeout));
         Self {
+            directory,
             config,
             transport,
             counters: Counters::default(),
@@ -43,6 +48,22 @@ impl Node {
 
     pub(crate) fn id(&self) -> &NodeId {
         &self.config.node_id
+    }
+
+    /// The heartbeat this node sends (with its forwarding address, if it has one).
+    pub(crate) fn heartbeat(&self, initial: bool) -> Message {
+        let address = self.config.address.clone();
+        if initial { Message::InitialHeartbeat { address } } else { Message::Heartbeat { address } }
+    }
+
+    /// Edits the directory (a poisoned lock still holds valid bookkeeping).
+    pub(crate) fn directory(&self, edit: impl FnOnce(&mut Directory)) {
+        edit(&mut self.directory.write().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Where `node` takes forwarded requests, if it announced that within the heartbeat timeout.
+    pub(crate) fn peer_address(&self, node: &str) -> Option<Arc<str>> {
+        self.directory.read().unwrap_or_else(PoisonError::into_inner).address(node, Instant::now())
     }
 
     /// Encodes and hands a message to the transport; failures are counted and logged (throttled).
@@ -190,6 +211,7 @@ pub(crate) fn spawn_heartbeat(handle: &tokio::runtime::Handle, node: &Arc<Node>)
             for adapter in node.adapters() {
                 adapter.tick(now, beat);
             }
+            node.directory(|d| d.expire(now));
         }
     });
 }

@@ -336,6 +336,10 @@ struct ClusterArgs {
     /// Broadcasts un-acked at most.
     #[arg(long, short = 'w', default_value_t = 16)]
     window: usize,
+    /// Broadcasts per second, paced (default: as fast as the window allows); below saturation the
+    /// cross-node latency shows the hop itself rather than queueing.
+    #[arg(long)]
+    broadcast_rate: Option<f64>,
     /// Seconds to wait for missing deliveries after the last ack.
     #[arg(long, default_value_t = 5.0)]
     drain: f64,
@@ -353,6 +357,7 @@ impl ClusterArgs {
         fanout.messages = self.messages;
         fanout.payload = self.payload;
         fanout.window = self.window;
+        fanout.broadcast_rate = self.broadcast_rate;
         fanout.drain = Duration::from_secs_f64(self.drain);
         fanout.limit = Duration::from_secs_f64(self.limit);
         ClusterParams {

@@ -1,8 +1,9 @@
 //! [`ClusterAdapter`]: the [`Adapter`] of one namespace over a [`Transport`], and the factory that
 //! makes one per namespace around a shared node.
 //!
-//! - Local first: every operation serves this node's sockets from the [`RoomIndex`] before (and
-//!   whatever) the broker does; a broadcast never waits on it.
+//! - Local delivery never waits on the broker: every operation serves this node's sockets from
+//!   the [`RoomIndex`] whatever the broker does. A broadcast is handed to the transport first (a
+//!   queue push that never blocks) so the other nodes deliver while this one writes its own.
 //! - Interest routing: a room broadcast is published on the room's route, which only nodes with
 //!   members subscribe; the adapter subscribes a room's route when the index reports the room
 //!   created here and unsubscribes when it reports it emptied.
@@ -642,14 +643,18 @@ impl Adapter for ClusterAdapter {
         opts: BroadcastOptions,
     ) -> BoxFuture<'_, Result<usize, AdapterError>> {
         let volatile = opts.flags.volatile;
-        let n = self.index.for_each(&opts, |s| s.deliver(&packet, volatile));
         if !opts.flags.local {
-            let message =
-                Message::Broadcast { target: Target { opts, part: 0 }, packet: packet.packet().clone() };
-            // The local part is done and an emit has no answer to fail: a broker problem is
-            // counted and logged (in publish), not returned.
+            // Published first: handing it to the transport is a queue push that never waits, and
+            // the other nodes then start delivering while this one writes to its own sockets.
+            // An emit has no answer to fail: a broker problem is counted and logged (in
+            // publish), not returned, and the local sockets get the packet regardless.
+            let message = Message::Broadcast {
+                target: Target { opts: opts.clone(), part: 0 },
+                packet: packet.packet().clone(),
+            };
             let _ = self.publish_routed(message);
         }
+        let n = self.index.for_each(&opts, |s| s.deliver(&packet, volatile));
         Box::pin(std::future::ready(Ok(n)))
     }
 

@@ -197,10 +197,7 @@ impl Forwarder {
                     return;
                 }
             };
-            let (mut client, mut owner) = (TokioIo::new(client), TokioIo::new(owner));
-            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut owner).await {
-                tracing::debug!(error = %e, "forwarded websocket ended with an error");
-            }
+            splice(TokioIo::new(client), TokioIo::new(owner)).await;
         });
         answer.body(Body::new(Bytes::new())).map_err(|e| ForwardError::Http(e.to_string()))
     }
@@ -243,6 +240,47 @@ pub fn advertise_address(listen: SocketAddr) -> SocketAddr {
         std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
     });
     SocketAddr::new(ip, listen.port())
+}
+
+/// How long the other direction of a spliced websocket may go on once one direction ended.
+const SPLICE_LINGER: Duration = Duration::from_secs(5);
+
+/// Copies both ways between a client's and an owner's connection. When one side ends (the owner
+/// closed the session, or the client left), the other direction gets [`SPLICE_LINGER`] to finish
+/// and is then dropped: a client that vanished without a FIN must not keep the task and both
+/// sockets forever (`copy_bidirectional` would wait for its EOF).
+async fn splice<C, O>(client: C, owner: O)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    O: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt as _;
+    let (mut client_rx, mut client_tx) = tokio::io::split(client);
+    let (mut owner_rx, mut owner_tx) = tokio::io::split(owner);
+    let up = async {
+        let copied = tokio::io::copy(&mut client_rx, &mut owner_tx).await;
+        let _ = owner_tx.shutdown().await;
+        copied
+    };
+    let down = async {
+        let copied = tokio::io::copy(&mut owner_rx, &mut client_tx).await;
+        let _ = client_tx.shutdown().await;
+        copied
+    };
+    tokio::pin!(up, down);
+    let first = tokio::select! {
+        r = &mut up => {
+            let _ = tokio::time::timeout(SPLICE_LINGER, &mut down).await;
+            r
+        }
+        r = &mut down => {
+            let _ = tokio::time::timeout(SPLICE_LINGER, &mut up).await;
+            r
+        }
+    };
+    if let Err(e) = first {
+        tracing::debug!(error = %e, "forwarded websocket ended with an error");
+    }
 }
 
 /// Drops the hop-by-hop headers; an upgrade keeps `Connection: upgrade` and `Upgrade`, which
@@ -312,6 +350,28 @@ mod tests {
         let wildcard = advertise_address(SocketAddr::from(([0, 0, 0, 0], 3001)));
         assert!(!wildcard.ip().is_unspecified(), "{wildcard}");
         assert_eq!(wildcard.port(), 3001);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_splice_ends_when_the_owner_closes_even_if_the_client_stays_silent() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (client, mut client_peer) = tokio::io::duplex(64);
+        let (owner, mut owner_peer) = tokio::io::duplex(64);
+        let task = tokio::spawn(splice(client, owner));
+        client_peer.write_all(b"up").await.unwrap_or_default();
+        let mut buf = [0u8; 2];
+        owner_peer.read_exact(&mut buf).await.unwrap_or_default();
+        assert_eq!(&buf, b"up");
+        owner_peer.write_all(b"dn").await.unwrap_or_default();
+        client_peer.read_exact(&mut buf).await.unwrap_or_default();
+        assert_eq!(&buf, b"dn");
+        // The owner goes away; the client never sends again nor closes.
+        drop(owner_peer);
+        let mut rest = Vec::new();
+        client_peer.read_to_end(&mut rest).await.unwrap_or_default();
+        assert!(rest.is_empty(), "the client side sees the end");
+        let ended = tokio::time::timeout(SPLICE_LINGER * 2, task).await;
+        assert!(ended.is_ok(), "the splice task outlived the owner's connection");
     }
 
     #[test]

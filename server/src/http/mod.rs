@@ -184,7 +184,17 @@ impl Server {
         });
         match sid {
             Some(sid) if forwarder.wants(&req, &sid) && self.engine.session(&sid).is_none() => {
-                forwarder.forward(req, &sid, remote).await
+                let origin = req.headers().get(http::header::ORIGIN).cloned();
+                let mut response = forwarder.forward(req, &sid, remote).await?;
+                // The owner's answers carry its CORS headers; the 400 of a failed forward is
+                // made here and needs them too, or a browser cannot read it.
+                let headers = response.headers_mut();
+                if let Some(cors) = self.engine.config().cors.as_ref() {
+                    if !headers.contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+                        cors::apply(cors, origin.as_ref(), headers);
+                    }
+                }
+                Ok(response)
             }
             _ => Err(req),
         }

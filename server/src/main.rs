@@ -223,7 +223,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let forwarding = args.forward_polling && backend != Backend::Memory;
     let advertised = match (&args.advertise_address, forwarding) {
         (_, false) => None,
-        (Some(address), true) => Some(address.clone()),
+        (Some(address), true) => {
+            // Peers dial it as `host:port`: a missing port or a URL would fail every forward.
+            let valid = address
+                .parse::<http::uri::Authority>()
+                .is_ok_and(|a| a.port_u16().is_some() && a.as_str() == address.as_str());
+            anyhow::ensure!(
+                valid && !address.contains('@'),
+                "--advertise-address must be host:port (for example 10.0.0.7:3000), not {address:?}"
+            );
+            Some(address.clone())
+        }
         (None, true) => {
             Some(switchboard::http::forward::advertise_address(listener.local_addr()?).to_string())
         }

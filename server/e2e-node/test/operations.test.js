@@ -8,6 +8,7 @@
 // nats-server: `sudo apt-get install redis-server nats-server`).
 // SWITCHBOARD_BIN overrides the binary (default: ../../target/debug/switchboard).
 
+import { spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 
@@ -258,3 +259,16 @@ for (const broker of ["redis", "nats"]) {
     });
   });
 }
+
+describe("operations: --advertise-address is checked at start-up", () => {
+  it("refuses an address without a port, or a URL, with a clear error", () => {
+    for (const bad of ["10.0.0.7", "http://10.0.0.7:3000"]) {
+      const run = spawnSync(BIN, ["--adapter", "redis", "--redis-url", "redis://127.0.0.1:1", "--advertise-address", bad], {
+        encoding: "utf8",
+        timeout: 10_000,
+      });
+      assert.notEqual(run.status, 0, `${bad} was accepted`);
+      assert.match(run.stderr, /--advertise-address must be host:port/);
+    }
+  });
+});

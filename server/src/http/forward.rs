@@ -7,8 +7,12 @@
 //! - One hop: a forwarded request carries [`FORWARDED_HEADER`], and a node never forwards a
 //!   request that has it, so a loop is impossible (a sid unknown at the owner is a plain 400).
 //! - An owner that is unknown, gone or unreachable gets the client the same clean 400
-//!   `{"code":1,"message":"Session ID unknown"}` a sticky setup would give, within about
-//!   [`CONNECT_TIMEOUT`], so the client reconnects instead of hanging.
+//!   `{"code":1,"message":"Session ID unknown"}` a sticky setup would give, so the client
+//!   reconnects instead of hanging: at once when no live node has that id, within
+//!   [`CONNECT_TIMEOUT`] when its address refuses or does not accept connections, and when it
+//!   accepted but does not answer, after [`SHORT_ANSWER`] (a POST or an upgrade) or the long-poll
+//!   limit (a GET, which the owner may hold up to the ping interval). Pooled connections use TCP
+//!   keepalive, so a vanished host is noticed too.
 //! - Polling requests travel over a pool of keep-alive connections per owner; a websocket upgrade
 //!   gets a connection of its own, spliced to the client's once both sides switched protocols.
 
@@ -34,6 +38,9 @@ pub const FORWARDED_HEADER: &str = "x-switchboard-forwarded";
 
 /// How long a forwarding node tries to reach an owner before the client gets its 400.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long an owner may take to answer what it answers at once (a POST, a websocket upgrade).
+pub const SHORT_ANSWER: Duration = Duration::from_secs(5);
 
 /// Where a node's sessions are served: node id → `host:port`, `None` when unknown or not live.
 pub type Locate = Arc<dyn Fn(&str) -> Option<Arc<str>> + Send + Sync>;
@@ -72,8 +79,11 @@ impl Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(10)));
+        // Below the owner's 30 s idle-connection close (its header read timeout), so a pooled
+        // connection is never reused just as the owner closes it.
         let client =
-            Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+            Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(15)).build(connector);
         let node_id = HeaderValue::from_str(node_id).unwrap_or_else(|_| HeaderValue::from_static("node"));
         Self { node_id, locate, client, answer_timeout, metrics }
     }
@@ -130,13 +140,15 @@ impl Forwarder {
         let (mut parts, body) = req.into_parts();
         parts.uri = owner_uri(address, &parts.uri)?;
         self.mark(&mut parts.headers, remote, false);
+        // Only a GET may be held by the owner (up to the ping interval).
+        let limit = if parts.method == http::Method::GET { self.answer_timeout } else { SHORT_ANSWER };
         let send = self.client.request(Request::from_parts(parts, body));
-        let response = tokio::time::timeout(self.answer_timeout, send)
+        let response = tokio::time::timeout(limit, send)
             .await
             .map_err(|_| ForwardError::Timeout)?
             .map_err(|e| ForwardError::Http(e.to_string()))?;
         let (mut parts, body) = response.into_parts();
-        let body = tokio::time::timeout(self.answer_timeout, body.collect())
+        let body = tokio::time::timeout(limit, body.collect())
             .await
             .map_err(|_| ForwardError::Timeout)?
             .map_err(|e| ForwardError::Http(e.to_string()))?
@@ -171,17 +183,20 @@ impl Forwarder {
         let (mut parts, _) = req.into_parts();
         parts.uri = parts.uri.path_and_query().map_or_else(|| "/".parse(), |pq| pq.as_str().parse())?;
         self.mark(&mut parts.headers, remote, true);
-        let response = tokio::time::timeout(
-            self.answer_timeout,
-            sender.send_request(Request::from_parts(parts, Empty::new())),
-        )
-        .await
-        .map_err(|_| ForwardError::Timeout)?
-        .map_err(|e| ForwardError::Http(e.to_string()))?;
+        let response =
+            tokio::time::timeout(SHORT_ANSWER, sender.send_request(Request::from_parts(parts, Empty::new())))
+                .await
+                .map_err(|_| ForwardError::Timeout)?
+                .map_err(|e| ForwardError::Http(e.to_string()))?;
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             // The owner refused (the session is gone, say): pass its answer on as it is.
-            let (parts, body) = response.into_parts();
-            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let (mut parts, body) = response.into_parts();
+            let body = tokio::time::timeout(SHORT_ANSWER, body.collect())
+                .await
+                .map_err(|_| ForwardError::Timeout)?
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            strip_hop_by_hop(&mut parts.headers, false);
             return Ok(Response::from_parts(parts, Body::new(body)));
         }
         let mut answer = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
@@ -219,21 +234,23 @@ impl Forwarder {
 
 /// The address to announce when none is given: the listen address, unless it is a wildcard
 /// (`0.0.0.0`, `::`): then the local IP of the route out of this host (found by connecting a UDP
-/// socket, which sends nothing), or loopback if there is no route.
+/// socket, which sends nothing; for `::`, IPv6 first, then IPv4), or loopback if there is none.
 pub fn advertise_address(listen: SocketAddr) -> SocketAddr {
     if !listen.ip().is_unspecified() {
         return listen;
     }
-    let (bind, probe) = if listen.is_ipv4() {
-        ("0.0.0.0:0", "192.0.2.1:9") // TEST-NET-1: never contacted, only routed.
-    } else {
-        ("[::]:0", "[2001:db8::1]:9")
-    };
-    let outward = std::net::UdpSocket::bind(bind)
-        .and_then(|socket| socket.connect(probe).and_then(|()| socket.local_addr()))
-        .map(|a| a.ip())
-        .ok()
-        .filter(|ip| !ip.is_unspecified());
+    // A `::` listener on a dual-stack socket also takes IPv4: on a host without an IPv6 route,
+    // its IPv4 address is the one peers can reach.
+    const V4: (&str, &str) = ("0.0.0.0:0", "192.0.2.1:9"); // TEST-NET-1: never contacted, only routed.
+    const V6: (&str, &str) = ("[::]:0", "[2001:db8::1]:9");
+    let probes: &[(&str, &str)] = if listen.is_ipv4() { &[V4] } else { &[V6, V4] };
+    let outward = probes.iter().find_map(|(bind, probe)| {
+        std::net::UdpSocket::bind(bind)
+            .and_then(|socket| socket.connect(probe).and_then(|()| socket.local_addr()))
+            .map(|a| a.ip())
+            .ok()
+            .filter(|ip| !ip.is_unspecified())
+    });
     let ip = outward.unwrap_or(if listen.is_ipv4() {
         std::net::IpAddr::from([127, 0, 0, 1])
     } else {

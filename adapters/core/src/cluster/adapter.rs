@@ -397,14 +397,23 @@ impl ClusterAdapter {
     /// a failure is counted, and the periodic heartbeat announces the node later.
     pub(crate) fn announce(&self) {
         if !self.node.is_closed() {
-            let _ = self.publish(&self.route, &self.node.heartbeat(true));
+            self.heartbeat(&self.route, Message::InitialHeartbeat);
+        }
+    }
+
+    /// Publishes `beat` on `route`, then this node's forwarding address if it has one; failures
+    /// are counted (the next heartbeat tries again).
+    fn heartbeat(&self, route: &Route, beat: Message) {
+        let _ = self.publish(route, &beat);
+        if let Some(address) = self.node.address_message() {
+            let _ = self.publish(route, &address);
         }
     }
 
     /// Periodic work: heartbeat (when due), drop silent peers, expire old requests.
     pub(crate) fn tick(&self, now: Instant, beat: bool) {
         if beat {
-            let _ = self.publish(&self.route, &self.node.heartbeat(false));
+            self.heartbeat(&self.route, Message::Heartbeat);
         }
         let gone = self.membership().expire(now);
         for peer in gone {
@@ -418,18 +427,18 @@ impl ClusterAdapter {
     pub(crate) fn handle(&self, from: NodeId, message: Message) {
         let counters = &self.node.counters;
         match message {
-            Message::Heartbeat { ref address } | Message::InitialHeartbeat { ref address } => {
-                let initial = matches!(message, Message::InitialHeartbeat { .. });
-                if let Some(address) = address {
-                    self.node.directory(|d| d.heard(&from, address, Instant::now()));
-                }
+            Message::Address { address } => {
+                self.node.directory(|d| d.heard(&from, &address, Instant::now()));
+            }
+            Message::Heartbeat | Message::InitialHeartbeat => {
+                let initial = matches!(message, Message::InitialHeartbeat);
                 let seen = self.membership().heartbeat(&from, initial, Instant::now());
                 if seen.new_peer {
                     tracing::info!(peer = %from, nsp = &*self.nsp, "cluster peer joined");
                 }
                 // A closed node has left: it must not make a new peer count it again.
                 if seen.answer && !self.node.is_closed() {
-                    let _ = self.publish(&Route::Node(from), &self.node.heartbeat(false));
+                    self.heartbeat(&Route::Node(from), Message::Heartbeat);
                 }
             }
             Message::Closing => {

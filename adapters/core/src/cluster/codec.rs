@@ -6,8 +6,7 @@
 //! ```
 //!
 //! - The header is one msgpack array `[sender, nsp, body]`, `body` a kind-specific array (rooms as
-//!   string arrays, flags as bits, ids as integers, socket data and handshakes as JSON text); a
-//!   heartbeat's body is the sender's forwarding address as a string, or nil without one.
+//!   string arrays, flags as bits, ids as integers, socket data and handshakes as JSON text).
 //! - The parts carry Socket.IO encodings: for a broadcast, the emitter's packet text and its binary
 //!   attachments exactly as [`BroadcastPacket::packet`](crate::BroadcastPacket::packet) holds them,
 //!   so a receiver slices them out of the received buffer (no copy, no parse) and frames them once;
@@ -43,6 +42,7 @@ enum Kind {
     Heartbeat = 1,
     InitialHeartbeat = 2,
     Closing = 3,
+    Address = 4,
     Broadcast = 10,
     BroadcastWithAck = 11,
     BroadcastClientCount = 12,
@@ -62,6 +62,7 @@ impl Kind {
             1 => Self::Heartbeat,
             2 => Self::InitialHeartbeat,
             3 => Self::Closing,
+            4 => Self::Address,
             10 => Self::Broadcast,
             11 => Self::BroadcastWithAck,
             12 => Self::BroadcastClientCount,
@@ -79,8 +80,9 @@ impl Kind {
 
     fn of(message: &Message) -> Self {
         match message {
-            Message::Heartbeat { .. } => Self::Heartbeat,
-            Message::InitialHeartbeat { .. } => Self::InitialHeartbeat,
+            Message::Heartbeat => Self::Heartbeat,
+            Message::InitialHeartbeat => Self::InitialHeartbeat,
+            Message::Address { .. } => Self::Address,
             Message::Closing => Self::Closing,
             Message::Broadcast { .. } => Self::Broadcast,
             Message::BroadcastWithAck { .. } => Self::BroadcastWithAck,
@@ -138,11 +140,10 @@ pub fn encode(sender: &str, nsp: &str, message: &Message) -> Result<Bytes, Codec
     let mut frame = Frame::new(kind, message);
     let head = (sender, nsp);
     match message {
-        Message::Heartbeat { address } | Message::InitialHeartbeat { address } => {
-            // nil without an address: exactly what nodes without forwarding sent.
-            frame.head(&(head.0, head.1, address.as_deref()))?
+        Message::Heartbeat | Message::InitialHeartbeat | Message::Closing => {
+            frame.head(&(head.0, head.1, ()))?
         }
-        Message::Closing => frame.head(&(head.0, head.1, ()))?,
+        Message::Address { address } => frame.head(&(head.0, head.1, (address.as_str(),)))?,
         Message::Broadcast { target, packet } => {
             frame.broadcast_head(sender, nsp, target)?;
             frame.packet(packet)?;
@@ -421,20 +422,20 @@ pub fn decode(frame: &Bytes) -> Result<Envelope, CodecError> {
     let parts = parts.collect()?;
 
     let (sender, nsp, message) = match kind {
-        Kind::Heartbeat | Kind::InitialHeartbeat => {
-            let (sender, nsp, address) = header::<Option<String>>(head)?;
+        Kind::Heartbeat | Kind::InitialHeartbeat | Kind::Closing => {
+            let (sender, nsp, ()) = header(head)?;
             no_parts(&parts)?;
-            let message = if kind == Kind::Heartbeat {
-                Message::Heartbeat { address }
-            } else {
-                Message::InitialHeartbeat { address }
+            let message = match kind {
+                Kind::Heartbeat => Message::Heartbeat,
+                Kind::InitialHeartbeat => Message::InitialHeartbeat,
+                _ => Message::Closing,
             };
             (sender, nsp, message)
         }
-        Kind::Closing => {
-            let (sender, nsp, ()) = header(head)?;
+        Kind::Address => {
+            let (sender, nsp, (address,)) = header::<(String,)>(head)?;
             no_parts(&parts)?;
-            (sender, nsp, Message::Closing)
+            (sender, nsp, Message::Address { address })
         }
         Kind::Broadcast => return Err(CodecError::InvalidHeader),
         Kind::BroadcastWithAck => {
@@ -715,10 +716,10 @@ mod tests {
             data: serde_json::json!([1, "two", null]),
         };
         let messages = vec![
-            Message::Heartbeat { address: None },
-            Message::Heartbeat { address: Some("10.0.0.7:3000".into()) },
-            Message::InitialHeartbeat { address: None },
-            Message::InitialHeartbeat { address: Some("[::1]:3000".into()) },
+            Message::Heartbeat,
+            Message::InitialHeartbeat,
+            Message::Address { address: "10.0.0.7:3000".into() },
+            Message::Address { address: "[::1]:3000".into() },
             Message::Closing,
             Message::Broadcast { target: target.clone(), packet: packet.clone() },
             Message::BroadcastWithAck {
@@ -794,19 +795,18 @@ mod tests {
     }
 
     #[test]
-    fn a_heartbeat_without_an_address_is_the_old_nil_body() {
-        // What nodes before forwarding sent: `[sender, nsp, nil]`; it still decodes.
-        let old = encode("n", "/", &Message::Closing).unwrap();
-        let mut hb = old.to_vec();
-        hb[3] = Kind::Heartbeat as u8;
-        let got = decode(&hb.into()).unwrap();
-        assert_eq!(got.message, Message::Heartbeat { address: None });
-        assert_eq!(encode("n", "/", &Message::Heartbeat { address: None }).unwrap()[4..], old[4..]);
+    fn an_address_is_an_unknown_kind_to_a_node_that_predates_it() {
+        // Nodes before forwarding knew kinds 1-3 and 10-41: kind 4 is "unsupported" to them,
+        // counted and dropped, while heartbeats stay exactly what they were.
+        let frame = encode("n", "/", &Message::Address { address: "10.0.0.7:3000".into() }).unwrap();
+        assert_eq!(frame[3], 4);
+        let hb = encode("n", "/", &Message::Heartbeat).unwrap();
+        assert_eq!(&hb[..], b"SB\x01\x01\0\0\0\x06\0\0\0\0\x93\xa1n\xa1/\xc0");
     }
 
     #[test]
     fn wrong_version_kind_and_magic_are_typed() {
-        let good = encode("n", "/", &Message::Heartbeat { address: None }).unwrap();
+        let good = encode("n", "/", &Message::Heartbeat).unwrap();
         let mut v2 = good.to_vec();
         v2[2] = 2;
         assert_eq!(decode(&v2.into()), Err(CodecError::UnsupportedVersion(2)));
@@ -839,7 +839,7 @@ mod tests {
         let head_end = PREFIX_LEN + u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
         assert_eq!(sender(&b[..head_end]), Some("node-7"));
         assert!(decode(&b.slice(..head_end)).is_err());
-        let hb = encode("n", "/", &Message::Heartbeat { address: None }).unwrap();
+        let hb = encode("n", "/", &Message::Heartbeat).unwrap();
         assert_eq!(sender(&hb), Some("n"));
         let mut other_version = hb.to_vec();
         other_version[2] = VERSION + 1;
@@ -932,8 +932,9 @@ mod tests {
 
     fn arb_message() -> impl Strategy<Value = Message> {
         prop_oneof![
-            prop::option::of("[a-z0-9.:]{0,20}").prop_map(|address| Message::Heartbeat { address }),
-            prop::option::of("[a-z0-9.:]{0,20}").prop_map(|address| Message::InitialHeartbeat { address }),
+            Just(Message::Heartbeat),
+            Just(Message::InitialHeartbeat),
+            "[a-z0-9.:]{0,20}".prop_map(|address| Message::Address { address }),
             Just(Message::Closing),
             (arb_opts(), any::<u32>(), "[a-z]{1,8}", arb_args()).prop_map(|(opts, part, ev, args)| {
                 Message::Broadcast {

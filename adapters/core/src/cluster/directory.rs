@@ -1,10 +1,10 @@
-//! Where each peer can be reached: the address it announces in its heartbeats, so a node can
+//! Where each peer can be reached: the address it announces after each heartbeat, so a node can
 //! forward a request for a session it does not own to the node that does (the sid's prefix names it).
 //!
 //! Pure bookkeeping with the time passed in, like [`Membership`](super::membership::Membership),
-//! but node-wide (any namespace's heartbeat refreshes it):
+//! but node-wide (any namespace's announcement refreshes it):
 //!
-//! - a heartbeat that carries an address records it as the sender's, seen now;
+//! - an `Address` message (sent after every heartbeat) records its address as the sender's, seen now;
 //! - a peer not heard from for longer than the timeout has no address any more
 //!   ([`Directory::expire`] forgets it, so the map does not grow with pod churn);
 //! - a closing message removes its sender at once (its next heartbeat, if it is still alive on

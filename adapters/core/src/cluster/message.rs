@@ -5,10 +5,7 @@
 //! |---|---|---|
 //! | `InitialHeartbeat` | namespace | `Heartbeat` to the sender's node route |
 //! | `Heartbeat` | namespace (periodic) or node (answer) | — |
-//!
-//! Both heartbeats carry the sender's forwarding address when it has one (see
-//! [`directory`](super::directory)).
-//!
+//! | `Address` | with every heartbeat, on its route | — |
 //! | `Closing` | namespace | — |
 //! | `Broadcast` | one copy per routed part (see [`Target`]) | — |
 //! | `BroadcastWithAck` | namespace | `BroadcastClientCount`, then a `BroadcastAck` per answer |
@@ -65,15 +62,17 @@ impl Target {
 #[non_exhaustive]
 pub enum Message {
     /// "I am alive": refreshes the sender in the receiver's membership.
-    Heartbeat {
-        /// Where the sender takes forwarded requests (`host:port`), if it does.
-        address: Option<String>,
-    },
+    Heartbeat,
     /// A node starting (or creating the namespace): receivers record it and answer at once, so it
     /// learns its peers without waiting a heartbeat interval.
-    InitialHeartbeat {
-        /// As for `Heartbeat`.
-        address: Option<String>,
+    InitialHeartbeat,
+    /// Where the sender takes forwarded requests (`host:port`; see
+    /// [`directory`](super::directory)), sent after each of its heartbeats. A message of its own
+    /// rather than a heartbeat field, so nodes that predate it drop it as an unknown kind and
+    /// still read the heartbeats.
+    Address {
+        /// The sender's `--advertise-address`.
+        address: String,
     },
     /// The sender is shutting down: receivers drop it from membership now.
     Closing,
@@ -177,8 +176,9 @@ impl Message {
             | Self::FetchSocketsResponse { request_id, .. }
             | Self::ServerSideEmitResponse { request_id, .. } => Some(*request_id),
             Self::ServerSideEmit { request_id, .. } => *request_id,
-            Self::Heartbeat { .. }
-            | Self::InitialHeartbeat { .. }
+            Self::Heartbeat
+            | Self::InitialHeartbeat
+            | Self::Address { .. }
             | Self::Closing
             | Self::Broadcast { .. }
             | Self::SocketsJoin { .. }
@@ -190,8 +190,9 @@ impl Message {
     /// A short name for logs.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Heartbeat { .. } => "heartbeat",
-            Self::InitialHeartbeat { .. } => "initial-heartbeat",
+            Self::Heartbeat => "heartbeat",
+            Self::InitialHeartbeat => "initial-heartbeat",
+            Self::Address { .. } => "address",
             Self::Closing => "closing",
             Self::Broadcast { .. } => "broadcast",
             Self::BroadcastWithAck { .. } => "broadcast-with-ack",

@@ -50,10 +50,9 @@ impl Node {
         &self.config.node_id
     }
 
-    /// The heartbeat this node sends (with its forwarding address, if it has one).
-    pub(crate) fn heartbeat(&self, initial: bool) -> Message {
-        let address = self.config.address.clone();
-        if initial { Message::InitialHeartbeat { address } } else { Message::Heartbeat { address } }
+    /// What follows each heartbeat of this node: its forwarding address, if it has one.
+    pub(crate) fn address_message(&self) -> Option<Message> {
+        self.config.address.clone().map(|address| Message::Address { address })
     }
 
     /// Edits the directory (a poisoned lock still holds valid bookkeeping).

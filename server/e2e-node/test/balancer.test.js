@@ -508,7 +508,7 @@ describe("balancers: 3 nodes over Redis", () => {
   });
 
   describe("request forwarding to a node that died", () => {
-    it("answers 400 Session ID unknown within about a second, and the client's next session works", async () => {
+    it("answers 400 Session ID unknown: after 5 s for a frozen owner, within a second for a killed one; the next session works", async () => {
       const prefix = unique("sb-dead");
       const [owner, other] = await Promise.all(["d", "e"].map((label) => startNode(redis, prefix, label)));
       try {
@@ -516,9 +516,21 @@ describe("balancers: 3 nodes over Redis", () => {
         const { sid } = await handshake(owner.url);
         const answers = await pollingSession(other.url, sid);
         assert.deepEqual(answers, served(answers, 1), "forwarded while the owner lives");
+
+        // A frozen owner (SIGSTOP) still accepts connections in the kernel but answers nothing:
+        // a POST through the other node gives up after 5 s instead of hanging.
+        const at = `${other.url}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`;
+        owner.signal("SIGSTOP");
+        const frozenAt = Date.now();
+        const frozen = await httpRequest(at, { method: "POST", body: "3", headers: { "content-type": "text/plain" }, timeoutMs: 15_000 })
+          .finally(() => owner.signal("SIGCONT"));
+        const frozenFor = Date.now() - frozenAt;
+        assert.deepEqual({ status: frozen.status, body: frozen.body }, UNKNOWN_SID);
+        assert.ok(frozenFor >= 4500 && frozenFor < 8000, `a frozen owner was given up on after ${frozenFor} ms`);
+
         await owner.stop();
         const started = Date.now();
-        const res = await httpRequest(`${other.url}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`);
+        const res = await httpRequest(at);
         const took = Date.now() - started;
         assert.deepEqual({ status: res.status, body: res.body }, UNKNOWN_SID);
         assert.ok(took < 1500, `answered after ${took} ms`);

@@ -41,6 +41,7 @@ use tokio::time::Instant;
 
 use crate::adapter::{Adapter, BoxFuture};
 use crate::cluster::{ServerSideAck, ServerSideEmitHandler};
+use crate::error::AdapterError;
 use crate::types::{
     AckResponse, BroadcastFlags, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId, SocketInfo,
 };
@@ -487,6 +488,35 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A fetchSockets and a serverSideEmit (5 s timeout) started in the background on one adapter,
+/// for fault tests that break the broker under requests in flight.
+pub struct PendingRequests {
+    fetch: tokio::task::JoinHandle<Result<Vec<SocketInfo>, AdapterError>>,
+    emit: tokio::task::JoinHandle<Result<Vec<Vec<Value>>, AdapterError>>,
+}
+
+impl PendingRequests {
+    /// Starts both requests on `adapter`.
+    pub fn start(adapter: Arc<dyn Adapter>) -> Self {
+        let fetch = tokio::spawn({
+            let adapter = adapter.clone();
+            async move { adapter.fetch_sockets(BroadcastOptions::default()).await }
+        });
+        let emit = tokio::spawn(async move {
+            adapter.server_side_emit("x".into(), vec![], Some(Duration::from_secs(5))).await
+        });
+        Self { fetch, emit }
+    }
+
+    /// Waits for both and asserts each failed with `BrokerUnavailable`.
+    pub async fn assert_broker_unavailable(self) {
+        let fetched = self.fetch.await.expect("fetchSockets task");
+        assert!(matches!(fetched, Err(AdapterError::BrokerUnavailable(_))), "{fetched:?}");
+        let emitted = self.emit.await.expect("serverSideEmit task");
+        assert!(matches!(emitted, Err(AdapterError::BrokerUnavailable(_))), "{emitted:?}");
     }
 }
 

@@ -13,7 +13,7 @@ use switchboard_adapter::cluster::{
     ClusterAdapter, ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound, Message, Route,
     ServerSideAck, ServerSideEmitHandler, Target, codec,
 };
-use switchboard_adapter::contract::{self, Cluster, TestSocket, eventually};
+use switchboard_adapter::contract::{self, Cluster, PendingRequests, TestSocket, eventually};
 use switchboard_adapter::{
     AckResponse, Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, PartialReplies, Room,
     SocketId, SocketInfo,
@@ -684,14 +684,7 @@ async fn requests_in_flight_fail_at_once_when_the_broker_goes_down() {
     nodes.bus.isolate(1, true);
     let adapter = nodes.adapters[0].clone();
     let started = Instant::now();
-    let fetch = tokio::spawn({
-        let adapter = adapter.clone();
-        async move { adapter.fetch_sockets(BroadcastOptions::default()).await }
-    });
-    let emit = tokio::spawn({
-        let adapter = adapter.clone();
-        async move { adapter.server_side_emit("x".into(), vec![], Some(Duration::from_secs(5))).await }
-    });
+    let requests = PendingRequests::start(adapter.clone());
     let ack = tokio::spawn({
         let adapter = adapter.clone();
         async move {
@@ -703,10 +696,7 @@ async fn requests_in_flight_fail_at_once_when_the_broker_goes_down() {
     });
     assert!(eventually(Duration::from_secs(1), || async { adapter.pending_requests() == 3 }).await);
     nodes.bus.set_down(true);
-    let fetch = fetch.await.unwrap();
-    assert!(matches!(fetch, Err(AdapterError::BrokerUnavailable(_))), "{fetch:?}");
-    let emit = emit.await.unwrap();
-    assert!(matches!(emit, Err(AdapterError::BrokerUnavailable(_))), "{emit:?}");
+    requests.assert_broker_unavailable().await;
     assert_eq!(ack.await.unwrap(), Ok(1), "the local socket's ack is still expected");
     assert!(started.elapsed() < Duration::from_secs(2), "failed at once, not at the 5 s timeouts");
     assert_eq!(adapter.pending_requests(), 0);

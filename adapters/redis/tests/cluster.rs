@@ -15,7 +15,7 @@ use common::RedisServer;
 use switchboard_adapter::cluster::{
     ClusterAdapter, ClusterAdapterFactory, ClusterConfig, Inbound, PublishError, Route, Transport,
 };
-use switchboard_adapter::contract::{self, Cluster, TestSocket, eventually};
+use switchboard_adapter::contract::{self, Cluster, PendingRequests, TestSocket, eventually};
 use switchboard_adapter::{Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, Room};
 use switchboard_protocol::socketio::{Value, encode_event};
 use switchboard_redis::{ConnectError, RedisConfig, RedisTransport};
@@ -405,22 +405,12 @@ async fn a_request_sent_just_before_the_broker_dies_fails_at_once() {
     let nodes = Nodes::start(2, &[server.url()], |c| c).await;
     server.pause();
     let adapter = nodes.adapter(0).clone();
-    let fetch = tokio::spawn({
-        let adapter = adapter.clone();
-        async move { adapter.fetch_sockets(BroadcastOptions::default()).await }
-    });
-    let emit = tokio::spawn({
-        let adapter = adapter.clone();
-        async move { adapter.server_side_emit("x".into(), vec![], Some(Duration::from_secs(5))).await }
-    });
+    let requests = PendingRequests::start(adapter.clone());
     assert!(eventually(Duration::from_secs(1), || async { adapter.pending_requests() == 2 }).await);
     tokio::time::sleep(Duration::from_millis(20)).await;
     server.kill();
     let killed = Instant::now();
-    let fetched = fetch.await.unwrap();
-    assert!(matches!(fetched, Err(AdapterError::BrokerUnavailable(_))), "{fetched:?}");
-    let emitted = emit.await.unwrap();
-    assert!(matches!(emitted, Err(AdapterError::BrokerUnavailable(_))), "{emitted:?}");
+    requests.assert_broker_unavailable().await;
     assert!(killed.elapsed() < Duration::from_secs(1), "failed {:?} after the kill", killed.elapsed());
     assert_eq!(adapter.pending_requests(), 0);
 }

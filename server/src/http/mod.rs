@@ -179,11 +179,15 @@ impl Server {
         if req.method() == http::Method::OPTIONS {
             return Err(req);
         }
-        let sid = req.uri().query().and_then(|q| {
-            form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "sid").map(|(_, v)| v.into_owned())
-        });
+        // Borrowed while deciding: a request for a local session (the usual case) allocates nothing.
+        let sid = req
+            .uri()
+            .query()
+            .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "sid").map(|(_, v)| v))
+            .filter(|sid| forwarder.wants(&req, sid) && self.engine.session(sid).is_none())
+            .map(std::borrow::Cow::into_owned);
         match sid {
-            Some(sid) if forwarder.wants(&req, &sid) && self.engine.session(&sid).is_none() => {
+            Some(sid) => {
                 let origin = req.headers().get(http::header::ORIGIN).cloned();
                 let mut response = forwarder.forward(req, &sid, remote).await?;
                 // The owner's answers carry its CORS headers; the 400 of a failed forward is

@@ -84,7 +84,7 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// Connects to the broker (if any) and builds the adapter factory; `node_id` must be the
     /// engine's node id, the prefix of this node's session and socket ids, and `address` where
-    /// peers forward requests for its sessions (announced in heartbeats), if they may.
+    /// peers forward requests for its sessions (announced with its heartbeats), if they may.
     pub async fn connect(
         backend: &Backend,
         node_id: &str,

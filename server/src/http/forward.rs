@@ -3,7 +3,7 @@
 //! affinity) still works.
 //!
 //! - The owner is the node named by the sid's prefix; its address comes from cluster membership
-//!   (every node announces `--advertise-address` in its heartbeats).
+//!   (every node announces `--advertise-address` with its heartbeats).
 //! - One hop: a forwarded request carries [`FORWARDED_HEADER`], and a node never forwards a
 //!   request that has it, so a loop is impossible (a sid unknown at the owner is a plain 400).
 //! - An owner that is unknown, gone or unreachable gets the client the same clean 400
@@ -31,6 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use super::Body;
+use crate::engine::RequestError;
 use crate::metrics::ForwardMetrics;
 
 /// Marks a request one node passed to another (the value is the forwarding node's id).
@@ -124,7 +125,7 @@ impl Forwarder {
             Err(e) => {
                 counters.failed.inc();
                 tracing::debug!(error = %e, owner, %address, "forwarding to the session's owner failed");
-                Ok(unknown_sid())
+                Ok(RequestError::UnknownSid.response(None))
             }
         }
     }
@@ -320,16 +321,7 @@ fn owner_uri(address: &str, uri: &http::Uri) -> Result<http::Uri, ForwardError> 
     Ok(format!("http://{address}{path}").parse()?)
 }
 
-/// The 400 a client gets for a session no node serves: it then reconnects.
-fn unknown_sid() -> Response<Body> {
-    let mut response =
-        Response::new(Body::new(Bytes::from_static(br#"{"code":1,"message":"Session ID unknown"}"#)));
-    *response.status_mut() = StatusCode::BAD_REQUEST;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-/// Why a forward failed (logged at debug; the client gets [`unknown_sid`]).
+/// Why a forward failed (logged at debug; the client gets Engine.IO's 400 `Session ID unknown`).
 #[derive(Debug, thiserror::Error)]
 enum ForwardError {
     #[error("the owner did not answer in time")]

@@ -112,7 +112,7 @@ impl ClusterAdapterFactory {
     }
 
     /// Where peer `node` takes forwarded requests (its [`ClusterConfig::with_address`]), if it
-    /// announced one in a heartbeat within the heartbeat timeout: the owner of a session whose id
+    /// announced one (with its heartbeats) within the heartbeat timeout: the owner of a session whose id
     /// starts with `node`.
     pub fn peer_address(&self, node: &str) -> Option<Arc<str>> {
         self.node.peer_address(node)
@@ -196,13 +196,6 @@ impl ClusterAdapter {
     /// This node's id.
     pub fn node_id(&self) -> &NodeId {
         self.node.id()
-    }
-
-    /// Where peer `node` takes forwarded requests (its [`ClusterConfig::with_address`]), if it
-    /// announced one in a heartbeat within the heartbeat timeout: the owner of a session whose id
-    /// starts with `node`.
-    pub fn peer_address(&self, node: &str) -> Option<Arc<str>> {
-        self.node.peer_address(node)
     }
 
     /// Registers what runs this namespace's server-side handlers when another node emits

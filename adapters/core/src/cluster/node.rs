@@ -25,7 +25,7 @@ pub(crate) struct Node {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) counters: Counters,
     pub(crate) route: Route,
-    /// The peers' forwarding addresses, from every namespace's heartbeats.
+    /// The peers' forwarding addresses, from the `Address` messages on every namespace.
     pub(crate) directory: RwLock<Directory>,
     namespaces: DashMap<String, Weak<ClusterAdapter>>,
     pub(crate) closed: AtomicBool,

@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = switchboard::http::bind("127.0.0.1", port).await?;
     println!("conformance server listening on http://127.0.0.1:{port}/socket.io/");
-    let shutdown = switchboard::shutdown::on_signal();
+    let shutdown = switchboard::node::signal::on_signal();
     Server::new(io.engine().clone()).serve(listener, shutdown).await?;
     Ok(())
 }

@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
     let engine = Engine::new(config, Arc::new(Echo));
     let listener = switchboard::http::bind("127.0.0.1", port).await?;
     println!("engine_echo listening on http://127.0.0.1:{port}/engine.io/");
-    let shutdown = switchboard::shutdown::on_signal();
+    let shutdown = switchboard::node::signal::on_signal();
     Server::new(engine).serve(listener, shutdown).await?;
     Ok(())
 }

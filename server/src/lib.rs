@@ -1,17 +1,20 @@
 //! Switchboard: a horizontally scalable Socket.IO server node.
 //!
-//! [`http`] accepts connections and routes them; [`engine`] implements Engine.IO v4 on top;
-//! [`config`] holds the options with socket.io's names and defaults.
+//! Modules in layers, each using only those listed before it (`scripts/check-layers` keeps it so):
+//! [`body`] and [`metrics`] (shared by every layer) → [`engine`] (Engine.IO v4: sessions,
+//! transports, heartbeats, its options) → [`socketio`] (Socket.IO v5 on the engine) → [`cluster`]
+//! (the adapter a node joins its peers with) → [`http`] (accept, routing, forwarding, the
+//! operator's endpoints) → [`node`] (a node assembled from its options) → [`apps`] (what the
+//! binary runs). `docs/architecture.md` draws it.
 
 pub mod apps;
+pub mod body;
 pub mod cluster;
-pub mod config;
 pub mod engine;
 pub mod http;
 pub mod metrics;
-pub mod shutdown;
+pub mod node;
 pub mod socketio;
 
-pub use config::EngineConfig;
-pub use engine::{CloseReason, Engine, EngineHandler, Message, Session};
+pub use engine::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session};
 pub use http::Server;

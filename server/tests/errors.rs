@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::{config, full, start};
 use http::Method;
-use switchboard::config::AllowRequest;
+use switchboard::engine::AllowRequest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_transport_is_code_0() {

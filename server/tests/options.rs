@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{config, full, request, send, start};
 use http::{Method, StatusCode};
-use switchboard::config::{CookieConfig, CorsConfig, Transports};
+use switchboard::engine::{CookieConfig, CorsConfig, Transports};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_is_off_by_default() {

@@ -1,7 +1,16 @@
 //! The load-test contract every benchmark speaks (namespace `/`):
 //! `echo(...args, ack?)`, `join(room, ack)`, `leave(room, ack)`, `broadcast({room, event, data}, ack)`.
 
+use crate::node::App;
 use crate::socketio::{SocketIo, SocketRef, Value};
+
+/// The page at `/` of a bench node.
+const PAGE: &str = "<!doctype html><title>Switchboard</title><p>Switchboard bench contract.</p>";
+
+/// The bench contract as a node runs it (`--app bench`).
+pub fn app() -> App {
+    App::socketio("bench", PAGE, install)
+}
 
 /// Installs the bench handlers on the main namespace.
 pub fn install(io: &SocketIo) {

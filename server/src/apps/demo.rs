@@ -3,7 +3,13 @@
 
 use std::time::Duration;
 
+use crate::node::App;
 use crate::socketio::{SocketIo, SocketRef, Value};
+
+/// The demo as a node runs it (`--app demo`).
+pub fn app() -> App {
+    App::socketio("demo", PAGE, install)
+}
 
 /// The page served at `/`; it loads the official client from the server's own `/socket.io/socket.io.js`.
 pub const PAGE: &str = r#"<!doctype html>

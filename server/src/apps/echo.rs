@@ -2,8 +2,17 @@
 
 use std::sync::Arc;
 
-use crate::engine::{Encoded, Message};
-use crate::{CloseReason, EngineHandler, Session};
+use crate::engine::{CloseReason, Encoded, EngineHandler, Message, Session};
+use crate::node::App;
+
+/// The page at `/` of an echo node.
+const PAGE: &str = "<!doctype html><meta charset=utf-8><title>Switchboard</title>\
+    <h1>Switchboard</h1><p>Engine.IO v4 echo (no Socket.IO): every message comes back to its sender.</p>";
+
+/// The echo as a node runs it (`--app engine-echo`): no Socket.IO, so no broker connection.
+pub fn app() -> App {
+    App::engine("engine-echo", PAGE, Arc::new(Echo))
+}
 
 /// Sends every message back on the session it came from, text as text and binary as binary.
 #[derive(Debug, Default, Clone, Copy)]

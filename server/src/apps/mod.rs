@@ -1,5 +1,5 @@
-//! The applications the `switchboard` binary can run (`--app`), kept in the library so examples and
-//! tests run exactly what users run.
+//! The applications the `switchboard` binary can run (`--app`), each an [`App`](crate::node::App)
+//! for a node, kept in the library so examples and tests run exactly what users run.
 
 pub mod bench;
 pub mod demo;

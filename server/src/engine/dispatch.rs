@@ -8,10 +8,11 @@ use http::{Method, Request, Response, header};
 use hyper::body::Incoming;
 use switchboard_protocol::engineio::Encoded;
 
+use super::cors;
 use super::error::RequestError;
 use super::session::{Session, Transport};
 use super::{Engine, HandshakeRequest, Sid, polling, ws};
-use crate::http::{Body, cors};
+use crate::body::Body;
 
 /// The query parameters Engine.IO reads.
 #[derive(Default)]

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 
-use crate::http::Body;
+use crate::body::Body;
 
 /// Engine.IO's error codes, numbered as socket.io numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -19,9 +19,10 @@ const UPGRADE_HOLD: Duration = Duration::from_millis(100);
 /// How long a client's close packet over POST waits for the client's pending GET to arrive, so
 /// that GET gets its noop instead of an unknown-sid 400 (the two requests race on two connections).
 const CLOSE_WAITS_FOR_POLL: Duration = Duration::from_millis(50);
+use super::compression;
 use super::error::RequestError;
 use super::session::{PollRefusal, PollStep, Session};
-use crate::http::{Body, compression};
+use crate::body::Body;
 
 impl From<PollRefusal> for RequestError {
     fn from(r: PollRefusal) -> Self {

@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::metrics::{EngineMetrics, TransportMetrics};
 use super::{CloseReason, EngineHandler, EngineShared, HandshakeRequest, Message, Sid};
-use crate::metrics::{Metrics, TransportMetrics};
 
 /// Why a send did not queue anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +38,7 @@ pub(crate) enum Transport {
 
 impl Transport {
     /// This transport's counters.
-    pub(crate) fn metrics(self, metrics: &Metrics) -> &TransportMetrics {
+    pub(crate) fn metrics(self, metrics: &EngineMetrics) -> &TransportMetrics {
         match self {
             Self::Polling => &metrics.polling,
             Self::WebSocket => &metrics.websocket,
@@ -110,7 +110,7 @@ pub struct Session {
     max_queue_bytes: usize,
     handler: Arc<dyn EngineHandler>,
     engine: Weak<EngineShared>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<EngineMetrics>,
     inner: Mutex<Inner>,
     poll_wake: Notify,
     /// The websocket connection task, woken when packets are queued or the session changes.
@@ -209,7 +209,7 @@ impl Session {
     }
 
     /// The engine's metrics, for the transports' counters.
-    pub(crate) fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &EngineMetrics {
         &self.metrics
     }
 

@@ -31,7 +31,7 @@ use super::frame_decoder::{FrameDecoder, InFrame, ReadError};
 use super::frame_writer::{FrameWriter, push_frame};
 use super::session::{Session, Transport};
 use super::{CloseReason, Engine, HandshakeRequest};
-use crate::http::Body;
+use crate::body::Body;
 
 /// How long a closing session may take to flush its last frames to a client that stopped reading.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);

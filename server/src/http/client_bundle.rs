@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG};
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::http::Body;
+use crate::body::Body;
 
 include!(concat!(env!("OUT_DIR"), "/client_bundle.rs"));
 

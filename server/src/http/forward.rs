@@ -17,7 +17,6 @@
 //!   gets a connection of its own, spliced to the client's once both sides switched protocols.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,8 +30,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use super::Body;
+use super::metrics::ForwardMetrics;
+use crate::cluster::Locate;
 use crate::engine::RequestError;
-use crate::metrics::ForwardMetrics;
 
 /// Marks a request one node passed to another (the value is the forwarding node's id).
 pub const FORWARDED_HEADER: &str = "x-switchboard-forwarded";
@@ -42,9 +42,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long an owner may take to answer what it answers at once (a POST, a websocket upgrade).
 pub const SHORT_ANSWER: Duration = Duration::from_secs(5);
-
-/// Where a node's sessions are served: node id → `host:port`, `None` when unknown or not live.
-pub type Locate = Arc<dyn Fn(&str) -> Option<Arc<str>> + Send + Sync>;
 
 /// Forwards requests for other nodes' sessions (see the module docs); cheap to clone.
 #[derive(Clone)]

@@ -1,13 +1,16 @@
-//! The HTTP/1.1 front door: accepts connections, sends Engine.IO's path to the engine and the rest
-//! to an optional fallback (the demo page), and drains connections on shutdown.
+//! The HTTP/1.1 front door: accepts connections, passes requests for other nodes' sessions to
+//! their owner ([`forward`]), sends Engine.IO's path to the engine, serves the client bundle and
+//! the operator's endpoints ([`ops`]), the rest to an optional fallback (the demo page), and
+//! drains connections on shutdown.
 
 pub mod client_bundle;
-pub(crate) mod compression;
-pub(crate) mod cors;
 pub mod forward;
+pub mod metrics;
 mod ops;
 
+pub use crate::body::Body;
 pub use forward::Forwarder;
+pub use metrics::HttpMetrics;
 pub use ops::ReadyCheck;
 
 use std::convert::Infallible;
@@ -27,10 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::{CloseReason, Engine};
-
-/// Every response body: whole, in memory (Engine.IO never streams a response).
-pub type Body = http_body_util::Full<Bytes>;
+use crate::engine::{CloseReason, Engine, cors};
 
 /// Future of a fallback response.
 pub type FallbackFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
@@ -76,12 +76,15 @@ pub struct Server {
     ready_check: Option<ReadyCheck>,
     public_metrics: bool,
     forwarder: Option<Forwarder>,
+    metrics: HttpMetrics,
 }
 
 impl Server {
-    /// Serves `engine` on its path and 404 elsewhere.
+    /// Serves `engine` on its path and 404 elsewhere; registers the HTTP layer's metrics in the
+    /// engine's registry (build one `Server` per engine).
     pub fn new(engine: Engine) -> Self {
         Self {
+            metrics: HttpMetrics::register(engine.registry()),
             engine,
             fallback: None,
             serve_client: true,
@@ -92,7 +95,8 @@ impl Server {
     }
 
     /// Passes requests for sessions of other nodes to their owners (`--forward-polling`), so a
-    /// balancer without sticky sessions works; default off (such requests get a 400).
+    /// balancer without sticky sessions works; default off (such requests get a 400). Build the
+    /// forwarder with this server's [`metrics`](Self::metrics)' `forwarded` counters.
     pub fn with_forwarder(mut self, forwarder: Option<Forwarder>) -> Self {
         self.forwarder = forwarder;
         self
@@ -115,8 +119,8 @@ impl Server {
     /// Drains before exit: `/readyz` turns 503 and new handshakes are refused at once, then the
     /// open sessions are closed in batches spread over `window` (see [`Engine::drain`]).
     pub async fn drain(&self, window: Duration) {
-        self.engine.metrics().draining.set(1);
-        self.engine.metrics().ready.set(0);
+        self.metrics.draining.set(1);
+        self.metrics.ready.set(0);
         self.engine.drain(window).await;
     }
 
@@ -136,6 +140,11 @@ impl Server {
     /// The engine behind this server.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The HTTP layer's metrics.
+    pub fn metrics(&self) -> &HttpMetrics {
+        &self.metrics
     }
 
     async fn respond(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {

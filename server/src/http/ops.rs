@@ -23,7 +23,7 @@ impl Server {
     pub fn is_ready(&self) -> bool {
         let ready =
             !self.engine.is_refusing_handshakes() && self.ready_check.as_ref().is_none_or(|check| check());
-        self.engine.metrics().ready.set(i64::from(ready));
+        self.metrics.ready.set(i64::from(ready));
         ready
     }
 
@@ -39,7 +39,8 @@ impl Server {
             }),
             "/metrics" if metrics => {
                 self.is_ready();
-                let mut r = Response::new(Body::new(Bytes::from(self.engine.metrics().render())));
+                let mut r =
+                    Response::new(Body::new(Bytes::from(crate::metrics::render(self.engine.registry()))));
                 r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
                 Some(r)
             }

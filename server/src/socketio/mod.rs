@@ -10,6 +10,7 @@ mod broadcast;
 mod client;
 mod handler;
 mod handshake;
+pub mod metrics;
 mod namespace;
 mod socket;
 
@@ -32,10 +33,10 @@ pub use switchboard_adapter::ServerSideAck;
 pub use switchboard_adapter::{AckResponse, Room, SocketId, SocketInfo};
 pub use switchboard_protocol::socketio::Value;
 
-use crate::EngineConfig;
-use crate::engine::{CloseReason, Engine, EngineHandler, Message, Session};
-use crate::metrics::{Metrics, NamespaceMetrics};
+use crate::engine::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session};
+use crate::metrics::Registry;
 use client::Client;
+use metrics::{NamespaceMetrics, SocketIoMetrics};
 use namespace::{NamespaceHandlers, ServerSideHook};
 
 /// A boxed `Send` future.
@@ -189,7 +190,7 @@ type Predicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 pub(crate) struct IoInner {
     config: SocketIoConfig,
-    metrics: Arc<Metrics>,
+    metrics: SocketIoMetrics,
     node_id: String,
     namespaces: DashMap<String, Arc<Namespace>>,
     dynamic: RwLock<Vec<(Predicate, Arc<NamespaceHandlers>)>>,
@@ -254,18 +255,23 @@ impl DynamicNamespace {
 }
 
 impl SocketIo {
-    /// A server with the main namespace `/` ready; its engine starts with `engine_config`.
+    /// A server with the main namespace `/` ready; its engine starts with `engine_config`, and
+    /// both layers count into one new registry ([`Engine::registry`]).
     pub fn new(engine_config: EngineConfig, config: SocketIoConfig) -> Self {
-        let metrics = Arc::new(Metrics::new());
+        Self::with_registry(engine_config, config, Registry::new())
+    }
+
+    /// Like [`SocketIo::new`], counting into `registry` (a node's, shared with its other layers).
+    pub fn with_registry(engine_config: EngineConfig, config: SocketIoConfig, registry: Registry) -> Self {
         let inner = Arc::new(IoInner {
             config,
-            metrics: metrics.clone(),
+            metrics: SocketIoMetrics::register(&registry),
             node_id: engine_config.node_id().to_owned(),
             namespaces: DashMap::new(),
             dynamic: RwLock::new(Vec::new()),
         });
         inner.create_namespace("/", Arc::default());
-        let engine = Engine::with_metrics(engine_config, Arc::new(IoHandler(inner.clone())), metrics);
+        let engine = Engine::with_registry(engine_config, Arc::new(IoHandler(inner.clone())), registry);
         Self { inner, engine }
     }
 

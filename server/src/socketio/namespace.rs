@@ -11,10 +11,10 @@ use switchboard_adapter::{Adapter, Room, ServerSideAck, ServerSideEmitHandler, S
 
 use super::broadcast::{BroadcastError, BroadcastOperator};
 use super::handler::{self, HandlerFuture, HandlerOutput};
+use super::metrics::NamespaceMetrics;
 use super::socket::SocketRef;
 use super::{BoxFuture, ConnectError, Value, is_reserved};
 use crate::engine::Sid;
-use crate::metrics::NamespaceMetrics;
 
 pub(crate) type ConnectionHandler = Arc<dyn Fn(SocketRef) -> HandlerFuture + Send + Sync>;
 pub(crate) type Middleware = Arc<dyn Fn(SocketRef) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
-use crate::config::CorsConfig;
-use crate::http::Body;
+use super::config::CorsConfig;
+use crate::body::Body;
 
 /// Adds the allow headers when the request's origin is allowed; nothing otherwise (the browser then refuses).
 pub(crate) fn apply(cors: &CorsConfig, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {

@@ -1,11 +1,11 @@
-//! Engine.IO options, named and defaulted as socket.io names and defaults them.
+//! Engine.IO options, named and defaulted as socket.io names and defaults them (its `opts`).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::HandshakeRequest;
+use super::request::HandshakeRequest;
 
 /// Which transports the server accepts; both by default, as in socket.io.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +145,7 @@ impl Default for EngineConfig {
             cors: None,
             cookie: None,
             allow_request: None,
-            node_id: crate::engine::sid::random_node_id(),
+            node_id: super::sid::random_node_id(),
             max_queue_bytes: 1 << 20,
         }
     }

@@ -1,10 +1,13 @@
 //! Joining a cluster: the adapter a node runs with (`--adapter memory|redis|nats`), and the broker
-//! connection behind it, kept for health reports and for a clean goodbye on shutdown.
+//! connection behind it, kept for health reports, metrics ([`metrics`]), finding the peers that
+//! own other sessions ([`Locate`], for the HTTP layer's forwarding) and a clean goodbye on shutdown.
+
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts};
+use prometheus::Histogram;
 use switchboard_adapter::cluster::{
     ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound, PublishTimer,
 };
@@ -58,22 +61,8 @@ pub struct Cluster {
     publish_latency: Histogram,
 }
 
-/// Bounds of `switchboard_adapter_publish_duration_seconds`, from a local broker's tens of
-/// microseconds to a stalled one's second.
-const PUBLISH_BUCKETS: [f64; 14] =
-    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
-
-/// The publish latency histogram the transport observes (exported by the metrics' cluster
-/// collector); constant options, so building it cannot fail in practice.
-fn publish_latency() -> Histogram {
-    let opts = HistogramOpts::new(
-        "switchboard_adapter_publish_duration_seconds",
-        "Time from a cluster message's publish to the broker taking it (Redis: the PUBLISH reply; NATS: the client's write queue)",
-    )
-    .buckets(PUBLISH_BUCKETS.to_vec());
-    #[allow(clippy::expect_used)]
-    Histogram::with_opts(opts).expect("constant histogram options are valid")
-}
+/// Where a node's sessions are served: node id → `host:port`, `None` when unknown or not live.
+pub type Locate = Arc<dyn Fn(&str) -> Option<Arc<str>> + Send + Sync>;
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,7 +87,7 @@ impl Cluster {
                 None => config,
             })
         };
-        let latency = publish_latency();
+        let latency = metrics::publish_latency();
         let timer = {
             let latency = latency.clone();
             PublishTimer::new(move |d| latency.observe(d.as_secs_f64()))
@@ -164,7 +153,7 @@ impl Cluster {
 
     /// Finds the forwarding address of a peer by node id (live peers only); `None` for the
     /// in-memory adapter, which has no peers.
-    pub fn locator(&self) -> Option<crate::http::forward::Locate> {
+    pub fn locator(&self) -> Option<Locate> {
         let cluster = self.cluster.clone()?;
         Some(Arc::new(move |node: &str| cluster.peer_address(node)))
     }
@@ -172,6 +161,14 @@ impl Cluster {
     /// How long cluster messages took to reach the broker, for the metrics' cluster collector.
     pub fn publish_latency(&self) -> &Histogram {
         &self.publish_latency
+    }
+
+    /// Exports the adapter's figures in `registry`, read from this cluster link at each scrape.
+    pub fn register_metrics(
+        self: &Arc<Self>,
+        registry: &prometheus::Registry,
+    ) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(metrics::ClusterCollector::new(self.clone())?))
     }
 
     /// `memory`, `redis` or `nats`, for logs.

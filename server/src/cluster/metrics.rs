@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
 
-use crate::cluster::Cluster;
+use super::Cluster;
 
 /// A collector over one node's cluster link.
 pub struct ClusterCollector {
@@ -33,7 +33,7 @@ const ERROR_KINDS: [&str; 6] =
     ["publish_failed", "publish_lost", "receive_dropped", "malformed", "unsupported", "unroutable"];
 
 impl ClusterCollector {
-    /// A collector for `cluster`; register it on [`super::Metrics::registry`].
+    /// A collector for `cluster`; [`Cluster::register_metrics`] registers it.
     pub fn new(cluster: Arc<Cluster>) -> Result<Self, prometheus::Error> {
         Ok(Self {
             cluster,
@@ -115,4 +115,21 @@ impl Collector for ClusterCollector {
         ]
         .concat()
     }
+}
+
+/// Bounds of `switchboard_adapter_publish_duration_seconds`, from a local broker's tens of
+/// microseconds to a stalled one's second.
+const PUBLISH_BUCKETS: [f64; 14] =
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// The publish latency histogram the transport observes (exported by [`ClusterCollector`]);
+/// constant options, so building it cannot fail in practice.
+pub(super) fn publish_latency() -> Histogram {
+    let opts = HistogramOpts::new(
+        "switchboard_adapter_publish_duration_seconds",
+        "Time from a cluster message's publish to the broker taking it (Redis: the PUBLISH reply; NATS: the client's write queue)",
+    )
+    .buckets(PUBLISH_BUCKETS.to_vec());
+    #[allow(clippy::expect_used)]
+    Histogram::with_opts(opts).expect("constant histogram options are valid")
 }

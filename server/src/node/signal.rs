@@ -18,7 +18,7 @@ pub async fn signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// A token cancelled on the first SIGTERM or SIGINT, for [`crate::Server::serve`].
+/// A token cancelled on the first SIGTERM or SIGINT, for [`crate::http::Server::serve`].
 pub fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let stop = token.clone();

@@ -1,0 +1,168 @@
+//! A node assembled from its options: the engine and the application on it (Socket.IO with the
+//! cluster adapter, or plain Engine.IO), the cluster link, the HTTP server with request forwarding
+//! and the operator endpoints, and the drain on SIGTERM. The `switchboard` binary parses its
+//! command line into [`NodeOptions`] and calls [`run`].
+
+pub mod app;
+pub mod options;
+pub mod signal;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use tokio_util::sync::CancellationToken;
+
+pub use app::App;
+pub use options::{AdapterKind, NodeOptions, OptionsError};
+
+use crate::cluster::{Cluster, SetupError};
+use crate::engine::Engine;
+use crate::http::{Body, Fallback, Forwarder, Server};
+use crate::metrics::Registry;
+use crate::socketio::SocketIo;
+use app::Layer;
+
+/// Why a node could not start or stopped on its own.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// An option was refused before anything started.
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    /// The public port or the metrics port could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// `host:port`, and which port it is when it is not the public one.
+        address: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The broker could not be reached or refused the settings.
+    #[error("cannot join the cluster with --adapter {adapter}: {source}")]
+    Cluster {
+        /// `--adapter`.
+        adapter: &'static str,
+        /// Why.
+        source: SetupError,
+    },
+    /// A metric could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The server failed while serving.
+    #[error("the server failed: {0}")]
+    Serve(#[from] std::io::Error),
+    /// A server task panicked.
+    #[error("a server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Runs a node until SIGTERM or SIGINT, then drains it and leaves the cluster.
+pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
+    let config = options.engine_config()?;
+    let drain = options.drain()?;
+    let backend = options.backend(app.uses_cluster());
+    let listen = |port: u16, what: &str| {
+        let host = options.host.clone();
+        let what = what.to_owned();
+        async move {
+            crate::http::bind(&host, port)
+                .await
+                .map_err(|source| NodeError::Listen { address: format!("{host}:{port}{what}"), source })
+        }
+    };
+    let listener = listen(options.port, "").await?;
+    let forwarding = options.forward_polling && backend != crate::cluster::Backend::Memory;
+    let advertised = match forwarding {
+        false => None,
+        true => Some(match options.advertise_address()? {
+            Some(address) => address.to_owned(),
+            None => crate::http::forward::advertise_address(listener.local_addr()?).to_string(),
+        }),
+    };
+    let cluster = Arc::new(
+        Cluster::connect(&backend, config.node_id(), &options.cluster_prefix, advertised.as_deref())
+            .await
+            .map_err(|source| NodeError::Cluster { adapter: options.adapter.name(), source })?,
+    );
+    cluster.spawn_health_log();
+    let registry = Registry::new();
+    let engine = match app.layer {
+        Layer::Engine(handler) => Engine::with_registry(config, handler, registry),
+        Layer::SocketIo(install) => {
+            let io = SocketIo::with_registry(
+                config,
+                options.socketio_config().with_adapter(cluster.adapter_factory()),
+                registry,
+            );
+            install(&io);
+            io.engine().clone()
+        }
+    };
+    tracing::info!(
+        address = %listener.local_addr()?,
+        node_id = engine.config().node_id(),
+        app = app.name,
+        adapter = cluster.backend_name(),
+        forwarding = advertised.as_deref().unwrap_or("off"),
+        "switchboard listening"
+    );
+    cluster.register_metrics(engine.registry())?;
+    let server = Server::new(engine.clone());
+    let forwarder = cluster.locator().filter(|_| forwarding).map(|locate| {
+        let config = engine.config();
+        // A long poll is held up to the ping interval; its owner answers well within this.
+        let answer_timeout = config.ping_interval() + config.ping_timeout();
+        Forwarder::new(config.node_id(), locate, answer_timeout, server.metrics().forwarded.clone())
+    });
+    let ready_cluster = cluster.clone();
+    let server = server
+        .with_forwarder(forwarder)
+        .with_fallback(index_page(app.page))
+        .with_ready_check(Arc::new(move || ready_cluster.is_connected()))
+        .with_public_metrics(options.metrics_port.is_none());
+    let signal = signal::on_signal();
+    let stop = CancellationToken::new();
+    let ops = match options.metrics_port {
+        Some(port) => {
+            let listener = listen(port, " (--metrics-port)").await?;
+            tracing::info!(address = %listener.local_addr()?, "metrics, healthz and readyz listening");
+            Some(tokio::spawn(server.clone().serve_ops(listener, stop.clone())))
+        }
+        None => None,
+    };
+    let mut serving = tokio::spawn(server.clone().serve(listener, stop.clone()));
+    tokio::select! {
+        () = signal.cancelled() => {}
+        // The server only ends on its own when something broke.
+        ended = &mut serving => return Ok(ended??),
+    }
+    tokio::select! {
+        () = server.drain(drain) => {}
+        () = signal::signal() => tracing::warn!("second signal: skipping the rest of the drain"),
+    }
+    stop.cancel();
+    serving.await??;
+    if let Some(ops) = ops {
+        ops.await??;
+    }
+    cluster.close().await;
+    Ok(())
+}
+
+/// `GET /` answers `page`; everything else outside Engine.IO is 404.
+fn index_page(page: &'static str) -> Fallback {
+    Arc::new(move |req| {
+        Box::pin(async move {
+            if req.uri().path() != "/" {
+                let mut r = Response::new(Body::new(Bytes::from_static(b"Not Found")));
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                return r;
+            }
+            let mut r = Response::new(Body::new(Bytes::from_static(page.as_bytes())));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/html; charset=utf-8"));
+            r
+        })
+    })
+}

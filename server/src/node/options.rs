@@ -1,0 +1,215 @@
+//! Everything a node is told at start-up, as flags and `SWITCHBOARD_*` environment variables
+//! (docs/configuration.md lists them), and the checks that refuse a bad value before anything
+//! starts.
+
+use std::time::Duration;
+
+use switchboard_adapter::cluster::NodeId;
+
+use crate::cluster::Backend;
+use crate::engine::{CookieConfig, CorsConfig, EngineConfig, Transports};
+use crate::socketio::SocketIoConfig;
+
+/// Which adapter joins the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdapterKind {
+    /// One node on its own.
+    Memory,
+    /// Redis pub/sub, sharded over `--redis-url`s.
+    Redis,
+    /// NATS core pub/sub at `--nats-url`.
+    Nats,
+}
+
+impl AdapterKind {
+    /// The flag value, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Redis => "redis",
+            Self::Nats => "nats",
+        }
+    }
+}
+
+/// A node's options (every flag but `--app` and `--workers`, which pick what runs and the runtime).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeOptions {
+    /// Address to listen on.
+    #[arg(long, env = "SWITCHBOARD_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, env = "SWITCHBOARD_PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Mount path of Engine.IO.
+    #[arg(long, env = "SWITCHBOARD_PATH", default_value = "/socket.io/")]
+    pub path: String,
+    /// Milliseconds between server pings.
+    #[arg(long, env = "SWITCHBOARD_PING_INTERVAL", default_value_t = 25_000)]
+    pub ping_interval: u64,
+    /// Milliseconds a pong may take.
+    #[arg(long, env = "SWITCHBOARD_PING_TIMEOUT", default_value_t = 20_000)]
+    pub ping_timeout: u64,
+    /// Largest polling body or websocket message, in bytes.
+    #[arg(long, env = "SWITCHBOARD_MAX_HTTP_BUFFER_SIZE", default_value_t = 1_000_000)]
+    pub max_http_buffer_size: usize,
+    /// Accepted transports, comma-separated.
+    #[arg(long, env = "SWITCHBOARD_TRANSPORTS", default_value = "polling,websocket", value_delimiter = ',')]
+    pub transports: Vec<String>,
+    /// Allow polling sessions to upgrade to websocket.
+    #[arg(long, env = "SWITCHBOARD_ALLOW_UPGRADES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub allow_upgrades: bool,
+    /// Milliseconds an upgrade may take.
+    #[arg(long, env = "SWITCHBOARD_UPGRADE_TIMEOUT", default_value_t = 10_000)]
+    pub upgrade_timeout: u64,
+    /// Compress polling responses of at least this many bytes (0 turns compression off).
+    #[arg(long, env = "SWITCHBOARD_HTTP_COMPRESSION_THRESHOLD", default_value_t = 1024)]
+    pub http_compression_threshold: usize,
+    /// Allowed CORS origin (repeatable, or comma-separated; `*` for any). CORS is off without one.
+    #[arg(long = "cors-origin", env = "SWITCHBOARD_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Allow credentials (cookies) on cross-origin requests.
+    #[arg(long, env = "SWITCHBOARD_CORS_CREDENTIALS")]
+    pub cors_credentials: bool,
+    /// Set a handshake cookie with this name (sticky sessions at the load balancer).
+    #[arg(long, env = "SWITCHBOARD_COOKIE")]
+    pub cookie: Option<String>,
+    /// This node's id, the prefix of its session ids (default: random).
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Milliseconds a connection may take to join a namespace.
+    #[arg(long, env = "SWITCHBOARD_CONNECT_TIMEOUT", default_value_t = 45_000)]
+    pub connect_timeout: u64,
+    /// Cluster adapter: `memory` (one node), `redis` or `nats`.
+    #[arg(long, env = "SWITCHBOARD_ADAPTER", value_enum, default_value_t = AdapterKind::Memory)]
+    pub adapter: AdapterKind,
+    /// Redis URLs for `--adapter redis`, repeatable or comma-separated: channels are spread over them.
+    #[arg(
+        long = "redis-url",
+        env = "SWITCHBOARD_REDIS_URL",
+        value_delimiter = ',',
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_urls: Vec<String>,
+    /// NATS URLs for `--adapter nats` (servers of one NATS cluster), repeatable or comma-separated.
+    #[arg(
+        long = "nats-url",
+        env = "SWITCHBOARD_NATS_URL",
+        value_delimiter = ',',
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_urls: Vec<String>,
+    /// Prefix of the cluster's Redis channels / NATS subjects: nodes with the same prefix form one cluster.
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_PREFIX", default_value = "switchboard")]
+    pub cluster_prefix: String,
+    /// Serve `/metrics`, `/healthz` and `/readyz` on this port (then `/metrics` is not on the
+    /// public port; the health endpoints are on both).
+    #[arg(long, env = "SWITCHBOARD_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// Seconds over which SIGTERM disconnects the clients (in random batches) before exiting;
+    /// keep it below the pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "SWITCHBOARD_DRAIN_SECONDS", default_value_t = 10.0)]
+    pub drain_seconds: f64,
+    /// Pass polling requests and websocket upgrades for sessions of other nodes to their owner
+    /// (found from the sid and cluster membership), so a balancer without sticky sessions works;
+    /// `--forward-polling false` turns it off. Needs `--adapter redis|nats`.
+    #[arg(long, env = "SWITCHBOARD_FORWARD_POLLING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub forward_polling: bool,
+    /// `host:port` where the other nodes reach this one to forward requests (on Kubernetes: the
+    /// pod IP and port). Default: the listen address, or this host's outward IP when listening
+    /// on all interfaces.
+    #[arg(long, env = "SWITCHBOARD_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
+}
+
+/// Why a node refused its options at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// `--transports` names something else than polling and websocket.
+    #[error("unknown transport {0:?} (expected polling, websocket)")]
+    UnknownTransport(String),
+    /// `--node-id` would not fit a session id prefix, a Redis channel or a NATS subject.
+    #[error("--node-id must be non-empty and use only A-Z a-z 0-9 - _")]
+    NodeId,
+    /// `--advertise-address` is not something peers can dial.
+    #[error("--advertise-address must be host:port (for example 10.0.0.7:3000), not {0:?}")]
+    AdvertiseAddress(String),
+    /// `--drain-seconds` is negative or not finite.
+    #[error("--drain-seconds must be a number of seconds, 0 or more")]
+    Drain,
+}
+
+impl NodeOptions {
+    /// The Engine.IO options these flags give.
+    pub fn engine_config(&self) -> Result<EngineConfig, OptionsError> {
+        let mut transports = Transports { polling: false, websocket: false };
+        for t in &self.transports {
+            match t.trim() {
+                "polling" => transports.polling = true,
+                "websocket" => transports.websocket = true,
+                other => return Err(OptionsError::UnknownTransport(other.to_owned())),
+            }
+        }
+        let mut config = EngineConfig::default()
+            .with_path(&self.path)
+            .with_ping_interval(Duration::from_millis(self.ping_interval))
+            .with_ping_timeout(Duration::from_millis(self.ping_timeout))
+            .with_max_http_buffer_size(self.max_http_buffer_size)
+            .with_transports(transports)
+            .with_allow_upgrades(self.allow_upgrades)
+            .with_upgrade_timeout(Duration::from_millis(self.upgrade_timeout))
+            .with_http_compression(
+                (self.http_compression_threshold > 0).then_some(self.http_compression_threshold),
+            )
+            .with_cors((!self.cors_origins.is_empty()).then(|| CorsConfig {
+                origins: self.cors_origins.clone(),
+                credentials: self.cors_credentials,
+                max_age: None,
+            }))
+            .with_cookie(
+                self.cookie.as_ref().map(|name| CookieConfig { name: name.clone(), ..Default::default() }),
+            );
+        if let Some(id) = &self.node_id {
+            // The cluster's rule: the id is also the node's name on Redis channels and NATS subjects.
+            if !NodeId::is_valid(id) {
+                return Err(OptionsError::NodeId);
+            }
+            config = config.with_node_id(id);
+        }
+        Ok(config)
+    }
+
+    /// The Socket.IO options these flags give (the adapter is the node's to add).
+    pub fn socketio_config(&self) -> SocketIoConfig {
+        SocketIoConfig::default().with_connect_timeout(Duration::from_millis(self.connect_timeout))
+    }
+
+    /// The broker the node joins; an application without Socket.IO joins none.
+    pub fn backend(&self, uses_cluster: bool) -> Backend {
+        match self.adapter {
+            _ if !uses_cluster => Backend::Memory,
+            AdapterKind::Memory => Backend::Memory,
+            AdapterKind::Redis => Backend::Redis { urls: self.redis_urls.clone() },
+            AdapterKind::Nats => Backend::Nats { urls: self.nats_urls.clone() },
+        }
+    }
+
+    /// The drain window.
+    pub fn drain(&self) -> Result<Duration, OptionsError> {
+        Duration::try_from_secs_f64(self.drain_seconds).map_err(|_| OptionsError::Drain)
+    }
+
+    /// The address announced to peers, checked: peers dial it as `host:port`, so a missing port
+    /// or a URL would fail every forward.
+    pub fn advertise_address(&self) -> Result<Option<&str>, OptionsError> {
+        let Some(address) = &self.advertise_address else { return Ok(None) };
+        let valid = address
+            .parse::<http::uri::Authority>()
+            .is_ok_and(|a| a.port_u16().is_some() && a.as_str() == address.as_str());
+        if !valid || address.contains('@') {
+            return Err(OptionsError::AdvertiseAddress(address.clone()));
+        }
+        Ok(Some(address))
+    }
+}

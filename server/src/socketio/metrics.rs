@@ -1,0 +1,98 @@
+//! What the Socket.IO layer counts: sockets per namespace, broadcasts and their deliveries, dropped
+//! packets, ack timeouts and event handler latency (`docs/metrics.md`).
+
+use prometheus::{Histogram, IntCounter, IntGauge, IntGaugeVec};
+
+use crate::metrics::{Registrar, Registry};
+
+/// The Socket.IO layer's node-wide counters (each namespace holds a clone of the handles).
+#[derive(Debug, Clone)]
+pub struct SocketIoMetrics {
+    /// Broadcasts emitted on this node.
+    pub broadcasts: IntCounter,
+    /// Packets those broadcasts queued on this node's sockets.
+    pub deliveries: IntCounter,
+    /// Volatile packets dropped because the transport could not take them.
+    pub dropped_volatile: IntCounter,
+    /// Packets refused by a full send queue (the slow client is disconnected).
+    pub dropped_overflow: IntCounter,
+    /// Acks that did not arrive in time (socket emits and broadcasts).
+    pub ack_timeouts: IntCounter,
+    /// Time from an event's arrival to the end of its handler.
+    pub event_handler_seconds: Histogram,
+    sockets: IntGaugeVec,
+}
+
+/// Bounds of the event handler histogram: from an inline handler's tens of microseconds to a
+/// handler that waits on a database for seconds.
+const HANDLER_BUCKETS: [f64; 12] =
+    [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5];
+
+impl SocketIoMetrics {
+    /// Creates the Socket.IO layer's metrics and registers them in `registry`.
+    pub fn register(registry: &Registry) -> Self {
+        let reg = Registrar(registry);
+        let dropped = reg.counter_vec(
+            "switchboard_dropped_packets_total",
+            "Packets not queued: volatile ones the transport could not take, or ones over a full queue",
+            &["reason"],
+        );
+        Self {
+            broadcasts: reg.counter("switchboard_broadcasts_total", "Broadcasts emitted on this node"),
+            deliveries: reg.counter(
+                "switchboard_deliveries_total",
+                "Packets queued on this node's sockets by broadcasts emitted here",
+            ),
+            dropped_volatile: dropped.with_label_values(&["volatile"]),
+            dropped_overflow: dropped.with_label_values(&["overflow"]),
+            ack_timeouts: reg.counter("switchboard_ack_timeouts_total", "Acks that did not arrive in time"),
+            event_handler_seconds: reg.histogram(
+                "switchboard_event_handler_duration_seconds",
+                "Time from an event's arrival to the end of its handler",
+                &HANDLER_BUCKETS,
+            ),
+            sockets: reg.gauge_vec("switchboard_sockets", "Socket.IO sockets connected now", &["namespace"]),
+        }
+    }
+}
+
+/// What one Socket.IO namespace counts: its socket gauge resolved once, plus the node-wide
+/// handles, so the hot paths never look a label up.
+#[derive(Debug, Clone)]
+pub struct NamespaceMetrics {
+    /// Sockets connected to this namespace now.
+    pub sockets: IntGauge,
+    /// The node-wide Socket.IO counters.
+    pub node: SocketIoMetrics,
+}
+
+impl NamespaceMetrics {
+    /// The counters of namespace `name`.
+    pub fn new(metrics: &SocketIoMetrics, name: &str) -> Self {
+        Self { sockets: metrics.sockets.with_label_values(&[name]), node: metrics.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_socketio_metric_is_registered_under_its_documented_name() {
+        let registry = Registry::new();
+        let m = SocketIoMetrics::register(&registry);
+        NamespaceMetrics::new(&m, "/").sockets.inc();
+        let text = crate::metrics::rendered(&registry);
+        for name in [
+            "switchboard_sockets",
+            "switchboard_broadcasts_total",
+            "switchboard_deliveries_total",
+            "switchboard_dropped_packets_total",
+            "switchboard_ack_timeouts_total",
+            "switchboard_event_handler_duration_seconds",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing from:\n{text}");
+        }
+        assert!(text.contains(r#"switchboard_sockets{namespace="/"} 1"#));
+    }
+}

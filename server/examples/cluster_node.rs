@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchboard::cluster::{Backend, Cluster};
 use switchboard::socketio::{
-    AckResponse, BroadcastError, BroadcastOperator, Event, Namespace, RemoteSocket, Room, SocketIo,
+    AckResponse, BroadcastAckError, BroadcastOperator, Event, Namespace, RemoteSocket, Room, SocketIo,
     SocketIoConfig, SocketRef, Value,
 };
 use switchboard::{EngineConfig, Server};
@@ -179,7 +179,7 @@ fn install(io: &SocketIo, node: &str, cluster: &Arc<Cluster>) {
             let op = req.select(socket.namespace()).timeout(timeout);
             let (answers, missing) = match op.emit_with_ack("question", vec![data]).await {
                 Ok(answers) => (answers, 0),
-                Err(BroadcastError::AckTimeout { responses, missing }) => (responses, missing),
+                Err(BroadcastAckError::AckTimeout { responses, missing }) => (responses, missing),
                 Err(e) => return reply::<(), _>(&mut event, Err(e)),
             };
             let answers: Vec<_> = answers.iter().map(describe_answer).collect();

@@ -116,7 +116,7 @@ fn app(socket: &SocketRef, stats: &Arc<Namespace>) {
         let op = op.timeout(Duration::from_millis(event.arg::<u64>(1).unwrap_or(1000)));
         let (answers, missing) = match op.emit_with_ack("poll", vec![]).await {
             Ok(answers) => (answers, 0),
-            Err(switchboard::socketio::BroadcastError::AckTimeout { responses, missing }) => {
+            Err(switchboard::socketio::BroadcastAckError::AckTimeout { responses, missing }) => {
                 (responses, missing)
             }
             Err(e) => return event.ack(vec![js(json!({"error": e.to_string()}))]),

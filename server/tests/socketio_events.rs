@@ -13,7 +13,8 @@ use common::sio::{Client, io, json, recv, serve_io, socket_for};
 use common::{STEP, TestServer, within};
 use serde_json::json;
 use switchboard::socketio::{
-    AckError, BroadcastError, DisconnectReason, EmitError, Event, SocketIo, SocketRef, Value,
+    AckError, BroadcastAckError, BroadcastError, DisconnectReason, EmitError, Event, ReservedEventName,
+    ServerSideEmitError, SocketIo, SocketRef, Value,
 };
 use switchboard_protocol::socketio::{Packet, encode_event};
 use tokio::sync::mpsc;
@@ -258,14 +259,28 @@ async fn server_cannot_emit_reserved_event_names() {
     let (mut c, sid) = Client::ws_connected(&f.server).await;
     let socket = socket_for(&mut f.sockets, &sid).await;
     for name in ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"] {
-        assert_eq!(socket.emit(name, vec![]), Err(EmitError::Reserved), "socket.emit({name:?})");
-        assert!(matches!(f.io.emit(name, vec![]).await, Err(BroadcastError::Reserved)), "io.emit({name:?})");
+        let reserved = ReservedEventName(name);
+        assert_eq!(socket.emit(name, vec![]), Err(EmitError::Reserved(reserved)), "socket.emit({name:?})");
         assert!(
-            matches!(f.io.to("room").emit_with_ack(name, vec![]).await, Err(BroadcastError::Reserved)),
+            matches!(f.io.emit(name, vec![]).await, Err(BroadcastError::Reserved(r)) if r == reserved),
+            "io.emit({name:?})"
+        );
+        assert!(
+            matches!(
+                f.io.to("room").emit_with_ack(name, vec![]).await,
+                Err(BroadcastAckError::Reserved(r)) if r == reserved
+            ),
             "broadcast emit_with_ack({name:?})"
         );
+        assert!(
+            matches!(
+                f.io.main_namespace().server_side_emit(name, vec![]).await,
+                Err(ServerSideEmitError::Reserved(r)) if r == reserved
+            ),
+            "server_side_emit({name:?})"
+        );
         let r = socket.emit_with_ack(name, vec![], Duration::from_millis(100)).await;
-        assert!(matches!(r, Err(AckError::NotSent(_))), "socket.emit_with_ack({name:?}): {r:?}");
+        assert_eq!(r, Err(AckError::Reserved(reserved)), "socket.emit_with_ack({name:?})");
     }
     // Nothing of it reached the client.
     socket.emit("marker", vec![]).unwrap();

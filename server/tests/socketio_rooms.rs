@@ -15,7 +15,7 @@ use common::config;
 use common::sio::{Client, io, recv, serve_io, socket_for};
 use common::{STEP, TestServer, within};
 use serde_json::json;
-use switchboard::socketio::{BroadcastError, DisconnectReason, Room, SocketIo, SocketRef, Value};
+use switchboard::socketio::{BroadcastAckError, DisconnectReason, Room, SocketIo, SocketRef, Value};
 use switchboard_protocol::socketio::Packet;
 use tokio::sync::mpsc;
 
@@ -155,7 +155,7 @@ async fn broadcast_with_ack_collects_all_answers_or_reports_missing_ones() {
     }
     let (_, c_id) = c.expect_event("poll2").await;
     match within(STEP, "broadcast ack timeout", partial).await.unwrap() {
-        Err(BroadcastError::AckTimeout { responses, missing }) => {
+        Err(BroadcastAckError::AckTimeout { responses, missing }) => {
             assert_eq!(missing, 1);
             let who: BTreeSet<String> = responses.iter().map(|r| r.socket.to_string()).collect();
             assert_eq!(who, BTreeSet::from([sa.id().to_string(), sb.id().to_string()]));

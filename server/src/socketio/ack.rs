@@ -7,6 +7,7 @@ use switchboard_adapter::{AckResponse, BroadcastPacket};
 use switchboard_protocol::socketio::{Value, encode_ack};
 use tokio::sync::oneshot;
 
+use super::error::AckError;
 use super::socket::Socket;
 
 /// Answers the client's event that asked for an ack; dropping it without sending sends nothing.
@@ -26,21 +27,6 @@ impl AckResponder {
         let packet = BroadcastPacket::new(encode_ack(self.socket.namespace().name(), self.id, &args));
         self.socket.deliver_packet(&packet);
     }
-}
-
-/// Why an ack never came.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AckError {
-    /// No answer within the timeout.
-    #[error("ack timed out")]
-    Timeout,
-    /// The socket disconnected first.
-    #[error("socket disconnected")]
-    Disconnected,
-    /// The event could not be sent (queue full or reserved name).
-    #[error("event not sent: {0}")]
-    NotSent(&'static str),
 }
 
 /// Where an awaited ack goes: one emit's oneshot, or a broadcast's shared stream.

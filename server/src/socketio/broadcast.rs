@@ -4,42 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_adapter::{
-    AckResponse, AdapterError, BroadcastOptions, BroadcastPacket, Room, SocketId, SocketInfo,
-};
+use switchboard_adapter::{AckResponse, BroadcastOptions, BroadcastPacket, Room, SocketId, SocketInfo};
 use switchboard_protocol::socketio::{Value, encode_event};
 
+use super::error::{BroadcastAckError, BroadcastError, ClusterRequestError, RoomsError};
 use super::namespace::Namespace;
-use super::{EmitError, is_reserved};
+use super::reserved::check_event_name;
 
 /// Default wait for broadcast acks when no `timeout` was set.
 const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why a broadcast did not fully happen.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BroadcastError {
-    /// The event name is reserved by Socket.IO.
-    #[error("reserved event name")]
-    Reserved,
-    /// The cluster part failed (local sockets were still served).
-    #[error(transparent)]
-    Adapter(#[from] AdapterError),
-    /// Some acks did not arrive before the timeout; the ones that did are kept.
-    #[error("{missing} ack(s) missing after the timeout")]
-    AckTimeout {
-        /// The answers that arrived.
-        responses: Vec<AckResponse>,
-        /// How many did not.
-        missing: usize,
-    },
-}
-
-impl From<EmitError> for BroadcastError {
-    fn from(_: EmitError) -> Self {
-        Self::Reserved
-    }
-}
 
 /// A selection of sockets plus modifiers, built fluently and consumed by an operation.
 #[derive(Debug, Clone)]
@@ -108,9 +81,7 @@ impl BroadcastOperator {
 
     /// Emits to the selection: encoded once, shared by every recipient. Returns local recipients.
     pub async fn emit(&self, event: &str, args: Vec<Value>) -> Result<usize, BroadcastError> {
-        if is_reserved(event) {
-            return Err(BroadcastError::Reserved);
-        }
+        check_event_name(event)?;
         let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, None));
         let recipients = self.ns.adapter().broadcast(packet, self.opts.clone()).await?;
         self.count(recipients);
@@ -127,9 +98,7 @@ impl BroadcastOperator {
     /// operator's timeout (default 10 s): a publisher that awaits it cannot outrun its receivers,
     /// as with Node's synchronous writes. A timeout is not an error: the packet stays queued.
     pub async fn emit_written(&self, event: &str, args: Vec<Value>) -> Result<usize, BroadcastError> {
-        if is_reserved(event) {
-            return Err(BroadcastError::Reserved);
-        }
+        check_event_name(event)?;
         let (packet, written) = BroadcastPacket::tracked(encode_event(self.ns.name(), event, &args, None));
         let recipients = self.ns.adapter().broadcast(packet, self.opts.clone()).await?;
         self.count(recipients);
@@ -142,10 +111,8 @@ impl BroadcastOperator {
         &self,
         event: &str,
         args: Vec<Value>,
-    ) -> Result<Vec<AckResponse>, BroadcastError> {
-        if is_reserved(event) {
-            return Err(BroadcastError::Reserved);
-        }
+    ) -> Result<Vec<AckResponse>, BroadcastAckError> {
+        check_event_name(event)?;
         let id = self.ns.next_ack_id();
         let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, Some(id)));
         let timeout = self.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT);
@@ -155,29 +122,29 @@ impl BroadcastOperator {
         let (responses, missing) = stream.collect().await;
         if missing > 0 {
             self.ns.metrics.node.ack_timeouts.inc_by(missing as u64);
-            return Err(BroadcastError::AckTimeout { responses, missing });
+            return Err(BroadcastAckError::AckTimeout { responses, missing });
         }
         Ok(responses)
     }
 
     /// The selected sockets on every node.
-    pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, BroadcastError> {
+    pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, ClusterRequestError> {
         let infos = self.ns.adapter().fetch_sockets(self.opts.clone()).await?;
         Ok(infos.into_iter().map(|info| RemoteSocket { ns: self.ns.clone(), info }).collect())
     }
 
     /// Makes the selected sockets join rooms, on every node.
-    pub async fn sockets_join(&self, rooms: Vec<Room>) -> Result<(), BroadcastError> {
+    pub async fn sockets_join(&self, rooms: Vec<Room>) -> Result<(), RoomsError> {
         Ok(self.ns.adapter().add_sockets(self.opts.clone(), rooms).await?)
     }
 
     /// Makes the selected sockets leave rooms, on every node.
-    pub async fn sockets_leave(&self, rooms: Vec<Room>) -> Result<(), BroadcastError> {
+    pub async fn sockets_leave(&self, rooms: Vec<Room>) -> Result<(), RoomsError> {
         Ok(self.ns.adapter().del_sockets(self.opts.clone(), rooms).await?)
     }
 
     /// Disconnects the selected sockets on every node.
-    pub async fn disconnect_sockets(&self, close: bool) -> Result<(), BroadcastError> {
+    pub async fn disconnect_sockets(&self, close: bool) -> Result<(), ClusterRequestError> {
         Ok(self.ns.adapter().disconnect_sockets(self.opts.clone(), close).await?)
     }
 }
@@ -210,17 +177,17 @@ impl RemoteSocket {
     }
 
     /// Joins rooms wherever it is.
-    pub async fn join(&self, rooms: Vec<Room>) -> Result<(), BroadcastError> {
+    pub async fn join(&self, rooms: Vec<Room>) -> Result<(), RoomsError> {
         self.only_me().sockets_join(rooms).await
     }
 
     /// Leaves rooms wherever it is.
-    pub async fn leave(&self, rooms: Vec<Room>) -> Result<(), BroadcastError> {
+    pub async fn leave(&self, rooms: Vec<Room>) -> Result<(), RoomsError> {
         self.only_me().sockets_leave(rooms).await
     }
 
     /// Disconnects it wherever it is.
-    pub async fn disconnect(&self, close: bool) -> Result<(), BroadcastError> {
+    pub async fn disconnect(&self, close: bool) -> Result<(), ClusterRequestError> {
         self.only_me().disconnect_sockets(close).await
     }
 }

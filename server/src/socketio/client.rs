@@ -11,8 +11,9 @@ use switchboard_protocol::socketio::{Decoded, Packet, PartialBinary};
 
 use super::handler;
 use super::handshake::Handshake;
+use super::reserved::check_event_name;
 use super::socket::Socket;
-use super::{DisconnectReason, IoInner, is_reserved};
+use super::{DisconnectReason, IoInner};
 use crate::engine::{CloseReason, Session};
 
 /// Attached to its session (no second lookup table); it holds no `Arc` to the session, so the
@@ -102,12 +103,14 @@ impl Client {
     }
 
     fn dispatch(self: &Arc<Self>, io: &Arc<IoInner>, session: &Arc<Session>, packet: Packet) {
+        if let Packet::Event { event, .. } = &packet {
+            if let Err(reserved) = check_event_name(event) {
+                return fail(session, &reserved.to_string());
+            }
+        }
         let socket = lock(&self.sockets).iter().find(|s| s.namespace().name() == packet.nsp()).cloned();
         match (packet, socket) {
             (Packet::Connect { nsp, data }, None) => self.connect(io, session, nsp, data.unwrap_or_default()),
-            (Packet::Event { event, .. }, _) if is_reserved(&event) => {
-                fail(session, &format!("reserved event name {event:?}"))
-            }
             (Packet::Event { event, args, id, .. }, Some(socket)) => socket.on_event(event, args, id),
             (Packet::Ack { id, args, .. }, Some(socket)) => socket.on_ack(id, args),
             (Packet::Disconnect { .. }, Some(socket)) => {

@@ -8,10 +8,12 @@
 mod ack;
 mod broadcast;
 mod client;
+mod error;
 mod handler;
 mod handshake;
 pub mod metrics;
 mod namespace;
+mod reserved;
 mod socket;
 
 use std::future::Future;
@@ -23,11 +25,16 @@ use dashmap::DashMap;
 use switchboard_adapter::{AdapterFactory, MemoryAdapterFactory};
 use switchboard_protocol::socketio::DEFAULT_MAX_ATTACHMENTS;
 
-pub use ack::{AckError, AckResponder};
-pub use broadcast::{BroadcastError, BroadcastOperator, RemoteSocket};
+pub use ack::AckResponder;
+pub use broadcast::{BroadcastOperator, RemoteSocket};
+pub use error::{
+    AckError, BroadcastAckError, BroadcastError, ClusterRequestError, EmitError, RoomsError,
+    ServerSideEmitError,
+};
 pub use handler::HandlerOutput;
 pub use handshake::Handshake;
 pub use namespace::{Namespace, ServerSideEvent};
+pub use reserved::{ReservedEventName, check_event_name};
 pub use socket::{Event, Socket, SocketRef};
 pub use switchboard_adapter::ServerSideAck;
 pub use switchboard_adapter::{AckResponse, Room, SocketId, SocketInfo};
@@ -120,23 +127,6 @@ impl ConnectError {
             None => serde_json::json!({"message": self.message}),
         }
     }
-}
-
-/// Why an emit was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum EmitError {
-    /// The event name is reserved by Socket.IO.
-    #[error("reserved event name")]
-    Reserved,
-}
-
-/// Event names Socket.IO reserves; clients may not send them and servers may not emit them.
-const RESERVED: [&str; 6] =
-    ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"];
-
-pub(crate) fn is_reserved(event: &str) -> bool {
-    RESERVED.contains(&event)
 }
 
 /// Socket.IO options; defaults match socket.io's.

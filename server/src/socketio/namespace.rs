@@ -9,11 +9,13 @@ use std::sync::{Arc, RwLock};
 use dashmap::DashMap;
 use switchboard_adapter::{Adapter, Room, ServerSideAck, ServerSideEmitHandler, SocketId};
 
-use super::broadcast::{BroadcastError, BroadcastOperator};
+use super::broadcast::BroadcastOperator;
+use super::error::ServerSideEmitError;
 use super::handler::{self, HandlerFuture, HandlerOutput};
 use super::metrics::NamespaceMetrics;
+use super::reserved::check_event_name;
 use super::socket::SocketRef;
-use super::{BoxFuture, ConnectError, Value, is_reserved};
+use super::{BoxFuture, ConnectError, Value};
 use crate::engine::Sid;
 
 pub(crate) type ConnectionHandler = Arc<dyn Fn(SocketRef) -> HandlerFuture + Send + Sync>;
@@ -188,10 +190,8 @@ impl Namespace {
 
     /// Emits an event to this namespace on the *other* nodes (socket.io's `serverSideEmit`); with
     /// one node (the in-memory adapter) there is nobody to tell.
-    pub async fn server_side_emit(&self, event: &str, args: Vec<Value>) -> Result<(), BroadcastError> {
-        if is_reserved(event) {
-            return Err(BroadcastError::Reserved);
-        }
+    pub async fn server_side_emit(&self, event: &str, args: Vec<Value>) -> Result<(), ServerSideEmitError> {
+        check_event_name(event)?;
         self.adapter.server_side_emit(event.to_owned(), args, None).await?;
         Ok(())
     }
@@ -202,10 +202,8 @@ impl Namespace {
         event: &str,
         args: Vec<Value>,
         timeout: std::time::Duration,
-    ) -> Result<Vec<Vec<Value>>, BroadcastError> {
-        if is_reserved(event) {
-            return Err(BroadcastError::Reserved);
-        }
+    ) -> Result<Vec<Vec<Value>>, ServerSideEmitError> {
+        check_event_name(event)?;
         Ok(self.adapter.server_side_emit(event.to_owned(), args, Some(timeout)).await?)
     }
 

@@ -15,13 +15,15 @@ use switchboard_adapter::{
 use switchboard_protocol::socketio::{Packet, Value, encode_event};
 use tokio::sync::{mpsc, oneshot};
 
-use super::ack::{self, AckError, AckResponder, AckSink};
+use super::DisconnectReason;
+use super::ack::{self, AckResponder, AckSink};
 use super::broadcast::BroadcastOperator;
 use super::client::Client;
+use super::error::{AckError, EmitError};
 use super::handler::{self, HandlerFuture, HandlerOutput};
 use super::handshake::Handshake;
 use super::namespace::Namespace;
-use super::{DisconnectReason, EmitError, is_reserved};
+use super::reserved::check_event_name;
 use crate::engine::{CloseReason, SendError, Session};
 
 /// A socket handle; sockets are shared (`Arc`) between the server and handlers.
@@ -204,9 +206,7 @@ impl Socket {
 
     /// Sends an event to this client.
     pub fn emit(&self, event: &str, args: Vec<Value>) -> Result<(), EmitError> {
-        if is_reserved(event) {
-            return Err(EmitError::Reserved);
-        }
+        check_event_name(event)?;
         self.notify_outgoing(event, &args);
         let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, None));
         self.deliver_packet(&packet);
@@ -220,9 +220,7 @@ impl Socket {
         args: Vec<Value>,
         timeout: Duration,
     ) -> Result<Vec<Value>, AckError> {
-        if is_reserved(event) {
-            return Err(AckError::NotSent("reserved event name"));
-        }
+        check_event_name(event)?;
         self.notify_outgoing(event, &args);
         let id = self.ns.next_ack_id();
         let (tx, rx) = oneshot::channel();

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::sio::{Client, io, wait_until};
-use common::{STEP, TestServer, config, full, request, send, within};
+use common::{STEP, TestServer, config, full, request, send, serve_server, within};
 use http::{Method, StatusCode};
 use switchboard::Server;
 use switchboard::socketio::{SocketIo, SocketRef, Value};
@@ -28,14 +28,8 @@ async fn serve_with(io: &SocketIo, build: impl FnOnce(Server) -> Server) -> (Tes
             }
         });
     });
-    let engine = io.engine().clone();
-    let server = build(Server::new(engine.clone()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(server.clone().serve(listener, shutdown.clone()));
-    let path = engine.config().path().to_owned();
-    (TestServer::from_parts(addr, engine, path, shutdown), server)
+    let server = build(Server::new(io.engine().clone()));
+    (serve_server(server.clone()).await, server)
 }
 
 async fn get(server: &TestServer, path: &str) -> (StatusCode, String) {

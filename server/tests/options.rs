@@ -1,13 +1,16 @@
-//! Server options: the handshake cookie, CORS, enabled transports and the mount path.
+//! Server options: the handshake cookie, CORS, enabled transports, the mount path and serving the
+//! client bundle.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::time::Duration;
 
-use common::{config, full, request, send, start};
+use common::{config, full, request, send, serve_server, start};
 use http::{Method, StatusCode};
+use switchboard::apps::echo::Echo;
 use switchboard::engine::{CookieConfig, CorsConfig, Transports};
+use switchboard::{Engine, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_is_off_by_default() {
@@ -170,4 +173,21 @@ async fn path_without_trailing_slash_is_served() {
         send(server.addr, request(Method::GET, "/socket.io?EIO=4&transport=polling", &[], full(""))).await;
     assert_eq!(resp.status, StatusCode::OK, "{resp:?}");
     common::parse_open(resp.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_bundle_is_served_under_the_path_unless_turned_off() {
+    let path = "/socket.io/socket.io.min.js";
+    let served = start(config()).await;
+    let resp = send(served.addr, request(Method::GET, path, &[], full(""))).await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(resp.header("content-type"), Some("application/javascript; charset=utf-8"));
+    assert!(resp.text().contains("io"), "the bundle is the client's code");
+
+    let engine = Engine::new(config(), std::sync::Arc::new(Echo));
+    let off = serve_server(Server::new(engine).with_serve_client(false)).await;
+    let resp = send(off.addr, request(Method::GET, path, &[], full(""))).await;
+    assert_eq!(resp.status, StatusCode::NOT_FOUND);
+    // Engine.IO itself is still served.
+    assert_eq!(off.get_query("EIO=4&transport=polling", &[]).await.status, StatusCode::OK);
 }

@@ -72,11 +72,6 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// A server the test started itself (its own [`Server`] settings), shut down with `shutdown`.
-    pub fn from_parts(addr: SocketAddr, engine: Engine, path: String, shutdown: CancellationToken) -> Self {
-        Self { addr, engine, path, shutdown }
-    }
-
     /// Starts the server's graceful shutdown (what dropping it does).
     pub fn shutdown(&self) {
         self.shutdown.cancel();
@@ -96,12 +91,17 @@ pub async fn start(config: EngineConfig) -> TestServer {
 
 /// Starts a server running `handler`.
 pub async fn start_with(config: EngineConfig, handler: Arc<dyn EngineHandler>) -> TestServer {
-    let path = config.path().to_owned();
-    let engine = Engine::new(config, handler);
+    serve_server(Server::new(Engine::new(config, handler))).await
+}
+
+/// Serves `server` (built by the test with its own settings) on 127.0.0.1:0.
+pub async fn serve_server(server: Server) -> TestServer {
+    let engine = server.engine().clone();
+    let path = engine.config().path().to_owned();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
     let shutdown = CancellationToken::new();
-    tokio::spawn(Server::new(engine.clone()).serve(listener, shutdown.clone()));
+    tokio::spawn(server.serve(listener, shutdown.clone()));
     TestServer { addr, engine, path, shutdown }
 }
 

@@ -156,7 +156,7 @@ def check_k8s(docs, overlay, help_text):
     # Grace period: preStop sleep + drain window + time to exit.
     pre_stop = node.get("lifecycle", {}).get("preStop", {})
     sleep = pre_stop.get("sleep", {}).get("seconds", 0)
-    drain = number("SWITCHBOARD_DRAIN_SECONDS")
+    drain = number("SWITCHBOARD_DRAIN_WINDOW") / 1000
     grace = spec.get("terminationGracePeriodSeconds", 30)
     if grace < sleep + drain + 5:
         error(f"terminationGracePeriodSeconds {grace} < preStop {sleep} + drain {drain} + 5 s to exit")

@@ -1,6 +1,6 @@
 // What an operator relies on, with the real `switchboard` binary and official socket.io-client
 // sockets: /metrics, /healthz and /readyz on --metrics-port, and the drain on SIGTERM (readiness
-// off at once, new handshakes refused, clients disconnected in batches over --drain-seconds with a
+// off at once, new handshakes refused, clients disconnected in batches over --drain-window with a
 // reason that makes them reconnect, then a clean exit).
 // Also: the adapter's series on two nodes joined by a real redis-server / nats-server (publishes,
 // the publish latency histogram, the node count, the link going down and readiness with it).
@@ -17,7 +17,7 @@ import { io } from "socket.io-client";
 import { binaryPath, freePort, sleep, startNats, startRedis, startServer, withTimeout } from "../harness.js";
 
 const BIN = binaryPath("SWITCHBOARD_BIN", "target/debug/switchboard");
-const DRAIN_S = 2;
+const DRAIN_MS = 2000;
 const PER_TRANSPORT = 10;
 const MODES = {
   websocket: { transports: ["websocket"] },
@@ -63,7 +63,7 @@ describe("operations: metrics port, readiness and drain on SIGTERM", () => {
 
   before(async () => {
     metricsPort = await freePort();
-    server = await startNode("ops", metricsPort, ["--drain-seconds", String(DRAIN_S)]);
+    server = await startNode("ops", metricsPort, ["--drain-window", String(DRAIN_MS)]);
   });
 
   after(async () => {
@@ -128,7 +128,7 @@ describe("operations: metrics port, readiness and drain on SIGTERM", () => {
           s.reasons.length > 0 ? null : new Promise((resolve) => s.once("disconnect", resolve)),
         ),
       ),
-      (DRAIN_S + 3) * 1000,
+      DRAIN_MS + 3000,
       "every client to be disconnected",
     );
     const exit = await withTimeout(server.exited, 5000, "the process to exit after the drain");
@@ -141,9 +141,9 @@ describe("operations: metrics port, readiness and drain on SIGTERM", () => {
     }
     const offsets = sockets.map((s) => s.reasons[0].at - term).sort((a, b) => a - b);
     const [first, last] = [offsets[0], offsets[offsets.length - 1]];
-    assert.ok(first < (DRAIN_S * 1000) / 2, `the first client left ${first} ms after SIGTERM`);
-    assert.ok(last >= (DRAIN_S * 1000) / 2, `every client was gone ${last} ms after SIGTERM: not spread`);
-    assert.ok(last <= (DRAIN_S + 1) * 1000, `the last client left ${last} ms after SIGTERM`);
+    assert.ok(first < DRAIN_MS / 2, `the first client left ${first} ms after SIGTERM`);
+    assert.ok(last >= DRAIN_MS / 2, `every client was gone ${last} ms after SIGTERM: not spread`);
+    assert.ok(last <= DRAIN_MS + 1000, `the last client left ${last} ms after SIGTERM`);
   });
 });
 
@@ -270,5 +270,17 @@ describe("operations: --advertise-address is checked at start-up", () => {
       assert.notEqual(run.status, 0, `${bad} was accepted`);
       assert.match(run.stderr, /--advertise-address must be host:port/);
     }
+  });
+});
+
+describe("operations: a renamed setting is refused, not ignored", () => {
+  it("refuses SWITCHBOARD_DRAIN_SECONDS and names its replacement", () => {
+    const run = spawnSync(BIN, ["--port", "0", "--host", "127.0.0.1"], {
+      encoding: "utf8",
+      timeout: 10_000,
+      env: { ...process.env, SWITCHBOARD_DRAIN_SECONDS: "20" },
+    });
+    assert.notEqual(run.status, 0, "the old setting was accepted");
+    assert.match(run.stderr, /SWITCHBOARD_DRAIN_SECONDS is no longer read: use SWITCHBOARD_DRAIN_WINDOW \(--drain-window\) \(milliseconds\)/);
   });
 });

@@ -59,8 +59,9 @@ pub enum NodeError {
 
 /// Runs a node until SIGTERM or SIGINT, then drains it and leaves the cluster.
 pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
+    NodeOptions::check_renamed(|name| std::env::var(name).ok())?;
     let config = options.engine_config()?;
-    let drain = options.drain()?;
+    let drain = options.drain();
     let backend = options.backend(app.uses_cluster());
     let listen = |port: u16, what: &str| {
         let host = options.host.clone();

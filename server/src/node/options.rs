@@ -1,6 +1,9 @@
 //! Everything a node is told at start-up, as flags and `SWITCHBOARD_*` environment variables
 //! (docs/configuration.md lists them), and the checks that refuse a bad value before anything
 //! starts.
+//!
+//! One syntax per kind: durations are milliseconds (as socket.io's options), sizes are bytes, and
+//! a boolean is `--flag` (true), `--flag true` or `--flag false` (env: `true` or `false`).
 
 use std::time::Duration;
 
@@ -57,7 +60,7 @@ pub struct NodeOptions {
     #[arg(long, env = "SWITCHBOARD_TRANSPORTS", default_value = "polling,websocket", value_delimiter = ',')]
     pub transports: Vec<String>,
     /// Allow polling sessions to upgrade to websocket.
-    #[arg(long, env = "SWITCHBOARD_ALLOW_UPGRADES", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "SWITCHBOARD_ALLOW_UPGRADES", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub allow_upgrades: bool,
     /// Milliseconds an upgrade may take.
     #[arg(long, env = "SWITCHBOARD_UPGRADE_TIMEOUT", default_value_t = 10_000)]
@@ -69,7 +72,7 @@ pub struct NodeOptions {
     #[arg(long = "cors-origin", env = "SWITCHBOARD_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
     /// Allow credentials (cookies) on cross-origin requests.
-    #[arg(long, env = "SWITCHBOARD_CORS_CREDENTIALS")]
+    #[arg(long, env = "SWITCHBOARD_CORS_CREDENTIALS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub cors_credentials: bool,
     /// Set a handshake cookie with this name (sticky sessions at the load balancer).
     #[arg(long, env = "SWITCHBOARD_COOKIE")]
@@ -106,14 +109,14 @@ pub struct NodeOptions {
     /// public port; the health endpoints are on both).
     #[arg(long, env = "SWITCHBOARD_METRICS_PORT")]
     pub metrics_port: Option<u16>,
-    /// Seconds over which SIGTERM disconnects the clients (in random batches) before exiting;
-    /// keep it below the pod's terminationGracePeriodSeconds.
-    #[arg(long, env = "SWITCHBOARD_DRAIN_SECONDS", default_value_t = 10.0)]
-    pub drain_seconds: f64,
+    /// Milliseconds over which SIGTERM disconnects the clients (in random batches) before exiting
+    /// (0: all at once); keep it below the pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "SWITCHBOARD_DRAIN_WINDOW", default_value_t = 10_000)]
+    pub drain_window: u64,
     /// Pass polling requests and websocket upgrades for sessions of other nodes to their owner
     /// (found from the sid and cluster membership), so a balancer without sticky sessions works;
     /// `--forward-polling false` turns it off. Needs `--adapter redis|nats`.
-    #[arg(long, env = "SWITCHBOARD_FORWARD_POLLING", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "SWITCHBOARD_FORWARD_POLLING", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub forward_polling: bool,
     /// `host:port` where the other nodes reach this one to forward requests (on Kubernetes: the
     /// pod IP and port). Default: the listen address, or this host's outward IP when listening
@@ -135,9 +138,16 @@ pub enum OptionsError {
     /// `--advertise-address` is not something peers can dial.
     #[error("--advertise-address must be host:port (for example 10.0.0.7:3000), not {0:?}")]
     AdvertiseAddress(String),
-    /// `--drain-seconds` is negative or not finite.
-    #[error("--drain-seconds must be a number of seconds, 0 or more")]
-    Drain,
+    /// A setting was renamed: the old name would be ignored silently, so it is refused.
+    #[error("{old} is no longer read: use {new} ({unit})")]
+    Renamed {
+        /// The old name.
+        old: &'static str,
+        /// Its replacement.
+        new: &'static str,
+        /// The replacement's unit.
+        unit: &'static str,
+    },
 }
 
 impl NodeOptions {
@@ -196,8 +206,19 @@ impl NodeOptions {
     }
 
     /// The drain window.
-    pub fn drain(&self) -> Result<Duration, OptionsError> {
-        Duration::try_from_secs_f64(self.drain_seconds).map_err(|_| OptionsError::Drain)
+    pub fn drain(&self) -> Duration {
+        Duration::from_millis(self.drain_window)
+    }
+
+    /// Refuses settings that are no longer read, found in `env`, so a deployment written for an
+    /// older release does not silently run with a default instead.
+    pub fn check_renamed(env: impl Fn(&str) -> Option<String>) -> Result<(), OptionsError> {
+        const RENAMED: [(&str, &str, &str); 1] =
+            [("SWITCHBOARD_DRAIN_SECONDS", "SWITCHBOARD_DRAIN_WINDOW (--drain-window)", "milliseconds")];
+        match RENAMED.iter().find(|(old, _, _)| env(old).is_some()) {
+            Some(&(old, new, unit)) => Err(OptionsError::Renamed { old, new, unit }),
+            None => Ok(()),
+        }
     }
 
     /// The address announced to peers, checked: peers dial it as `host:port`, so a missing port
@@ -211,5 +232,84 @@ impl NodeOptions {
             return Err(OptionsError::AdvertiseAddress(address.clone()));
         }
         Ok(Some(address))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        node: NodeOptions,
+    }
+
+    fn parse(args: &[&str]) -> Result<NodeOptions, clap::Error> {
+        Cli::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied())).map(|c| c.node)
+    }
+
+    #[test]
+    fn every_boolean_takes_a_bare_flag_true_or_false() {
+        let defaults = parse(&[]).map(|o| (o.allow_upgrades, o.cors_credentials, o.forward_polling));
+        assert_eq!(defaults.ok(), Some((true, false, true)));
+        let bare = parse(&["--allow-upgrades", "--cors-credentials", "--forward-polling", "--port", "1"]);
+        assert_eq!(
+            bare.map(|o| (o.allow_upgrades, o.cors_credentials, o.forward_polling, o.port)).ok(),
+            Some((true, true, true, 1))
+        );
+        let off =
+            parse(&["--allow-upgrades", "false", "--cors-credentials=false", "--forward-polling", "false"]);
+        assert_eq!(
+            off.map(|o| (o.allow_upgrades, o.cors_credentials, o.forward_polling)).ok(),
+            Some((false, false, false))
+        );
+        assert!(parse(&["--forward-polling", "no"]).is_err(), "one syntax: true or false");
+    }
+
+    #[test]
+    fn docs_configuration_lists_every_flag_with_its_variable() {
+        use clap::CommandFactory;
+        let docs = include_str!("../../../docs/configuration.md");
+        for arg in Cli::command().get_arguments() {
+            let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else { continue };
+            let row = format!("| `--{long}` | `{}` |", env.to_string_lossy());
+            assert!(docs.contains(&row), "docs/configuration.md lacks the row {row}");
+        }
+    }
+
+    #[test]
+    fn durations_are_milliseconds() {
+        let o = parse(&["--drain-window", "2500", "--ping-interval", "300"]);
+        assert_eq!(o.map(|o| (o.drain(), o.ping_interval)).ok(), Some((Duration::from_millis(2500), 300)));
+        assert!(parse(&["--drain-window", "2.5"]).is_err());
+    }
+
+    #[test]
+    fn a_renamed_setting_is_refused_with_its_replacement() {
+        let renamed =
+            NodeOptions::check_renamed(|name| (name == "SWITCHBOARD_DRAIN_SECONDS").then(|| "20".into()));
+        let message = renamed.map_err(|e| e.to_string()).err().unwrap_or_default();
+        assert_eq!(
+            message,
+            "SWITCHBOARD_DRAIN_SECONDS is no longer read: use SWITCHBOARD_DRAIN_WINDOW (--drain-window) (milliseconds)"
+        );
+        assert_eq!(NodeOptions::check_renamed(|_| None), Ok(()));
+    }
+
+    #[test]
+    fn a_bad_node_id_or_advertise_address_is_refused() {
+        let bad_id = parse(&["--node-id", "a.b"]).map(|o| o.engine_config().map(|_| ()));
+        assert_eq!(bad_id.ok(), Some(Err(OptionsError::NodeId)));
+        for bad in ["10.0.0.7", "http://10.0.0.7:3000", "user@10.0.0.7:3000"] {
+            let o = parse(&["--advertise-address", bad])
+                .map(|o| o.advertise_address().map(|a| a.map(str::to_owned)));
+            assert_eq!(o.ok(), Some(Err(OptionsError::AdvertiseAddress(bad.into()))), "{bad}");
+        }
+        let good = parse(&["--advertise-address", "10.0.0.7:3000"])
+            .map(|o| o.advertise_address().map(|a| a.map(str::to_owned)));
+        assert_eq!(good.ok(), Some(Ok(Some("10.0.0.7:3000".to_owned()))));
     }
 }

@@ -25,8 +25,8 @@ from urllib.parse import urlparse
 
 import yaml
 
-# The metric names of the nodes' /metrics: the table of docs/metrics.md, registered in
-# server/src/metrics/ (the cluster adapter's in metrics/cluster.rs). Histograms add
+# The metric names of the nodes' /metrics: the table of docs/metrics.md, registered by each layer of
+# server/src (engine/, socketio/, http/ and cluster/, each in its metrics.rs). Histograms add
 # _bucket/_sum/_count. `scrape` fails when a live node lacks one of them.
 METRICS = {
     "switchboard_build_info",

@@ -8,12 +8,41 @@ mod common;
 
 use bytes::Bytes;
 use common::sio::{Client, recv, serve_io};
-use common::{STEP, config};
+use common::{STEP, TestServer, config};
 use switchboard::socketio::{DisconnectReason, Event, SocketIo, SocketIoConfig, SocketRef, Value};
 use switchboard_protocol::engineio::Encoded;
 use tokio::sync::mpsc;
 
 type Seen = mpsc::UnboundedReceiver<(String, Vec<Value>)>;
+
+/// Serves `io` with every socket of `/` set up by `setup`, recording `events` (name and args as
+/// their handler got them) and its disconnect reasons.
+async fn recording(
+    io: &SocketIo,
+    events: &'static [&'static str],
+    setup: impl Fn(&SocketRef) + Send + Sync + 'static,
+) -> (TestServer, Seen, mpsc::UnboundedReceiver<DisconnectReason>) {
+    let (tx, seen) = mpsc::unbounded_channel();
+    let (reason_tx, reasons) = mpsc::unbounded_channel();
+    let setup = std::sync::Arc::new(setup);
+    io.main_namespace().on_connection(move |socket: SocketRef| {
+        let (tx, reason_tx, setup) = (tx.clone(), reason_tx.clone(), setup.clone());
+        async move {
+            setup(&socket);
+            for name in events {
+                let tx = tx.clone();
+                socket.on(*name, move |_socket: SocketRef, event: Event| {
+                    let _ = tx.send((event.name, event.args));
+                    async {}
+                });
+            }
+            socket.on_disconnect(move |_socket, reason| {
+                let _ = reason_tx.send(reason);
+            });
+        }
+    });
+    (serve_io(io).await, seen, reasons)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_any_sees_every_incoming_event_before_its_handler_even_without_one() {
@@ -69,31 +98,16 @@ async fn on_any_outgoing_sees_every_event_the_socket_emits_but_not_acks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packet_middleware_rewrites_arguments_or_refuses_the_packet_and_the_socket_stays() {
     let io = SocketIo::new(config(), SocketIoConfig::default());
-    let (tx, mut seen): (_, Seen) = mpsc::unbounded_channel();
-    let (reason_tx, mut reasons) = mpsc::unbounded_channel();
-    io.main_namespace().on_connection(move |socket: SocketRef| {
-        let (tx, reason_tx) = (tx.clone(), reason_tx.clone());
-        async move {
-            socket.use_packet(|_socket, event, args| {
-                if event == "forbidden" {
-                    return Err("not allowed".into());
-                }
-                args.push(Value::from("stamped"));
-                Ok(())
-            });
-            for name in ["allowed", "forbidden"] {
-                let tx = tx.clone();
-                socket.on(name, move |_socket: SocketRef, event: Event| {
-                    let _ = tx.send((event.name, event.args));
-                    async {}
-                });
+    let (server, mut seen, mut reasons) = recording(&io, &["allowed", "forbidden"], |socket| {
+        socket.use_packet(|_socket, event, args| {
+            if event == "forbidden" {
+                return Err("not allowed".into());
             }
-            socket.on_disconnect(move |_socket, reason| {
-                let _ = reason_tx.send(reason);
-            });
-        }
-    });
-    let server = serve_io(&io).await;
+            args.push(Value::from("stamped"));
+            Ok(())
+        });
+    })
+    .await;
     let (mut c, _) = Client::ws_connected(&server).await;
     c.emit("forbidden", vec![Value::from(1)]).await;
     c.emit("allowed", vec![Value::from(2)]).await;
@@ -105,21 +119,7 @@ async fn packet_middleware_rewrites_arguments_or_refuses_the_packet_and_the_sock
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_packet_announcing_more_attachments_than_allowed_is_a_parse_error() {
     let io = SocketIo::new(config(), SocketIoConfig::default().with_max_attachments(1));
-    let (tx, mut seen): (_, Seen) = mpsc::unbounded_channel();
-    let (reason_tx, mut reasons) = mpsc::unbounded_channel();
-    io.main_namespace().on_connection(move |socket: SocketRef| {
-        let (tx, reason_tx) = (tx.clone(), reason_tx.clone());
-        async move {
-            socket.on("bin", move |_socket: SocketRef, event: Event| {
-                let _ = tx.send((event.name, event.args));
-                async {}
-            });
-            socket.on_disconnect(move |_socket, reason| {
-                let _ = reason_tx.send(reason);
-            });
-        }
-    });
-    let server = serve_io(&io).await;
+    let (server, mut seen, mut reasons) = recording(&io, &["bin"], |_| {}).await;
     let (mut c, _) = Client::ws_connected(&server).await;
     // One attachment: at the limit, delivered.
     c.send_eio(&[

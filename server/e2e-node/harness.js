@@ -9,7 +9,7 @@
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, readFileSync, readdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -102,6 +102,37 @@ export async function handshakeHasNodeId({ url, nodeId }, enginePath = "/socket.
   return typeof sid === "string" && sid.startsWith(`${nodeId}.`);
 }
 
+/**
+ * Sends SIGSTOP to `pid` and resolves once every one of its threads is stopped (state `T` in
+ * /proc/<pid>/task/<tid>/stat; Linux only). kill(2) returns before that: the kernel stops a process
+ * only when one of its threads next runs, so under CPU load a "frozen" multi-threaded server can
+ * go on answering requests for milliseconds. On timeout it sends SIGCONT and rejects.
+ */
+export async function freezeProcess(pid, { timeoutMs = 5000 } = {}) {
+  const running = () =>
+    readdirSync(`/proc/${pid}/task`).filter((tid) => {
+      let stat;
+      try {
+        stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      } catch {
+        return false; // the thread exited meanwhile
+      }
+      // "<tid> (<comm>) <state> ...": comm may hold spaces and parentheses, the state follows the last ')'.
+      return stat[stat.lastIndexOf(")") + 2] !== "T";
+    });
+  process.kill(pid, "SIGSTOP");
+  const deadline = Date.now() + timeoutMs;
+  let left = running();
+  while (left.length > 0) {
+    if (Date.now() >= deadline) {
+      process.kill(pid, "SIGCONT");
+      throw new Error(`threads ${left.join(", ")} of process ${pid} were not stopped ${timeoutMs} ms after SIGSTOP`);
+    }
+    await sleep(1);
+    left = running();
+  }
+}
+
 async function stopChild(child, exited) {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill("SIGTERM");
@@ -150,9 +181,11 @@ async function startOnce(port, options) {
     return { ok: false, reason: `exited early (${JSON.stringify(exit)}):\n${output}` };
   }
   // Something listens: make sure it is our process (the port may have been taken meanwhile).
-  // `signal(name)` sends a signal (e.g. the drain on SIGTERM); `exited` resolves with {code, signal}.
+  // `signal(name)` sends a signal (e.g. the drain on SIGTERM); `freeze()` stops the process and
+  // resolves once it is stopped (SIGCONT thaws it); `exited` resolves with {code, signal}.
   const signal = (name) => child.kill(name);
-  const server = { port, url: `http://${HOST}:${port}`, nodeId, output: () => output, stop, signal, exited };
+  const freeze = () => freezeProcess(child.pid);
+  const server = { port, url: `http://${HOST}:${port}`, nodeId, output: () => output, stop, signal, freeze, exited };
   const ours = readyCheck ? await readyCheck(server) : await handshakeHasNodeId(server, enginePath);
   if (ours) return { ok: true, server };
   await stop();
@@ -171,7 +204,7 @@ async function startOnce(port, options) {
  * - `hint`: appended to the error when `bin` is missing.
  * - `outputLimit`: how many of the last characters of stdout+stderr to keep (default: all).
  *
- * Resolves with `{ port, url, nodeId, output(), stop(), signal(name), exited }`.
+ * Resolves with `{ port, url, nodeId, output(), stop(), signal(name), freeze(), exited }`.
  */
 export async function startServer({
   bin,

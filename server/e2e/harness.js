@@ -1,5 +1,4 @@
-// Server-process harness shared by the end-to-end tests (server/e2e-node/test/*.test.js and
-// server/e2e-browser/test/demo.test.js, which imports it by relative path): pick a free port, spawn
+// Server-process harness shared by the end-to-end tests (server/e2e/test/*.test.js): pick a free port, spawn
 // a binary, wait until the port accepts connections, make sure it is answered by *this* process
 // (its node id prefixes the Engine.IO sid), retry on another port otherwise, and stop it again.
 //
@@ -16,7 +15,7 @@ import { fileURLToPath } from "node:url";
 
 const HOST = "127.0.0.1";
 
-/** The workspace root (this file is server/e2e-node/harness.js). */
+/** The workspace root (this file is server/e2e/harness.js). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 /** The binary named by `process.env[envVar]` (relative to the cwd), else `fallback` under REPO_ROOT. */

@@ -1,8 +1,8 @@
 // End-to-end tests of Switchboard's Socket.IO layer, driven by the official socket.io-client over
 // polling only, websocket only, and polling with upgrade. The server is the `e2e_server` example
-// (server/examples/e2e_server.rs), which documents the events used here.
-// Run: `cargo build -p switchboard --examples && npm ci && npm test`.
-// SWITCHBOARD_E2E_BIN overrides the binary (default: ../../target/debug/examples/e2e_server).
+// (server/e2e/fixtures/src/bin/e2e_server.rs), which documents the events used here.
+// Run: `cargo build -p switchboard-e2e-fixtures && npm ci && npm test`.
+// SWITCHBOARD_E2E_BIN overrides the binary (default: ../../target/debug/e2e_server).
 
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
@@ -12,7 +12,7 @@ import { io, Manager } from "socket.io-client";
 
 import { binaryPath, sleep, startServer as startProcess, withTimeout } from "../harness.js";
 
-const BIN = binaryPath("SWITCHBOARD_E2E_BIN", "target/debug/examples/e2e_server");
+const BIN = binaryPath("SWITCHBOARD_E2E_BIN", "target/debug/e2e_server");
 const ENGINE_PATH = "/socket.io/";
 /** How long to wait for anything that should happen (generous: failures show up as timeouts). */
 const WAIT_MS = 5000;
@@ -26,7 +26,7 @@ function startServer() {
   return startProcess({
     bin: BIN,
     hint:
-      "Build it first with `cargo build -p switchboard --examples` (from the workspace root), " +
+      "Build it first with `cargo build -p switchboard-e2e-fixtures` (from the workspace root), " +
       "or point SWITCHBOARD_E2E_BIN at a built binary.",
     // No panic backtraces: symbolizing one stalls a runtime worker for ~200 ms in a debug build,
     // long enough to trip the 500 ms heartbeat of other clients on a busy machine.

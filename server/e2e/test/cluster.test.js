@@ -1,10 +1,10 @@
-// Cross-node end-to-end tests: three `cluster_node` processes (server/examples/cluster_node.rs,
+// Cross-node end-to-end tests: three `cluster_node` processes (server/e2e/fixtures/src/bin/cluster_node.rs,
 // which documents the events used here) joined by a real redis-server or nats-server, with official
 // socket.io-client sockets spread over them (websocket, polling, and polling with upgrade).
 // Suites: Redis, NATS, Redis sharded over two instances, and Redis killed and restarted.
-// Run: `cargo build -p switchboard --examples && npm ci && npm test` (needs redis-server and
+// Run: `cargo build -p switchboard-e2e-fixtures && npm ci && npm test` (needs redis-server and
 // nats-server: `sudo apt-get install redis-server nats-server`).
-// SWITCHBOARD_CLUSTER_BIN overrides the node binary (default: ../../target/debug/examples/cluster_node).
+// SWITCHBOARD_CLUSTER_BIN overrides the node binary (default: ../../target/debug/cluster_node).
 
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
@@ -14,7 +14,7 @@ import { io } from "socket.io-client";
 
 import { binaryPath, redisCommand, sleep, startNats, startRedis, startServer, withTimeout } from "../harness.js";
 
-const BIN = binaryPath("SWITCHBOARD_CLUSTER_BIN", "target/debug/examples/cluster_node");
+const BIN = binaryPath("SWITCHBOARD_CLUSTER_BIN", "target/debug/cluster_node");
 /** How long to wait for anything that should happen (generous: failures show up as timeouts). */
 const WAIT_MS = 5000;
 /** How long a client that must not get an event is watched. */
@@ -33,7 +33,7 @@ function startNode(env, label) {
   return startServer({
     bin: BIN,
     hint:
-      "Build it first with `cargo build -p switchboard --examples` (from the workspace root), " +
+      "Build it first with `cargo build -p switchboard-e2e-fixtures` (from the workspace root), " +
       "or point SWITCHBOARD_CLUSTER_BIN at a built binary.",
     nodeIdPrefix: label,
     env: ({ port, nodeId }) => ({

@@ -21,7 +21,7 @@ import {
   REPO_ROOT,
   sleep,
   startServer as startProcess,
-} from "../../e2e-node/harness.js";
+} from "../harness.js";
 
 const BIN = binaryPath("SWITCHBOARD_BIN", "target/debug/switchboard");
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
@@ -38,7 +38,7 @@ function startServer() {
       "or point SWITCHBOARD_BIN at a built binary.",
     args: ({ port, nodeId }) => ["--app", "demo", "--host", "127.0.0.1", "--port", String(port), "--node-id", nodeId],
     env: { RUST_LOG: "info", NO_COLOR: "1" },
-    nodeIdPrefix: "e2e-browser",
+    nodeIdPrefix: "e2e-demo",
   });
 }
 

@@ -39,8 +39,7 @@ use switchboard_protocol::socketio::{Value, encode_event};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::adapter::{Adapter, BoxFuture};
-use crate::cluster::{ServerSideAck, ServerSideEmitHandler};
+use crate::adapter::{Adapter, BoxFuture, ServerSideAck, ServerSideEmitHandler};
 use crate::error::AdapterError;
 use crate::types::{
     AckResponse, BroadcastFlags, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId, SocketInfo,

@@ -17,10 +17,9 @@ mod rooms;
 mod types;
 mod written;
 
-pub use adapter::{Adapter, AdapterFactory, BoxFuture};
-pub use cluster::{ServerSideAck, ServerSideEmitHandler};
+pub use adapter::{Adapter, AdapterFactory, BoxFuture, ServerSideAck, ServerSideEmitHandler};
 pub use confirmation::{CONFIRMATION_LIMIT, Confirmation, Confirmations};
-pub use error::{AdapterError, PartialReplies};
+pub use error::{AdapterError, PartialReplies, Unreachable};
 pub use memory::{MemoryAdapter, MemoryAdapterFactory};
 pub use rooms::RoomIndex;
 pub use types::{

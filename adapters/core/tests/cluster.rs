@@ -10,13 +10,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use switchboard_adapter::cluster::bus::{Bus, BusTransport};
 use switchboard_adapter::cluster::{
-    ClusterAdapter, ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound, Message, Route,
-    ServerSideAck, ServerSideEmitHandler, Target, codec,
+    ClusterAdapter, ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound, Message, Route, Target,
+    codec,
 };
 use switchboard_adapter::contract::{self, Cluster, PendingRequests, TestSocket, eventually};
 use switchboard_adapter::{
     AckResponse, Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, PartialReplies, Room,
-    SocketId, SocketInfo,
+    ServerSideAck, ServerSideEmitHandler, SocketId, SocketInfo,
 };
 use switchboard_protocol::socketio::{Value, encode_event};
 use tokio::sync::mpsc;

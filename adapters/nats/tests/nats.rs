@@ -357,7 +357,7 @@ async fn the_broker_killed_under_traffic_and_restarted() {
     let started = Instant::now();
     let got = n0.adapter.fetch_sockets(BroadcastOptions::default()).await;
     let Err(AdapterError::BrokerUnavailable(why)) = &got else { panic!("fetch_sockets: {got:?}") };
-    assert!(why.contains("disconnected"), "{why}");
+    assert!(why.to_string().contains("disconnected"), "{why}");
     assert!(!n0.factory.is_connected());
     let ack =
         n0.adapter.broadcast_with_ack(packet("/", "ack").0, 1, to(&["r"]), Duration::from_secs(5)).await;

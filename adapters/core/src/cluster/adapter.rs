@@ -25,8 +25,6 @@ use tokio::time::Instant;
 
 use super::NodeId;
 use super::config::ClusterConfig;
-use super::error::{ClusterError, RequestError};
-use super::hook::{ServerSideAck, ServerSideEmitHandler};
 use super::membership::Membership;
 use super::message::{Message, Target};
 use super::node::{Node, spawn_heartbeat};
@@ -35,8 +33,10 @@ use super::route::{PartRoute, Route, plan, socket_node};
 use super::stats::{ClusterStats, bump};
 use super::transport::{Inbound, Transport};
 use crate::adapter::{Adapter, AdapterFactory, BoxFuture};
+use crate::adapter::{ServerSideAck, ServerSideEmitHandler};
 use crate::confirmation::Confirmation;
-use crate::error::{AdapterError, PartialReplies};
+use crate::error::{AdapterError, PartialReplies, Unreachable};
+use crate::error::{ClusterError, RequestError};
 use crate::rooms::RoomIndex;
 use crate::types::{
     AckResponse, AckStream, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId, SocketInfo,
@@ -175,12 +175,6 @@ impl std::fmt::Debug for ClusterAdapter {
     }
 }
 
-/// Why a request was refused while the transport reports the broker down.
-const DISCONNECTED: &str = "cluster transport disconnected";
-
-/// Why a pending request failed when the transport lost its broker.
-const LOST: &str = "cluster transport lost its broker connection during the request";
-
 fn full(e: RequestError) -> AdapterError {
     match e {
         RequestError::Full { capacity } => AdapterError::TooManyRequests { limit: capacity },
@@ -238,7 +232,7 @@ impl ClusterAdapter {
     fn require_connected(&self) -> Result<(), AdapterError> {
         match self.node.transport.is_connected() {
             true => Ok(()),
-            false => Err(AdapterError::BrokerUnavailable(DISCONNECTED.to_owned())),
+            false => Err(AdapterError::BrokerUnavailable(Unreachable::Disconnected)),
         }
     }
 
@@ -741,7 +735,7 @@ impl Adapter for ClusterAdapter {
             self.publish(&self.route, &Message::FetchSockets { request_id: ticket.id(), opts })?;
             let gathered = ticket.gather().await;
             if gathered.lost {
-                return Err(AdapterError::BrokerUnavailable(LOST.to_owned()));
+                return Err(AdapterError::BrokerUnavailable(Unreachable::Lost));
             }
             for (_, reply) in gathered.replies {
                 if let Reply::Sockets(remote) = reply {
@@ -835,7 +829,7 @@ impl Adapter for ClusterAdapter {
             self.publish(&self.route, &message)?;
             let gathered = ticket.gather().await;
             if gathered.lost {
-                return Err(AdapterError::BrokerUnavailable(LOST.to_owned()));
+                return Err(AdapterError::BrokerUnavailable(Unreachable::Lost));
             }
             let answers: Vec<Vec<Value>> = gathered
                 .replies

@@ -23,10 +23,10 @@ use tokio::sync::mpsc;
 
 use super::adapter::ClusterAdapterFactory;
 use super::config::ClusterConfig;
-use super::error::{ClusterError, PublishError};
 use super::route::Route;
 use super::transport::{Inbound, Transport};
 use crate::confirmation::{Confirmation, Confirmations};
+use crate::error::{ClusterError, PublishError};
 
 /// Messages a node's queue holds before the bus drops more for it.
 const QUEUE: usize = 4096;

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use switchboard_protocol::socketio::{self, Decoded, Packet, Value, encode_ack, encode_event};
 
 use super::NodeId;
-use super::error::CodecError;
 use super::message::{Envelope, Message, Target};
+use crate::error::CodecError;
 use crate::types::{BroadcastFlags, BroadcastOptions, Room, SocketId, SocketInfo};
 
 /// The first two bytes of every cluster message, to tell ours from another program's on a shared channel.

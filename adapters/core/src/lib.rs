@@ -12,6 +12,7 @@ mod confirmation;
 #[cfg(feature = "contract")]
 pub mod contract;
 mod error;
+mod local;
 mod memory;
 mod rooms;
 mod types;

@@ -35,6 +35,7 @@ use super::transport::{Inbound, Transport};
 use crate::adapter::{Adapter, AdapterFactory, BoxFuture};
 use crate::adapter::{ServerSideAck, ServerSideEmitHandler};
 use crate::confirmation::Confirmation;
+use crate::local;
 use crate::error::{AdapterError, PartialReplies, Unreachable};
 use crate::error::{ClusterError, RequestError};
 use crate::rooms::RoomIndex;
@@ -438,9 +439,7 @@ impl ClusterAdapter {
             Message::Broadcast { target, packet } => {
                 let Some(opts) = self.routed_opts(target) else { return };
                 bump(&counters.broadcasts_received);
-                let packet = BroadcastPacket::new(packet);
-                let volatile = opts.flags.volatile;
-                self.index.for_each(&opts, |s| s.deliver(&packet, volatile));
+                local::broadcast(&self.index, &BroadcastPacket::new(packet), &opts);
             }
             Message::BroadcastWithAck { request_id, opts, ack_id, timeout, packet } => {
                 bump(&counters.broadcasts_received);
@@ -458,26 +457,18 @@ impl ClusterAdapter {
             }
             Message::SocketsJoin { target, rooms } => {
                 if let Some(opts) = self.routed_opts(target) {
-                    for s in self.index.select(&opts) {
-                        // Nobody waits for a remote socketsJoin (the emitter has its answer).
-                        let _ = self.join_local(s.id(), &rooms);
-                    }
+                    // Nobody waits for a remote socketsJoin (the emitter has its answer).
+                    let _ = local::add_sockets(self, &opts, &rooms);
                 }
             }
             Message::SocketsLeave { target, rooms } => {
                 if let Some(opts) = self.routed_opts(target) {
-                    for s in self.index.select(&opts) {
-                        for room in &rooms {
-                            self.leave_local(s.id(), room);
-                        }
-                    }
+                    local::del_sockets(self, &opts, &rooms);
                 }
             }
             Message::DisconnectSockets { target, close } => {
                 if let Some(opts) = self.routed_opts(target) {
-                    for s in self.index.select(&opts) {
-                        s.disconnect(close);
-                    }
+                    local::disconnect_sockets(&self.index, &opts, close);
                 }
             }
             Message::FetchSockets { request_id, opts } => {
@@ -534,7 +525,7 @@ impl ClusterAdapter {
         let deadline = Instant::now() + timeout;
         let packet = BroadcastPacket::new(packet);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let count = self.index.for_each(opts, |s| s.deliver_with_ack(&packet, ack_id, tx.clone()));
+        let count = local::broadcast_with_ack(&self.index, &packet, ack_id, opts, &tx);
         drop(tx);
         let route = Route::Node(from);
         let message = Message::BroadcastClientCount { request_id, count: count as u64 };
@@ -638,7 +629,6 @@ impl Adapter for ClusterAdapter {
         packet: BroadcastPacket,
         opts: BroadcastOptions,
     ) -> BoxFuture<'_, Result<usize, AdapterError>> {
-        let volatile = opts.flags.volatile;
         if !opts.flags.local {
             // Published first: handing it to the transport is a queue push that never waits, and
             // the other nodes then start delivering while this one writes to its own sockets.
@@ -650,7 +640,7 @@ impl Adapter for ClusterAdapter {
             };
             let _ = self.publish_routed(message);
         }
-        let n = self.index.for_each(&opts, |s| s.deliver(&packet, volatile));
+        let n = local::broadcast(&self.index, &packet, &opts);
         Box::pin(std::future::ready(Ok(n)))
     }
 
@@ -674,10 +664,10 @@ impl Adapter for ClusterAdapter {
                 true => None,
                 false => Some(self.requests.open_with_acks(peers, deadline, tx.clone()).map_err(full)?),
             };
-            let local = self.index.for_each(&opts, |s| s.deliver_with_ack(&packet, ack_id, tx.clone()));
+            let here = local::broadcast_with_ack(&self.index, &packet, ack_id, &opts, &tx);
             drop(tx);
             let Some(mut ticket) = ticket else {
-                return Ok(AckStream { expected: local, deadline, responses: rx });
+                return Ok(AckStream { expected: here, deadline, responses: rx });
             };
             let id = ticket.id();
             let message = Message::BroadcastWithAck {
@@ -692,7 +682,7 @@ impl Adapter for ClusterAdapter {
                 // request, so none is waited for (the drop is counted in `publish_failed`).
                 tracing::debug!(error = %e, nsp = &*self.nsp, "ack broadcast not published; local acks only");
                 drop(ticket);
-                return Ok(AckStream { expected: local, deadline, responses: rx });
+                return Ok(AckStream { expected: here, deadline, responses: rx });
             }
             let gathered = ticket.gather().await;
             if gathered.lost {
@@ -714,7 +704,7 @@ impl Adapter for ClusterAdapter {
             if ticket.linger() {
                 self.cancel_at(id, deadline);
             }
-            let expected = local.saturating_add(usize::try_from(remote).unwrap_or(usize::MAX));
+            let expected = here.saturating_add(usize::try_from(remote).unwrap_or(usize::MAX));
             Ok(AckStream { expected, deadline, responses: rx })
         })
     }
@@ -754,13 +744,10 @@ impl Adapter for ClusterAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'_, Result<(), AdapterError>> {
-        let mut confirmation = Confirmation::confirmed();
-        for s in self.index.select(&opts) {
-            confirmation = confirmation.and(self.join_local(s.id(), &rooms));
-        }
-        let local = opts.flags.local;
-        let result =
-            self.publish_operation(local, Message::SocketsJoin { target: Target { opts, part: 0 }, rooms });
+        let confirmation = local::add_sockets(self, &opts, &rooms);
+        let only_here = opts.flags.local;
+        let message = Message::SocketsJoin { target: Target { opts, part: 0 }, rooms };
+        let result = self.publish_operation(only_here, message);
         if confirmation.is_confirmed() {
             return Box::pin(std::future::ready(result));
         }
@@ -776,14 +763,10 @@ impl Adapter for ClusterAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'_, Result<(), AdapterError>> {
-        for s in self.index.select(&opts) {
-            for room in &rooms {
-                self.leave_local(s.id(), room);
-            }
-        }
-        let local = opts.flags.local;
-        let result =
-            self.publish_operation(local, Message::SocketsLeave { target: Target { opts, part: 0 }, rooms });
+        local::del_sockets(self, &opts, &rooms);
+        let only_here = opts.flags.local;
+        let message = Message::SocketsLeave { target: Target { opts, part: 0 }, rooms };
+        let result = self.publish_operation(only_here, message);
         Box::pin(std::future::ready(result))
     }
 
@@ -792,12 +775,10 @@ impl Adapter for ClusterAdapter {
         opts: BroadcastOptions,
         close: bool,
     ) -> BoxFuture<'_, Result<(), AdapterError>> {
-        for s in self.index.select(&opts) {
-            s.disconnect(close);
-        }
-        let local = opts.flags.local;
-        let result = self
-            .publish_operation(local, Message::DisconnectSockets { target: Target { opts, part: 0 }, close });
+        local::disconnect_sockets(&self.index, &opts, close);
+        let only_here = opts.flags.local;
+        let message = Message::DisconnectSockets { target: Target { opts, part: 0 }, close };
+        let result = self.publish_operation(only_here, message);
         Box::pin(std::future::ready(result))
     }
 

@@ -21,8 +21,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::adapter::ClusterAdapterFactory;
 use super::config::ClusterConfig;
+use super::factory::ClusterAdapterFactory;
 use super::route::Route;
 use super::transport::{Inbound, Transport};
 use crate::confirmation::{Confirmation, Confirmations};

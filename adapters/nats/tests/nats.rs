@@ -12,13 +12,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::NatsServer;
 use futures_util::StreamExt;
-use switchboard_adapter::cluster::route::is_valid_nats_prefix;
 use switchboard_adapter::cluster::{
     ClusterAdapter, ClusterAdapterFactory, ClusterConfig, Inbound, PublishError, Route, Transport,
 };
 use switchboard_adapter::contract::{self, Cluster, PendingRequests, TestSocket, eventually};
 use switchboard_adapter::{Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, Room};
-use switchboard_nats::{ConnectError, FlushError, NatsConfig, NatsTransport};
+use switchboard_nats::{ConnectError, FlushError, NatsConfig, NatsTransport, subject};
 use switchboard_protocol::socketio::{Value, encode_event};
 use tokio::time::Instant;
 
@@ -272,9 +271,7 @@ async fn odd_namespace_and_room_names_work_end_to_end() {
     let seen = seen.lock().unwrap().clone();
     let routes: Vec<Route> = seen
         .iter()
-        .map(|s| {
-            Route::parse_nats_subject(PREFIX, s).unwrap_or_else(|| panic!("{s:?} is not one of our subjects"))
-        })
+        .map(|s| subject::parse(PREFIX, s).unwrap_or_else(|| panic!("{s:?} is not one of our subjects")))
         .collect();
     for &nsp in ODD_NAMESPACES {
         assert!(routes.contains(&Route::Namespace(nsp.into())), "no traffic on namespace {nsp:?}");
@@ -549,9 +546,9 @@ async fn garbage_on_our_subjects_is_counted_and_dropped() {
     nodes.flush().await;
 
     let other = raw_client(&nodes.server).await;
-    let ns = Route::Namespace("/".into()).nats_subject(PREFIX);
-    let node1 = Route::Node("node1".into()).nats_subject(PREFIX);
-    let room = Route::Room("/".into(), "r".into()).nats_subject(PREFIX);
+    let ns = subject::name(&Route::Namespace("/".into()), PREFIX);
+    let node1 = subject::name(&Route::Node("node1".into()), PREFIX);
+    let room = subject::name(&Route::Room("/".into(), "r".into()), PREFIX);
     other.publish(ns.clone(), Bytes::from_static(b"hello from another program")).await.unwrap();
     other.publish(node1, Bytes::new()).await.unwrap();
     other.publish(room, Bytes::from_static(b"\x00\x01\x02\xff")).await.unwrap();
@@ -586,7 +583,7 @@ async fn connect_fails_clearly() {
     assert!(matches!(err, ConnectError::InvalidUrl { .. }), "{err}");
     assert!(matches!(connect(vec![], PREFIX).await, Err(ConnectError::NoUrl)));
     for bad in ["", "a..b", "a.*", "a >", "sb.>"] {
-        assert!(!is_valid_nats_prefix(bad));
+        assert!(!subject::is_valid_prefix(bad));
         let err = connect(vec!["127.0.0.1:4222".into()], bad).await.unwrap_err();
         assert!(matches!(err, ConnectError::InvalidPrefix(_)), "{bad:?}: {err}");
     }

@@ -18,7 +18,7 @@ use switchboard_adapter::cluster::{
 use switchboard_adapter::contract::{self, Cluster, PendingRequests, TestSocket, eventually};
 use switchboard_adapter::{Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, Room};
 use switchboard_protocol::socketio::{Value, encode_event};
-use switchboard_redis::{ConnectError, RedisConfig, RedisTransport};
+use switchboard_redis::{ConnectError, RedisConfig, RedisTransport, channel};
 use tokio::time::Instant;
 
 const PREFIX: &str = "sbtest";
@@ -154,7 +154,7 @@ fn got(socket: &TestSocket, label: &str) -> usize {
 }
 
 fn room_channel(room: &str) -> String {
-    Route::Room("/".into(), room.into()).redis_channel(PREFIX)
+    channel::name(&Route::Room("/".into(), room.into()), PREFIX)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,8 +169,8 @@ async fn contract_on_three_nodes() {
     nodes.assert_clean();
     // Only the namespace and node channels are left.
     let mut expected: Vec<String> =
-        (0..3).map(|i| Route::Node(format!("node{i}").into()).redis_channel(PREFIX)).collect();
-    expected.push(Route::Namespace("/".into()).redis_channel(PREFIX));
+        (0..3).map(|i| channel::name(&Route::Node(format!("node{i}").into()), PREFIX)).collect();
+    expected.push(channel::name(&Route::Namespace("/".into()), PREFIX));
     expected.sort();
     assert_eq!(server.channels().await, expected);
 }
@@ -266,7 +266,7 @@ async fn channels_spread_over_three_instances_and_the_contract_holds() {
         let rooms = channels.iter().filter(|c| c.contains("#room#")).count();
         assert!(rooms > 0, "instance {index} carries no room channel: {channels:?}");
         for channel in channels {
-            let route = Route::parse_redis_channel(PREFIX, &channel).expect("one of ours");
+            let route = channel::parse(PREFIX, &channel).expect("one of ours");
             for n in &nodes.nodes {
                 assert_eq!(n.transport.placement(&route), (channel.clone(), index), "{channel} misplaced");
             }
@@ -508,7 +508,7 @@ async fn garbage_from_another_program_is_counted_and_dropped() {
     nodes.adapter(1).join(s.id(), &["r".into()]);
     nodes.settle().await;
 
-    let namespace = Route::Namespace("/".into()).redis_channel(PREFIX);
+    let namespace = channel::name(&Route::Namespace("/".into()), PREFIX);
     assert_eq!(server.publish(&namespace, b"hello from another program").await, 2);
     assert_eq!(server.publish(&room_channel("r"), b"\x00\x01\x02").await, 1);
     assert_eq!(server.publish(&namespace, b"").await, 2);

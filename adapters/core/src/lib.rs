@@ -9,8 +9,6 @@
 mod adapter;
 pub mod cluster;
 mod confirmation;
-#[cfg(feature = "contract")]
-pub mod contract;
 mod error;
 mod local;
 mod memory;

@@ -15,7 +15,8 @@
 //!   on the broker. Its work is split by direction: outbound calls, inbound messages, room interest.
 //!   [`ClusterAdapterFactory`] makes one per namespace and owns the node's transport, heartbeat task
 //!   and counters.
-//! - `bus` (feature `contract`): an in-process transport connecting several nodes, for tests.
+//!
+//! The in-process transport that joins several nodes in one test is `switchboard_testkit::Bus`.
 //!
 //! Data flow: a namespace calls the adapter; the adapter delivers to local sockets through the
 //! [`RoomIndex`](crate::RoomIndex), encodes a [`Message`] and publishes it on a [`Route`]; the
@@ -69,8 +70,6 @@
 //! [`AckStream`]: crate::AckStream
 
 mod adapter;
-#[cfg(feature = "contract")]
-pub mod bus;
 pub mod codec;
 mod config;
 pub mod directory;

@@ -38,7 +38,10 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchboard_adapter::cluster::ClusterAdapter;
 use switchboard_adapter::{Adapter, BoxFuture};
+
+use crate::wait::eventually;
 
 pub use socket::{Delivery, TestSocket};
 
@@ -148,6 +151,28 @@ impl Cluster {
     }
 }
 
+/// Asserts that these cluster adapters keep nothing: no socket, no room subscription, no pending
+/// request.
+pub fn assert_empty(adapters: &[Arc<ClusterAdapter>]) {
+    for (i, a) in adapters.iter().enumerate() {
+        assert!(a.local().is_empty(), "node {i} kept sockets");
+        assert!(
+            a.subscribed_rooms().is_empty(),
+            "node {i} kept room subscriptions: {:?}",
+            a.subscribed_rooms()
+        );
+        assert_eq!(a.pending_requests(), 0, "node {i} kept pending requests");
+    }
+}
+
+/// [`assert_empty`] once the cases' requests have ended: an ack broadcast's request lingers until
+/// its deadline, a moment after its stream ended (2 s at most).
+pub async fn assert_left_nothing(adapters: &[Arc<ClusterAdapter>]) {
+    let pending = || adapters.iter().map(|a| a.pending_requests()).sum::<usize>();
+    eventually(Duration::from_secs(2), || std::future::ready(pending() == 0)).await;
+    assert_empty(adapters);
+}
+
 /// Runs every case in sequence on one cluster, each with fresh socket ids and rooms, then the
 /// cluster's check; for tests that the cases leave an adapter as they found it.
 pub async fn run_all(cluster: &Cluster) {
@@ -204,10 +229,10 @@ macro_rules! __with_contract_cases {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __contract_module {
-    (($name:ident, $setup:ident, [$($attr:tt)*]) $($case:ident)*) => {
+    (($name:ident, $setup:ident, [$attr:meta]) $($case:ident)*) => {
         mod $name {
             $(
-                #[$($attr)*]
+                #[$attr]
                 async fn $case() {
                     super::$setup().await.run($crate::contract::cases::$case).await;
                 }

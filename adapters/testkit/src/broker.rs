@@ -137,7 +137,7 @@ impl Process {
     /// of its output for which `listening` returns the port it bound (so the port is this
     /// process's, not another one's), then a `PONG` answering `hello` on that port. `Err` (the
     /// broker killed) if it exits first or is not ready within [`READY_WITHIN`].
-    pub fn start(
+    pub(crate) fn start(
         &mut self,
         args: &[String],
         listening: impl Fn(&str) -> Option<u16>,

@@ -21,11 +21,15 @@ impl Broker for Redis {
     const SCHEME: &'static str = "redis";
 
     fn start(process: &mut Process, port: Option<u16>) -> Result<u16, String> {
+        // No persistence, and the temp folder as working directory: nothing lands in the source tree.
+        let dir = std::env::temp_dir().to_string_lossy().into_owned();
         let mut on = |port: u16| {
-            let args =
-                ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+            let port_arg = port.to_string();
+            let args = ["--port", &port_arg, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+            let mut args: Vec<String> = args.map(String::from).to_vec();
+            args.extend(["--dir".to_owned(), dir.clone()]);
             let ready = |line: &str| line.contains("Ready to accept connections").then_some(port);
-            process.start(&args.map(String::from), ready, PING)
+            process.start(&args, ready, PING)
         };
         match port {
             Some(port) => on(port),

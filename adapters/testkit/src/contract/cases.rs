@@ -1,6 +1,6 @@
 //! The cases of the adapter contract, one `pub async fn` each (named as the tests
 //! [`contract_tests!`](crate::contract_tests) generates): each places [`TestSocket`]s on the nodes
-//! through a [`Fixture`], drives the adapters and asserts by panicking.
+//! through a fixture (its own fresh ids and rooms), drives the adapters and asserts by panicking.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

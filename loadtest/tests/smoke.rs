@@ -12,12 +12,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use switchboard_testkit::with_free_port;
 
 mod common;
 
@@ -35,11 +36,9 @@ impl Server {
     /// once the port accepts TCP connections.
     fn start() -> Self {
         let bin = server_binary();
-        let mut last_error = String::new();
-        for attempt in 0..5 {
-            let port = free_port();
+        with_free_port(|port| {
             let log =
-                std::env::temp_dir().join(format!("switchboard-smoke-{}-{attempt}.log", std::process::id()));
+                std::env::temp_dir().join(format!("switchboard-smoke-{}-{port}.log", std::process::id()));
             let out = File::create(&log).expect("create the server log");
             let err = out.try_clone().expect("clone the server log handle");
             let child = Command::new(&bin)
@@ -50,13 +49,12 @@ impl Server {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
             let mut server = Self { child, port, log };
+            // On failure, dropping `server` kills it; `with_free_port` tries another port.
             match server.wait_ready(Duration::from_secs(10)) {
-                Ok(()) => return server,
-                Err(e) => last_error = format!("{e}\n--- server log ---\n{}", server.log_text()),
+                Ok(()) => Ok(server),
+                Err(e) => Err(format!("{e}\n--- server log ---\n{}", server.log_text())),
             }
-            // Dropping `server` kills it; try another port.
-        }
-        panic!("the server did not start after 5 attempts: {last_error}");
+        })
     }
 
     /// Polls the port until it accepts a connection; fails if the server exits or time runs out.
@@ -96,12 +94,6 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address").port()
 }
 
 /// Runs one loadtest scenario against the server and returns its JSON report, after checking the

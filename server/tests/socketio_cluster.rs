@@ -11,9 +11,9 @@ use std::time::Duration;
 use common::sio::{Client, json, serve_io};
 use switchboard::EngineConfig;
 use switchboard::socketio::{Event, SocketIo, SocketIoConfig, SocketRef, Value};
-use switchboard_adapter::cluster::bus::Bus;
 use switchboard_adapter::cluster::{ClusterAdapterFactory, ClusterConfig};
 use switchboard_protocol::socketio::Packet;
+use switchboard_testkit::Bus;
 
 /// A node named `id` on `bus`, with a connection handler that joins every socket to `room`.
 fn node(bus: &Bus, id: &str) -> (SocketIo, ClusterAdapterFactory) {

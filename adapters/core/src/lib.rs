@@ -9,18 +9,16 @@
 mod adapter;
 pub mod cluster;
 mod confirmation;
-#[cfg(feature = "contract")]
-pub mod contract;
 mod error;
+mod local;
 mod memory;
 mod rooms;
 mod types;
 mod written;
 
-pub use adapter::{Adapter, AdapterFactory, BoxFuture};
-pub use cluster::{ServerSideAck, ServerSideEmitHandler};
+pub use adapter::{Adapter, AdapterFactory, BoxFuture, ServerSideAck, ServerSideEmitHandler};
 pub use confirmation::{CONFIRMATION_LIMIT, Confirmation, Confirmations};
-pub use error::{AdapterError, PartialReplies};
+pub use error::{AdapterError, PartialReplies, Unreachable};
 pub use memory::{MemoryAdapter, MemoryAdapterFactory};
 pub use rooms::RoomIndex;
 pub use types::{

@@ -1,14 +1,14 @@
-//! The in-memory adapter: one node, no broker; everything resolves from the local index at once.
+//! The in-memory adapter: one node, no broker; every operation is its [local half](crate::local),
+//! resolved at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_protocol::socketio::Value;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::adapter::{Adapter, AdapterFactory, BoxFuture};
 use crate::error::AdapterError;
+use crate::local;
 use crate::rooms::RoomIndex;
 use crate::types::{AckStream, BroadcastOptions, BroadcastPacket, Room, SocketInfo};
 
@@ -45,9 +45,7 @@ impl Adapter for MemoryAdapter {
         packet: BroadcastPacket,
         opts: BroadcastOptions,
     ) -> BoxFuture<'_, Result<usize, AdapterError>> {
-        let volatile = opts.flags.volatile;
-        let n = self.index.for_each(&opts, |s| s.deliver(&packet, volatile));
-        Box::pin(std::future::ready(Ok(n)))
+        Box::pin(std::future::ready(Ok(local::broadcast(&self.index, &packet, &opts))))
     }
 
     fn broadcast_with_ack(
@@ -57,9 +55,7 @@ impl Adapter for MemoryAdapter {
         opts: BroadcastOptions,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<AckStream, AdapterError>> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let expected = self.index.for_each(&opts, |s| s.deliver_with_ack(&packet, ack_id, tx.clone()));
-        let stream = AckStream { expected, deadline: Instant::now() + timeout, responses: rx };
+        let stream = local::ack_stream(&self.index, &packet, ack_id, &opts, timeout);
         Box::pin(std::future::ready(Ok(stream)))
     }
 
@@ -72,9 +68,8 @@ impl Adapter for MemoryAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'_, Result<(), AdapterError>> {
-        for s in self.index.select(&opts) {
-            self.join(s.id(), &rooms);
-        }
+        // One node: every join is confirmed at once.
+        let _ = local::add_sockets(self, &opts, &rooms);
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -83,11 +78,7 @@ impl Adapter for MemoryAdapter {
         opts: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<'_, Result<(), AdapterError>> {
-        for s in self.index.select(&opts) {
-            for room in &rooms {
-                self.leave(s.id(), room);
-            }
-        }
+        local::del_sockets(self, &opts, &rooms);
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -96,9 +87,7 @@ impl Adapter for MemoryAdapter {
         opts: BroadcastOptions,
         close: bool,
     ) -> BoxFuture<'_, Result<(), AdapterError>> {
-        for s in self.index.select(&opts) {
-            s.disconnect(close);
-        }
+        local::disconnect_sockets(&self.index, &opts, close);
         Box::pin(std::future::ready(Ok(())))
     }
 

@@ -1,5 +1,5 @@
-//! The cluster adapter over the in-process bus: the adapter contract on three nodes, plus what the
-//! contract cannot see — interest routing (through the counters), membership, bounded requests,
+//! The cluster adapter over the in-process bus: the adapter contract on one and three nodes (one
+//! test per case), plus what the contract cannot see — interest routing (through the counters), membership, bounded requests,
 //! server-side emits, binary payloads and broker faults.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -8,17 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use switchboard_adapter::cluster::bus::{Bus, BusTransport};
 use switchboard_adapter::cluster::{
-    ClusterAdapter, ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound, Message, Route,
-    ServerSideAck, ServerSideEmitHandler, Target, codec,
+    ClusterAdapter, ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound, Message, Route, Target,
+    codec,
 };
-use switchboard_adapter::contract::{self, Cluster, PendingRequests, TestSocket, eventually};
 use switchboard_adapter::{
     AckResponse, Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, PartialReplies, Room,
-    SocketId, SocketInfo,
+    ServerSideAck, ServerSideEmitHandler, SocketId, SocketInfo,
 };
 use switchboard_protocol::socketio::{Value, encode_event};
+use switchboard_testkit::contract::{self, Cluster, TestSocket};
+use switchboard_testkit::{Bus, BusTransport, PendingRequests, contract_tests, eventually};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -102,44 +102,36 @@ fn sid(node: &str, tag: char) -> SocketId {
     SocketId::from(format!("{node}.{}", tag.to_string().repeat(22)))
 }
 
-fn assert_clean(nodes: &Nodes) {
-    for (i, a) in nodes.adapters.iter().enumerate() {
-        assert!(a.local().is_empty(), "node {i} kept sockets");
-        assert!(
-            a.subscribed_rooms().is_empty(),
-            "node {i} kept room subscriptions: {:?}",
-            a.subscribed_rooms()
-        );
-        assert_eq!(a.pending_requests(), 0, "node {i} kept pending requests");
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
-// The contract.
+// The contract, one test per case.
 
-#[tokio::test]
-async fn contract_on_three_nodes() {
-    let nodes = nodes(3, |c| c).await;
-    contract::run_all(&nodes.contract()).await;
-    nodes.bus.settle().await;
-    assert_clean(&nodes);
-    let stats = nodes.factories[0].stats();
-    assert_eq!((stats.malformed, stats.unsupported, stats.unroutable, stats.publish_failed), (0, 0, 0, 0));
+/// Three nodes on one bus. After each case, once the bus is idle: no socket, room subscription or
+/// pending request is left on any node, and no message was dropped or refused.
+async fn three_nodes() -> Cluster {
+    let nodes = Arc::new(nodes(3, |c| c).await);
+    nodes.contract().with_check(move || {
+        let nodes = nodes.clone();
+        Box::pin(async move {
+            nodes.bus.settle().await;
+            contract::assert_left_nothing(&nodes.adapters).await;
+            for (i, f) in nodes.factories.iter().enumerate() {
+                let stats = f.stats();
+                let dropped = (stats.malformed, stats.unsupported, stats.unroutable, stats.publish_failed);
+                assert_eq!(dropped, (0, 0, 0, 0), "node {i}: {stats:?}");
+            }
+        })
+    })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn contract_on_three_nodes_multi_thread() {
-    let nodes = nodes(3, |c| c).await;
-    contract::run_all(&nodes.contract()).await;
-    nodes.bus.settle().await;
-    assert_clean(&nodes);
-}
-
-#[tokio::test]
-async fn contract_on_one_cluster_node() {
+/// One cluster node alone on a bus.
+async fn one_node() -> Cluster {
     let nodes = nodes(1, |c| c).await;
-    contract::run_all(&nodes.contract()).await;
+    nodes.contract().with_resource(nodes)
 }
+
+contract_tests!(contract_on_three_nodes, three_nodes);
+contract_tests!(contract_on_three_nodes_multi_thread, three_nodes, multi_thread);
+contract_tests!(contract_on_one_cluster_node, one_node);
 
 // ---------------------------------------------------------------------------------------------
 // Interest routing, asserted through the counters.
@@ -669,7 +661,7 @@ async fn joins_and_server_side_emits_wait_for_the_room_subscription() {
         nodes.adapters[0].remove_socket(&SocketId::from(id));
     }
     nodes.bus.settle().await;
-    assert_clean(&nodes);
+    contract::assert_empty(&nodes.adapters);
 }
 
 /// Requests waiting for answers when the broker goes away end at once with a clear error (their

@@ -1,64 +1,43 @@
-//! The adapter contract run against the in-memory adapter (one node), plus checks that the suite
-//! catches adapters that break it.
+//! The adapter contract run against the in-memory adapter (one node), one test per case, plus
+//! checks that the suite catches adapters that break it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_adapter::contract::{self, Cluster};
 use switchboard_adapter::{
     AckStream, Adapter, AdapterError, BoxFuture, BroadcastOptions, BroadcastPacket, MemoryAdapter, Room,
     RoomIndex, SocketInfo,
 };
 use switchboard_protocol::socketio::Value;
+use switchboard_testkit::contract::{self, Cluster, cases};
+use switchboard_testkit::contract_tests;
 
-fn memory() -> Cluster {
-    Cluster::new(vec![Arc::new(MemoryAdapter::new())])
+/// One in-memory adapter; after each case, nothing of it is left.
+async fn memory() -> Cluster {
+    let adapter: Arc<dyn Adapter> = Arc::new(MemoryAdapter::new());
+    Cluster::new(vec![adapter.clone()]).with_check(move || {
+        let adapter = adapter.clone();
+        Box::pin(async move { assert_empty(&*adapter) })
+    })
 }
 
-macro_rules! cases {
-    ($($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                contract::$case(&memory()).await;
-            }
-        )*
-    };
-}
-
-cases!(
-    case_broadcast_all,
-    case_broadcast_room,
-    case_broadcast_rooms_dedup,
-    case_broadcast_except,
-    case_socket_id_room,
-    case_local_flag,
-    case_volatile_flag,
-    case_broadcast_with_ack,
-    case_fetch_sockets,
-    case_add_del_sockets,
-    case_disconnect_sockets,
-    case_leave_and_remove,
-    case_server_count,
-    case_server_side_emit,
-    case_join_confirmed,
-);
-
-#[tokio::test]
-async fn run_all_on_one_adapter_leaves_it_empty() {
-    let cluster = memory();
-    contract::run_all(&cluster).await;
-    contract::run_all(&cluster).await;
-    let local = cluster.nodes[0].local();
+fn assert_empty(adapter: &dyn Adapter) {
+    let local = adapter.local();
     assert!(local.is_empty(), "the cases must remove their sockets");
     assert!(local.rooms().is_empty(), "the cases must leave no room behind");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_all_on_a_multi_thread_runtime() {
-    contract::run_all(&memory()).await;
+contract_tests!(memory_contract, memory);
+contract_tests!(memory_contract_multi_thread, memory, multi_thread);
+
+#[tokio::test]
+async fn run_all_on_one_adapter_leaves_it_empty() {
+    let cluster = memory().await;
+    contract::run_all(&cluster).await;
+    contract::run_all(&cluster).await;
+    assert_empty(&*cluster.nodes[0]);
 }
 
 #[tokio::test]
@@ -185,35 +164,35 @@ impl Adapter for Broken {
 #[tokio::test]
 #[should_panic(expected = "broadcast to all except a room")]
 async fn suite_catches_ignored_except() {
-    contract::case_broadcast_except(&Broken::cluster(Bug::IgnoreExcept)).await;
+    cases::broadcast_except(&Broken::cluster(Bug::IgnoreExcept)).await;
 }
 
 #[tokio::test]
 #[should_panic(expected = "got the packet 2 time(s)")]
 async fn suite_catches_double_delivery() {
-    contract::case_broadcast_room(&Broken::cluster(Bug::DeliverTwice)).await;
+    cases::broadcast_room(&Broken::cluster(Bug::DeliverTwice)).await;
 }
 
 #[tokio::test]
 #[should_panic(expected = "volatile flag not passed")]
 async fn suite_catches_dropped_volatile_flag() {
-    contract::case_volatile_flag(&Broken::cluster(Bug::DropVolatileFlag)).await;
+    cases::volatile_flag(&Broken::cluster(Bug::DropVolatileFlag)).await;
 }
 
 #[tokio::test]
 #[should_panic(expected = "expected answers")]
 async fn suite_catches_wrong_ack_count() {
-    contract::case_broadcast_with_ack(&Broken::cluster(Bug::AckExpectedOffByOne)).await;
+    cases::broadcast_with_ack(&Broken::cluster(Bug::AckExpectedOffByOne)).await;
 }
 
 #[tokio::test]
 #[should_panic(expected = "fetch_sockets: rooms of")]
 async fn suite_catches_fetch_without_rooms() {
-    contract::case_fetch_sockets(&Broken::cluster(Bug::FetchWithoutRooms)).await;
+    cases::fetch_sockets(&Broken::cluster(Bug::FetchWithoutRooms)).await;
 }
 
 #[tokio::test]
 #[should_panic(expected = "calls on")]
 async fn suite_catches_disconnecting_everyone() {
-    contract::case_disconnect_sockets(&Broken::cluster(Bug::DisconnectEveryone)).await;
+    cases::disconnect_sockets(&Broken::cluster(Bug::DisconnectEveryone)).await;
 }

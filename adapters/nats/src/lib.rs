@@ -25,8 +25,8 @@
 //! # Subjects
 //!
 //! Under a prefix (default in the server: `switchboard`; checked with
-//! [`is_valid_nats_prefix`](switchboard_adapter::cluster::route::is_valid_nats_prefix)), the
-//! cluster adapter's [routes](switchboard_adapter::cluster::Route) are
+//! [`subject::is_valid_prefix`]), the cluster adapter's [routes](switchboard_adapter::cluster::Route)
+//! are ([`subject::name`])
 //!
 //! | route     | subject                        | subscribed by                          |
 //! |-----------|--------------------------------|----------------------------------------|
@@ -34,12 +34,8 @@
 //! | room      | `{prefix}.room.{nsp}.{room}`   | nodes with local members in the room   |
 //! | node      | `{prefix}.node.{node}`         | that node (answers, heartbeat replies, emits to its socket ids) |
 //!
-//! Each name is escaped into exactly one subject token
-//! ([`escape_token`](switchboard_adapter::cluster::route::escape_token)): `A-Z a-z 0-9 -` stay,
-//! every other byte of the UTF-8 name (`.`, `*`, `>`, space, `/`, `_`, non-ASCII…) becomes `_`
-//! and two uppercase hex digits, and the empty name is `_`. So `/chat` → `_2Fchat`, room
-//! `a.b c` → `a_2Eb_20c`, `é` → `_C3_A9`: no name adds a token or a wildcard, and every subject
-//! parses back ([`Route::parse_nats_subject`](switchboard_adapter::cluster::Route::parse_nats_subject)).
+//! Each name is escaped into exactly one subject token, so no name adds a token or a wildcard,
+//! and every subject parses back (the scheme: [`subject`]).
 //! Example: `switchboard.room._2Fchat.lobby`.
 //!
 //! There are no queue groups: every subscribed node must get each message. Interest routing is
@@ -93,6 +89,7 @@ mod config;
 mod driver;
 mod error;
 mod health;
+pub mod subject;
 mod transport;
 
 pub use config::NatsConfig;

@@ -8,7 +8,6 @@ use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, Request, RequestErrorKind, ServerAddr};
 use bytes::Bytes;
 use switchboard_adapter::Confirmation;
-use switchboard_adapter::cluster::route::is_valid_nats_prefix;
 use switchboard_adapter::cluster::{Inbound, PublishError, Route, Transport};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
@@ -17,6 +16,7 @@ use crate::config::NatsConfig;
 use crate::driver::{Driver, Inputs, Outbound, Shared};
 use crate::error::{ConnectError, FlushError};
 use crate::health::{NatsHealth, bump, get};
+use crate::subject;
 
 /// One node's connection to NATS, as a [`Transport`] for
 /// [`ClusterAdapterFactory`](switchboard_adapter::cluster::ClusterAdapterFactory). Cheap to clone:
@@ -66,7 +66,7 @@ impl NatsTransport {
         S: AsRef<str>,
     {
         config.validate()?;
-        if !is_valid_nats_prefix(prefix) {
+        if !subject::is_valid_prefix(prefix) {
             return Err(ConnectError::InvalidPrefix(prefix.to_owned()));
         }
         let addrs = parse_urls(urls)?;
@@ -262,7 +262,7 @@ impl Transport for NatsTransport {
             return Err(self.refuse(PublishError::QueueFull));
         }
         c.queued.fetch_add(1, Ordering::Relaxed);
-        let subject = route.nats_subject(&inner.prefix);
+        let subject = subject::name(route, &inner.prefix);
         match inner.outbound.try_send(Outbound::Publish {
             subject,
             payload,
@@ -284,7 +284,7 @@ impl Transport for NatsTransport {
         if self.inner.closed.load(Ordering::Acquire) {
             return Confirmation::confirmed();
         }
-        let (new, generation) = self.inner.shared.want(route.nats_subject(&self.inner.prefix));
+        let (new, generation) = self.inner.shared.want(subject::name(route, &self.inner.prefix));
         if new {
             let _ = self.inner.wake.try_send(());
         }
@@ -299,7 +299,7 @@ impl Transport for NatsTransport {
         if self.inner.closed.load(Ordering::Acquire) {
             return;
         }
-        if self.inner.shared.unwant(&route.nats_subject(&self.inner.prefix)) {
+        if self.inner.shared.unwant(&subject::name(route, &self.inner.prefix)) {
             let _ = self.inner.wake.try_send(());
         }
     }

@@ -23,11 +23,11 @@
 //!
 //! # Channels and sharding
 //!
-//! Channel names come from [`Route::redis_channel`](switchboard_adapter::cluster::Route::redis_channel)
-//! (`{prefix}#{nsp}#`, `{prefix}#{nsp}#room#{room}`, `{prefix}#node#{node}`). Each channel lives on
-//! one instance, chosen by consistent hashing of its name over the instances' addresses (160
-//! virtual nodes each by default): publish and subscribe for a channel go to the same instance, and
-//! adding an instance moves only about 1/N of the channels. Every node must therefore list the
+//! Channel names come from [`channel::name`] (`{prefix}#{nsp}#`, `{prefix}#{nsp}#room#{room}`,
+//! `{prefix}#node#{node}`; the escaping: [`channel`]). Each channel lives on one instance, chosen
+//! by consistent hashing of its name over the instances' addresses (160 virtual nodes each by
+//! default): publish and subscribe for a channel go to the same instance, and adding an instance
+//! moves only about 1/N of the channels. Every node must therefore list the
 //! same instances, spelled the same way (order does not matter).
 //!
 //! # Connections
@@ -60,6 +60,7 @@
 //! Redis Cluster sharded pub/sub (SSUBSCRIBE/SPUBLISH) is not supported: list the instances
 //! (primaries of independent Redis servers) instead.
 
+pub mod channel;
 mod config;
 mod driver;
 mod error;

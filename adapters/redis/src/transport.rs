@@ -11,6 +11,7 @@ use switchboard_adapter::Confirmation;
 use switchboard_adapter::cluster::{Inbound, PublishError, Route, Transport};
 use tokio::sync::mpsc;
 
+use crate::channel;
 use crate::config::RedisConfig;
 use crate::driver::Driver;
 use crate::error::ConnectError;
@@ -82,7 +83,7 @@ impl RedisTransport {
         config: RedisConfig,
     ) -> Result<Self, ConnectError> {
         config.validate()?;
-        if prefix.is_empty() || prefix.contains('#') {
+        if !channel::is_valid_prefix(prefix) {
             return Err(ConnectError::InvalidPrefix(prefix.to_owned()));
         }
         if urls.is_empty() {
@@ -142,7 +143,7 @@ impl RedisTransport {
     /// The channel carrying `route`, and the index (in [`status`](Self::status) order) of the
     /// instance it is placed on.
     pub fn placement(&self, route: &Route) -> (String, usize) {
-        let channel = route.redis_channel(&self.inner.prefix);
+        let channel = channel::name(route, &self.inner.prefix);
         let index = self.inner.ring.place(&channel);
         (channel, index)
     }
@@ -176,12 +177,12 @@ impl RedisTransport {
 
 impl Transport for RedisTransport {
     fn publish(&self, route: &Route, payload: Bytes) -> Result<(), PublishError> {
-        let channel = route.redis_channel(&self.inner.prefix);
+        let channel = channel::name(route, &self.inner.prefix);
         self.shard(&channel).publish(channel, payload)
     }
 
     fn subscribe(&self, route: &Route) -> Confirmation {
-        let channel = route.redis_channel(&self.inner.prefix);
+        let channel = channel::name(route, &self.inner.prefix);
         let instance = &self.shard(&channel).instance;
         let generation = instance.subscribe(channel);
         // Read after the change is recorded: an instance going down settles every generation
@@ -195,7 +196,7 @@ impl Transport for RedisTransport {
     }
 
     fn unsubscribe(&self, route: &Route) {
-        let channel = route.redis_channel(&self.inner.prefix);
+        let channel = channel::name(route, &self.inner.prefix);
         self.shard(&channel).instance.unsubscribe(channel);
     }
 

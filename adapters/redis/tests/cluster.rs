@@ -1,24 +1,22 @@
 //! The cluster adapter over real `redis-server` processes: the adapter contract on three nodes (one
-//! instance, then three shards), interest routing through the counters, channel placement, broker
-//! and node faults, garbage from other programs, and setup errors.
+//! instance, then three shards; one test per case), interest routing through the counters, channel
+//! placement, broker and node faults, garbage from other programs, and setup errors.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::RedisServer;
 use switchboard_adapter::cluster::{
     ClusterAdapter, ClusterAdapterFactory, ClusterConfig, Inbound, PublishError, Route, Transport,
 };
-use switchboard_adapter::contract::{self, Cluster, PendingRequests, TestSocket, eventually};
 use switchboard_adapter::{Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, Room};
 use switchboard_protocol::socketio::{Value, encode_event};
-use switchboard_redis::{ConnectError, RedisConfig, RedisTransport};
+use switchboard_redis::{ConnectError, RedisConfig, RedisTransport, channel};
+use switchboard_testkit::contract::{self, Cluster, TestSocket};
+use switchboard_testkit::{PendingRequests, RedisServer, closed_port, contract_tests, eventually};
 use tokio::time::Instant;
 
 const PREFIX: &str = "sbtest";
@@ -124,11 +122,13 @@ impl Nodes {
         self.nodes.iter().map(|n| n.factory.stats().broadcasts_received).collect()
     }
 
-    fn assert_clean(&self) {
+    /// After a contract case, once the subscriptions are acknowledged: nothing left on any node,
+    /// nothing dropped.
+    async fn assert_left_nothing(&self) {
+        self.settle().await;
+        let adapters: Vec<Arc<ClusterAdapter>> = self.nodes.iter().map(|n| n.adapter.clone()).collect();
+        contract::assert_left_nothing(&adapters).await;
         for (i, n) in self.nodes.iter().enumerate() {
-            assert!(n.adapter.local().is_empty(), "node {i} kept sockets");
-            assert!(n.adapter.subscribed_rooms().is_empty(), "node {i} kept room subscriptions");
-            assert_eq!(n.adapter.pending_requests(), 0, "node {i} kept pending requests");
             let stats = n.factory.stats();
             assert_eq!((stats.malformed, stats.unsupported, stats.publish_failed), (0, 0, 0), "node {i}");
         }
@@ -154,33 +154,61 @@ fn got(socket: &TestSocket, label: &str) -> usize {
 }
 
 fn room_channel(room: &str) -> String {
-    Route::Room("/".into(), room.into()).redis_channel(PREFIX)
+    channel::name(&Route::Room("/".into(), room.into()), PREFIX)
 }
 
 // ---------------------------------------------------------------------------------------------
-// The contract.
+// The contract, one test per case.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn contract_on_three_nodes() {
-    let server = RedisServer::start().await;
+/// Three nodes on one instance. After each case: nothing left, nothing dropped, and only the
+/// namespace and node channels are left on the server.
+async fn three_nodes() -> Cluster {
+    let server = RedisServer::start();
     let nodes = Nodes::start(3, &[server.url()], |c| c).await;
-    contract::run_all(&nodes.contract()).await;
-    nodes.settle().await;
-    nodes.assert_clean();
-    // Only the namespace and node channels are left.
-    let mut expected: Vec<String> =
-        (0..3).map(|i| Route::Node(format!("node{i}").into()).redis_channel(PREFIX)).collect();
-    expected.push(Route::Namespace("/".into()).redis_channel(PREFIX));
-    expected.sort();
-    assert_eq!(server.channels().await, expected);
+    let cluster = Arc::new((server, nodes));
+    cluster.1.contract().with_check(move || {
+        let cluster = cluster.clone();
+        Box::pin(async move {
+            let (server, nodes) = &*cluster;
+            nodes.assert_left_nothing().await;
+            let mut expected: Vec<String> =
+                (0..3).map(|i| channel::name(&Route::Node(format!("node{i}").into()), PREFIX)).collect();
+            expected.push(channel::name(&Route::Namespace("/".into()), PREFIX));
+            expected.sort();
+            assert_eq!(server.channels().await, expected);
+        })
+    })
 }
+
+/// Three nodes on three instances (channels sharded over them). After each case: nothing left,
+/// nothing dropped, every instance connected and without a failed publish.
+async fn three_instances() -> Cluster {
+    let servers = RedisServer::start_many(3);
+    let nodes = Nodes::start(3, &urls(&servers), |c| c).await;
+    let cluster = Arc::new((servers, nodes));
+    cluster.1.contract().with_check(move || {
+        let cluster = cluster.clone();
+        Box::pin(async move {
+            let (_, nodes) = &*cluster;
+            nodes.assert_left_nothing().await;
+            for n in &nodes.nodes {
+                for s in n.transport.status() {
+                    assert!(s.connected && s.stats.publish_errors() == 0, "{s:?}");
+                }
+            }
+        })
+    })
+}
+
+contract_tests!(contract_on_three_nodes, three_nodes, multi_thread);
+contract_tests!(contract_on_three_instances, three_instances, multi_thread);
 
 // ---------------------------------------------------------------------------------------------
 // Interest routing, asserted through the counters.
 
 #[tokio::test]
 async fn a_room_emit_is_not_received_by_a_node_without_members() {
-    let server = RedisServer::start().await;
+    let server = RedisServer::start();
     let nodes = Nodes::start(3, &[server.url()], |c| c).await;
     let a = TestSocket::new("a", "/");
     let b = TestSocket::new("b", "/");
@@ -221,7 +249,7 @@ async fn a_room_emit_is_not_received_by_a_node_without_members() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_arrives_complete_and_in_order() {
-    let server = RedisServer::start().await;
+    let server = RedisServer::start();
     let nodes = Nodes::start(2, &[server.url()], |c| c).await;
     let s = TestSocket::new("s", "/");
     nodes.adapter(1).add_socket(s.clone());
@@ -248,8 +276,8 @@ async fn a_burst_arrives_complete_and_in_order() {
 // Sharding.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn channels_spread_over_three_instances_and_the_contract_holds() {
-    let servers = RedisServer::start_many(3).await;
+async fn channels_spread_over_three_instances() {
+    let servers = RedisServer::start_many(3);
     let urls = urls(&servers);
     let nodes = Nodes::start(3, &urls, |c| c).await;
 
@@ -265,12 +293,12 @@ async fn channels_spread_over_three_instances_and_the_contract_holds() {
         let channels = server.channels().await;
         let rooms = channels.iter().filter(|c| c.contains("#room#")).count();
         assert!(rooms > 0, "instance {index} carries no room channel: {channels:?}");
-        for channel in channels {
-            let route = Route::parse_redis_channel(PREFIX, &channel).expect("one of ours");
+        for name in channels {
+            let route = channel::parse(PREFIX, &name).expect("one of ours");
             for n in &nodes.nodes {
-                assert_eq!(n.transport.placement(&route), (channel.clone(), index), "{channel} misplaced");
+                assert_eq!(n.transport.placement(&route), (name.clone(), index), "{name} misplaced");
             }
-            assert!(seen.insert(channel.clone()), "{channel} on two instances");
+            assert!(seen.insert(name.clone()), "{name} on two instances");
         }
     }
     for i in 0..30 {
@@ -288,10 +316,7 @@ async fn channels_spread_over_three_instances_and_the_contract_holds() {
     for (i, s) in sockets.iter().enumerate() {
         nodes.adapter(i % 3).remove_socket(s.id());
     }
-
-    contract::run_all(&nodes.contract()).await;
-    nodes.settle().await;
-    nodes.assert_clean();
+    nodes.assert_left_nothing().await;
     // Every instance carried traffic, and nothing was dropped.
     for index in 0..3 {
         let statuses: Vec<_> = nodes.nodes.iter().map(|n| n.transport.status()[index].clone()).collect();
@@ -308,7 +333,7 @@ async fn channels_spread_over_three_instances_and_the_contract_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_broker_keeps_local_delivery_and_fails_requests_fast_then_recovers() {
-    let mut server = RedisServer::start().await;
+    let mut server = RedisServer::start();
     let nodes = Nodes::start(2, &[server.url()], |c| c).await;
     let local = TestSocket::new("local", "/");
     let remote = TestSocket::new("remote", "/");
@@ -363,7 +388,7 @@ async fn a_killed_broker_keeps_local_delivery_and_fails_requests_fast_then_recov
     assert!(status.stats.dropped_disconnected > 0, "{status:?}");
 
     // Back on the same port: cross-node delivery resumes, room subscriptions included.
-    server.restart().await;
+    server.restart();
     let restarted = Instant::now();
     let before = got(&remote, "tick");
     assert!(
@@ -401,7 +426,7 @@ async fn a_killed_broker_keeps_local_delivery_and_fails_requests_fast_then_recov
 /// instead of at its 5 s timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_sent_just_before_the_broker_dies_fails_at_once() {
-    let mut server = RedisServer::start().await;
+    let mut server = RedisServer::start();
     let nodes = Nodes::start(2, &[server.url()], |c| c).await;
     server.pause();
     let adapter = nodes.adapter(0).clone();
@@ -417,7 +442,7 @@ async fn a_request_sent_just_before_the_broker_dies_fails_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_broker_never_blocks_publishers_and_memory_stays_bounded() {
-    let server = RedisServer::start().await;
+    let server = RedisServer::start();
     let inbound = Inbound::new();
     let config = redis_config().with_publish_queue(64).with_response_timeout(Duration::from_millis(300));
     let transport = RedisTransport::connect(&[server.url()], PREFIX, inbound, config).await.unwrap();
@@ -458,7 +483,7 @@ async fn a_stalled_broker_never_blocks_publishers_and_memory_stays_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_node_leaves_membership_within_the_heartbeat_timeout() {
-    let server = RedisServer::start().await;
+    let server = RedisServer::start();
     let urls = [server.url()];
     let mut nodes = Nodes { nodes: Vec::new() };
     for i in 0..2 {
@@ -501,14 +526,14 @@ async fn a_crashed_node_leaves_membership_within_the_heartbeat_timeout() {
 
 #[tokio::test]
 async fn garbage_from_another_program_is_counted_and_dropped() {
-    let server = RedisServer::start().await;
+    let server = RedisServer::start();
     let nodes = Nodes::start(2, &[server.url()], |c| c).await;
     let s = TestSocket::new("s", "/");
     nodes.adapter(1).add_socket(s.clone());
     nodes.adapter(1).join(s.id(), &["r".into()]);
     nodes.settle().await;
 
-    let namespace = Route::Namespace("/".into()).redis_channel(PREFIX);
+    let namespace = channel::name(&Route::Namespace("/".into()), PREFIX);
     assert_eq!(server.publish(&namespace, b"hello from another program").await, 2);
     assert_eq!(server.publish(&room_channel("r"), b"\x00\x01\x02").await, 1);
     assert_eq!(server.publish(&namespace, b"").await, 2);
@@ -555,7 +580,7 @@ async fn setup_errors_are_clear() {
     assert!(matches!(bad.await, Err(ConnectError::InvalidConfig(_))));
 
     // Nothing listens on a just-freed port: the first attempt fails, clearly and quickly.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = closed_port();
     let started = Instant::now();
     let err = connect_owned(format!("redis://127.0.0.1:{port}")).await.unwrap_err();
     assert!(matches!(err, ConnectError::Unreachable { .. }), "{err:?}");
@@ -569,7 +594,7 @@ async fn connect_owned(url: String) -> Result<RedisTransport, ConnectError> {
 
 #[tokio::test]
 async fn a_lazy_transport_connects_when_redis_comes_up() {
-    let mut server = RedisServer::start().await;
+    let mut server = RedisServer::start();
     let url = server.url();
     server.kill();
     let inbound = Inbound::new();
@@ -581,7 +606,7 @@ async fn a_lazy_transport_connects_when_redis_comes_up() {
     adapter.join(s.id(), &["r".into()]);
     assert!(!transport.is_connected());
     assert_eq!(adapter.broadcast(packet("alone"), BroadcastOptions::default()).await, Ok(1));
-    server.restart().await;
+    server.restart();
     settle(&transport).await;
     assert!(transport.is_connected());
     assert!(server.channels().await.contains(&room_channel("r")), "subscribed once up");

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::NodeId;
-use super::error::ClusterError;
+use crate::error::ClusterError;
 
 /// How a node takes part in the cluster.
 #[derive(Debug, Clone)]

@@ -5,16 +5,18 @@
 //! - [`message`] and [`codec`]: the one versioned message set that crosses nodes, and its compact
 //!   binary encoding (a msgpack header, then raw payload bytes sliced without copying).
 //! - [`route`]: where a message goes — the namespace, a room (subscribed only by nodes with local
-//!   members), or one node — rendered as Redis channels and NATS subjects.
+//!   members), or one node; each transport names routes on its broker.
 //! - [`membership`]: the live peers, from heartbeats; the server count and the set of expected
 //!   responders come from here, never from the broker.
 //! - [`directory`]: the peers' forwarding addresses, from heartbeats, so a node can pass a request
 //!   for a session it does not own to the owner.
 //! - [`requests`]: bounded scatter-gather for fetchSockets, serverSideEmit and ack broadcasts.
 //! - [`ClusterAdapter`]: the [`Adapter`](crate::Adapter) over a transport; local delivery never waits
-//!   on the broker. [`ClusterAdapterFactory`] makes one per namespace and owns the node's transport,
-//!   heartbeat task and counters.
-//! - `bus` (feature `contract`): an in-process transport connecting several nodes, for tests.
+//!   on the broker. Its work is split by direction: outbound calls, inbound messages, room interest.
+//!   [`ClusterAdapterFactory`] makes one per namespace and owns the node's transport, heartbeat task
+//!   and counters.
+//!
+//! The in-process transport that joins several nodes in one test is `switchboard_testkit::Bus`.
 //!
 //! Data flow: a namespace calls the adapter; the adapter delivers to local sockets through the
 //! [`RoomIndex`](crate::RoomIndex), encodes a [`Message`] and publishes it on a [`Route`]; the
@@ -58,8 +60,8 @@
 //! `publish` queues into a bounded channel (full → [`PublishError::QueueFull`], down →
 //! [`PublishError::Disconnected`]), `subscribe` and `unsubscribe` queue commands, and
 //! [`is_connected`](Transport::is_connected) reads an atomic flag the task keeps (for several
-//! broker instances: `true` only while all are up). The task renders routes with
-//! [`Route::redis_channel`] or [`Route::nats_subject`], passes each received payload to
+//! broker instances: `true` only while all are up). The task names each [`Route`] on its broker
+//! (a reversible name, e.g. `switchboard_redis::channel`), passes each received payload to
 //! [`Inbound::receive`], and after every (re)connection resubscribes every live route and then
 //! calls [`Inbound::connected`]. Routes may be placed on different brokers (sharding by channel
 //! name): the adapter needs order only within one route. Create the [`Inbound`] first, give it to
@@ -68,16 +70,16 @@
 //! [`AckStream`]: crate::AckStream
 
 mod adapter;
-#[cfg(feature = "contract")]
-pub mod bus;
 pub mod codec;
 mod config;
 pub mod directory;
-mod error;
-mod hook;
+mod factory;
+mod inbound;
+mod interest;
 pub mod membership;
 pub mod message;
 mod node;
+mod outbound;
 mod publish_timer;
 pub mod requests;
 pub mod route;
@@ -88,10 +90,10 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
-pub use adapter::{ClusterAdapter, ClusterAdapterFactory};
+pub use crate::error::{ClusterError, CodecError, PublishError, RequestError};
+pub use adapter::ClusterAdapter;
 pub use config::ClusterConfig;
-pub use error::{ClusterError, CodecError, PublishError, RequestError};
-pub use hook::{ServerSideAck, ServerSideEmitHandler};
+pub use factory::ClusterAdapterFactory;
 pub use message::{Envelope, Message, Target};
 pub use publish_timer::PublishTimer;
 pub use route::Route;

@@ -18,7 +18,7 @@ use super::message::Message;
 use super::route::Route;
 use super::stats::{Counters, bump};
 use super::transport::Transport;
-use crate::error::AdapterError;
+use crate::error::{AdapterError, Unreachable};
 
 pub(crate) struct Node {
     pub(crate) config: ClusterConfig,
@@ -72,7 +72,7 @@ impl Node {
             Err(e) => {
                 bump(&self.counters.publish_failed);
                 tracing::warn!(error = %e, kind = message.name(), nsp, "cluster message not encodable; dropped");
-                return Err(AdapterError::Codec(e.to_string()));
+                return Err(AdapterError::Codec(e));
             }
         };
         match self.transport.publish(route, bytes) {
@@ -85,7 +85,7 @@ impl Node {
                 if failed.is_power_of_two() {
                     tracing::warn!(error = %e, failed, kind = message.name(), "cluster publish failed; message dropped");
                 }
-                Err(AdapterError::BrokerUnavailable(e.to_string()))
+                Err(AdapterError::BrokerUnavailable(Unreachable::Refused(e)))
             }
         }
     }

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::NodeId;
-use super::error::RequestError;
+use crate::error::RequestError;
 use crate::types::{AckResponse, SocketInfo};
 
 /// One peer's answer to a request.

@@ -4,10 +4,10 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
 
-use super::error::PublishError;
 use super::node::Node;
 use super::route::Route;
 use crate::confirmation::Confirmation;
+use crate::error::PublishError;
 
 /// A node's connection to the broker, as the cluster adapter needs it.
 ///

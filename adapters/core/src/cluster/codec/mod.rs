@@ -1,12 +1,11 @@
-//! Envelope ⇄ bytes: a fixed 8-byte prefix, a msgpack header, then raw payload parts.
+//! Envelope ⇄ bytes: a fixed 12-byte prefix, a msgpack header, then raw payload parts.
 //!
-//! ```text
-//! 0      2         3      4           8               12                12+h
-//! | "SB" | version | kind | h: u32 BE | n: u32 BE     | msgpack header | n × (len: u32 BE, bytes) |
-//! ```
-//!
+//! - The frame (`frame.rs`): the prefix (magic, version, kind, header length, part count), then
+//!   the header, then each part as a length and its bytes.
 //! - The header is one msgpack array `[sender, nsp, body]`, `body` a kind-specific array (rooms as
-//!   string arrays, flags as bits, ids as integers, socket data and handshakes as JSON text).
+//!   string arrays, flags as bits, ids as integers, socket data and handshakes as JSON text): this
+//!   file says which body and parts each kind has. It goes through rmp-serde, except a broadcast's,
+//!   written and read by hand on the hot path (`broadcast.rs`, `msgpack.rs`), to the same bytes.
 //! - The parts carry Socket.IO encodings: for a broadcast, the emitter's packet text and its binary
 //!   attachments exactly as [`BroadcastPacket::packet`](crate::BroadcastPacket::packet) holds them,
 //!   so a receiver slices them out of the received buffer (no copy, no parse) and frames them once;
@@ -16,26 +15,24 @@
 //! Decoding never panics: anything that is not a complete, well-formed message of this version is
 //! a [`CodecError`], and [`CodecError::is_unsupported`] tells a newer node from garbage.
 
+mod broadcast;
+mod frame;
+mod msgpack;
+
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use serde::{Deserialize, Serialize, Serializer};
-use switchboard_protocol::socketio::{self, Decoded, Packet, Value, encode_ack, encode_event};
+use bytes::Bytes;
+use serde::{Serialize, Serializer};
+use switchboard_protocol::socketio::{Packet, Value, encode_ack, encode_event};
 
 use super::NodeId;
-use super::error::CodecError;
 use super::message::{Envelope, Message, Target};
+use crate::error::CodecError;
 use crate::types::{BroadcastFlags, BroadcastOptions, Room, SocketId, SocketInfo};
+use frame::{Frame, Parts, header};
+pub use frame::{MAGIC, PREFIX_LEN, VERSION};
 
-/// The first two bytes of every cluster message, to tell ours from another program's on a shared channel.
-pub const MAGIC: [u8; 2] = *b"SB";
-/// The message-set version this build speaks; a node ignores (and counts) any other.
-pub const VERSION: u8 = 1;
-/// Bytes before the msgpack header: magic, version, kind, header length, number of parts.
-pub const PREFIX_LEN: usize = 12;
-/// Nesting the header needs (arrays of arrays of strings); deeper input is refused early.
-const MAX_HEADER_DEPTH: usize = 8;
-
+/// A message kind's number in the prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum Kind {
@@ -136,8 +133,7 @@ fn millis(d: Duration) -> u64 {
 ///
 /// Fails only on absurd input (a payload part over 4 GiB); the caller counts that as a dropped publish.
 pub fn encode(sender: &str, nsp: &str, message: &Message) -> Result<Bytes, CodecError> {
-    let kind = Kind::of(message);
-    let mut frame = Frame::new(kind, message);
+    let mut frame = Frame::new(Kind::of(message), payload_len(message));
     let head = (sender, nsp);
     match message {
         Message::Heartbeat | Message::InitialHeartbeat | Message::Closing => {
@@ -145,7 +141,7 @@ pub fn encode(sender: &str, nsp: &str, message: &Message) -> Result<Bytes, Codec
         }
         Message::Address { address } => frame.head(&(head.0, head.1, (address.as_str(),)))?,
         Message::Broadcast { target, packet } => {
-            frame.broadcast_head(sender, nsp, target)?;
+            frame.head_with(|buf| broadcast::write_head(buf, sender, nsp, target))?;
             frame.packet(packet)?;
         }
         Message::BroadcastWithAck { request_id, opts: o, ack_id, timeout, packet } => {
@@ -196,72 +192,13 @@ pub fn encode(sender: &str, nsp: &str, message: &Message) -> Result<Bytes, Codec
     Ok(frame.finish())
 }
 
-struct Frame {
-    buf: Vec<u8>,
-    parts: u32,
-}
-
-impl Frame {
-    fn new(kind: Kind, message: &Message) -> Self {
-        let payload = match message {
-            Message::Broadcast { packet, .. } | Message::BroadcastWithAck { packet, .. } => {
-                packet.text.len() + packet.attachments.iter().map(|a| a.len() + 4).sum::<usize>() + 4
-            }
-            _ => 0,
-        };
-        let mut buf = Vec::with_capacity(PREFIX_LEN + 64 + payload);
-        buf.extend_from_slice(&MAGIC);
-        buf.push(VERSION);
-        buf.push(kind as u8);
-        buf.extend_from_slice(&[0; 8]);
-        Self { buf, parts: 0 }
-    }
-
-    fn head(&mut self, head: &impl Serialize) -> Result<(), CodecError> {
-        rmp_serde::encode::write(&mut self.buf, head).map_err(|_| CodecError::Encode)?;
-        let len = u32::try_from(self.buf.len() - PREFIX_LEN).map_err(|_| CodecError::Encode)?;
-        self.buf[4..8].copy_from_slice(&len.to_be_bytes());
-        Ok(())
-    }
-
-    /// The broadcast header `[sender, nsp, [rooms, except, flags, part]]`, written by hand: the
-    /// same bytes rmp-serde writes for that tuple, at a fraction of its cost on the hot path.
-    fn broadcast_head(&mut self, sender: &str, nsp: &str, target: &Target) -> Result<(), CodecError> {
-        let buf = &mut self.buf;
-        let o = &target.opts;
-        mp::array_len(buf, 3)?;
-        mp::str(buf, sender)?;
-        mp::str(buf, nsp)?;
-        mp::array_len(buf, 4)?;
-        for rooms in [&o.rooms, &o.except] {
-            mp::array_len(buf, rooms.len())?;
-            for room in rooms {
-                mp::str(buf, room.as_str())?;
-            }
+/// About how many payload bytes `message` has, to size its frame once.
+fn payload_len(message: &Message) -> usize {
+    match message {
+        Message::Broadcast { packet, .. } | Message::BroadcastWithAck { packet, .. } => {
+            packet.text.len() + packet.attachments.iter().map(|a| a.len() + 4).sum::<usize>() + 4
         }
-        mp::uint(buf, u64::from(flag_bits(o.flags)));
-        mp::uint(buf, u64::from(target.part));
-        let len = u32::try_from(self.buf.len() - PREFIX_LEN).map_err(|_| CodecError::Encode)?;
-        self.buf[4..8].copy_from_slice(&len.to_be_bytes());
-        Ok(())
-    }
-
-    fn part(&mut self, bytes: &[u8]) -> Result<(), CodecError> {
-        let len = u32::try_from(bytes.len()).map_err(|_| CodecError::Encode)?;
-        self.parts = self.parts.checked_add(1).ok_or(CodecError::Encode)?;
-        self.buf.extend_from_slice(&len.to_be_bytes());
-        self.buf.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn packet(&mut self, packet: &socketio::Encoded) -> Result<(), CodecError> {
-        self.part(&packet.text)?;
-        packet.attachments.iter().try_for_each(|a| self.part(a))
-    }
-
-    fn finish(mut self) -> Bytes {
-        self.buf[8..PREFIX_LEN].copy_from_slice(&self.parts.to_be_bytes());
-        Bytes::from(self.buf)
+        _ => 0,
     }
 }
 
@@ -278,97 +215,11 @@ fn rooms_of(names: Vec<&str>) -> Vec<Room> {
     names.into_iter().map(Room::from).collect()
 }
 
-fn header<'a, B: Deserialize<'a>>(head: &'a [u8]) -> Result<(&'a str, &'a str, B), CodecError> {
-    let mut de = rmp_serde::Deserializer::from_read_ref(head);
-    de.set_max_depth(MAX_HEADER_DEPTH);
-    Deserialize::deserialize(&mut de).map_err(|_| CodecError::InvalidHeader)
-}
-
-/// The `count` payload parts after the header, each a slice of the received buffer.
-struct Parts {
-    rest: Bytes,
-    left: usize,
-}
-
-impl Parts {
-    fn new(rest: Bytes, count: u32) -> Result<Self, CodecError> {
-        // Each part takes at least its 4-byte length: never trust `count` for an allocation.
-        let left = usize::try_from(count).map_err(|_| CodecError::InvalidFraming)?;
-        if left > rest.len() / 4 {
-            return Err(CodecError::Truncated);
-        }
-        Ok(Self { rest, left })
-    }
-
-    fn next(&mut self) -> Result<Option<Bytes>, CodecError> {
-        if self.left == 0 {
-            return if self.rest.has_remaining() { Err(CodecError::InvalidFraming) } else { Ok(None) };
-        }
-        if self.rest.len() < 4 {
-            return Err(CodecError::Truncated);
-        }
-        let len = usize::try_from(self.rest.get_u32()).map_err(|_| CodecError::InvalidFraming)?;
-        if len > self.rest.len() {
-            return Err(CodecError::Truncated);
-        }
-        self.left -= 1;
-        Ok(Some(self.rest.split_to(len)))
-    }
-
-    fn collect(mut self) -> Result<Vec<Bytes>, CodecError> {
-        let mut out = Vec::with_capacity(self.left);
-        while let Some(part) = self.next()? {
-            out.push(part);
-        }
-        Ok(out)
-    }
-
-    /// The parts as the Socket.IO encoding they carry: text first, then attachments.
-    fn encoded(mut self) -> Result<socketio::Encoded, CodecError> {
-        let text = self.next()?.ok_or(CodecError::MissingPayload)?;
-        let mut attachments = Vec::with_capacity(self.left);
-        while let Some(part) = self.next()? {
-            attachments.push(part);
-        }
-        Ok(socketio::Encoded { text, attachments })
-    }
-}
-
-/// The parts as the Socket.IO encoding they carry: text first, then attachments.
-fn encoded(parts: Vec<Bytes>) -> Result<socketio::Encoded, CodecError> {
-    let mut parts = parts.into_iter();
-    let text = parts.next().ok_or(CodecError::MissingPayload)?;
-    Ok(socketio::Encoded { text, attachments: parts.collect() })
-}
-
-/// Decodes the packet the parts carry, attachments resolved into [`Value::Binary`].
-fn packet_of(parts: Vec<Bytes>) -> Result<Packet, CodecError> {
-    let mut parts = parts.into_iter();
-    let text = parts.next().ok_or(CodecError::MissingPayload)?;
-    let text = std::str::from_utf8(&text).map_err(|_| CodecError::InvalidUtf8)?;
-    match Packet::decode(text)? {
-        Decoded::Complete(packet) if parts.len() == 0 => Ok(packet),
-        Decoded::Complete(_) => Err(CodecError::InvalidFraming),
-        Decoded::NeedsAttachments(mut partial) => {
-            for attachment in parts.by_ref() {
-                if let Some(packet) = partial.push(attachment)? {
-                    return if parts.len() == 0 { Ok(packet) } else { Err(CodecError::InvalidFraming) };
-                }
-            }
-            Err(CodecError::MissingPayload)
-        }
-    }
-}
-
-fn ack_args(parts: Vec<Bytes>) -> Result<Vec<Value>, CodecError> {
-    match packet_of(parts)? {
+fn ack_args(parts: Parts) -> Result<Vec<Value>, CodecError> {
+    match parts.packet()? {
         Packet::Ack { args, .. } => Ok(args),
         _ => Err(CodecError::MissingPayload),
     }
-}
-
-fn no_parts(parts: &[Bytes]) -> Result<(), CodecError> {
-    if parts.is_empty() { Ok(()) } else { Err(CodecError::InvalidFraming) }
 }
 
 fn json(text: &str) -> Result<serde_json::Value, CodecError> {
@@ -380,51 +231,23 @@ fn json(text: &str) -> Result<serde_json::Value, CodecError> {
 /// the header starts with `[sender, …`. A receiver drops its own echoed messages with this before
 /// paying for a full [`decode`].
 pub fn sender(frame: &[u8]) -> Option<&str> {
-    if frame.len() < PREFIX_LEN || frame[..2] != MAGIC || frame[2] != VERSION {
-        return None;
-    }
-    Kind::from_u8(frame[3])?;
-    let head_len = usize::try_from(u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]])).ok()?;
-    let head = frame.get(PREFIX_LEN..PREFIX_LEN.checked_add(head_len)?)?;
-    mp::sender(head)
+    let mut head = msgpack::Reader::new(frame::head_of(frame)?);
+    (head.array_len().ok()? == 3).then_some(())?;
+    head.str().ok()
 }
 
 /// Decodes one message; payload parts are slices of `frame`, not copies.
 pub fn decode(frame: &Bytes) -> Result<Envelope, CodecError> {
-    if frame.len() < PREFIX_LEN {
-        return Err(if frame.len() >= 2 && frame[..2] != MAGIC {
-            CodecError::BadMagic
-        } else {
-            CodecError::Truncated
-        });
-    }
-    if frame[..2] != MAGIC {
-        return Err(CodecError::BadMagic);
-    }
-    if frame[2] != VERSION {
-        return Err(CodecError::UnsupportedVersion(frame[2]));
-    }
-    let kind = Kind::from_u8(frame[3]).ok_or(CodecError::UnknownKind(frame[3]))?;
-    let head_len = u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let part_count = u32::from_be_bytes([frame[8], frame[9], frame[10], frame[11]]);
-    let head_end = usize::try_from(head_len)
-        .ok()
-        .and_then(|h| h.checked_add(PREFIX_LEN))
-        .filter(|&end| end <= frame.len())
-        .ok_or(CodecError::Truncated)?;
-    let head = &frame[PREFIX_LEN..head_end];
-    let parts = Parts::new(frame.slice(head_end..), part_count)?;
+    let (kind, head, parts) = frame::split(frame)?;
     if kind == Kind::Broadcast {
-        let (sender, nsp, target) = mp::broadcast_head(head)?;
+        let (sender, nsp, target) = broadcast::read_head(head)?;
         let message = Message::Broadcast { target, packet: parts.encoded()? };
         return Ok(Envelope { sender: NodeId::from(sender), nsp: nsp.to_owned(), message });
     }
-    let parts = parts.collect()?;
-
     let (sender, nsp, message) = match kind {
         Kind::Heartbeat | Kind::InitialHeartbeat | Kind::Closing => {
             let (sender, nsp, ()) = header(head)?;
-            no_parts(&parts)?;
+            parts.none()?;
             let message = match kind {
                 Kind::Heartbeat => Message::Heartbeat,
                 Kind::InitialHeartbeat => Message::InitialHeartbeat,
@@ -434,7 +257,7 @@ pub fn decode(frame: &Bytes) -> Result<Envelope, CodecError> {
         }
         Kind::Address => {
             let (sender, nsp, (address,)) = header::<(String,)>(head)?;
-            no_parts(&parts)?;
+            parts.none()?;
             (sender, nsp, Message::Address { address })
         }
         Kind::Broadcast => return Err(CodecError::InvalidHeader),
@@ -446,13 +269,13 @@ pub fn decode(frame: &Bytes) -> Result<Envelope, CodecError> {
                 opts: opts_of((rooms, except, flags)),
                 ack_id,
                 timeout: Duration::from_millis(timeout),
-                packet: encoded(parts)?,
+                packet: parts.encoded()?,
             };
             (sender, nsp, message)
         }
         Kind::BroadcastClientCount => {
             let (sender, nsp, (request_id, count)) = header(head)?;
-            no_parts(&parts)?;
+            parts.none()?;
             (sender, nsp, Message::BroadcastClientCount { request_id, count })
         }
         Kind::BroadcastAck => {
@@ -464,7 +287,7 @@ pub fn decode(frame: &Bytes) -> Result<Envelope, CodecError> {
         Kind::SocketsJoin | Kind::SocketsLeave => {
             let (sender, nsp, (rooms, except, flags, part, joined)) =
                 header::<(_, _, u8, u32, Vec<&str>)>(head)?;
-            no_parts(&parts)?;
+            parts.none()?;
             let target = Target { opts: opts_of((rooms, except, flags)), part };
             let rooms = rooms_of(joined);
             let message = if kind == Kind::SocketsJoin {
@@ -476,19 +299,19 @@ pub fn decode(frame: &Bytes) -> Result<Envelope, CodecError> {
         }
         Kind::DisconnectSockets => {
             let (sender, nsp, (rooms, except, flags, part, close)) = header::<(_, _, u8, u32, bool)>(head)?;
-            no_parts(&parts)?;
+            parts.none()?;
             let target = Target { opts: opts_of((rooms, except, flags)), part };
             (sender, nsp, Message::DisconnectSockets { target, close })
         }
         Kind::FetchSockets => {
             let (sender, nsp, (request_id, rooms, except, flags)) = header::<(u64, _, _, u8)>(head)?;
-            no_parts(&parts)?;
+            parts.none()?;
             (sender, nsp, Message::FetchSockets { request_id, opts: opts_of((rooms, except, flags)) })
         }
         Kind::FetchSocketsResponse => {
             type WireSocket<'a> = (&'a str, Vec<&'a str>, &'a str, &'a str);
             let (sender, nsp, (request_id, wire)) = header::<(u64, Vec<WireSocket<'_>>)>(head)?;
-            no_parts(&parts)?;
+            parts.none()?;
             let sockets = wire
                 .into_iter()
                 .map(|(id, rooms, handshake, data)| {
@@ -505,7 +328,7 @@ pub fn decode(frame: &Bytes) -> Result<Envelope, CodecError> {
         }
         Kind::ServerSideEmit => {
             let (sender, nsp, (request_id,)) = header::<(Option<u64>,)>(head)?;
-            let Packet::Event { event, args, .. } = packet_of(parts)? else {
+            let Packet::Event { event, args, .. } = parts.packet()? else {
                 return Err(CodecError::MissingPayload);
             };
             (sender, nsp, Message::ServerSideEmit { request_id, event, args })
@@ -516,160 +339,6 @@ pub fn decode(frame: &Bytes) -> Result<Envelope, CodecError> {
         }
     };
     Ok(Envelope { sender: NodeId::from(sender), nsp: nsp.to_owned(), message })
-}
-
-/// The msgpack subset of the broadcast header (arrays, strings, unsigned integers), by hand.
-mod mp {
-    use super::{CodecError, Target, opts_of};
-
-    fn len_u32(n: usize) -> Result<u32, CodecError> {
-        u32::try_from(n).map_err(|_| CodecError::Encode)
-    }
-
-    pub(super) fn array_len(buf: &mut Vec<u8>, n: usize) -> Result<(), CodecError> {
-        let n = len_u32(n)?;
-        match n {
-            0..=15 => buf.push(0x90 | n as u8),
-            16..=0xffff => {
-                buf.push(0xdc);
-                buf.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            _ => {
-                buf.push(0xdd);
-                buf.extend_from_slice(&n.to_be_bytes());
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) fn str(buf: &mut Vec<u8>, s: &str) -> Result<(), CodecError> {
-        let n = len_u32(s.len())?;
-        match n {
-            0..=31 => buf.push(0xa0 | n as u8),
-            32..=0xff => buf.extend_from_slice(&[0xd9, n as u8]),
-            0x100..=0xffff => {
-                buf.push(0xda);
-                buf.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            _ => {
-                buf.push(0xdb);
-                buf.extend_from_slice(&n.to_be_bytes());
-            }
-        }
-        buf.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
-
-    pub(super) fn uint(buf: &mut Vec<u8>, v: u64) {
-        match v {
-            0..=0x7f => buf.push(v as u8),
-            0x80..=0xff => buf.extend_from_slice(&[0xcc, v as u8]),
-            0x100..=0xffff => {
-                buf.push(0xcd);
-                buf.extend_from_slice(&(v as u16).to_be_bytes());
-            }
-            0x1_0000..=0xffff_ffff => {
-                buf.push(0xce);
-                buf.extend_from_slice(&(v as u32).to_be_bytes());
-            }
-            _ => {
-                buf.push(0xcf);
-                buf.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-    }
-
-    struct Reader<'a>(&'a [u8]);
-
-    impl<'a> Reader<'a> {
-        fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
-            if n > self.0.len() {
-                return Err(CodecError::InvalidHeader);
-            }
-            let (head, rest) = self.0.split_at(n);
-            self.0 = rest;
-            Ok(head)
-        }
-
-        fn byte(&mut self) -> Result<u8, CodecError> {
-            Ok(self.take(1)?[0])
-        }
-
-        fn be(&mut self, n: usize) -> Result<u64, CodecError> {
-            Ok(self.take(n)?.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
-        }
-
-        fn array_len(&mut self) -> Result<usize, CodecError> {
-            let n = match self.byte()? {
-                m @ 0x90..=0x9f => u64::from(m & 0x0f),
-                0xdc => self.be(2)?,
-                0xdd => self.be(4)?,
-                _ => return Err(CodecError::InvalidHeader),
-            };
-            let n = usize::try_from(n).map_err(|_| CodecError::InvalidHeader)?;
-            // Every element takes a byte at least: a length beyond the input is a lie.
-            if n > self.0.len() {
-                return Err(CodecError::InvalidHeader);
-            }
-            Ok(n)
-        }
-
-        fn str(&mut self) -> Result<&'a str, CodecError> {
-            let n = match self.byte()? {
-                m @ 0xa0..=0xbf => u64::from(m & 0x1f),
-                0xd9 => self.be(1)?,
-                0xda => self.be(2)?,
-                0xdb => self.be(4)?,
-                _ => return Err(CodecError::InvalidHeader),
-            };
-            let n = usize::try_from(n).map_err(|_| CodecError::InvalidHeader)?;
-            std::str::from_utf8(self.take(n)?).map_err(|_| CodecError::InvalidHeader)
-        }
-
-        fn uint(&mut self) -> Result<u64, CodecError> {
-            match self.byte()? {
-                m @ 0x00..=0x7f => Ok(u64::from(m)),
-                0xcc => self.be(1),
-                0xcd => self.be(2),
-                0xce => self.be(4),
-                0xcf => self.be(8),
-                _ => Err(CodecError::InvalidHeader),
-            }
-        }
-
-        fn strs(&mut self) -> Result<Vec<&'a str>, CodecError> {
-            let n = self.array_len()?;
-            (0..n).map(|_| self.str()).collect()
-        }
-    }
-
-    /// The first element of a 3-element header array: the sender.
-    pub(super) fn sender(head: &[u8]) -> Option<&str> {
-        let mut r = Reader(head);
-        (r.array_len().ok()? == 3).then_some(())?;
-        r.str().ok()
-    }
-
-    /// Reads `[sender, nsp, [rooms, except, flags, part]]`; anything else, or trailing bytes, is refused.
-    pub(super) fn broadcast_head(head: &[u8]) -> Result<(&str, &str, Target), CodecError> {
-        let mut r = Reader(head);
-        if r.array_len()? != 3 {
-            return Err(CodecError::InvalidHeader);
-        }
-        let sender = r.str()?;
-        let nsp = r.str()?;
-        if r.array_len()? != 4 {
-            return Err(CodecError::InvalidHeader);
-        }
-        let rooms = r.strs()?;
-        let except = r.strs()?;
-        let flags = u8::try_from(r.uint()?).map_err(|_| CodecError::InvalidHeader)?;
-        let part = u32::try_from(r.uint()?).map_err(|_| CodecError::InvalidHeader)?;
-        if !r.0.is_empty() {
-            return Err(CodecError::InvalidHeader);
-        }
-        Ok((sender, nsp, Target { opts: opts_of((rooms, except, flags)), part }))
-    }
 }
 
 #[cfg(test)]
@@ -743,42 +412,6 @@ mod tests {
         ];
         for m in messages {
             assert_eq!(roundtrip(m.clone()), m, "{}", m.name());
-        }
-    }
-
-    #[test]
-    fn the_hand_written_broadcast_header_is_what_rmp_serde_writes() {
-        let long = "r".repeat(300);
-        let many: Vec<String> = (0..20).map(|i| format!("room{i}")).collect();
-        let cases = [
-            (vec![], vec![], 0, 0),
-            (vec!["a".to_owned(), String::new()], vec!["é".to_owned()], 7, 127),
-            (vec!["x".repeat(31), "x".repeat(32), long.clone()], vec!["y".repeat(255)], 2, 128),
-            (many.clone(), many, 4, 70_000),
-            (vec![long.repeat(300)], vec![], 1, u32::MAX),
-        ];
-        for (rooms, except, flags, part) in cases {
-            let target = Target {
-                opts: BroadcastOptions {
-                    rooms: rooms.iter().map(Room::from).collect(),
-                    except: except.iter().map(Room::from).collect(),
-                    flags: flags_of(flags),
-                },
-                part,
-            };
-            let message =
-                Message::Broadcast { target: target.clone(), packet: encode_event("/", "e", &[], None) };
-            let bytes = encode("node-1", "/chat", &message).unwrap();
-            let head_len = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
-            let head = &bytes[PREFIX_LEN..PREFIX_LEN + head_len];
-            let r: Vec<&str> = rooms.iter().map(String::as_str).collect();
-            let e: Vec<&str> = except.iter().map(String::as_str).collect();
-            let serde = rmp_serde::to_vec(&("node-1", "/chat", (r, e, flags, part))).unwrap();
-            assert_eq!(head, &serde[..], "header differs from rmp-serde's for {flags}/{part}");
-            let (sender, nsp, got): (&str, &str, (WireOpts<'_>, u32)) =
-                rmp_serde::from_slice(head).map(|(s, n, (r, e, f, p))| (s, n, ((r, e, f), p))).unwrap();
-            assert_eq!((sender, nsp, got.0.2, got.1), ("node-1", "/chat", flags, part));
-            assert_eq!(roundtrip(message.clone()), message);
         }
     }
 

@@ -1,550 +1,22 @@
-//! The adapter contract: a suite any [`Adapter`] runs against itself (feature `contract`).
-//!
-//! A [`Cluster`] is one adapter per node, all for the same namespace (one node for the in-memory
-//! adapter, several connected through a broker for Redis or NATS). Each `case_*` function places
-//! recording [`TestSocket`]s on the nodes under fresh ids and rooms, drives the adapters and
-//! asserts by panicking, so it is meant to be awaited from a `#[tokio::test]`. [`run_all`] runs
-//! every case in sequence; each case removes its sockets when it ends, even when it fails.
-//!
-//! Assertions wait for what they expect (polling up to [`Cluster::timeout`]) instead of sleeping.
-//! To check that nothing *else* arrived, a case waits [`Cluster::quiet`], then broadcasts a marker
-//! from the emitting node to every socket and waits for it everywhere before counting.
-//!
-//! ```no_run
-//! use std::sync::Arc;
-//! use std::time::Duration;
-//!
-//! use switchboard_adapter::MemoryAdapter;
-//! use switchboard_adapter::contract::{Cluster, run_all};
-//!
-//! # async fn demo() {
-//! run_all(&Cluster::new(vec![Arc::new(MemoryAdapter::new())])).await;
-//! // A broker-backed adapter: one adapter per node for the same namespace, plus some slack.
-//! # let nodes = vec![];
-//! run_all(&Cluster::new(nodes).with_quiet(Duration::from_millis(50))).await;
-//! # }
-//! ```
+//! The cases of the adapter contract, one `pub async fn` each (named as the tests
+//! [`contract_tests!`](crate::contract_tests) generates): each places [`TestSocket`]s on the nodes
+//! through a fixture (its own fresh ids and rooms), drives the adapters and asserts by panicking.
 
-// Test support: a broken expectation must fail the calling test loudly, so this module panics
-// (assert!, expect) by design.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
-
+use switchboard_adapter::{
+    Adapter, BroadcastOptions, BroadcastPacket, LocalSocket, Room, ServerSideAck, ServerSideEmitHandler,
+};
 use switchboard_protocol::socketio::{Value, encode_event};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::adapter::{Adapter, BoxFuture};
-use crate::cluster::{ServerSideAck, ServerSideEmitHandler};
-use crate::error::AdapterError;
-use crate::types::{
-    AckResponse, BroadcastFlags, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId, SocketInfo,
-};
-
-const POLL: Duration = Duration::from_millis(5);
-
-// ---------------------------------------------------------------------------------------------
-// The recording socket.
-
-/// One packet a [`TestSocket`] was handed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// The Socket.IO packet text.
-    pub text: String,
-    /// The `volatile` argument of `deliver` (false for `deliver_with_ack`).
-    pub volatile: bool,
-    /// The ack id of `deliver_with_ack`; `None` for `deliver`.
-    pub ack_id: Option<u64>,
-}
-
-#[derive(Debug, Default)]
-struct Record {
-    deliveries: Vec<Delivery>,
-    pending_acks: Vec<(u64, mpsc::UnboundedSender<AckResponse>)>,
-    disconnects: Vec<bool>,
-}
-
-/// A [`LocalSocket`] that records what the adapter does to it and answers acks on demand.
-///
-/// It cannot reach its adapter: `disconnect` is only recorded, and the caller removes the socket.
-#[derive(Debug)]
-pub struct TestSocket {
-    id: SocketId,
-    nsp: String,
-    handshake: serde_json::Value,
-    data: serde_json::Value,
-    record: Mutex<Record>,
-}
-
-impl TestSocket {
-    /// A socket of namespace `nsp`, with `{"id": id}` as its data and a small fixed handshake.
-    pub fn new(id: impl Into<SocketId>, nsp: &str) -> Arc<Self> {
-        let id = id.into();
-        let data = serde_json::json!({ "id": id.as_str() });
-        Self::with_data(id, nsp, data)
-    }
-
-    /// A socket of namespace `nsp` with the given application data.
-    pub fn with_data(id: impl Into<SocketId>, nsp: &str, data: serde_json::Value) -> Arc<Self> {
-        let id = id.into();
-        let handshake = serde_json::json!({ "address": "test", "query": { "sid": id.as_str() } });
-        Arc::new(Self { id, nsp: nsp.to_owned(), handshake, data, record: Mutex::new(Record::default()) })
-    }
-
-    fn record(&self) -> MutexGuard<'_, Record> {
-        self.record.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Every packet handed to the socket, in order.
-    pub fn deliveries(&self) -> Vec<Delivery> {
-        self.record().deliveries.clone()
-    }
-
-    /// How many times the packet with this text was handed to the socket.
-    pub fn count(&self, text: &str) -> usize {
-        self.record().deliveries.iter().filter(|d| d.text == text).count()
-    }
-
-    /// The deliveries of the packet with this text.
-    pub fn deliveries_of(&self, text: &str) -> Vec<Delivery> {
-        self.record().deliveries.iter().filter(|d| d.text == text).cloned().collect()
-    }
-
-    /// The ack ids registered by `deliver_with_ack` and not answered yet.
-    pub fn pending_acks(&self) -> Vec<u64> {
-        self.record().pending_acks.iter().map(|(id, _)| *id).collect()
-    }
-
-    /// Answers every pending ack with `args` through the sink the adapter gave; returns how many.
-    pub fn answer_acks(&self, args: &[Value]) -> usize {
-        let pending = std::mem::take(&mut self.record().pending_acks);
-        let n = pending.len();
-        for (_, sink) in pending {
-            // A closed sink means the adapter stopped listening (deadline passed): nothing to do.
-            let _ = sink.send(AckResponse { socket: self.id.clone(), args: args.to_vec() });
-        }
-        n
-    }
-
-    /// The `close` argument of every `disconnect` call, in order.
-    pub fn disconnects(&self) -> Vec<bool> {
-        self.record().disconnects.clone()
-    }
-}
-
-impl LocalSocket for TestSocket {
-    fn id(&self) -> &SocketId {
-        &self.id
-    }
-
-    fn deliver(&self, packet: &BroadcastPacket, volatile: bool) {
-        let text = String::from_utf8_lossy(&packet.packet().text).into_owned();
-        self.record().deliveries.push(Delivery { text, volatile, ack_id: None });
-    }
-
-    fn deliver_with_ack(
-        &self,
-        packet: &BroadcastPacket,
-        ack_id: u64,
-        sink: mpsc::UnboundedSender<AckResponse>,
-    ) {
-        let text = String::from_utf8_lossy(&packet.packet().text).into_owned();
-        let mut record = self.record();
-        record.deliveries.push(Delivery { text, volatile: false, ack_id: Some(ack_id) });
-        record.pending_acks.push((ack_id, sink));
-    }
-
-    fn info(&self) -> SocketInfo {
-        SocketInfo {
-            id: self.id.clone(),
-            nsp: self.nsp.clone(),
-            rooms: Vec::new(),
-            handshake: self.handshake.clone(),
-            data: self.data.clone(),
-        }
-    }
-
-    fn disconnect(&self, close: bool) {
-        self.record().disconnects.push(close);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The cluster under test.
-
-/// An async hook awaited after membership changes, before the next broadcast.
-pub type Settle = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
-
-/// The adapters under test: one per node, all for the same namespace and broker.
-#[derive(Clone)]
-pub struct Cluster {
-    /// One adapter per node (at least one).
-    pub nodes: Vec<Arc<dyn Adapter>>,
-    /// The namespace the adapters serve (default `/`).
-    pub nsp: String,
-    /// How long to wait for an expected effect before failing (default 2 s).
-    pub timeout: Duration,
-    /// How long to keep watching for unexpected effects once the expected ones showed (default 0).
-    pub quiet: Duration,
-    /// Awaited after every membership change (joins, leaves, removals); none by default.
-    pub settle: Option<Settle>,
-}
-
-impl std::fmt::Debug for Cluster {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster")
-            .field("nodes", &self.nodes.len())
-            .field("nsp", &self.nsp)
-            .field("timeout", &self.timeout)
-            .field("quiet", &self.quiet)
-            .field("settle", &self.settle.is_some())
-            .finish()
-    }
-}
-
-impl Cluster {
-    /// A cluster of these nodes with the defaults; panics on an empty list.
-    pub fn new(nodes: Vec<Arc<dyn Adapter>>) -> Self {
-        assert!(!nodes.is_empty(), "a cluster needs at least one node");
-        Self {
-            nodes,
-            nsp: "/".to_owned(),
-            timeout: Duration::from_secs(2),
-            quiet: Duration::ZERO,
-            settle: None,
-        }
-    }
-
-    /// Sets the namespace the adapters serve.
-    pub fn with_nsp(mut self, nsp: impl Into<String>) -> Self {
-        self.nsp = nsp.into();
-        self
-    }
-
-    /// Sets how long to wait for an expected effect.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Sets how long to watch for unexpected effects (remote adapters: a few tens of ms).
-    pub fn with_quiet(mut self, quiet: Duration) -> Self {
-        self.quiet = quiet;
-        self
-    }
-
-    /// Sets the hook awaited after membership changes (e.g. until broker subscriptions are live).
-    pub fn with_settle(
-        mut self,
-        settle: impl Fn() -> BoxFuture<'static, ()> + Send + Sync + 'static,
-    ) -> Self {
-        self.settle = Some(Arc::new(settle));
-        self
-    }
-
-    fn last(&self) -> usize {
-        self.nodes.len() - 1
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Per-case fixture.
-
-static NEXT_CASE: AtomicU64 = AtomicU64::new(0);
-
-struct Placed {
-    node: usize,
-    socket: Arc<TestSocket>,
-    removed: bool,
-}
-
-/// One case's sockets and rooms, under a fresh prefix; removes its sockets when dropped.
-struct Fixture<'c> {
-    cluster: &'c Cluster,
-    tag: String,
-    placed: Vec<Placed>,
-    labels: u64,
-}
-
-impl<'c> Fixture<'c> {
-    fn new(cluster: &'c Cluster, case: &str) -> Self {
-        let n = NEXT_CASE.fetch_add(1, Ordering::Relaxed);
-        let tag = format!("{case}-{}-{n}", std::process::id());
-        Self { cluster, tag, placed: Vec::new(), labels: 0 }
-    }
-
-    fn node(&self, i: usize) -> &Arc<dyn Adapter> {
-        &self.cluster.nodes[i]
-    }
-
-    fn room(&self, name: &str) -> Room {
-        Room::from(format!("{}.{name}", self.tag))
-    }
-
-    fn rooms(&self, names: &[&str]) -> Vec<Room> {
-        names.iter().map(|n| self.room(n)).collect()
-    }
-
-    /// Adds socket `name` on node `node` and joins it to `rooms`.
-    fn socket(&mut self, node: usize, name: &str, rooms: &[&str]) -> Arc<TestSocket> {
-        let id = SocketId::from(format!("{}-{name}", self.tag));
-        let socket = TestSocket::new(id.clone(), &self.cluster.nsp);
-        let adapter = self.node(node).clone();
-        adapter.add_socket(socket.clone());
-        adapter.join(&id, &self.rooms(rooms));
-        self.placed.push(Placed { node, socket: socket.clone(), removed: false });
-        socket
-    }
-
-    /// One socket per node named `{name}{node}`, each joined to `rooms`.
-    fn per_node(&mut self, name: &str, rooms: &[&str]) -> Vec<Arc<TestSocket>> {
-        (0..self.cluster.nodes.len()).map(|i| self.socket(i, &format!("{name}{i}"), rooms)).collect()
-    }
-
-    fn node_of(&self, socket: &Arc<TestSocket>) -> usize {
-        self.placed
-            .iter()
-            .find(|p| Arc::ptr_eq(&p.socket, socket))
-            .map(|p| p.node)
-            .expect("socket of this fixture")
-    }
-
-    fn remove(&mut self, socket: &Arc<TestSocket>) {
-        let placed =
-            self.placed.iter_mut().find(|p| Arc::ptr_eq(&p.socket, socket)).expect("socket of this fixture");
-        self.cluster.nodes[placed.node].remove_socket(socket.id());
-        placed.removed = true;
-    }
-
-    fn live(&self) -> Vec<Arc<TestSocket>> {
-        self.placed.iter().filter(|p| !p.removed).map(|p| p.socket.clone()).collect()
-    }
-
-    fn all(&self) -> Vec<Arc<TestSocket>> {
-        self.placed.iter().map(|p| p.socket.clone()).collect()
-    }
-
-    fn ids(&self) -> BTreeSet<String> {
-        self.placed.iter().map(|p| p.socket.id().to_string()).collect()
-    }
-
-    async fn settle(&self) {
-        if let Some(settle) = &self.cluster.settle {
-            settle().await;
-        }
-    }
-
-    /// A fresh event packet and its text.
-    fn packet(&mut self, label: &str, ack_id: Option<u64>) -> (BroadcastPacket, String) {
-        self.labels += 1;
-        let arg = Value::String(format!("{}:{label}:{}", self.tag, self.labels));
-        let encoded = encode_event(&self.cluster.nsp, "contract", &[arg], ack_id);
-        let text = String::from_utf8_lossy(&encoded.text).into_owned();
-        (BroadcastPacket::new(encoded), text)
-    }
-
-    /// Broadcasts a fresh packet from node `from`; returns its text and the local recipient count.
-    async fn broadcast(&mut self, from: usize, label: &str, opts: BroadcastOptions) -> (String, usize) {
-        let (packet, text) = self.packet(label, None);
-        let n = self
-            .node(from)
-            .broadcast(packet, opts)
-            .await
-            .unwrap_or_else(|e| panic!("broadcast `{label}`: {e}"));
-        (text, n)
-    }
-
-    /// Waits until `ok` holds, polling up to the cluster timeout.
-    async fn eventually(&self, mut ok: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + self.cluster.timeout;
-        loop {
-            if ok() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Waits until the async check holds, polling up to the cluster timeout.
-    async fn eventually_async<F, Fut>(&self, mut ok: F) -> bool
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = bool>,
-    {
-        let deadline = Instant::now() + self.cluster.timeout;
-        loop {
-            if ok().await {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Lets stray effects land: waits `quiet`, then a marker from `from` must reach every live socket.
-    async fn flush(&mut self, from: usize) {
-        if !self.cluster.quiet.is_zero() {
-            tokio::time::sleep(self.cluster.quiet).await;
-        }
-        let (marker, _) = self.broadcast(from, "marker", BroadcastOptions::default()).await;
-        let live = self.live();
-        let ok = self.eventually(|| live.iter().all(|s| s.count(&marker) > 0)).await;
-        assert!(
-            ok,
-            "[{}] marker broadcast from node {from} did not reach {:?}",
-            self.tag,
-            missing(&live, &marker)
-        );
-    }
-
-    /// Asserts that the packet `text` sent from node `from` reaches exactly `expected` (each once)
-    /// among this fixture's sockets.
-    async fn expect_exactly(&mut self, from: usize, text: &str, expected: &[&Arc<TestSocket>], what: &str) {
-        let ok = self.eventually(|| expected.iter().all(|s| s.count(text) > 0)).await;
-        let tag = &self.tag;
-        assert!(ok, "[{tag}] {what}: not delivered to {:?}", missing(expected.iter().copied(), text));
-        self.flush(from).await;
-        let tag = &self.tag;
-        for s in self.all() {
-            let want = usize::from(expected.iter().any(|e| Arc::ptr_eq(e, &s)));
-            let got = s.count(text);
-            assert_eq!(
-                got,
-                want,
-                "[{tag}] {what}: socket {} got the packet {got} time(s), expected {want}",
-                s.id()
-            );
-        }
-    }
-
-    /// fetch_sockets from node `from`, restricted to this fixture's sockets, by id.
-    async fn fetch(&self, from: usize, opts: BroadcastOptions) -> BTreeMap<String, SocketInfo> {
-        let infos =
-            self.node(from).fetch_sockets(opts).await.unwrap_or_else(|e| panic!("fetch_sockets: {e}"));
-        let ids = self.ids();
-        let mut out = BTreeMap::new();
-        for info in infos {
-            let id = info.id.to_string();
-            if ids.contains(&id) {
-                let dup = out.insert(id.clone(), info);
-                assert!(dup.is_none(), "[{}] fetch_sockets from node {from} listed {id} twice", self.tag);
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Fixture<'_> {
-    fn drop(&mut self) {
-        for p in self.placed.iter().filter(|p| !p.removed) {
-            self.cluster.nodes[p.node].remove_socket(p.socket.id());
-        }
-    }
-}
-
-fn missing<'a>(sockets: impl IntoIterator<Item = &'a Arc<TestSocket>>, text: &str) -> Vec<SocketId> {
-    sockets.into_iter().filter(|s| s.count(text) == 0).map(|s| s.id().clone()).collect()
-}
-
-fn ids_of<'a>(sockets: impl IntoIterator<Item = &'a Arc<TestSocket>>) -> BTreeSet<String> {
-    sockets.into_iter().map(|s| s.id().to_string()).collect()
-}
-
-fn opts(rooms: Vec<Room>, except: Vec<Room>) -> BroadcastOptions {
-    BroadcastOptions { rooms, except, flags: BroadcastFlags::default() }
-}
-
-fn to(rooms: Vec<Room>) -> BroadcastOptions {
-    opts(rooms, Vec::new())
-}
-
-fn local_flag() -> BroadcastFlags {
-    BroadcastFlags { local: true, ..BroadcastFlags::default() }
-}
-
-/// Polls `ok` every 2 ms until it holds or `within` passes; on tokio's clock, so tests with a
-/// paused clock work too. For adapter tests that wait for an effect instead of sleeping.
-pub async fn eventually<F, Fut>(within: Duration, mut ok: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if ok().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-/// A fetchSockets and a serverSideEmit (5 s timeout) started in the background on one adapter,
-/// for fault tests that break the broker under requests in flight.
-pub struct PendingRequests {
-    fetch: tokio::task::JoinHandle<Result<Vec<SocketInfo>, AdapterError>>,
-    emit: tokio::task::JoinHandle<Result<Vec<Vec<Value>>, AdapterError>>,
-}
-
-impl PendingRequests {
-    /// Starts both requests on `adapter`.
-    pub fn start(adapter: Arc<dyn Adapter>) -> Self {
-        let fetch = tokio::spawn({
-            let adapter = adapter.clone();
-            async move { adapter.fetch_sockets(BroadcastOptions::default()).await }
-        });
-        let emit = tokio::spawn(async move {
-            adapter.server_side_emit("x".into(), vec![], Some(Duration::from_secs(5))).await
-        });
-        Self { fetch, emit }
-    }
-
-    /// Waits for both and asserts each failed with `BrokerUnavailable`.
-    pub async fn assert_broker_unavailable(self) {
-        let fetched = self.fetch.await.expect("fetchSockets task");
-        assert!(matches!(fetched, Err(AdapterError::BrokerUnavailable(_))), "{fetched:?}");
-        let emitted = self.emit.await.expect("serverSideEmit task");
-        assert!(matches!(emitted, Err(AdapterError::BrokerUnavailable(_))), "{emitted:?}");
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The cases.
-
-/// Runs every case in sequence, each with fresh socket ids and rooms.
-pub async fn run_all(cluster: &Cluster) {
-    case_broadcast_all(cluster).await;
-    case_broadcast_room(cluster).await;
-    case_broadcast_rooms_dedup(cluster).await;
-    case_broadcast_except(cluster).await;
-    case_socket_id_room(cluster).await;
-    case_local_flag(cluster).await;
-    case_volatile_flag(cluster).await;
-    case_broadcast_with_ack(cluster).await;
-    case_fetch_sockets(cluster).await;
-    case_add_del_sockets(cluster).await;
-    case_disconnect_sockets(cluster).await;
-    case_leave_and_remove(cluster).await;
-    case_server_count(cluster).await;
-    case_server_side_emit(cluster).await;
-    case_join_confirmed(cluster).await;
-}
+use super::fixture::{Fixture, ids_of, local_flags, opts, to};
+use super::{Cluster, TestSocket};
 
 /// A broadcast to all reaches every socket on every node once, from any node; it resolves to the
 /// emitting node's local recipient count.
-pub async fn case_broadcast_all(cluster: &Cluster) {
+pub async fn broadcast_all(cluster: &Cluster) {
     let mut fx = Fixture::new(cluster, "all");
     fx.per_node("a", &[]);
     fx.per_node("b", &["r"]);
@@ -563,7 +35,7 @@ pub async fn case_broadcast_all(cluster: &Cluster) {
 }
 
 /// A broadcast to a room reaches its members on every node, and no one else.
-pub async fn case_broadcast_room(cluster: &Cluster) {
+pub async fn broadcast_room(cluster: &Cluster) {
     let mut fx = Fixture::new(cluster, "room");
     let members = fx.per_node("a", &["r"]);
     fx.per_node("b", &["other"]);
@@ -580,7 +52,7 @@ pub async fn case_broadcast_room(cluster: &Cluster) {
 }
 
 /// A broadcast to several rooms (own id rooms among them) reaches each member once.
-pub async fn case_broadcast_rooms_dedup(cluster: &Cluster) {
+pub async fn broadcast_rooms_dedup(cluster: &Cluster) {
     let mut fx = Fixture::new(cluster, "dedup");
     let both = fx.per_node("a", &["r", "s"]);
     let r_only = fx.per_node("b", &["r"]);
@@ -603,7 +75,7 @@ pub async fn case_broadcast_rooms_dedup(cluster: &Cluster) {
 }
 
 /// `except` removes the sockets of any excepted room (own id rooms included) from the selection.
-pub async fn case_broadcast_except(cluster: &Cluster) {
+pub async fn broadcast_except(cluster: &Cluster) {
     let mut fx = Fixture::new(cluster, "except");
     let a = fx.per_node("a", &["r"]);
     let b = fx.per_node("b", &["r", "e"]);
@@ -630,7 +102,7 @@ pub async fn case_broadcast_except(cluster: &Cluster) {
 }
 
 /// Every socket is in the room named by its id: `to(id)` reaches that socket only, from any node.
-pub async fn case_socket_id_room(cluster: &Cluster) {
+pub async fn socket_id_room(cluster: &Cluster) {
     let mut fx = Fixture::new(cluster, "own");
     let a = fx.per_node("a", &["r"]);
     fx.per_node("b", &[]);
@@ -645,7 +117,7 @@ pub async fn case_socket_id_room(cluster: &Cluster) {
 }
 
 /// The `local` flag restricts a broadcast to the emitting node's sockets.
-pub async fn case_local_flag(cluster: &Cluster) {
+pub async fn local_flag(cluster: &Cluster) {
     let mut fx = Fixture::new(cluster, "local");
     let a = fx.per_node("a", &["r"]);
     let b = fx.per_node("b", &[]);
@@ -653,21 +125,21 @@ pub async fn case_local_flag(cluster: &Cluster) {
     let from = cluster.last();
 
     let mut local_all = to(vec![]);
-    local_all.flags = local_flag();
+    local_all.flags = local_flags();
     let (text, n) = fx.broadcast(from, "local-all", local_all).await;
     fx.expect_exactly(from, &text, &[&a[from], &b[from]], "local broadcast to all").await;
     let local = fx.node(from).local().len();
     assert_eq!(n, local, "[{}] local broadcast to all: local recipients", fx.tag);
 
     let mut local_room = to(fx.rooms(&["r"]));
-    local_room.flags = local_flag();
+    local_room.flags = local_flags();
     let (text, n) = fx.broadcast(from, "local-room", local_room).await;
     fx.expect_exactly(from, &text, &[&a[from]], "local broadcast to a room").await;
     assert_eq!(n, 1, "[{}] local broadcast to a room: local recipients", fx.tag);
 }
 
 /// The `volatile` flag reaches `deliver` on every node, and is false when not set.
-pub async fn case_volatile_flag(cluster: &Cluster) {
+pub async fn volatile_flag(cluster: &Cluster) {
     let mut fx = Fixture::new(cluster, "volatile");
     fx.per_node("a", &["r"]);
     fx.per_node("b", &[]);
@@ -695,7 +167,7 @@ pub async fn case_volatile_flag(cluster: &Cluster) {
 
 /// broadcast_with_ack: `expected` counts the targeted sockets on all nodes, their answers arrive
 /// through the stream, and the ones that never answer are reported missing after the timeout.
-pub async fn case_broadcast_with_ack(cluster: &Cluster) {
+pub async fn broadcast_with_ack(cluster: &Cluster) {
     const ACK_ID: u64 = 7;
     let mut fx = Fixture::new(cluster, "ack");
     let mut members = fx.per_node("a", &["r"]);
@@ -776,7 +248,7 @@ pub async fn case_broadcast_with_ack(cluster: &Cluster) {
 
 /// fetch_sockets returns the selected sockets of every node once, with their rooms (own id room
 /// included), namespace, handshake and data; with the `local` flag, only the node's own.
-pub async fn case_fetch_sockets(cluster: &Cluster) {
+pub async fn fetch_sockets(cluster: &Cluster) {
     let mut fx = Fixture::new(cluster, "fetch");
     let a = fx.per_node("a", &["r", "s"]);
     let b = fx.per_node("b", &["s"]);
@@ -835,7 +307,7 @@ pub async fn case_fetch_sockets(cluster: &Cluster) {
         );
 
         let mut local = to(vec![]);
-        local.flags = local_flag();
+        local.flags = local_flags();
         let local = fx.fetch(from, local).await;
         let want = ids_of([&a[from], &b[from], &c[from]]);
         assert_eq!(
@@ -848,7 +320,7 @@ pub async fn case_fetch_sockets(cluster: &Cluster) {
 
 /// add_sockets / del_sockets change the membership of the selected sockets on every node; later
 /// room broadcasts, fetches and the local indexes reflect it.
-pub async fn case_add_del_sockets(cluster: &Cluster) {
+pub async fn add_del_sockets(cluster: &Cluster) {
     let mut fx = Fixture::new(cluster, "adddel");
     let a = fx.per_node("a", &["r"]);
     fx.per_node("b", &[]);
@@ -910,7 +382,7 @@ pub async fn case_add_del_sockets(cluster: &Cluster) {
 
 /// disconnect_sockets calls `disconnect(close)` on the selected sockets of every node, once, and
 /// on no other socket.
-pub async fn case_disconnect_sockets(cluster: &Cluster) {
+pub async fn disconnect_sockets(cluster: &Cluster) {
     let mut fx = Fixture::new(cluster, "disconnect");
     let a = fx.per_node("a", &["r"]);
     let b = fx.per_node("b", &[]);
@@ -945,7 +417,7 @@ pub async fn case_disconnect_sockets(cluster: &Cluster) {
 
 /// After `leave` a socket no longer gets the room's broadcasts; after `remove_socket` it gets
 /// nothing and is not fetched; a room emptied on a node is gone from that node's index.
-pub async fn case_leave_and_remove(cluster: &Cluster) {
+pub async fn leave_and_remove(cluster: &Cluster) {
     let mut fx = Fixture::new(cluster, "leave");
     let x = fx.per_node("x", &["r"]);
     let y = fx.per_node("y", &["r"]);
@@ -992,7 +464,7 @@ pub async fn case_leave_and_remove(cluster: &Cluster) {
 }
 
 /// server_count counts at least every node of the cluster, on every node.
-pub async fn case_server_count(cluster: &Cluster) {
+pub async fn server_count(cluster: &Cluster) {
     for (i, node) in cluster.nodes.iter().enumerate() {
         let count = node.server_count().await.unwrap_or_else(|e| panic!("server_count: {e}"));
         assert!(
@@ -1008,7 +480,7 @@ pub async fn case_server_count(cluster: &Cluster) {
 ///
 /// With several nodes it is skipped: the emit reaches the other nodes' namespace handlers, which
 /// are outside the [`Adapter`] trait, so a multi-node adapter tests that in its own suite.
-pub async fn case_server_side_emit(cluster: &Cluster) {
+pub async fn server_side_emit(cluster: &Cluster) {
     if cluster.nodes.len() > 1 {
         return;
     }
@@ -1030,7 +502,7 @@ const JOIN_TRIES: usize = 30;
 /// second member's join while the room's subscription is still pending. A server-side emit sent
 /// right after a join (not awaited) is published only once the join is confirmed, so a peer that
 /// emits to the room on receiving it reaches the socket too.
-pub async fn case_join_confirmed(cluster: &Cluster) {
+pub async fn join_confirmed(cluster: &Cluster) {
     let mut fx = Fixture::new(cluster, "confirmed");
     let (first, second) = (fx.socket(0, "first", &[]), fx.socket(0, "second", &[]));
     fx.settle().await;

@@ -1,5 +1,6 @@
-//! An in-process broker (feature `contract`): several cluster nodes in one process, connected the
-//! way Redis pub/sub connects them, so the cluster adapter and the contract suite run without one.
+//! An in-process broker: several cluster nodes in one process, connected the way Redis pub/sub
+//! connects them, so the cluster adapter and the contract suite run without a broker. It is an
+//! ordinary [`Transport`], built on the adapter crate's public API only.
 //!
 //! Like a broker it matches each publish against subscriptions at publish time, keeps the order of
 //! one publisher's messages to each subscriber, echoes messages to their sender when it is
@@ -21,12 +22,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::adapter::ClusterAdapterFactory;
-use super::config::ClusterConfig;
-use super::error::{ClusterError, PublishError};
-use super::route::Route;
-use super::transport::{Inbound, Transport};
-use crate::confirmation::{Confirmation, Confirmations};
+use switchboard_adapter::cluster::{
+    ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound, PublishError, Route, Transport,
+};
+use switchboard_adapter::{Confirmation, Confirmations};
+
+use crate::wait::eventually;
 
 /// Messages a node's queue holds before the bus drops more for it.
 const QUEUE: usize = 4096;
@@ -178,10 +179,8 @@ impl Bus {
 
     /// Waits until every queued message was handled (including the answers they caused), at most 5 s.
     pub async fn settle(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while self.shared.in_flight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let idle = || std::future::ready(self.shared.in_flight.load(Ordering::Acquire) == 0);
+        eventually(Duration::from_secs(5), idle).await;
     }
 }
 

@@ -1,0 +1,77 @@
+//! [`RedisServer`]: a real `redis-server` for tests, without persistence, on a free port; and a
+//! plain connection to inspect it as another program would.
+
+use crate::broker::{Broker, BrokerServer, Process};
+use crate::port::with_free_port;
+
+/// What a client sends to check the server answers (an inline command).
+const PING: &[u8] = b"PING\r\n";
+
+/// How `redis-server` starts: on a free port (another one if that was taken meanwhile), ready once
+/// it logged that it accepts connections (so the port is its own) and answered `PING`.
+#[derive(Debug)]
+pub struct Redis;
+
+/// A real `redis-server`; see [`BrokerServer`] for what every broker offers.
+pub type RedisServer = BrokerServer<Redis>;
+
+impl Broker for Redis {
+    const PROGRAM: &'static str = "redis-server";
+    const ENV: &'static str = "REDIS_SERVER";
+    const SCHEME: &'static str = "redis";
+
+    fn start(process: &mut Process, port: Option<u16>) -> Result<u16, String> {
+        // No persistence, and the temp folder as working directory: nothing lands in the source tree.
+        let dir = std::env::temp_dir().to_string_lossy().into_owned();
+        let mut on = |port: u16| {
+            let port_arg = port.to_string();
+            let args = ["--port", &port_arg, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+            let mut args: Vec<String> = args.map(String::from).to_vec();
+            args.extend(["--dir".to_owned(), dir.clone()]);
+            let ready = |line: &str| line.contains("Ready to accept connections").then_some(port);
+            process.start(&args, ready, PING)
+        };
+        match port {
+            Some(port) => on(port),
+            None => Ok(with_free_port(on)),
+        }
+    }
+}
+
+impl RedisServer {
+    /// Starts `n` servers, for a sharded transport.
+    pub fn start_many(n: usize) -> Vec<Self> {
+        (0..n).map(|_| Self::start()).collect()
+    }
+
+    /// A plain (RESP2) connection, as another program would open.
+    pub async fn client(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.url()).unwrap_or_else(|e| panic!("{}: {e}", self.url()));
+        let connection = client.get_multiplexed_async_connection().await;
+        connection.unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url()))
+    }
+
+    /// `PUBSUB CHANNELS`: the channels with at least one subscriber, sorted.
+    pub async fn channels(&self) -> Vec<String> {
+        let mut channels: Vec<String> = self.query(redis::cmd("PUBSUB").arg("CHANNELS")).await;
+        channels.sort();
+        channels
+    }
+
+    /// `PUBSUB NUMSUB channel`: how many connections subscribe to it.
+    pub async fn subscribers(&self, channel: &str) -> usize {
+        let (_, n): (String, usize) = self.query(redis::cmd("PUBSUB").arg("NUMSUB").arg(channel)).await;
+        n
+    }
+
+    /// `PUBLISH channel payload` from a plain connection; returns the receiver count.
+    pub async fn publish(&self, channel: &str, payload: &[u8]) -> usize {
+        self.query(redis::cmd("PUBLISH").arg(channel).arg(payload)).await
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> T {
+        let mut connection = self.client().await;
+        let reply = command.query_async(&mut connection).await;
+        reply.unwrap_or_else(|e| panic!("{command:?} on {}: {e}", self.url()))
+    }
+}

@@ -83,9 +83,12 @@ impl<B: Broker> BrokerServer<B> {
         self.process.restart(|process| B::start(process, Some(port)).map(|_| ()));
     }
 
-    /// Freezes the broker (SIGSTOP): its connections stay open and nothing is answered.
+    /// Freezes the broker (SIGSTOP): its connections stay open and nothing is answered. Returns
+    /// once every thread of it is stopped: `kill` returns before the signal took effect, and under
+    /// load a thread that still runs could answer what the test sends next.
     pub fn pause(&self) {
         self.process.signal("-STOP");
+        self.process.wait_stopped();
     }
 
     /// Thaws it (SIGCONT).
@@ -246,6 +249,22 @@ impl Process {
         assert!(status.is_ok_and(|s| s.success()), "kill {signal} {pid} failed");
     }
 
+    /// Waits until every thread of the process is in state `T` (stopped), per `/proc/<pid>/task`;
+    /// panics after [`READY_WITHIN`].
+    fn wait_stopped(&self) {
+        let pid = self.child.as_ref().map(Child::id);
+        let pid = pid.unwrap_or_else(|| panic!("{} is not running", self.program));
+        let deadline = Instant::now() + READY_WITHIN;
+        while !all_threads_stopped(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "{} ({pid}) not stopped within {READY_WITHIN:?}",
+                self.program
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Everything the broker printed so far, across restarts.
     fn log(&self) -> String {
         self.log.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -284,4 +303,20 @@ fn pong(port: u16, hello: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// Whether every thread of `pid` is stopped (`T` in the state field of its `stat`, which follows
+/// the command name in parentheses).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    let mut any = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { return false };
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+        if state != Some("T") {
+            return false;
+        }
+        any = true;
+    }
+    any
 }

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
@@ -16,6 +16,7 @@ use switchboard::socketio::{SocketIo, SocketIoConfig, SocketRef};
 use switchboard::{Engine, EngineConfig, Server};
 use switchboard_protocol::engineio::{self, decode_payload, encode_encoded_payload};
 use switchboard_protocol::socketio::{self, Decoded, Packet, Value, encode_ack, encode_event};
+use switchboard_testkit::eventually;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -64,13 +65,10 @@ pub async fn socket_for(rx: &mut mpsc::UnboundedReceiver<SocketRef>, sid: &str) 
     }
 }
 
-/// Polls `cond` every 10 ms until it holds; panics with `what` after `limit`.
+/// Waits until `cond` holds (the test kit's [`eventually`]); panics with `what` after `limit`.
 pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !cond() {
-        assert!(started.elapsed() < limit, "not true within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let held = eventually(limit, || std::future::ready(cond())).await;
+    assert!(held, "not true within {limit:?}: {what}");
 }
 
 /// JSON test data as a Socket.IO value.

@@ -3,6 +3,10 @@
 //! `serveClient`. The package is installed with `npm ci` at build time and never committed.
 //!
 //! When npm is missing or fails, the build goes on with an empty bundle and a warning.
+//!
+//! It also records which commit is built (`SWITCHBOARD_COMMIT` for the crate: the variable of that
+//! name if set, as a Docker build without `.git` passes it, else `git rev-parse`, else `unknown`),
+//! so `--version`, the start-up log and `switchboard_build_info` tell a rollout's pods apart.
 
 use std::env;
 use std::fmt::Write as _;
@@ -24,6 +28,7 @@ const FIX: &str = "run `cd server/client-bundle && npm ci` (Node.js and npm need
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    record_commit(&manifest_dir);
     let bundle_dir = manifest_dir.join("client-bundle");
     let package_dir = bundle_dir.join("node_modules").join("socket.io-client");
     let dist = package_dir.join("dist");
@@ -109,4 +114,29 @@ fn json_string_after(json: &str, key: &str) -> Option<String> {
     let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
     let value = &rest[..rest.find('"')?];
     Some(value.to_owned())
+}
+
+/// Sets `SWITCHBOARD_COMMIT` for the crate (see the module docs), and reruns when HEAD moves.
+fn record_commit(dir: &Path) {
+    println!("cargo:rerun-if-env-changed=SWITCHBOARD_COMMIT");
+    let git = |args: &[&str]| {
+        let output = Command::new("git").args(args).current_dir(dir).output().ok()?;
+        let text = String::from_utf8(output.stdout).ok()?;
+        (output.status.success() && !text.trim().is_empty()).then(|| text.trim().to_owned())
+    };
+    if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        // HEAD names the branch; the branch's ref (loose or packed) moves with each commit.
+        println!("cargo:rerun-if-changed={git_dir}/HEAD");
+        println!("cargo:rerun-if-changed={git_dir}/packed-refs");
+        if let Some(reference) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            let common = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]).unwrap_or(git_dir);
+            println!("cargo:rerun-if-changed={common}/{reference}");
+        }
+    }
+    let commit = env::var("SWITCHBOARD_COMMIT")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=SWITCHBOARD_COMMIT={commit}");
 }

@@ -1,7 +1,7 @@
 //! Switchboard: a horizontally scalable Socket.IO server node.
 //!
 //! Modules in layers, each using only those listed before it (`scripts/check-layers` keeps it so):
-//! [`body`] and [`metrics`] (shared by every layer) → [`engine`] (Engine.IO v4: sessions,
+//! [`body`], [`version`] and [`metrics`] (shared by every layer) → [`engine`] (Engine.IO v4: sessions,
 //! transports, heartbeats, its options) → [`socketio`] (Socket.IO v5 on the engine) → [`cluster`]
 //! (the adapter a node joins its peers with) → [`http`] (accept, routing, forwarding, the
 //! operator's endpoints) → [`node`] (a node assembled from its options) → [`apps`] (what the
@@ -15,6 +15,7 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod socketio;
+pub mod version;
 
 pub use engine::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session};
 pub use http::Server;

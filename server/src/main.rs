@@ -19,7 +19,7 @@ enum AppName {
 
 /// A horizontally scalable Socket.IO server node.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = switchboard::version::LONG, about)]
 struct Cli {
     /// Application to run.
     #[arg(long, env = "SWITCHBOARD_APP", value_enum, default_value_t = AppName::Demo)]

@@ -57,7 +57,7 @@ async fn metrics_count_sessions_sockets_packets_errors_and_closes() {
     let (server, _) = serve_with(&io, |s| s).await;
     let before = scrape(&server).await;
     assert_eq!(sample(&before, r#"switchboard_sessions{transport="websocket"}"#), 0.0);
-    assert_eq!(sample(&before, r#"switchboard_sockets{namespace="/"}"#), 0.0);
+    assert_eq!(sample(&before, r#"switchboard_sockets{nsp="/"}"#), 0.0);
     assert_eq!(sample(&before, r#"switchboard_build_info{version="0.1.0"}"#), 1.0);
 
     let (mut ws, _) = Client::ws_connected(&server).await;
@@ -76,7 +76,7 @@ async fn metrics_count_sessions_sockets_packets_errors_and_closes() {
     assert_eq!(sample(&m, r#"switchboard_sessions{transport="polling"}"#), 1.0);
     assert_eq!(sample(&m, r#"switchboard_connections_accepted_total{transport="websocket"}"#), 1.0);
     assert_eq!(sample(&m, r#"switchboard_connections_accepted_total{transport="polling"}"#), 1.0);
-    assert_eq!(sample(&m, r#"switchboard_sockets{namespace="/"}"#), 2.0);
+    assert_eq!(sample(&m, r#"switchboard_sockets{nsp="/"}"#), 2.0);
     assert_eq!(sample(&m, r#"switchboard_handshake_errors_total{code="1"}"#), 1.0);
     // CONNECT and the event, on each transport.
     assert_eq!(sample(&m, r#"switchboard_packets_received_total{transport="websocket"}"#), 2.0);
@@ -96,7 +96,7 @@ async fn metrics_count_sessions_sockets_packets_errors_and_closes() {
     assert_eq!(sample(&m, "switchboard_broadcasts_total"), 1.0);
     assert_eq!(sample(&m, "switchboard_deliveries_total"), 2.0);
     assert_eq!(sample(&m, r#"switchboard_sessions{transport="websocket"}"#), 0.0);
-    assert_eq!(sample(&m, r#"switchboard_sockets{namespace="/"}"#), 1.0);
+    assert_eq!(sample(&m, r#"switchboard_sockets{nsp="/"}"#), 1.0);
     assert_eq!(sample(&m, r#"switchboard_connections_closed_total{reason="transport close"}"#), 1.0);
 }
 

@@ -8,7 +8,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::sio::{Client, json, serve_io};
+use common::STEP;
+use common::sio::{Client, json, serve_io, wait_until};
 use switchboard::EngineConfig;
 use switchboard::socketio::{Event, SocketIo, SocketIoConfig, SocketRef, Value};
 use switchboard_adapter::cluster::{ClusterAdapterFactory, ClusterConfig};
@@ -148,4 +149,47 @@ async fn a_join_holds_a_websocket_clients_packets_until_confirmed() {
 #[tokio::test]
 async fn a_join_holds_a_polling_clients_packets_until_confirmed() {
     a_join_holds_the_clients_packets_until_confirmed(true).await;
+}
+
+#[tokio::test]
+async fn deliveries_are_counted_on_the_node_that_makes_them() {
+    let bus = Bus::new();
+    let (a, _fa) = node(&bus, "a");
+    let (b, _fb) = node(&bus, "b");
+    let (server_a, server_b) = (serve_io(&a).await, serve_io(&b).await);
+    let (mut on_a, _) = Client::ws_connected(&server_a).await;
+    let (mut on_b1, _) = Client::ws_connected(&server_b).await;
+    let (mut on_b2, _) = Client::ws_connected(&server_b).await;
+    bus.settle().await;
+    let ns = a.main_namespace();
+    for _ in 0..50 {
+        if ns.adapter().server_count().await.unwrap() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deliveries = |io: &SocketIo| {
+        let text = String::from_utf8(switchboard::metrics::render(io.engine().registry())).unwrap();
+        text.lines().find_map(|l| l.strip_prefix("switchboard_deliveries_total ")?.parse::<u64>().ok())
+    };
+
+    // A plain room emit from a: one socket here, two on b.
+    ns.to("room").emit("plain", vec![]).await.unwrap();
+    for client in [&mut on_a, &mut on_b1, &mut on_b2] {
+        client.expect_event("plain").await;
+    }
+    // Counted just after the packets were queued, so possibly after a client read them: waited for.
+    wait_until("1 delivery on a, 2 on b", STEP, || (deliveries(&a), deliveries(&b)) == (Some(1), Some(2)))
+        .await;
+
+    // With acks: each node counts its own recipients, not the cluster's.
+    let asking = tokio::spawn(async move { ns.to("room").emit_with_ack("ask", vec![]).await });
+    for client in [&mut on_a, &mut on_b1, &mut on_b2] {
+        let (_, id) = client.expect_event("ask").await;
+        client.ack("/", id.unwrap(), vec![]).await;
+    }
+    assert_eq!(asking.await.unwrap().unwrap().len(), 3);
+    // Summed over the nodes: 6 = 2 broadcasts × 3 sockets.
+    wait_until("2 deliveries on a, 4 on b", STEP, || (deliveries(&a), deliveries(&b)) == (Some(2), Some(4)))
+        .await;
 }

@@ -1,6 +1,7 @@
 //! The Adapter trait: what a namespace asks of its cluster, object safe so a node picks its adapter
-//! at run time (`--adapter memory|redis|nats`); and the way back, [`ServerSideEmitHandler`], through
-//! which an adapter hands other nodes' server-side emits to the server's listeners.
+//! at run time (`--adapter memory|redis|nats`); and the way back, [`InboundHandler`], through
+//! which an adapter tells the server what came from other nodes: their server-side emits, for its
+//! listeners, and the deliveries their broadcasts made here, for its metrics.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -104,9 +105,10 @@ pub trait Adapter: Send + Sync + 'static {
     /// Number of nodes in the cluster, this one included.
     fn server_count(&self) -> BoxFuture<'_, Result<usize, AdapterError>>;
 
-    /// Registers what runs this namespace's server-side listeners when another node emits; a
-    /// single-node adapter never receives such emits, so the default ignores it.
-    fn set_server_side_emit_handler(&self, _handler: Arc<dyn ServerSideEmitHandler>) {}
+    /// Registers what the server does with what other nodes send this namespace (server-side
+    /// emits, deliveries of their broadcasts); a single-node adapter receives nothing from other
+    /// nodes, so the default ignores it.
+    fn set_inbound_handler(&self, _handler: Arc<dyn InboundHandler>) {}
 }
 
 /// Makes one adapter per namespace, the way socket.io instantiates its adapter class per namespace.
@@ -115,16 +117,20 @@ pub trait AdapterFactory: Send + Sync + 'static {
     fn create(&self, nsp: &str) -> Arc<dyn Adapter>;
 }
 
-/// What a node runs when another node calls `serverSideEmit` on a namespace (socket.io's
-/// `io.on(event, …)` listeners for server-side events).
+/// What a node does with what other nodes send one of its namespaces.
 ///
 /// Called on the transport's receive task, in arrival order: do not block; spawn if the handler
-/// awaits. With an `ack`, the emitter is waiting: call [`ServerSideAck::send`] with this node's
-/// answer (once). Dropping it unanswered leaves the emitter waiting until its timeout, as in
-/// socket.io when a server has no listener.
-pub trait ServerSideEmitHandler: Send + Sync + 'static {
-    /// Handles `event` with `args` from another node.
+/// awaits.
+pub trait InboundHandler: Send + Sync + 'static {
+    /// Another node called `serverSideEmit` on the namespace: run socket.io's `io.on(event, …)`
+    /// listeners for server-side events. With an `ack`, the emitter is waiting: call
+    /// [`ServerSideAck::send`] with this node's answer (once). Dropping it unanswered leaves the
+    /// emitter waiting until its timeout, as in socket.io when a server has no listener.
     fn on_server_side_emit(&self, event: String, args: Vec<Value>, ack: Option<ServerSideAck>);
+
+    /// A broadcast from another node reached `count` of this node's sockets (called once per
+    /// broadcast, never per socket), so deliveries are counted on the node that makes them.
+    fn on_delivered(&self, _count: usize) {}
 }
 
 /// The way back to a waiting emitter; sends this node's answer once.

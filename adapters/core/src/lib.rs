@@ -16,7 +16,7 @@ mod rooms;
 mod types;
 mod written;
 
-pub use adapter::{Adapter, AdapterFactory, BoxFuture, ServerSideAck, ServerSideEmitHandler};
+pub use adapter::{Adapter, AdapterFactory, BoxFuture, InboundHandler, ServerSideAck};
 pub use confirmation::{CONFIRMATION_LIMIT, Confirmation, Confirmations};
 pub use error::{AdapterError, PartialReplies, Unreachable};
 pub use memory::{MemoryAdapter, MemoryAdapterFactory};

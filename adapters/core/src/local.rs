@@ -43,7 +43,7 @@ pub(crate) fn ack_stream(
 ) -> AckStream {
     let (sink, responses) = mpsc::unbounded_channel();
     let expected = broadcast_with_ack(index, packet, ack_id, opts, &sink);
-    AckStream { expected, deadline: Instant::now() + timeout, responses }
+    AckStream { expected, local: expected, deadline: Instant::now() + timeout, responses }
 }
 
 /// socketsJoin: the selected local sockets join `rooms`; resolves once every join is confirmed.

@@ -182,6 +182,8 @@ pub struct AckResponse {
 pub struct AckStream {
     /// Number of sockets the packet reached (all nodes).
     pub expected: usize,
+    /// Of those, the sockets of this node.
+    pub local: usize,
     /// When to stop waiting.
     pub deadline: Instant,
     /// The answers as they come.

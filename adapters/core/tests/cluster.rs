@@ -13,8 +13,8 @@ use switchboard_adapter::cluster::{
     codec,
 };
 use switchboard_adapter::{
-    AckResponse, Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, PartialReplies, Room,
-    ServerSideAck, ServerSideEmitHandler, SocketId, SocketInfo,
+    AckResponse, Adapter, AdapterError, BroadcastOptions, BroadcastPacket, InboundHandler, LocalSocket,
+    PartialReplies, Room, ServerSideAck, SocketId, SocketInfo,
 };
 use switchboard_protocol::socketio::{Value, encode_event};
 use switchboard_testkit::contract::{self, Cluster, TestSocket};
@@ -490,7 +490,7 @@ async fn a_timed_out_request_keeps_the_answers_that_arrived() {
     let handlers: Vec<Arc<Handler>> =
         (0..3).map(|i| Arc::new(Handler { node: format!("node{i}"), seen: Mutex::new(vec![]) })).collect();
     for (a, h) in nodes.adapters.iter().zip(&handlers) {
-        a.set_server_side_emit_handler(h.clone());
+        a.set_inbound_handler(h.clone());
     }
     nodes.adapters[0].add_socket(TestSocket::new("zero", "/"));
     nodes.adapters[1].add_socket(TestSocket::new("one", "/"));
@@ -546,7 +546,7 @@ struct Handler {
     seen: Mutex<Vec<(String, Vec<Value>)>>,
 }
 
-impl ServerSideEmitHandler for Handler {
+impl InboundHandler for Handler {
     fn on_server_side_emit(&self, event: String, args: Vec<Value>, ack: Option<ServerSideAck>) {
         self.seen.lock().unwrap().push((event, args.clone()));
         if let Some(ack) = ack {
@@ -563,7 +563,7 @@ async fn server_side_emits_reach_the_other_nodes_handlers() {
     let handlers: Vec<Arc<Handler>> =
         (0..3).map(|i| Arc::new(Handler { node: format!("node{i}"), seen: Mutex::new(vec![]) })).collect();
     for (a, h) in nodes.adapters.iter().zip(&handlers) {
-        a.set_server_side_emit_handler(h.clone());
+        a.set_inbound_handler(h.clone());
     }
     let blob = Value::Binary(Bytes::from_static(b"\x01\x02"));
 
@@ -599,7 +599,7 @@ struct Relay {
     seen: Mutex<usize>,
 }
 
-impl ServerSideEmitHandler for Relay {
+impl InboundHandler for Relay {
     fn on_server_side_emit(&self, _event: String, args: Vec<Value>, _ack: Option<ServerSideAck>) {
         *self.seen.lock().unwrap() += 1;
         if let (Some(adapter), [Value::String(room), Value::String(label)]) =
@@ -622,7 +622,7 @@ async fn joins_and_server_side_emits_wait_for_the_room_subscription() {
     nodes.adapters[0].add_socket(a.clone());
     nodes.adapters[0].add_socket(b.clone());
     let relay = Arc::new(Relay { adapter: Arc::downgrade(&nodes.adapters[1]), seen: Mutex::new(0) });
-    nodes.adapters[1].set_server_side_emit_handler(relay.clone());
+    nodes.adapters[1].set_inbound_handler(relay.clone());
     nodes.bus.settle().await;
 
     nodes.bus.hold_subscriptions(true);
@@ -742,7 +742,7 @@ async fn with_the_broker_down_local_delivery_goes_on_and_requests_fail_fast() {
 async fn with_the_broker_gone_past_the_timeout_requests_fail_and_a_reconnect_restores_membership() {
     let nodes = nodes(3, |c| c).await;
     let handler = Arc::new(Handler { node: "node1".into(), seen: Mutex::new(vec![]) });
-    nodes.adapters[1].set_server_side_emit_handler(handler);
+    nodes.adapters[1].set_inbound_handler(handler);
     let local = TestSocket::new("local", "/");
     let remote = TestSocket::new("remote", "/");
     nodes.adapters[0].add_socket(local.clone());

@@ -105,7 +105,7 @@ describe("operations: metrics port, readiness and drain on SIGTERM", () => {
       sample(scrape, 'switchboard_sessions{transport="websocket"}');
     // The harness's start-up check opened one more (polling) session, which never joined `/`.
     assert.equal(sessions, 3 * PER_TRANSPORT + 1);
-    assert.equal(sample(scrape, 'switchboard_sockets{namespace="/"}'), 3 * PER_TRANSPORT);
+    assert.equal(sample(scrape, 'switchboard_sockets{nsp="/"}'), 3 * PER_TRANSPORT);
     assert.equal(sample(scrape, "switchboard_ready"), 1);
     assert.equal(sample(scrape, "switchboard_event_handler_duration_seconds_count"), 3 * PER_TRANSPORT);
 

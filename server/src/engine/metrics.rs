@@ -6,6 +6,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge};
 
 use super::CloseReason;
 use crate::metrics::{Registrar, Registry};
+use crate::version;
 
 /// The counters of one transport (`polling` or `websocket`).
 #[derive(Debug, Clone)]
@@ -93,10 +94,14 @@ impl EngineMetrics {
             "Engine.IO requests refused, by Engine.IO error code (socket.io's connection_error)",
             &["code"],
         );
-        // The version as a label, so a dashboard tells the versions of a rollout apart.
-        reg.gauge_vec("switchboard_build_info", "Always 1; the version is the label", &["version"])
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        // The version and commit as labels, so a dashboard tells the builds of a rollout apart.
+        reg.gauge_vec(
+            "switchboard_build_info",
+            "Always 1; the build is in the labels",
+            &["version", "commit"],
+        )
+        .with_label_values(&[version::VERSION, version::COMMIT])
+        .set(1);
         // Every code exported from the start, so a rate over them works before the first error.
         for code in HANDSHAKE_CODES {
             handshake_errors.with_label_values(&[code]);
@@ -155,5 +160,12 @@ mod tests {
         }
         assert!(text.contains(r#"switchboard_connections_closed_total{reason="ping timeout"} 1"#));
         assert!(text.contains(r#"switchboard_handshake_errors_total{code="1"} 1"#));
+        let build = format!(
+            r#"switchboard_build_info{{commit="{}",version="{}"}} 1"#,
+            version::COMMIT,
+            version::VERSION
+        );
+        assert!(text.contains(&build), "{build} missing from:\n{text}");
+        assert_ne!(version::COMMIT, "unknown", "built from a git checkout, the commit is known");
     }
 }

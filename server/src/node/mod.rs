@@ -106,9 +106,12 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
         app = app.name,
         adapter = cluster.backend_name(),
         forwarding = advertised.as_deref().unwrap_or("off"),
+        version = crate::version::VERSION,
+        commit = crate::version::COMMIT,
         "switchboard listening"
     );
     cluster.register_metrics(engine.registry())?;
+    register_process_metrics(engine.registry());
     let server = Server::new(engine.clone());
     let forwarder = cluster.locator().filter(|_| forwarding).map(|locate| {
         let config = engine.config();
@@ -149,6 +152,15 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
     }
     cluster.close().await;
     Ok(())
+}
+
+/// `process_*` (CPU, RSS, open files, threads, start time), read from `/proc` at each scrape: what
+/// an operator compares with the container's limits. A platform without `/proc` exports none.
+fn register_process_metrics(registry: &Registry) {
+    let collector = prometheus::process_collector::ProcessCollector::for_self();
+    if let Err(e) = registry.register(Box::new(collector)) {
+        tracing::warn!(error = %e, "process metrics not registered");
+    }
 }
 
 /// `GET /` answers `page`; everything else outside Engine.IO is 404.

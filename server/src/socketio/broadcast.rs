@@ -117,8 +117,8 @@ impl BroadcastOperator {
         let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, Some(id)));
         let timeout = self.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT);
         let stream = self.ns.adapter().broadcast_with_ack(packet, id, self.opts.clone(), timeout).await?;
-        // `expected` counts every node's recipients: the local share is not known here.
-        self.count(stream.expected);
+        // Deliveries are counted where they happen: other nodes count theirs.
+        self.count(stream.local);
         let (responses, missing) = stream.collect().await;
         if missing > 0 {
             self.ns.metrics.node.ack_timeouts.inc_by(missing as u64);

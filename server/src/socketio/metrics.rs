@@ -10,7 +10,7 @@ use crate::metrics::{Registrar, Registry};
 pub struct SocketIoMetrics {
     /// Broadcasts emitted on this node.
     pub broadcasts: IntCounter,
-    /// Packets those broadcasts queued on this node's sockets.
+    /// Packets broadcasts queued on this node's sockets, whichever node emitted them.
     pub deliveries: IntCounter,
     /// Volatile packets dropped because the transport could not take them.
     pub dropped_volatile: IntCounter,
@@ -41,7 +41,7 @@ impl SocketIoMetrics {
             broadcasts: reg.counter("switchboard_broadcasts_total", "Broadcasts emitted on this node"),
             deliveries: reg.counter(
                 "switchboard_deliveries_total",
-                "Packets queued on this node's sockets by broadcasts emitted here",
+                "Packets queued on this node's sockets by broadcasts, wherever they were emitted",
             ),
             dropped_volatile: dropped.with_label_values(&["volatile"]),
             dropped_overflow: dropped.with_label_values(&["overflow"]),
@@ -51,7 +51,8 @@ impl SocketIoMetrics {
                 "Time from an event's arrival to the end of its handler",
                 &HANDLER_BUCKETS,
             ),
-            sockets: reg.gauge_vec("switchboard_sockets", "Socket.IO sockets connected now", &["namespace"]),
+            // `nsp`, not `namespace`: Prometheus targets on Kubernetes carry a `namespace` label.
+            sockets: reg.gauge_vec("switchboard_sockets", "Socket.IO sockets connected now", &["nsp"]),
         }
     }
 }
@@ -93,6 +94,6 @@ mod tests {
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing from:\n{text}");
         }
-        assert!(text.contains(r#"switchboard_sockets{namespace="/"} 1"#));
+        assert!(text.contains(r#"switchboard_sockets{nsp="/"} 1"#));
     }
 }

@@ -44,7 +44,7 @@ use crate::engine::{CloseReason, Engine, EngineConfig, EngineHandler, Message, S
 use crate::metrics::Registry;
 use client::Client;
 use metrics::{NamespaceMetrics, SocketIoMetrics};
-use namespace::{NamespaceHandlers, ServerSideHook};
+use namespace::{Inbound, NamespaceHandlers};
 
 /// A boxed `Send` future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -192,8 +192,9 @@ impl IoInner {
             .entry(name.to_owned())
             .or_insert_with(|| {
                 let adapter = self.config.adapter.create(name);
-                adapter.set_server_side_emit_handler(Arc::new(ServerSideHook(handlers.clone())));
                 let counters = NamespaceMetrics::new(&self.metrics, name);
+                let deliveries = counters.node.deliveries.clone();
+                adapter.set_inbound_handler(Arc::new(Inbound { handlers: handlers.clone(), deliveries }));
                 Arc::new(Namespace::new(name.to_owned(), self.node_id.clone(), adapter, handlers, counters))
             })
             .clone()

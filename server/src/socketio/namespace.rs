@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
-use switchboard_adapter::{Adapter, Room, ServerSideAck, ServerSideEmitHandler, SocketId};
+use prometheus::IntCounter;
+use switchboard_adapter::{Adapter, InboundHandler, Room, ServerSideAck, SocketId};
 
 use super::broadcast::BroadcastOperator;
 use super::error::ServerSideEmitError;
@@ -40,17 +41,26 @@ pub(crate) struct NamespaceHandlers {
     pub(crate) server_side: RwLock<HashMap<String, ServerSideListener>>,
 }
 
-/// Hands other nodes' server-side emits to the namespace's listeners (the adapter calls it).
-pub(crate) struct ServerSideHook(pub(crate) Arc<NamespaceHandlers>);
+/// What the namespace does with what other nodes send it (the adapter calls it): their server-side
+/// emits go to its listeners, the deliveries of their broadcasts to this node's delivery counter.
+pub(crate) struct Inbound {
+    pub(crate) handlers: Arc<NamespaceHandlers>,
+    pub(crate) deliveries: IntCounter,
+}
 
-impl ServerSideEmitHandler for ServerSideHook {
+impl InboundHandler for Inbound {
     fn on_server_side_emit(&self, event: String, args: Vec<Value>, ack: Option<ServerSideAck>) {
-        let listener = self.0.server_side.read().unwrap_or_else(|e| e.into_inner()).get(&event).cloned();
+        let listener =
+            self.handlers.server_side.read().unwrap_or_else(|e| e.into_inner()).get(&event).cloned();
         match listener {
             Some(listener) => listener(ServerSideEvent { args, ack }),
             // As in socket.io: no listener, no answer; an emitter waiting for acks times out.
             None => tracing::debug!(event, "server-side emit without a listener"),
         }
+    }
+
+    fn on_delivered(&self, count: usize) {
+        self.deliveries.inc_by(count as u64);
     }
 }
 

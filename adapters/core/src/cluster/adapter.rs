@@ -21,7 +21,7 @@ use super::node::Node;
 use super::requests::Requests;
 use super::route::Route;
 use super::stats::ClusterStats;
-use crate::adapter::ServerSideEmitHandler;
+use crate::adapter::InboundHandler;
 use crate::confirmation::Confirmation;
 use crate::error::{AdapterError, Unreachable};
 use crate::rooms::RoomIndex;
@@ -41,7 +41,7 @@ pub struct ClusterAdapter {
     /// The room subscriptions not confirmed yet (settled ones are dropped as new ones come), which
     /// a server-side emit waits for.
     pub(super) unconfirmed: Mutex<Confirmation>,
-    pub(super) hook: RwLock<Option<Arc<dyn ServerSideEmitHandler>>>,
+    pub(super) hook: RwLock<Option<Arc<dyn InboundHandler>>>,
 }
 
 impl std::fmt::Debug for ClusterAdapter {
@@ -86,7 +86,7 @@ impl ClusterAdapter {
 
     /// Registers what runs this namespace's server-side handlers when another node emits
     /// (replaces any previous one); without one, such emits are dropped.
-    pub fn set_server_side_emit_handler(&self, handler: Arc<dyn ServerSideEmitHandler>) {
+    pub fn set_inbound_handler(&self, handler: Arc<dyn InboundHandler>) {
         *self.hook.write().unwrap_or_else(PoisonError::into_inner) = Some(handler);
     }
 

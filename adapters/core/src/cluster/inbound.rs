@@ -15,7 +15,7 @@ use super::message::{Message, Target};
 use super::requests::Reply;
 use super::route::{PartRoute, Route, plan};
 use super::stats::bump;
-use crate::adapter::ServerSideAck;
+use crate::adapter::{InboundHandler, ServerSideAck};
 use crate::local;
 use crate::types::{AckResponse, BroadcastOptions, BroadcastPacket, Room};
 
@@ -48,7 +48,8 @@ impl ClusterAdapter {
             Message::Broadcast { target, packet } => {
                 let Some(opts) = self.routed_opts(target) else { return };
                 bump(&counters.broadcasts_received);
-                local::broadcast(&self.index, &BroadcastPacket::new(packet), &opts);
+                let count = local::broadcast(&self.index, &BroadcastPacket::new(packet), &opts);
+                self.delivered(count);
             }
             Message::BroadcastWithAck { request_id, opts, ack_id, timeout, packet } => {
                 bump(&counters.broadcasts_received);
@@ -90,20 +91,15 @@ impl ClusterAdapter {
                     bump(&counters.late_replies);
                 }
             }
-            Message::ServerSideEmit { request_id, event, args } => {
-                let hook = self.hook.read().unwrap_or_else(PoisonError::into_inner).clone();
-                match hook {
-                    Some(hook) => {
-                        let ack = request_id.map(|id| self.emit_ack(from, id));
-                        hook.on_server_side_emit(event, args, ack);
-                    }
-                    None => tracing::debug!(
-                        nsp = &*self.nsp,
-                        event,
-                        "server-side emit with no handler registered"
-                    ),
+            Message::ServerSideEmit { request_id, event, args } => match self.inbound_handler() {
+                Some(hook) => {
+                    let ack = request_id.map(|id| self.emit_ack(from, id));
+                    hook.on_server_side_emit(event, args, ack);
                 }
-            }
+                None => {
+                    tracing::debug!(nsp = &*self.nsp, event, "server-side emit with no handler registered")
+                }
+            },
             Message::ServerSideEmitResponse { request_id, args } => {
                 if !self.requests.reply(request_id, &from, Reply::Emit(args)) {
                     bump(&counters.late_replies);
@@ -122,6 +118,20 @@ impl ClusterAdapter {
 
     /// Delivers an ack broadcast locally, reports the count to the emitter, and relays the answers
     /// (from a task, until all came or the timeout).
+    /// The server's handler for what other nodes send, if it registered one.
+    fn inbound_handler(&self) -> Option<Arc<dyn InboundHandler>> {
+        self.hook.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Tells the server that a broadcast from another node reached `count` local sockets.
+    fn delivered(&self, count: usize) {
+        if count > 0 {
+            if let Some(hook) = self.inbound_handler() {
+                hook.on_delivered(count);
+            }
+        }
+    }
+
     fn answer_ack_broadcast(
         &self,
         from: NodeId,
@@ -136,6 +146,7 @@ impl ClusterAdapter {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let count = local::broadcast_with_ack(&self.index, &packet, ack_id, opts, &tx);
         drop(tx);
+        self.delivered(count);
         let route = Route::Node(from);
         let message = Message::BroadcastClientCount { request_id, count: count as u64 };
         if self.publish(&route, &message).is_err() || count == 0 {

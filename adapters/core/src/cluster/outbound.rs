@@ -15,7 +15,7 @@ use super::adapter::ClusterAdapter;
 use super::message::{Message, Target};
 use super::requests::Reply;
 use super::route::{PartRoute, Route, plan};
-use crate::adapter::{Adapter, BoxFuture, ServerSideEmitHandler};
+use crate::adapter::{Adapter, BoxFuture, InboundHandler};
 use crate::confirmation::Confirmation;
 use crate::error::{AdapterError, PartialReplies, RequestError, Unreachable};
 use crate::local;
@@ -154,7 +154,7 @@ impl Adapter for ClusterAdapter {
             let here = local::broadcast_with_ack(&self.index, &packet, ack_id, &opts, &tx);
             drop(tx);
             let Some(mut ticket) = ticket else {
-                return Ok(AckStream { expected: here, deadline, responses: rx });
+                return Ok(AckStream { expected: here, local: here, deadline, responses: rx });
             };
             let id = ticket.id();
             let message = Message::BroadcastWithAck {
@@ -169,7 +169,7 @@ impl Adapter for ClusterAdapter {
                 // request, so none is waited for (the drop is counted in `publish_failed`).
                 tracing::debug!(error = %e, nsp = &*self.nsp, "ack broadcast not published; local acks only");
                 drop(ticket);
-                return Ok(AckStream { expected: here, deadline, responses: rx });
+                return Ok(AckStream { expected: here, local: here, deadline, responses: rx });
             }
             let gathered = ticket.gather().await;
             if gathered.lost {
@@ -192,7 +192,7 @@ impl Adapter for ClusterAdapter {
                 self.cancel_at(id, deadline);
             }
             let expected = here.saturating_add(usize::try_from(remote).unwrap_or(usize::MAX));
-            Ok(AckStream { expected, deadline, responses: rx })
+            Ok(AckStream { expected, local: here, deadline, responses: rx })
         })
     }
 
@@ -316,7 +316,7 @@ impl Adapter for ClusterAdapter {
         Box::pin(std::future::ready(Ok(count)))
     }
 
-    fn set_server_side_emit_handler(&self, handler: Arc<dyn ServerSideEmitHandler>) {
-        ClusterAdapter::set_server_side_emit_handler(self, handler);
+    fn set_inbound_handler(&self, handler: Arc<dyn InboundHandler>) {
+        ClusterAdapter::set_inbound_handler(self, handler);
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use switchboard_adapter::{
-    Adapter, BroadcastOptions, BroadcastPacket, LocalSocket, Room, ServerSideAck, ServerSideEmitHandler,
+    Adapter, BroadcastOptions, BroadcastPacket, InboundHandler, LocalSocket, Room, ServerSideAck,
 };
 use switchboard_protocol::socketio::{Value, encode_event};
 use tokio::time::Instant;
@@ -531,7 +531,7 @@ pub async fn join_confirmed(cluster: &Cluster) {
     // Server to server: the last node emits to whatever room a server-side `emit-to` names.
     let relay = Arc::downgrade(&cluster.nodes[last]);
     let nsp = cluster.nsp.clone();
-    cluster.nodes[last].set_server_side_emit_handler(Arc::new(EmitTo { adapter: relay, nsp }));
+    cluster.nodes[last].set_inbound_handler(Arc::new(EmitTo { adapter: relay, nsp }));
     let mut texts = Vec::with_capacity(JOIN_TRIES);
     for i in 0..JOIN_TRIES {
         let room = fx.room(&format!("relayed{i}"));
@@ -557,7 +557,7 @@ struct EmitTo {
     nsp: String,
 }
 
-impl ServerSideEmitHandler for EmitTo {
+impl InboundHandler for EmitTo {
     fn on_server_side_emit(&self, event: String, args: Vec<Value>, _ack: Option<ServerSideAck>) {
         let (Some(adapter), "emit-to", [Value::String(room), label]) =
             (self.adapter.upgrade(), &*event, &args[..])

@@ -58,7 +58,12 @@ async fn metrics_count_sessions_sockets_packets_errors_and_closes() {
     let before = scrape(&server).await;
     assert_eq!(sample(&before, r#"switchboard_sessions{transport="websocket"}"#), 0.0);
     assert_eq!(sample(&before, r#"switchboard_sockets{nsp="/"}"#), 0.0);
-    assert_eq!(sample(&before, r#"switchboard_build_info{version="0.1.0"}"#), 1.0);
+    let build = format!(
+        r#"switchboard_build_info{{commit="{}",version="{}"}}"#,
+        switchboard::version::COMMIT,
+        switchboard::version::VERSION
+    );
+    assert_eq!(sample(&before, &build), 1.0);
 
     let (mut ws, _) = Client::ws_connected(&server).await;
     ws.emit_with_ack("echo", vec![Value::from("hi")], 1).await;

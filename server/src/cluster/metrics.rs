@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use super::Cluster;
 
@@ -18,6 +18,8 @@ pub struct ClusterCollector {
     reconnects: IntCounter,
     connected: IntGauge,
     nodes: IntGauge,
+    /// `switchboard_cluster_info{adapter, prefix}`: constant, set once.
+    info: IntGaugeVec,
     /// Serialises scrapes: counters are advanced to the adapter's totals, which must not race.
     scrape: Mutex<()>,
 }
@@ -36,7 +38,6 @@ impl ClusterCollector {
     /// A collector for `cluster`; [`Cluster::register_metrics`] registers it.
     pub fn new(cluster: Arc<Cluster>) -> Result<Self, prometheus::Error> {
         Ok(Self {
-            cluster,
             publishes: IntCounter::new(
                 "switchboard_adapter_publishes_total",
                 "Cluster messages handed to the broker transport",
@@ -58,6 +59,18 @@ impl ClusterCollector {
                 "switchboard_cluster_nodes",
                 "Nodes serving the main namespace, this one included",
             )?,
+            info: {
+                let info = IntGaugeVec::new(
+                    Opts::new(
+                        "switchboard_cluster_info",
+                        "Always 1; the adapter and cluster prefix in the labels tell one cluster's nodes from another's",
+                    ),
+                    &["adapter", "prefix"],
+                )?;
+                info.with_label_values(&[cluster.backend_name(), cluster.prefix()]).set(1);
+                info
+            },
+            cluster,
             scrape: Mutex::new(()),
         })
     }
@@ -80,6 +93,7 @@ impl Collector for ClusterCollector {
             self.reconnects.desc(),
             self.connected.desc(),
             self.nodes.desc(),
+            self.info.desc(),
             self.cluster.publish_latency().desc(),
         ]
         .concat()
@@ -111,6 +125,7 @@ impl Collector for ClusterCollector {
             self.reconnects.collect(),
             self.connected.collect(),
             self.nodes.collect(),
+            self.info.collect(),
             self.cluster.publish_latency().collect(),
         ]
         .concat()
@@ -132,4 +147,29 @@ pub(super) fn publish_latency() -> Histogram {
     .buckets(PUBLISH_BUCKETS.to_vec());
     #[allow(clippy::expect_used)]
     Histogram::with_opts(opts).expect("constant histogram options are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Backend;
+
+    #[tokio::test]
+    async fn a_node_exports_its_cluster_link_and_which_cluster_it_is_in() {
+        let cluster = Cluster::connect(&Backend::Memory, "n1", "blue", None).await.map(Arc::new);
+        let Ok(cluster) = cluster else { panic!("the in-memory adapter always connects") };
+        let registry = prometheus::Registry::new();
+        assert!(cluster.register_metrics(&registry).is_ok());
+        let text = crate::metrics::rendered(&registry);
+        for line in [
+            r#"switchboard_cluster_info{adapter="memory",prefix="blue"} 1"#,
+            "switchboard_adapter_connected 1",
+            "switchboard_cluster_nodes 1",
+            "# TYPE switchboard_adapter_publishes_total counter",
+            "# TYPE switchboard_adapter_errors_total counter",
+            "# TYPE switchboard_adapter_publish_duration_seconds histogram",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
 }

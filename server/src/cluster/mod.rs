@@ -59,6 +59,8 @@ pub struct Cluster {
     cluster: Option<ClusterAdapterFactory>,
     broker: Broker,
     publish_latency: Histogram,
+    /// `--cluster-prefix`: with the adapter, what tells one cluster's nodes from another's.
+    prefix: String,
 }
 
 /// Where a node's sessions are served: node id → `host:port`, `None` when unknown or not live.
@@ -99,6 +101,7 @@ impl Cluster {
                     cluster: None,
                     broker: Broker::None,
                     publish_latency: latency,
+                    prefix: prefix.to_owned(),
                 });
             }
             Backend::Redis { urls } => {
@@ -143,6 +146,7 @@ impl Cluster {
             cluster: Some(cluster),
             broker,
             publish_latency: latency,
+            prefix: prefix.to_owned(),
         })
     }
 
@@ -169,6 +173,11 @@ impl Cluster {
         registry: &prometheus::Registry,
     ) -> Result<(), prometheus::Error> {
         registry.register(Box::new(metrics::ClusterCollector::new(self.clone())?))
+    }
+
+    /// The cluster prefix the node joined with (`--cluster-prefix`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// `memory`, `redis` or `nats`, for logs.

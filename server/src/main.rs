@@ -4,6 +4,7 @@
 use anyhow::Context as _;
 use clap::Parser;
 use switchboard::apps;
+use switchboard::node::log::LogOptions;
 use switchboard::node::{self, App, NodeOptions};
 
 /// What the node runs.
@@ -29,17 +30,14 @@ struct Cli {
     #[arg(long, env = "SWITCHBOARD_WORKERS")]
     workers: Option<std::num::NonZeroUsize>,
     #[command(flatten)]
+    log: LogOptions,
+    #[command(flatten)]
     node: NodeOptions,
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.log.init(cli.node.resolve_node_id())?;
     let app: App = match cli.app {
         AppName::Demo => apps::demo::app(),
         AppName::Bench => apps::bench::app(),

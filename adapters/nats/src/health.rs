@@ -74,7 +74,7 @@ impl Counters {
         match event {
             Event::Connected => match bump(&self.connected_events) {
                 1 => tracing::info!("NATS connected"),
-                n => tracing::info!(
+                n => tracing::warn!(
                     reconnects = n - 1,
                     "NATS reconnected; the client resubscribed every live subject"
                 ),

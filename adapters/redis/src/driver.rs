@@ -87,7 +87,11 @@ impl Driver {
                     if ever_up {
                         add(&self.instance.counters.reconnects, 1);
                     }
-                    tracing::info!(address = &*address, reconnect = ever_up, "redis instance connected");
+                    if ever_up {
+                        tracing::warn!(address = &*address, "redis instance reconnected; resubscribing");
+                    } else {
+                        tracing::info!(address = &*address, "redis instance connected");
+                    }
                     ever_up = true;
                     failures = 0;
                     let started = Instant::now();

@@ -36,8 +36,11 @@ function startServer() {
     hint:
       "Build it first: run `cargo build -p switchboard` (from the workspace root), " +
       "or point SWITCHBOARD_BIN at a built binary.",
-    args: ({ port, nodeId }) => ["--app", "demo", "--host", "127.0.0.1", "--port", String(port), "--node-id", nodeId],
-    env: { RUST_LOG: "info", NO_COLOR: "1" },
+    // The page's `hey` is logged at debug (once per client per second would flood info).
+    args: ({ port, nodeId }) => [
+      "--app", "demo", "--host", "127.0.0.1", "--port", String(port), "--node-id", nodeId,
+      "--log-level", "info,switchboard::apps::demo=debug",
+    ],
     nodeIdPrefix: "e2e-demo",
   });
 }

@@ -284,3 +284,56 @@ describe("operations: a renamed setting is refused, not ignored", () => {
     assert.match(run.stderr, /SWITCHBOARD_DRAIN_SECONDS is no longer read: use SWITCHBOARD_DRAIN_WINDOW \(--drain-window\) \(milliseconds\)/);
   });
 });
+
+describe("operations: logs and version", () => {
+  it("--log-format json writes one JSON object per line with the node id, and the build's commit", async () => {
+    const node = await startServer({
+      bin: BIN,
+      nodeIdPrefix: "logs",
+      args: ({ port, nodeId }) => [
+        "--app", "bench", "--host", "127.0.0.1", "--port", String(port), "--node-id", nodeId,
+        "--log-format", "json", "--log-level", "info",
+      ],
+      env: { RUST_LOG: "" },
+    });
+    await node.stop();
+    const lines = node.output().split("\n").filter((l) => l.trim() !== "");
+    const objects = lines.map((line) => {
+      try {
+        return JSON.parse(line);
+      } catch {
+        assert.fail(`not a JSON line: ${JSON.stringify(line)}`);
+      }
+    });
+    for (const o of objects) {
+      assert.equal(o.node_id, node.nodeId, JSON.stringify(o));
+      assert.match(o.timestamp, /^\d{4}-\d\d-\d\dT.*Z$/);
+      assert.ok(["INFO", "WARN", "ERROR"].includes(o.level), `a line below --log-level info: ${JSON.stringify(o)}`);
+      assert.equal(typeof o.target, "string");
+    }
+    const listening = objects.find((o) => o.fields?.message === "switchboard listening");
+    assert.ok(listening, `no start-up line in:\n${lines.join("\n")}`);
+    assert.match(listening.fields.commit, /^[0-9a-f]{12}$/);
+
+    const version = spawnSync(BIN, ["--version"], { encoding: "utf8", timeout: 10_000 });
+    assert.equal(version.stdout.trim(), `switchboard ${listening.fields.version} (${listening.fields.commit})`);
+  });
+
+  it("text logs carry no colour codes when the output is not a terminal", async () => {
+    const node = await startServer({
+      bin: BIN,
+      nodeIdPrefix: "text",
+      args: ({ port, nodeId }) => ["--app", "bench", "--host", "127.0.0.1", "--port", String(port), "--node-id", nodeId],
+      env: { RUST_LOG: "info" },
+    });
+    await node.stop();
+    assert.match(node.output(), /switchboard listening/);
+    assert.ok(!node.output().includes("\u001b["), `escape codes in:\n${node.output()}`);
+  });
+
+  it("refuses a --log-level that is not a filter, before starting", () => {
+    const run = spawnSync(BIN, ["--log-level", "info,=x=", "--port", "0"], { encoding: "utf8", timeout: 10_000 });
+    assert.notEqual(run.status, 0);
+    assert.match(run.stderr, /--log-level "info,=x=" is not a valid filter/);
+  });
+});

@@ -49,7 +49,8 @@ pub fn install(io: &SocketIo) {
         tracing::info!(socket = %socket.id(), "demo: connect");
         socket.on("hey", |socket: SocketRef, event| async move {
             let counter = event.args.first().and_then(Value::to_json).unwrap_or_default();
-            tracing::info!(socket = %socket.id(), %counter, "demo: hey");
+            // Once per client per second: debug, not info.
+            tracing::debug!(socket = %socket.id(), %counter, "demo: hey");
         });
         socket.on_disconnect(|socket, reason| {
             tracing::info!(socket = %socket.id(), reason = reason.as_str(), "demo: disconnect");

@@ -121,7 +121,7 @@ impl Forwarder {
             }
             Err(e) => {
                 counters.failed.inc();
-                tracing::debug!(error = %e, owner, %address, "forwarding to the session's owner failed");
+                tracing::warn!(error = %e, owner, %address, "forwarding to the session's owner failed");
                 Ok(RequestError::UnknownSid.response(None))
             }
         }

@@ -4,6 +4,7 @@
 //! command line into [`NodeOptions`] and calls [`run`].
 
 pub mod app;
+pub mod log;
 pub mod options;
 pub mod signal;
 
@@ -31,7 +32,7 @@ pub enum NodeError {
     #[error(transparent)]
     Options(#[from] OptionsError),
     /// The public port or the metrics port could not be bound.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Listen {
         /// `host:port`, and which port it is when it is not the public one.
         address: String,
@@ -39,7 +40,7 @@ pub enum NodeError {
         source: std::io::Error,
     },
     /// The broker could not be reached or refused the settings.
-    #[error("cannot join the cluster with --adapter {adapter}: {source}")]
+    #[error("cannot join the cluster with --adapter {adapter}")]
     Cluster {
         /// `--adapter`.
         adapter: &'static str,

@@ -190,6 +190,12 @@ impl NodeOptions {
         Ok(config)
     }
 
+    /// This node's id: `--node-id`, or a random one chosen now and kept, so the logs (set up
+    /// before the node starts) and the session ids name the same node.
+    pub fn resolve_node_id(&mut self) -> &str {
+        self.node_id.get_or_insert_with(crate::engine::sid::random_node_id)
+    }
+
     /// The Socket.IO options these flags give (the adapter is the node's to add).
     pub fn socketio_config(&self) -> SocketIoConfig {
         SocketIoConfig::default().with_connect_timeout(Duration::from_millis(self.connect_timeout))
@@ -245,6 +251,8 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         node: NodeOptions,
+        #[command(flatten)]
+        log: crate::node::log::LogOptions,
     }
 
     fn parse(args: &[&str]) -> Result<NodeOptions, clap::Error> {

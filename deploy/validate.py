@@ -485,7 +485,7 @@ def check_adapter_rules(path, test_out):
         query = (rule["metricsQuery"].replace("<<.Series>>", metric)
                  .replace("<<.LabelMatchers>>", f'{ns}="shop",{pod}=~"' + "|".join(p[1] for p in shop) + '"')
                  .replace("<<.GroupBy>>", pod))
-        inputs = [{"series": f'{metric}{{transport="{t}", {ns}="{n}", {pod}="{p}", service="switchboard", '
+        inputs = [{"series": f'{metric}{{transport="{t}", namespace="{n}", pod="{p}", service="switchboard", '
                              f'job="switchboard", instance="{ip}:9090", endpoint="metrics", container="switchboard"}}',
                    "values": f"{v}x5"}
                   for n, p, ip, per in ADAPTER_PODS for t, v in per.items()]

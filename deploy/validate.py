@@ -10,9 +10,17 @@
       Dashboard structure, and every query written out as a recording rule for `promtool check
       rules` (which parses PromQL), with Grafana's variables replaced.
   validate.py names FILE...
-      Every switchboard_* metric name used in the files is one of METRICS.
+      Every switchboard_* and process_* metric name used in the files is one of METRICS.
+  validate.py runbooks RULES.yml RUNBOOKS.md
+      Every alert links its own section of docs/runbooks.md in `runbook_url`, and every section
+      there is an alert's.
+  validate.py adapter-rules RULES.yaml --test-out FILE
+      The prometheus-adapter rules, rendered as prometheus-adapter would for one namespace's pods,
+      written out as a promtool unit test over series labelled as a ServiceMonitor scrapes them.
   validate.py scrape SCRAPE.txt FILE...
-      Every metric the files use, and every one of METRICS, is in a real scrape of /metrics.
+      Every metric the files use, and every one of METRICS, is in a real scrape of /metrics; no
+      series carries a label a scrape target adds; switchboard_sockets is labelled nsp,
+      switchboard_build_info carries a commit, switchboard_cluster_info names the cluster.
 
 Needs PyYAML (installed with kubernetes-validate). Exit status 1 on any error.
 """
@@ -26,8 +34,9 @@ from urllib.parse import urlparse
 import yaml
 
 # The metric names of the nodes' /metrics: the table of docs/metrics.md, registered by each layer of
-# server/src (engine/, socketio/, http/ and cluster/, each in its metrics.rs). Histograms add
-# _bucket/_sum/_count. `scrape` fails when a live node lacks one of them.
+# server/src (engine/, socketio/, http/ and cluster/, each in its metrics.rs), and the process
+# collector's (the binary registers it). Histograms add _bucket/_sum/_count. `scrape` fails when a
+# live node lacks one of them.
 METRICS = {
     "switchboard_build_info",
     "switchboard_sessions",
@@ -52,12 +61,27 @@ METRICS = {
     "switchboard_adapter_publish_duration_seconds",
     "switchboard_adapter_connected",
     "switchboard_cluster_nodes",
+    "switchboard_cluster_info",
     "switchboard_event_handler_duration_seconds",
     "switchboard_ready",
     "switchboard_draining",
     "switchboard_forwarded_requests_total",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_threads",
+    "process_start_time_seconds",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+# A metric name of ours, or of the process collector's.
+METRIC_NAME = r"(?:switchboard|process)_[a-z0-9_]+"
+
+# Labels a Prometheus scrape target carries on Kubernetes (a ServiceMonitor adds all of them). A
+# series of the node's own with one of these names is scraped as exported_<name>, and rules,
+# panels and the prometheus-adapter rule that match the target's label see the wrong value.
+TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "endpoint", "container"}
 
 errors = []
 warnings = []
@@ -350,7 +374,7 @@ def base_name(name):
 def used_names(paths):
     used = set()
     for path in paths:
-        used |= set(re.findall(r"\bswitchboard_[a-z0-9_]+", open(path).read()))
+        used |= set(re.findall(rf"\b{METRIC_NAME}", open(path).read()))
     return used
 
 
@@ -362,14 +386,125 @@ def check_names(paths):
     print(f"      {len(used)} metric names used")
 
 
+def scraped_series(scrape):
+    """(name, {label: value}) of each sample line of a text-format scrape."""
+    series = []
+    for line in open(scrape):
+        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? \S+", line)
+        if m and not line.startswith("#"):
+            labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m[2] or ""))
+            series.append((m[1], labels))
+    return series
+
+
 def check_scrape(scrape, paths):
-    exposed = set(re.findall(r"^(switchboard_[a-z0-9_]+)", open(scrape).read(), re.M))
+    series = scraped_series(scrape)
+    exposed = {name for name, _ in series if re.fullmatch(METRIC_NAME, name)}
     for name in sorted(used_names(paths)):
         if name not in exposed:
             error(f"{name} is used but not in the scrape")
     for name in sorted(METRICS):
         if name not in {base_name(n) for n in exposed}:
             error(f"{name} (docs/metrics.md) is missing from the scrape")
+
+    def of(metric):
+        return [labels for name, labels in series if name == metric]
+
+    for name, labels in series:
+        clash = TARGET_LABELS & labels.keys()
+        if name in exposed and clash:
+            error(f"{name} has the label(s) {sorted(clash)}, which scrape targets carry (scraped as exported_*)")
+    sockets = of("switchboard_sockets")
+    if not sockets or any(set(labels) != {"nsp"} for labels in sockets):
+        error(f"switchboard_sockets must be labelled nsp alone, got {sockets}")
+    builds = of("switchboard_build_info")
+    if len(builds) != 1 or not builds[0].get("version") or not builds[0].get("commit"):
+        error(f"switchboard_build_info needs one series with a version and a commit, got {builds}")
+    clusters = of("switchboard_cluster_info")
+    if len(clusters) != 1 or clusters[0].get("adapter") not in ("memory", "redis", "nats") or not clusters[0].get("prefix"):
+        error(f"switchboard_cluster_info needs one series naming the adapter and the prefix, got {clusters}")
+    print(f"      {len(series)} series; build {builds[0] if builds else None}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Runbooks
+# ---------------------------------------------------------------------------------------------
+
+
+def anchor(heading):
+    """The anchor GitHub (and most Markdown renderers) give a heading."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def check_runbooks(rules_path, runbooks_path):
+    alerts = [r for g in yaml.safe_load(open(rules_path))["groups"] for r in g["rules"] if "alert" in r]
+    sections = {anchor(h) for h in re.findall(r"^## (.+)$", open(runbooks_path).read(), re.M)}
+    linked = set()
+    for rule in alerts:
+        url = rule.get("annotations", {}).get("runbook_url", "")
+        page, _, fragment = url.partition("#")
+        if not page.endswith("/docs/runbooks.md") or fragment != rule["alert"].lower():
+            error(f"{rule['alert']}: runbook_url {url!r} is not docs/runbooks.md#{rule['alert'].lower()}")
+        elif fragment not in sections:
+            error(f"{rule['alert']}: no section '## {rule['alert']}' in {runbooks_path}")
+        linked.add(fragment)
+    for section in sorted(sections - linked):
+        error(f"{runbooks_path}: section #{section} is no alert's runbook")
+    print(f"      {len(alerts)} alerts, {len(sections)} runbook sections")
+
+
+# ---------------------------------------------------------------------------------------------
+# prometheus-adapter
+# ---------------------------------------------------------------------------------------------
+
+# Two pods of namespace `shop` as a ServiceMonitor scrapes them (their own labels plus the target's),
+# each with a series per transport, and a pod of the same name in namespace `dev`, which a rule for
+# `shop` must leave out.
+ADAPTER_PODS = [("shop", "switchboard-a", "10.0.0.1", {"polling": 20, "websocket": 100}),
+                ("shop", "switchboard-b", "10.0.0.2", {"polling": 0, "websocket": 60}),
+                ("dev", "switchboard-a", "10.1.0.1", {"polling": 5, "websocket": 5})]
+
+
+def check_adapter_rules(path, test_out):
+    rules = yaml.safe_load(open(path))
+    tests = []
+    for rule in rules:
+        overrides = rule.get("resources", {}).get("overrides", {})
+        by_resource = {v["resource"]: label for label, v in overrides.items()}
+        if set(by_resource) != {"namespace", "pod"}:
+            error(f"{rule['seriesQuery']}: resources must map a namespace and a pod label, got {overrides}")
+            continue
+        unknown = set(by_resource.values()) - TARGET_LABELS
+        if unknown:
+            error(f"{rule['seriesQuery']}: {sorted(unknown)} are not labels a scrape target carries")
+        metric = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", rule["seriesQuery"])[0]
+        if not re.fullmatch(rule["name"]["matches"], metric):
+            error(f"name.matches {rule['name']['matches']!r} does not match {metric}")
+        ns, pod = by_resource["namespace"], by_resource["pod"]
+        shop = [p for p in ADAPTER_PODS if p[0] == "shop"]
+        query = (rule["metricsQuery"].replace("<<.Series>>", metric)
+                 .replace("<<.LabelMatchers>>", f'{ns}="shop",{pod}=~"' + "|".join(p[1] for p in shop) + '"')
+                 .replace("<<.GroupBy>>", pod))
+        inputs = [{"series": f'{metric}{{transport="{t}", namespace="{n}", pod="{p}", service="switchboard", '
+                             f'job="switchboard", instance="{ip}:9090", endpoint="metrics", container="switchboard"}}',
+                   "values": f"{v}x5"}
+                  for n, p, ip, per in ADAPTER_PODS for t, v in per.items()]
+        tests.append({
+            "name": f"prometheus-adapter rule {rule['name']['as']}: discovery and per-pod values",
+            "interval": "1m",
+            "input_series": inputs,
+            "promql_expr_test": [
+                {"expr": f"count({rule['seriesQuery']})", "eval_time": "2m",
+                 "exp_samples": [{"labels": "{}", "value": len(inputs)}]},
+                {"expr": query, "eval_time": "2m",
+                 "exp_samples": [{"labels": f'{{{pod}="{p}"}}', "value": sum(per.values())} for _, p, _, per in shop]},
+            ],
+        })
+    if not tests:
+        error(f"{path} has no rule")
+    with open(test_out, "w") as f:
+        yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": tests}, f, sort_keys=False)
+    print(f"      {len(tests)} prometheus-adapter rule(s) written to {test_out} as promtool tests")
 
 
 def main():
@@ -384,6 +519,12 @@ def main():
     grafana.add_argument("--rules-out", required=True)
     names = sub.add_parser("names")
     names.add_argument("files", nargs="+")
+    runbooks = sub.add_parser("runbooks")
+    runbooks.add_argument("rules")
+    runbooks.add_argument("runbooks")
+    adapter = sub.add_parser("adapter-rules")
+    adapter.add_argument("rules")
+    adapter.add_argument("--test-out", required=True)
     scrape = sub.add_parser("scrape")
     scrape.add_argument("scrape")
     scrape.add_argument("files", nargs="+")
@@ -399,9 +540,15 @@ def main():
     elif args.command == "names":
         check_names(args.files)
         finish("metric names")
+    elif args.command == "runbooks":
+        check_runbooks(args.rules, args.runbooks)
+        finish(f"runbooks {args.runbooks}")
+    elif args.command == "adapter-rules":
+        check_adapter_rules(args.rules, args.test_out)
+        finish(f"prometheus-adapter rules {args.rules}")
     else:
         check_scrape(args.scrape, args.files)
-        finish(f"metric names against the scrape {args.scrape}")
+        finish(f"metrics and labels of the scrape {args.scrape}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 //! Every await is bounded by [`within`], so a hang fails the test instead of blocking the suite.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod hostile;
 pub mod sio;
 
 use std::convert::Infallible;

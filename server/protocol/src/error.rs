@@ -78,4 +78,7 @@ pub enum SocketIoError {
     /// An attachment arrived after the packet already had all it announced.
     #[error("unexpected binary attachment")]
     UnexpectedAttachment,
+    /// The packet's text plus its attachments hold more bytes than the decoder accepts (the limit is given).
+    #[error("packet larger than {0} bytes")]
+    PacketTooLarge(usize),
 }

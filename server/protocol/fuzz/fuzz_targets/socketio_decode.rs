@@ -9,15 +9,19 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use switchboard_protocol::socketio::{Decoded, Encoded, Packet};
+use switchboard_protocol::socketio::{DecodeLimits, Decoded, Encoded, Packet};
 
 /// Attachment limit for the fuzzed decoder: small, so padding (below) stays cheap; the limit check is still hit.
 const MAX_ATTACHMENTS: usize = 256;
 
+/// Byte limit of a whole packet (text plus attachments) for the fuzzed decoder: small enough
+/// that the fuzzer's inputs cross it, so the refusal path runs too.
+const MAX_BYTES: usize = 1024;
+
 /// Decodes a text and feeds it the attachments in order, then empty ones if the input ran out, so the
 /// fuzzer only has to find a valid header and JSON to reach placeholder resolution; `None` if it fails.
 fn decode(text: &str, attachments: impl IntoIterator<Item = Bytes>) -> Option<Packet> {
-    match Packet::decode_with_max_attachments(text, MAX_ATTACHMENTS).ok()? {
+    match Packet::decode_with_limits(text, DecodeLimits::new(MAX_ATTACHMENTS, MAX_BYTES)).ok()? {
         Decoded::Complete(packet) => Some(packet),
         Decoded::NeedsAttachments(mut partial) => {
             for attachment in attachments.into_iter().chain(std::iter::repeat(Bytes::new())) {

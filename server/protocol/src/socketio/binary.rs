@@ -95,6 +95,9 @@ impl Serialize for Node<'_> {
 }
 
 /// A binary packet whose JSON part has been decoded, waiting for its attachments (separate Engine.IO binary messages).
+///
+/// It holds what arrived so far, never more than the packet's byte limit: the attachment that
+/// would pass it is refused and everything held is dropped at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartialBinary {
     /// The packet with placeholders still in place; `None` once it has been handed out.
@@ -102,12 +105,23 @@ pub struct PartialBinary {
     /// How many attachments the header announced (at least 1).
     expected: usize,
     attachments: Vec<Bytes>,
+    /// Bytes of the packet so far: its text, then each attachment as it arrives.
+    bytes: usize,
+    /// The most `bytes` may reach ([`crate::socketio::DecodeLimits::max_bytes`]).
+    max_bytes: usize,
 }
 
 impl PartialBinary {
-    /// Wraps a freshly decoded binary packet whose placeholders were already checked against `expected`.
-    pub(crate) fn new(packet: Packet, expected: usize) -> Self {
-        Self { packet: Some(packet), expected, attachments: Vec::with_capacity(expected.min(64)) }
+    /// Wraps a freshly decoded binary packet whose placeholders were already checked against
+    /// `expected`; its text took `text_bytes` of the `max_bytes` the whole packet may hold.
+    pub(crate) fn new(packet: Packet, expected: usize, text_bytes: usize, max_bytes: usize) -> Self {
+        Self {
+            packet: Some(packet),
+            expected,
+            attachments: Vec::with_capacity(expected.min(64)),
+            bytes: text_bytes,
+            max_bytes,
+        }
     }
 
     /// How many attachments the packet announced.
@@ -125,11 +139,25 @@ impl PartialBinary {
         self.packet.as_ref().map(Packet::nsp)
     }
 
+    /// Bytes held so far: the packet text and the attachments received.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Adds the next attachment; returns the complete packet, placeholders replaced by [`Value::Binary`],
-    /// once the last one has arrived.
+    /// once the last one has arrived. An attachment that takes the packet past its byte limit is
+    /// refused with [`SocketIoError::PacketTooLarge`], and the packet is dropped.
     pub fn push(&mut self, attachment: Bytes) -> Result<Option<Packet>, SocketIoError> {
         if self.packet.is_none() {
             return Err(SocketIoError::UnexpectedAttachment);
+        }
+        match self.bytes.checked_add(attachment.len()).filter(|&n| n <= self.max_bytes) {
+            Some(n) => self.bytes = n,
+            None => {
+                self.packet = None;
+                self.attachments = Vec::new();
+                return Err(SocketIoError::PacketTooLarge(self.max_bytes));
+            }
         }
         self.attachments.push(attachment);
         if self.attachments.len() < self.expected {

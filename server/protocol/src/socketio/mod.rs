@@ -10,7 +10,7 @@ pub mod value;
 
 pub use binary::PartialBinary;
 pub use packet::{
-    DEFAULT_MAX_ATTACHMENTS, DEFAULT_NAMESPACE, Decoded, Encoded, Packet, PacketType, encode_ack,
-    encode_event,
+    DEFAULT_MAX_ATTACHMENTS, DEFAULT_NAMESPACE, DecodeLimits, Decoded, Encoded, Packet, PacketType,
+    encode_ack, encode_event,
 };
 pub use value::Value;

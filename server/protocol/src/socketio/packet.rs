@@ -15,6 +15,33 @@ pub const DEFAULT_NAMESPACE: &str = "/";
 /// reserve room for) an absurd number of binary messages.
 pub const DEFAULT_MAX_ATTACHMENTS: usize = 10_000;
 
+/// What [`Packet::decode_with_limits`] accepts from one peer at most, so a header cannot make the
+/// receiver wait for, or hold, more than it chose to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DecodeLimits {
+    /// Attachments a binary packet may announce.
+    pub max_attachments: usize,
+    /// Bytes the whole packet may hold: its text plus every attachment, as the application gets
+    /// it as one message (a server gives its `maxHttpBufferSize`).
+    pub max_bytes: usize,
+}
+
+impl DecodeLimits {
+    /// At most `max_attachments` attachments and `max_bytes` bytes in all.
+    pub const fn new(max_attachments: usize, max_bytes: usize) -> Self {
+        Self { max_attachments, max_bytes }
+    }
+}
+
+impl Default for DecodeLimits {
+    /// What [`Packet::decode`] applies: [`DEFAULT_MAX_ATTACHMENTS`], and no byte limit (the
+    /// decoder cannot know the transport's; a server passes its own).
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_ATTACHMENTS, usize::MAX)
+    }
+}
+
 /// The seven Socket.IO packet types, numbered as on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PacketType {
@@ -212,13 +239,24 @@ impl Packet {
         }
     }
 
-    /// Decodes a packet text (the data of an Engine.IO text message), allowing [`DEFAULT_MAX_ATTACHMENTS`].
+    /// Decodes a packet text (the data of an Engine.IO text message) with the default
+    /// [`DecodeLimits`]: [`DEFAULT_MAX_ATTACHMENTS`], no byte limit.
     pub fn decode(text: &str) -> Result<Decoded, SocketIoError> {
-        Self::decode_with_max_attachments(text, DEFAULT_MAX_ATTACHMENTS)
+        Self::decode_with_limits(text, DecodeLimits::default())
     }
 
     /// Decodes a packet text, rejecting binary packets that announce more than `max_attachments`.
     pub fn decode_with_max_attachments(text: &str, max_attachments: usize) -> Result<Decoded, SocketIoError> {
+        Self::decode_with_limits(text, DecodeLimits { max_attachments, ..DecodeLimits::default() })
+    }
+
+    /// Decodes a packet text within `limits`: a binary packet that announces too many attachments
+    /// is refused here, one whose attachments add up to too many bytes by [`PartialBinary::push`].
+    pub fn decode_with_limits(text: &str, limits: DecodeLimits) -> Result<Decoded, SocketIoError> {
+        let DecodeLimits { max_attachments, max_bytes } = limits;
+        if text.len() > max_bytes {
+            return Err(SocketIoError::PacketTooLarge(max_bytes));
+        }
         let mut chars = text.chars();
         let kind = PacketType::from_char(chars.next().ok_or(SocketIoError::Empty)?)?;
         let mut rest = chars.as_str();
@@ -312,7 +350,7 @@ impl Packet {
                 binary::resolve(value, attachments, None)?;
             }
         }
-        Ok(Decoded::NeedsAttachments(PartialBinary::new(packet, attachments)))
+        Ok(Decoded::NeedsAttachments(PartialBinary::new(packet, attachments, text.len(), max_bytes)))
     }
 }
 
@@ -640,6 +678,50 @@ mod tests {
         assert_eq!(err(r#"41{"message":"x"}"#), SocketIoError::UnexpectedAckId(ConnectError));
         assert_eq!(err(r#"3["ok"]"#), SocketIoError::MissingAckId(Ack));
         assert_eq!(err(r#"61-[{"_placeholder":true,"num":0}]"#), SocketIoError::MissingAckId(BinaryAck));
+    }
+
+    #[test]
+    fn limits_the_bytes_of_the_whole_packet_text_and_attachments() {
+        let text = r#"52-["up",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
+        let limits = |max_bytes| DecodeLimits::new(DEFAULT_MAX_ATTACHMENTS, max_bytes);
+        let partial = |max_bytes| match Packet::decode_with_limits(text, limits(max_bytes)) {
+            Ok(Decoded::NeedsAttachments(partial)) => partial,
+            other => panic!("{other:?}"),
+        };
+
+        // Exactly at the limit: accepted.
+        let mut p = partial(text.len() + 6);
+        assert_eq!(p.bytes(), text.len());
+        assert_eq!(p.push(Bytes::from_static(b"abc")), Ok(None));
+        assert!(matches!(p.push(Bytes::from_static(b"def")), Ok(Some(Packet::Event { .. }))));
+
+        // One byte over, in the last attachment: refused, and what was held is dropped.
+        let mut p = partial(text.len() + 5);
+        assert_eq!(p.push(Bytes::from_static(b"abc")), Ok(None));
+        assert_eq!(p.push(Bytes::from_static(b"def")), Err(SocketIoError::PacketTooLarge(text.len() + 5)));
+        assert_eq!(p.remaining(), 0);
+        assert_eq!(p.push(Bytes::new()), Err(SocketIoError::UnexpectedAttachment));
+
+        // Many small attachments count together, not one by one.
+        let many = format!(r#"5{}-["up"]"#, 1000);
+        let Ok(Decoded::NeedsAttachments(mut p)) =
+            Packet::decode_with_limits(&many, limits(many.len() + 999))
+        else {
+            panic!("binary packet expected");
+        };
+        for _ in 0..999 {
+            assert_eq!(p.push(Bytes::from_static(b"x")), Ok(None));
+        }
+        assert_eq!(p.push(Bytes::from_static(b"x")), Err(SocketIoError::PacketTooLarge(many.len() + 999)));
+
+        // A text alone over the limit, binary or not, is refused before any parsing.
+        assert_eq!(
+            Packet::decode_with_limits(r#"2["ev"]"#, limits(6)).unwrap_err(),
+            SocketIoError::PacketTooLarge(6)
+        );
+        assert!(Packet::decode_with_limits(r#"2["ev"]"#, limits(7)).is_ok());
+        // The default applies no byte limit (a peer node's packet may be large).
+        assert_eq!(DecodeLimits::default().max_bytes, usize::MAX);
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! read-locks that room's shard, never a global lock. A socket's own room (its id) is not stored:
 //! a room name that is a socket id resolves to that socket, which saves a map per socket.
 //! Lock order is always sockets, then rooms.
+//!
+//! A socket's rooms are a map (room → when it joined), so a join or a leave costs the same
+//! whether the socket is in three rooms or thousands, and its rooms still list in join order.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,7 +18,16 @@ use crate::types::{BroadcastOptions, LocalSocket, Room, SocketId, SocketInfo};
 
 struct Member {
     handle: Arc<dyn LocalSocket>,
-    rooms: Vec<Room>,
+    /// Each room with the number of the join that added it (for [`RoomIndex::rooms_of`]'s order).
+    rooms: HashMap<Room, u64>,
+    /// The number of the next join.
+    joins: u64,
+}
+
+impl Member {
+    fn new(handle: Arc<dyn LocalSocket>) -> Self {
+        Self { handle, rooms: HashMap::new(), joins: 0 }
+    }
 }
 
 /// See the module docs.
@@ -43,12 +55,12 @@ impl RoomIndex {
     /// Registers a socket (it is then in its own id room only); re-adding an id starts it afresh.
     pub fn add(&self, socket: Arc<dyn LocalSocket>) {
         let id = socket.id().clone();
-        let member = Member { handle: socket, rooms: Vec::new() };
+        let member = Member::new(socket);
         match self.sockets.entry(id) {
             Entry::Occupied(mut entry) => {
                 // The rooms still hold the old handle: take it out of them, under the entry lock.
                 let old = entry.insert(member);
-                for room in &old.rooms {
+                for room in old.rooms.keys() {
                     self.remove_member(room, entry.key());
                 }
             }
@@ -61,18 +73,20 @@ impl RoomIndex {
     /// Unregisters a socket and removes it from every room; returns the rooms that became empty.
     pub fn remove(&self, id: &SocketId) -> Vec<Room> {
         let Some((_, member)) = self.sockets.remove(id) else { return Vec::new() };
-        member.rooms.into_iter().filter(|room| self.remove_member(room, id)).collect()
+        member.rooms.into_keys().filter(|room| self.remove_member(room, id)).collect()
     }
 
     /// Adds a socket to rooms; returns the rooms that did not exist on this node before.
     pub fn join(&self, id: &SocketId, rooms: &[Room]) -> Vec<Room> {
         let Some(mut member) = self.sockets.get_mut(id) else { return Vec::new() };
+        let member = &mut *member;
         let mut created = Vec::new();
         for room in rooms {
-            if room.as_str() == id.as_str() || member.rooms.contains(room) {
+            if room.as_str() == id.as_str() || member.rooms.contains_key(room) {
                 continue;
             }
-            member.rooms.push(room.clone());
+            member.rooms.insert(room.clone(), member.joins);
+            member.joins += 1;
             let mut entry = self.rooms.entry(room.clone()).or_default();
             if entry.is_empty() {
                 created.push(room.clone());
@@ -85,8 +99,9 @@ impl RoomIndex {
     /// Removes a socket from a room; returns whether the room is now empty on this node.
     pub fn leave(&self, id: &SocketId, room: &Room) -> bool {
         let Some(mut member) = self.sockets.get_mut(id) else { return false };
-        let Some(pos) = member.rooms.iter().position(|r| r == room) else { return false };
-        member.rooms.swap_remove(pos);
+        if member.rooms.remove(room).is_none() {
+            return false;
+        }
         // Keep the socket locked until the room is updated too (lock order: sockets, then rooms), or
         // a concurrent join of the same room could be undone by the removal below.
         let emptied = self.remove_member(room, id);
@@ -109,12 +124,23 @@ impl RoomIndex {
         false
     }
 
-    /// The rooms a socket is in, its own id room first.
+    /// The rooms a socket is in, its own id room first, then in the order it joined them.
     pub fn rooms_of(&self, id: &SocketId) -> Vec<Room> {
-        match self.sockets.get(id) {
-            Some(member) => std::iter::once(id.room()).chain(member.rooms.iter().cloned()).collect(),
-            None => Vec::new(),
-        }
+        let Some(member) = self.sockets.get(id) else { return Vec::new() };
+        let mut joined: Vec<(&Room, u64)> = member.rooms.iter().map(|(room, &n)| (room, n)).collect();
+        joined.sort_unstable_by_key(|&(_, n)| n);
+        std::iter::once(id.room()).chain(joined.into_iter().map(|(room, _)| room.clone())).collect()
+    }
+
+    /// How many rooms a socket is in, its own id room not counted (0 for an unknown socket).
+    pub fn room_count(&self, id: &SocketId) -> usize {
+        self.sockets.get(id).map_or(0, |member| member.rooms.len())
+    }
+
+    /// Whether a socket is in `room` (its own id room included).
+    pub fn is_member(&self, id: &SocketId, room: &Room) -> bool {
+        room.as_str() == id.as_str() && self.sockets.contains_key(id)
+            || self.sockets.get(id).is_some_and(|member| member.rooms.contains_key(room))
     }
 
     /// Every room with members on this node (own id rooms excluded).
@@ -301,6 +327,45 @@ mod tests {
         // An unknown socket joins nothing and creates nothing.
         assert!(index.join(&"ghost".into(), &rooms(&["u"])).is_empty());
         assert!(!index.has_room(&"u".into()));
+    }
+
+    #[test]
+    fn rooms_list_in_join_order_and_count_without_the_own_room() {
+        let (index, _) = index(&["a"]);
+        let names: Vec<String> = (0..50).map(|i| format!("r{}", 49 - i)).collect();
+        let joined: Vec<Room> = names.iter().map(Room::from).collect();
+        index.join(&"a".into(), &joined);
+        assert!(index.leave(&"a".into(), &"r30".into()));
+        index.join(&"a".into(), &rooms(&["late", "r49"]));
+        let mut want: Vec<Room> = vec!["a".into()];
+        want.extend(joined.iter().filter(|r| r.as_str() != "r30").cloned());
+        want.push("late".into());
+        assert_eq!(index.rooms_of(&"a".into()), want);
+        assert_eq!(index.room_count(&"a".into()), 50);
+        assert!(index.is_member(&"a".into(), &"late".into()));
+        assert!(index.is_member(&"a".into(), &"a".into()), "own id room");
+        assert!(!index.is_member(&"a".into(), &"r30".into()));
+        assert!(!index.is_member(&"ghost".into(), &"ghost".into()));
+        assert_eq!(index.room_count(&"ghost".into()), 0);
+    }
+
+    /// Joining one room at a time up to many rooms, then leaving them, must stay linear: with a
+    /// list per socket (a search per join) 40,000 rooms took seconds.
+    #[test]
+    fn joins_and_leaves_stay_cheap_with_many_rooms() {
+        let (index, _) = index(&["a"]);
+        let names: Vec<Room> = (0..40_000).map(|i| Room::from(format!("room-{i}"))).collect();
+        let started = std::time::Instant::now();
+        for room in &names {
+            index.join(&"a".into(), std::slice::from_ref(room));
+            index.join(&"a".into(), std::slice::from_ref(room));
+        }
+        for room in &names {
+            assert!(index.leave(&"a".into(), room));
+        }
+        let took = started.elapsed();
+        assert!(index.rooms().is_empty());
+        assert!(took < std::time::Duration::from_secs(5), "40,000 joins and leaves took {took:?}");
     }
 
     #[test]

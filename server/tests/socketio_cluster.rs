@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::STEP;
 use common::sio::{Client, json, serve_io, wait_until};
+use common::{STEP, TestServer, parse_open};
 use switchboard::EngineConfig;
 use switchboard::socketio::{Event, SocketIo, SocketIoConfig, SocketRef, Value};
 use switchboard_adapter::cluster::{ClusterAdapterFactory, ClusterConfig};
@@ -18,15 +18,18 @@ use switchboard_testkit::Bus;
 
 /// A node named `id` on `bus`, with a connection handler that joins every socket to `room`.
 fn node(bus: &Bus, id: &str) -> (SocketIo, ClusterAdapterFactory) {
+    node_with(bus, id, SocketIoConfig::default())
+}
+
+/// [`node`] with Socket.IO options `sio` (the adapter is added).
+fn node_with(bus: &Bus, id: &str, sio: SocketIoConfig) -> (SocketIo, ClusterAdapterFactory) {
     let config = ClusterConfig::new(id)
         .unwrap()
         .with_heartbeat_interval(Duration::from_millis(100))
         .with_heartbeat_timeout(Duration::from_millis(500));
     let (factory, _transport) = bus.node(config).unwrap();
-    let io = SocketIo::new(
-        EngineConfig::default().with_node_id(id),
-        SocketIoConfig::default().with_adapter(Arc::new(factory.clone())),
-    );
+    let io =
+        SocketIo::new(EngineConfig::default().with_node_id(id), sio.with_adapter(Arc::new(factory.clone())));
     io.main_namespace().on_connection(|socket: SocketRef| async move {
         socket.join(["room"]);
     });
@@ -192,4 +195,46 @@ async fn deliveries_are_counted_on_the_node_that_makes_them() {
     // Summed over the nodes: 6 = 2 broadcasts × 3 sockets.
     wait_until("2 deliveries on a, 4 on b", STEP, || (deliveries(&a), deliveries(&b)) == (Some(2), Some(4)))
         .await;
+}
+
+/// A polling client of `/` on `server` whose handshake carried `headers`.
+async fn polling_client_with_headers(server: &TestServer, headers: &[(&str, &str)]) {
+    let open = server.get_query("EIO=4&transport=polling", headers).await;
+    let sid = parse_open(open.text())["sid"].as_str().expect("sid").to_owned();
+    server.post_ok(&sid, "40").await;
+    let answer = server.get(&sid).await;
+    assert!(answer.text().starts_with(r#"40{"sid":"#), "CONNECT answer expected: {answer:?}");
+}
+
+/// The request headers of every socket of `/`, as node `io` fetches them from the cluster.
+async fn fetched_headers(io: &SocketIo) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let sockets = io.main_namespace().broadcast().fetch_sockets().await.expect("fetchSockets");
+    sockets.iter().map(|s| s.info().handshake["headers"].as_object().cloned().expect("headers")).collect()
+}
+
+#[tokio::test]
+async fn fetched_sockets_carry_no_credentials_unless_asked() {
+    let headers = [("cookie", "session=secret"), ("authorization", "Bearer secret"), ("x-app", "kept")];
+    for keep in [false, true] {
+        let bus = Bus::new();
+        let (a, _fa) = node_with(&bus, "a", SocketIoConfig::default().with_fetch_sockets_credentials(keep));
+        let (b, _fb) = node_with(&bus, "b", SocketIoConfig::default().with_fetch_sockets_credentials(keep));
+        let (_server_a, server_b) = (serve_io(&a).await, serve_io(&b).await);
+        polling_client_with_headers(&server_b, &headers).await;
+        bus.settle().await;
+        // Once a knows b (membership by heartbeat), a's fetch includes b's socket.
+        let seen =
+            switchboard_testkit::eventually(STEP, || async { fetched_headers(&a).await.len() == 1 }).await;
+        assert!(seen, "node a never fetched b's socket (keep: {keep})");
+        let fetched = fetched_headers(&a).await;
+        assert_eq!(fetched.len(), 1, "node a fetches b's socket (keep: {keep})");
+        let got = &fetched[0];
+        assert_eq!(got.get("x-app"), Some(&serde_json::json!("kept")), "{got:?}");
+        for name in ["cookie", "authorization"] {
+            assert_eq!(got.contains_key(name), keep, "{name} in fetched headers (keep: {keep}): {got:?}");
+        }
+        // The socket's own node sees the same as the others.
+        let local = fetched_headers(&b).await;
+        assert_eq!(local, fetched);
+    }
 }

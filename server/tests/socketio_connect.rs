@@ -1,5 +1,6 @@
 //! Socket.IO namespace connections against a real server: auth and the socket id in the CONNECT
-//! answer, unknown namespaces, connect middleware (refusal, order), dynamic namespaces, and a
+//! answer, unknown namespaces, connect middleware (refusal, order), dynamic namespaces and the
+//! removal of emptied children, the limits on namespace names and namespaces per client, and a
 //! server that keeps working after its `SocketIo` handle was dropped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,8 +13,16 @@ use common::config;
 use common::sio::{Client, expect_no_value, io, json, recv, serve, serve_io, wait_until};
 use common::{STEP, within};
 use serde_json::json;
+use switchboard::EngineConfig;
 use switchboard::socketio::{ConnectError, Event, SocketIo, SocketIoConfig, SocketRef, Value};
+use switchboard_adapter::cluster::{ClusterConfig, Route};
+use switchboard_testkit::Bus;
 use tokio::sync::mpsc;
+
+/// The test engine config with node id `id` (a cluster node's sids must start with its id).
+fn config_for(id: &str) -> EngineConfig {
+    config().with_node_id(id)
+}
 
 /// Echo handlers used by several tests: `echo` → `echo-back`, `ack-me` acked with its args.
 fn echo_handlers(socket: &SocketRef) {
@@ -277,4 +286,101 @@ async fn connect_timeout_closes_only_sessions_that_never_joined() {
     left.connect("/", None).await.expect("join again");
     left.emit("echo", vec![Value::from(1)]).await;
     left.expect_event("echo-back").await;
+}
+
+/// The metrics text of `io`'s registry.
+fn metrics(io: &SocketIo) -> String {
+    String::from_utf8(switchboard::metrics::render(io.engine().registry())).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emptied_child_namespaces_go_with_their_adapter_subscription_and_metric_series() {
+    let bus = Bus::new();
+    let (factory, _transport) = bus.node(ClusterConfig::new("a").unwrap()).unwrap();
+    let cleanup = Duration::from_millis(50);
+    let config =
+        SocketIoConfig::default().with_adapter(Arc::new(factory)).with_child_namespace_cleanup(Some(cleanup));
+    let io = SocketIo::new(config_for("a"), config);
+    let dynamic = io.of_dynamic(|name| name.starts_with("/dyn-"));
+    dynamic.use_middleware(|socket: SocketRef| async move {
+        match socket.handshake().auth.get("deny") {
+            Some(_) => Err(ConnectError::new("denied")),
+            None => Ok(()),
+        }
+    });
+    dynamic.on_connection(|socket: SocketRef| async move {
+        let _ = socket.emit("welcome", vec![Value::from(socket.namespace().name())]);
+    });
+    let server = serve_io(&io).await;
+    let route = |name: &str| Route::Namespace(name.into());
+    let present = |name: &str| io.namespace_names().contains(&name.to_owned());
+
+    let mut c = Client::ws(&server).await;
+    c.connect("/dyn-1", None).await.expect("child");
+    c.expect_event_on("/dyn-1", "welcome").await;
+    let adapter = Arc::downgrade(io.of("/dyn-1").adapter());
+    assert_eq!(bus.subscribers(&route("/dyn-1")), 1);
+    assert!(metrics(&io).contains(r#"switchboard_sockets{nsp="/dyn-1"} 1"#));
+
+    // A child that empties goes once the delay has passed; one with a socket stays meanwhile.
+    c.connect("/dyn-2", None).await.expect("another child");
+    c.expect_event_on("/dyn-2", "welcome").await;
+    c.disconnect_nsp("/dyn-2").await;
+    wait_until("/dyn-2 removed", STEP, || !present("/dyn-2")).await;
+    assert!(present("/dyn-1"), "a child with a socket was removed");
+    // The adapter goes with the namespace's last handle, just after it left the map.
+    wait_until("/dyn-2 unsubscribed", STEP, || bus.subscribers(&route("/dyn-2")) == 0).await;
+
+    c.disconnect_nsp("/dyn-1").await;
+    wait_until("/dyn-1 removed", STEP, || !present("/dyn-1")).await;
+    wait_until("/dyn-1's adapter dropped", STEP, || adapter.upgrade().is_none()).await;
+    assert_eq!(bus.subscribers(&route("/dyn-1")), 0, "its broker subscription is still there");
+    let text = metrics(&io);
+    assert!(!text.contains(r#"nsp="/dyn-1""#) && !text.contains(r#"nsp="/dyn-2""#), "{text}");
+
+    // Names made up by refused clients are created and go too.
+    for i in 0..20 {
+        let refused = c.connect(&format!("/dyn-refused-{i}"), Some(json!({"deny": true}))).await;
+        assert_eq!(refused.unwrap_err(), json!({"message": "denied"}));
+    }
+    wait_until("refused children removed", STEP, || {
+        io.namespace_names().iter().all(|n| !n.starts_with("/dyn-refused-"))
+    })
+    .await;
+
+    // A removed child comes back as it was on the next CONNECT.
+    c.connect("/dyn-1", None).await.expect("the child again");
+    let (args, _) = c.expect_event_on("/dyn-1", "welcome").await;
+    assert_eq!(args, vec![Value::from("/dyn-1")]);
+    assert_eq!(bus.subscribers(&route("/dyn-1")), 1);
+    // Namespaces made by `of` are never removed, even empty.
+    assert!(present("/"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_names_and_namespaces_per_client_are_limited() {
+    let limits = SocketIoConfig::default().with_max_name_bytes(16).with_max_namespaces_per_client(3);
+    let io = SocketIo::new(config(), limits);
+    io.of_dynamic(|_| true);
+    let server = serve_io(&io).await;
+    let mut c = Client::ws(&server).await;
+
+    // A name past the limit gets CONNECT_ERROR, and no namespace is made for it.
+    let long = format!("/{}", "n".repeat(16));
+    let err = c.connect(&long, None).await.expect_err("a name too long");
+    assert_eq!(err, json!({"message": "Namespace name too long"}));
+    assert!(!io.namespace_names().contains(&long));
+    c.connect(&long[..16], None).await.expect("a name at the limit");
+
+    // Three namespaces at once, then no more until one is left.
+    c.connect("/", None).await.expect("second");
+    c.connect("/third", None).await.expect("third");
+    let err = c.connect("/fourth", None).await.expect_err("a fourth namespace");
+    assert_eq!(err, json!({"message": "Too many namespaces"}));
+    c.disconnect_nsp("/third").await;
+    c.connect("/fourth", None).await.expect("a fourth after one was left");
+    // The refusals did not close the connection.
+    c.emit_to("/fourth", "x", vec![], None).await;
+    let mut d = Client::ws(&server).await;
+    d.connect("/fourth", None).await.expect("another client has its own count");
 }

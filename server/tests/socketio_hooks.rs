@@ -1,7 +1,8 @@
 //! What a socket lets the application hook into, and a limit of what a client may send, as a user
 //! of the API sees them against a real server: `on_any` (every incoming event, before its
 //! handler), `on_any_outgoing` (every event the socket emits), per-packet middleware
-//! (`use_packet`: rewrite the arguments, or refuse the packet), and `with_max_attachments`.
+//! (`use_packet`: rewrite the arguments, or refuse the packet), `with_max_attachments`, and the
+//! engine's `maxHttpBufferSize` over a whole binary packet.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -137,4 +138,25 @@ async fn a_packet_announcing_more_attachments_than_allowed_is_a_parse_error() {
     c.expect_closed(STEP).await;
     assert_eq!(recv(&mut reasons, "disconnect").await, DisconnectReason::ParseError);
     assert!(seen.try_recv().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_adding_up_past_max_http_buffer_size_are_a_transport_error() {
+    let io = SocketIo::new(config().with_max_http_buffer_size(1_000), SocketIoConfig::default());
+    let (server, mut seen, mut reasons) = recording(&io, &["bin"], |_| {}).await;
+    let (mut c, _) = Client::ws_connected(&server).await;
+    let text: &[u8] = br#"52-["bin",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
+    // Text and attachments within 1,000 bytes together: delivered.
+    let small = Bytes::from(vec![1u8; (1_000 - text.len()) / 2]);
+    c.send_eio(&[Encoded::message(text), Encoded::Binary(small.clone()), Encoded::Binary(small.clone())])
+        .await;
+    let (_, args) = recv(&mut seen, "an event within the limit").await;
+    assert_eq!(args, vec![Value::Binary(small.clone()), Value::Binary(small)]);
+    // Each attachment alone is well within the engine's limit, but together they pass it: the
+    // packet is one message to the application, so the client is disconnected at the second.
+    let big = Bytes::from(vec![2u8; 600]);
+    c.send_eio(&[Encoded::message(text), Encoded::Binary(big.clone()), Encoded::Binary(big)]).await;
+    c.expect_closed(STEP).await;
+    assert_eq!(recv(&mut reasons, "disconnect").await, DisconnectReason::TransportError);
+    assert!(seen.try_recv().is_err(), "the oversized packet reached its handler");
 }

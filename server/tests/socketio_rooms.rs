@@ -1,6 +1,7 @@
 //! Rooms and broadcasts against a real server: join/leave, `to`, `except`, `socket.broadcast()`,
 //! broadcast acks (all answers, and missing ones), fetchSockets with rooms and data, remote
-//! socket operations, sockets_join/sockets_leave/disconnect_sockets, and volatile emits.
+//! socket operations, sockets_join/sockets_leave/disconnect_sockets, and volatile emits; the
+//! limits on rooms (name length, rooms per socket), and broadcast acks a client never sends.
 //!
 //! "X does not reach C" is checked by ordering: a marker emitted to everyone afterwards must be
 //! C's next packet, so no test waits out a silence.
@@ -15,7 +16,10 @@ use common::config;
 use common::sio::{Client, io, recv, serve_io, socket_for};
 use common::{STEP, TestServer, within};
 use serde_json::json;
-use switchboard::socketio::{BroadcastAckError, DisconnectReason, Room, SocketIo, SocketRef, Value};
+use switchboard::socketio::{
+    BroadcastAckError, BroadcastError, ClusterRequestError, DisconnectReason, JoinError, Room,
+    RoomNameTooLong, RoomsError, SocketIo, SocketIoConfig, SocketRef, Value,
+};
 use switchboard_protocol::socketio::Packet;
 use tokio::sync::mpsc;
 
@@ -27,7 +31,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let io = io(config());
+    fixture_with(io(config())).await
+}
+
+async fn fixture_with(io: SocketIo) -> Fixture {
     let (socket_tx, sockets) = mpsc::unbounded_channel();
     let (reason_tx, reasons) = mpsc::unbounded_channel();
     io.main_namespace().on_connection(move |socket: SocketRef| {
@@ -331,4 +338,88 @@ async fn emit_written_waits_until_every_local_receiver_took_the_packet() {
     assert_eq!(n, 2);
     assert!(started.elapsed() >= Duration::from_millis(100), "resolved before p polled or the timeout");
     assert_eq!(p.next_text().await, r#"2["late"]"#, "the packet stays queued after the timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_acks_a_client_never_sends_are_dropped_at_their_timeout() {
+    let mut f = fixture().await;
+    let (mut a, sa) = join(&mut f, "a").await;
+
+    // A client that never answers: each broadcast's entry goes at its timeout, not at disconnect.
+    for i in 0..300 {
+        let result = f.io.broadcast().timeout(Duration::from_millis(1)).emit_with_ack("poll", vec![]).await;
+        match result {
+            Err(BroadcastAckError::AckTimeout { responses, missing: 1 }) if responses.is_empty() => {}
+            other => panic!("broadcast {i}: one missing ack expected, got {other:?}"),
+        }
+    }
+    assert_eq!(sa.pending_acks(), 0, "acks of broadcasts that timed out are still awaited");
+    assert!(sa.connected());
+
+    // One still awaited is kept, and its answer still arrives.
+    let io = f.io.clone();
+    let awaited =
+        tokio::spawn(async move { io.broadcast().timeout(STEP).emit_with_ack("last", vec![]).await });
+    let id = loop {
+        let (event, id) = match a.next_packet().await {
+            Packet::Event { event, id, .. } => (event, id),
+            other => panic!("event expected, got {other:?}"),
+        };
+        if event == "last" {
+            break id.expect("ack id");
+        }
+    };
+    assert_eq!(sa.pending_acks(), 1);
+    a.ack("/", id, vec![Value::from("late but awaited")]).await;
+    let responses = within(STEP, "the awaited ack", awaited).await.unwrap().expect("answered");
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].args, vec![Value::from("late but awaited")]);
+    assert_eq!(sa.pending_acks(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_past_the_room_limits_are_refused_whole() {
+    // Names up to 30 bytes: a socket id (25 bytes here) fits.
+    let config = SocketIoConfig::default().with_max_rooms_per_socket(3).with_max_name_bytes(30);
+    let mut f = fixture_with(SocketIo::new(common::config(), config)).await;
+    let (mut a, sa) = join(&mut f, "a").await;
+    let own = sa.id().to_string();
+
+    sa.try_join(["r1", "r2"]).expect("two rooms");
+    // r2 again is no new room, nor is the socket's own id room: 3 rooms, at the limit.
+    sa.try_join(["r2", "r3", own.as_str()]).expect("one new room");
+    assert_eq!(sa.try_join(["r4"]).unwrap_err(), JoinError::TooManyRooms { max: 3 });
+    assert_eq!(sa.try_join(["r1", "r4"]).unwrap_err(), JoinError::TooManyRooms { max: 3 });
+    assert_eq!(rooms(&sa), [own.clone(), "r1".into(), "r2".into(), "r3".into()]);
+    sa.leave("r1");
+    sa.try_join(["r4"]).expect("room for one after a leave");
+
+    // Longer names are refused, whatever else the join holds.
+    sa.leave("r4");
+    let long = "x".repeat(31);
+    let long = long.as_str();
+    let too_long = RoomNameTooLong { len: 31, max: 30 };
+    assert_eq!(sa.try_join(["ok", long]).unwrap_err(), JoinError::RoomName(too_long));
+    assert!(sa.join([long]).is_confirmed(), "join ignores a refused join");
+    assert_eq!(rooms(&sa), [own, "r2".into(), "r3".into()]);
+    sa.try_join(["y".repeat(30)]).expect("a name at the limit");
+
+    // No operation names a too-long room to the adapter.
+    let err = f.io.to(long).emit("x", vec![]).await.unwrap_err();
+    assert!(matches!(err, BroadcastError::RoomName(e) if e == too_long), "{err:?}");
+    let err = f.io.broadcast().except(long).emit("x", vec![]).await.unwrap_err();
+    assert!(matches!(err, BroadcastError::RoomName(_)), "{err:?}");
+    let err = f.io.to(long).emit_with_ack("x", vec![]).await.unwrap_err();
+    assert!(matches!(err, BroadcastAckError::RoomName(_)), "{err:?}");
+    let err = f.io.broadcast().sockets_join(vec![long.into()]).await.unwrap_err();
+    assert!(matches!(err, RoomsError::RoomName(_)), "{err:?}");
+    let err = f.io.to(long).fetch_sockets().await.unwrap_err();
+    assert!(matches!(err, ClusterRequestError::RoomName(_)), "{err:?}");
+    let err = f.io.to(long).disconnect_sockets(true).await.unwrap_err();
+    assert!(matches!(err, ClusterRequestError::RoomName(_)), "{err:?}");
+    assert!(sa.connected());
+    // sockets_join is server code's choice: not counted against the rooms per socket.
+    f.io.broadcast().sockets_join(vec!["s1".into(), "s2".into()]).await.unwrap();
+    assert_eq!(sa.rooms().len(), 6);
+    expect_then_marker(&f.io, &mut [(&mut a, &[])]).await;
 }

@@ -8,6 +8,7 @@ use switchboard_adapter::{AckResponse, BroadcastOptions, BroadcastPacket, Room, 
 use switchboard_protocol::socketio::{Value, encode_event};
 
 use super::error::{BroadcastAckError, BroadcastError, ClusterRequestError, RoomsError};
+use super::limits::RoomNameTooLong;
 use super::namespace::Namespace;
 use super::reserved::check_event_name;
 
@@ -79,9 +80,16 @@ impl BroadcastOperator {
         &self.opts
     }
 
+    /// `Err` if a targeted or excepted room is longer than the name limit: no socket can be in
+    /// it, and its name must not reach the broker.
+    fn check_rooms(&self) -> Result<(), RoomNameTooLong> {
+        self.ns.limits().check_rooms(self.opts.rooms.iter().chain(&self.opts.except))
+    }
+
     /// Emits to the selection: encoded once, shared by every recipient. Returns local recipients.
     pub async fn emit(&self, event: &str, args: Vec<Value>) -> Result<usize, BroadcastError> {
         check_event_name(event)?;
+        self.check_rooms()?;
         let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, None));
         let recipients = self.ns.adapter().broadcast(packet, self.opts.clone()).await?;
         self.count(recipients);
@@ -99,6 +107,7 @@ impl BroadcastOperator {
     /// as with Node's synchronous writes. A timeout is not an error: the packet stays queued.
     pub async fn emit_written(&self, event: &str, args: Vec<Value>) -> Result<usize, BroadcastError> {
         check_event_name(event)?;
+        self.check_rooms()?;
         let (packet, written) = BroadcastPacket::tracked(encode_event(self.ns.name(), event, &args, None));
         let recipients = self.ns.adapter().broadcast(packet, self.opts.clone()).await?;
         self.count(recipients);
@@ -113,6 +122,7 @@ impl BroadcastOperator {
         args: Vec<Value>,
     ) -> Result<Vec<AckResponse>, BroadcastAckError> {
         check_event_name(event)?;
+        self.check_rooms()?;
         let id = self.ns.next_ack_id();
         let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, Some(id)));
         let timeout = self.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT);
@@ -129,22 +139,30 @@ impl BroadcastOperator {
 
     /// The selected sockets on every node.
     pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, ClusterRequestError> {
+        self.check_rooms()?;
         let infos = self.ns.adapter().fetch_sockets(self.opts.clone()).await?;
         Ok(infos.into_iter().map(|info| RemoteSocket { ns: self.ns.clone(), info }).collect())
     }
 
-    /// Makes the selected sockets join rooms, on every node.
+    /// Makes the selected sockets join rooms, on every node (not counted against
+    /// [`SocketIoConfig::with_max_rooms_per_socket`](super::SocketIoConfig::with_max_rooms_per_socket):
+    /// server code chooses these rooms).
     pub async fn sockets_join(&self, rooms: Vec<Room>) -> Result<(), RoomsError> {
+        self.check_rooms()?;
+        self.ns.limits().check_rooms(&rooms)?;
         Ok(self.ns.adapter().add_sockets(self.opts.clone(), rooms).await?)
     }
 
     /// Makes the selected sockets leave rooms, on every node.
     pub async fn sockets_leave(&self, rooms: Vec<Room>) -> Result<(), RoomsError> {
+        self.check_rooms()?;
+        self.ns.limits().check_rooms(&rooms)?;
         Ok(self.ns.adapter().del_sockets(self.opts.clone(), rooms).await?)
     }
 
     /// Disconnects the selected sockets on every node.
     pub async fn disconnect_sockets(&self, close: bool) -> Result<(), ClusterRequestError> {
+        self.check_rooms()?;
         Ok(self.ns.adapter().disconnect_sockets(self.opts.clone(), close).await?)
     }
 }

@@ -1,5 +1,5 @@
-//! One Engine.IO session seen by Socket.IO: its sockets per namespace, binary reassembly, and the
-//! packet dispatch from the wire to namespaces and sockets.
+//! One Engine.IO session seen by Socket.IO: its sockets per namespace, binary reassembly (within
+//! the packet's byte limit), and the packet dispatch from the wire to namespaces and sockets.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use switchboard_adapter::BroadcastPacket;
-use switchboard_protocol::socketio::{Decoded, Packet, PartialBinary};
+use switchboard_protocol::SocketIoError;
+use switchboard_protocol::socketio::{DecodeLimits, Decoded, Packet, PartialBinary};
 
 use super::handler;
 use super::handshake::Handshake;
+use super::namespace::Entered;
 use super::reserved::check_event_name;
 use super::socket::Socket;
 use super::{DisconnectReason, IoInner};
@@ -74,10 +76,11 @@ impl Client {
             return fail(session, "text packet while binary attachments were expected");
         }
         let Ok(text) = std::str::from_utf8(text) else { return fail(session, "invalid UTF-8") };
-        match Packet::decode_with_max_attachments(text, io.config.max_attachments) {
+        let limits = DecodeLimits::new(io.config.max_attachments, io.max_packet_bytes);
+        match Packet::decode_with_limits(text, limits) {
             Ok(Decoded::Complete(packet)) => self.dispatch(&io, session, packet),
             Ok(Decoded::NeedsAttachments(partial)) => *lock(&self.partial) = Some(partial),
-            Err(e) => fail(session, &e.to_string()),
+            Err(e) => refuse(session, e),
         }
     }
 
@@ -98,7 +101,7 @@ impl Client {
         match result {
             Ok(Some(packet)) => self.dispatch(&io, session, packet),
             Ok(None) => {}
-            Err(e) => fail(session, &e.to_string()),
+            Err(e) => refuse(session, e),
         }
     }
 
@@ -132,22 +135,28 @@ impl Client {
         nsp: String,
         auth: serde_json::Map<String, serde_json::Value>,
     ) {
-        let Some(ns) = io.namespace_for(&nsp) else {
-            let packet =
-                Packet::ConnectError { nsp, data: serde_json::json!({"message": "Invalid namespace"}) };
-            let _ = session.send_all(BroadcastPacket::new(packet.encode()).frames());
-            return;
+        let limits = io.config.limits;
+        // Checked before any lookup: a name this long never becomes a namespace, nor a broker subject.
+        if !limits.namespace_fits(&nsp) {
+            tracing::debug!(sid = %session.sid(), len = nsp.len(), "CONNECT to a too-long namespace name");
+            return connect_error(session, nsp, serde_json::json!({"message": "Namespace name too long"}));
+        }
+        let namespaces = lock(&self.sockets).len() + lock(&self.connecting).len();
+        if namespaces >= limits.max_namespaces_per_client {
+            tracing::debug!(sid = %session.sid(), namespaces, "CONNECT past the namespaces per client");
+            return connect_error(session, nsp, serde_json::json!({"message": "Too many namespaces"}));
+        }
+        let Some(entered) = io.namespace_for(&nsp) else {
+            return connect_error(session, nsp, serde_json::json!({"message": "Invalid namespace"}));
         };
-        let socket = Arc::new(Socket::new(
-            ns.clone(),
-            session.clone(),
-            Arc::downgrade(self),
-            Handshake::new(session.shared_request(), auth),
-        ));
+        let ns = entered.namespace().clone();
+        let handshake = Handshake::new(session.shared_request(), auth)
+            .with_credentials(io.config.fetch_sockets_credentials);
+        let socket = Arc::new(Socket::new(ns.clone(), session.clone(), Arc::downgrade(self), handshake));
         let middleware = ns.handlers.middleware();
         let client = self.clone();
         if middleware.is_empty() {
-            client.finish_connect(socket);
+            client.finish_connect(socket, entered);
             return;
         }
         if !lock(&self.connecting).insert(ns.name().to_owned()) {
@@ -158,32 +167,22 @@ impl Client {
             let _connecting = ConnectingGuard { client: &client, nsp: socket.namespace().name() };
             for m in middleware {
                 let outcome = std::panic::AssertUnwindSafe(m(socket.clone()));
-                match futures_util::FutureExt::catch_unwind(outcome).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(refusal)) => {
-                        let packet = Packet::ConnectError {
-                            nsp: socket.namespace().name().to_owned(),
-                            data: refusal.to_json(),
-                        };
-                        let _ = socket.session().send_all(BroadcastPacket::new(packet.encode()).frames());
-                        return;
-                    }
+                let refusal = match futures_util::FutureExt::catch_unwind(outcome).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(refusal)) => refusal.to_json(),
                     Err(_) => {
                         tracing::error!(nsp = socket.namespace().name(), "connect middleware panicked");
-                        let packet = Packet::ConnectError {
-                            nsp: socket.namespace().name().to_owned(),
-                            data: serde_json::json!({"message": "Internal server error"}),
-                        };
-                        let _ = socket.session().send_all(BroadcastPacket::new(packet.encode()).frames());
-                        return;
+                        serde_json::json!({"message": "Internal server error"})
                     }
-                }
+                };
+                return connect_error(socket.session(), socket.namespace().name().to_owned(), refusal);
             }
-            client.finish_connect(socket.clone());
+            client.finish_connect(socket.clone(), entered);
         });
     }
 
-    fn finish_connect(self: &Arc<Self>, socket: Arc<Socket>) {
+    /// The socket joins its namespace (which `entered` kept from being removed meanwhile).
+    fn finish_connect(self: &Arc<Self>, socket: Arc<Socket>, entered: Entered) {
         let session = socket.session().clone();
         if session.is_closed() {
             return;
@@ -201,6 +200,7 @@ impl Client {
         }
         socket.mark_connected();
         ns.add_socket(socket.clone());
+        entered.into_socket();
         let mut data = serde_json::Map::new();
         data.insert("sid".into(), serde_json::Value::String(socket.id().as_str().to_owned()));
         let packet = Packet::Connect { nsp: ns.name().to_owned(), data: Some(data) };
@@ -235,4 +235,21 @@ impl Drop for ConnectingGuard<'_> {
 fn fail(session: &Arc<Session>, why: &str) {
     tracing::debug!(sid = %session.sid(), why, "socket.io parse error");
     session.close(CloseReason::ParseError);
+}
+
+/// Closes a session whose packet was refused: oversized input is a transport error (as the
+/// engine's own size limit), anything else a parse error.
+fn refuse(session: &Arc<Session>, error: SocketIoError) {
+    let reason = match error {
+        SocketIoError::PacketTooLarge(_) => CloseReason::TransportError,
+        _ => CloseReason::ParseError,
+    };
+    tracing::debug!(sid = %session.sid(), %error, "socket.io packet refused");
+    session.close(reason);
+}
+
+/// Refuses a CONNECT with CONNECT_ERROR `data` (`{message, data?}`).
+fn connect_error(session: &Arc<Session>, nsp: String, data: serde_json::Value) {
+    let packet = Packet::ConnectError { nsp, data };
+    let _ = session.send_all(BroadcastPacket::new(packet.encode()).frames());
 }

@@ -1,11 +1,15 @@
 //! Why a Socket.IO operation failed: one enum per operation, naming only the ways that operation
 //! can fail, each keeping its typed cause (an adapter's [`AdapterError`], a [`ReservedEventName`]).
 //!
+//! A too-long room name fails an operation before it does anything: no such room can have
+//! members, and the name must not reach a broker.
+//!
 //! Cluster failures never undo local work: a broadcast or a room operation that returns
 //! `Adapter(_)` still served this node's sockets.
 
 use switchboard_adapter::{AckResponse, AdapterError};
 
+use super::limits::RoomNameTooLong;
 use super::reserved::ReservedEventName;
 
 /// Why [`Socket::emit`](super::Socket::emit) sent nothing.
@@ -32,6 +36,22 @@ pub enum AckError {
     Disconnected,
 }
 
+/// Why [`Socket::try_join`](super::Socket::try_join) joined nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// A room's name is too long ([`SocketIoConfig::with_max_name_bytes`](super::SocketIoConfig::with_max_name_bytes)).
+    #[error(transparent)]
+    RoomName(#[from] RoomNameTooLong),
+    /// The socket would be in more rooms than allowed
+    /// ([`SocketIoConfig::with_max_rooms_per_socket`](super::SocketIoConfig::with_max_rooms_per_socket)).
+    #[error("a socket may be in at most {max} rooms")]
+    TooManyRooms {
+        /// The limit.
+        max: usize,
+    },
+}
+
 /// Why a broadcast emit (`io.emit`, `to(room).emit`, a remote socket's `emit`) did not fully happen.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -39,6 +59,9 @@ pub enum BroadcastError {
     /// The event name is reserved by Socket.IO: nothing was sent.
     #[error(transparent)]
     Reserved(#[from] ReservedEventName),
+    /// A targeted or excepted room's name is too long: nothing was sent.
+    #[error(transparent)]
+    RoomName(#[from] RoomNameTooLong),
     /// The cluster part failed (local sockets were still served).
     #[error(transparent)]
     Adapter(#[from] AdapterError),
@@ -51,6 +74,9 @@ pub enum BroadcastAckError {
     /// The event name is reserved by Socket.IO: nothing was sent.
     #[error(transparent)]
     Reserved(#[from] ReservedEventName),
+    /// A targeted or excepted room's name is too long: nothing was sent.
+    #[error(transparent)]
+    RoomName(#[from] RoomNameTooLong),
     /// The cluster part failed (local sockets were still served).
     #[error(transparent)]
     Adapter(#[from] AdapterError),
@@ -69,6 +95,9 @@ pub enum BroadcastAckError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RoomsError {
+    /// A room's name (selected, excepted, joined or left) is too long: nothing was done.
+    #[error(transparent)]
+    RoomName(#[from] RoomNameTooLong),
     /// The cluster part failed (local sockets were still served).
     #[error(transparent)]
     Adapter(#[from] AdapterError),
@@ -78,6 +107,9 @@ pub enum RoomsError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterRequestError {
+    /// A selected or excepted room's name is too long: nothing was asked.
+    #[error(transparent)]
+    RoomName(#[from] RoomNameTooLong),
     /// The broker is unavailable, or some nodes did not answer in time (what they did answer is
     /// in the error).
     #[error(transparent)]

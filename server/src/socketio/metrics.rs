@@ -55,6 +55,12 @@ impl SocketIoMetrics {
             sockets: reg.gauge_vec("switchboard_sockets", "Socket.IO sockets connected now", &["nsp"]),
         }
     }
+
+    /// Drops the `switchboard_sockets` series of a removed namespace, so names clients made up
+    /// do not stay in every scrape.
+    pub fn forget_namespace(&self, name: &str) {
+        let _ = self.sockets.remove_label_values(&[name]);
+    }
 }
 
 /// What one Socket.IO namespace counts: its socket gauge resolved once, plus the node-wide
@@ -95,5 +101,7 @@ mod tests {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing from:\n{text}");
         }
         assert!(text.contains(r#"switchboard_sockets{nsp="/"} 1"#));
+        m.forget_namespace("/");
+        assert!(!crate::metrics::rendered(&registry).contains(r#"nsp="/""#));
     }
 }

@@ -11,6 +11,7 @@ mod client;
 mod error;
 mod handler;
 mod handshake;
+mod limits;
 pub mod metrics;
 mod namespace;
 mod reserved;
@@ -18,21 +19,27 @@ mod socket;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use switchboard_adapter::{AdapterFactory, MemoryAdapterFactory};
 use switchboard_protocol::socketio::DEFAULT_MAX_ATTACHMENTS;
 
 pub use ack::AckResponder;
 pub use broadcast::{BroadcastOperator, RemoteSocket};
 pub use error::{
-    AckError, BroadcastAckError, BroadcastError, ClusterRequestError, EmitError, RoomsError,
+    AckError, BroadcastAckError, BroadcastError, ClusterRequestError, EmitError, JoinError, RoomsError,
     ServerSideEmitError,
 };
 pub use handler::HandlerOutput;
 pub use handshake::Handshake;
+pub use limits::{
+    DEFAULT_CHILD_NAMESPACE_CLEANUP, DEFAULT_MAX_NAME_BYTES, DEFAULT_MAX_NAMESPACES_PER_CLIENT,
+    DEFAULT_MAX_ROOMS_PER_SOCKET, RoomNameTooLong,
+};
 pub use namespace::{Namespace, ServerSideEvent};
 pub use reserved::{ReservedEventName, check_event_name};
 pub use socket::{Event, Socket, SocketRef};
@@ -43,8 +50,9 @@ pub use switchboard_protocol::socketio::Value;
 use crate::engine::{CloseReason, Engine, EngineConfig, EngineHandler, Message, Session};
 use crate::metrics::Registry;
 use client::Client;
+use limits::Limits;
 use metrics::{NamespaceMetrics, SocketIoMetrics};
-use namespace::{Inbound, NamespaceHandlers};
+use namespace::{Entered, Inbound, NamespaceHandlers};
 
 /// A boxed `Send` future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -129,12 +137,17 @@ impl ConnectError {
     }
 }
 
-/// Socket.IO options; defaults match socket.io's.
+/// Socket.IO options; defaults match socket.io's, except the limits that keep one client from
+/// exhausting a node (socket.io has none: names, rooms, namespaces, child namespace cleanup) and
+/// the credentials fetchSockets ships.
 #[derive(Clone)]
 pub struct SocketIoConfig {
     connect_timeout: Duration,
     max_attachments: usize,
     adapter: Arc<dyn AdapterFactory>,
+    limits: Limits,
+    child_namespace_cleanup: Option<Duration>,
+    fetch_sockets_credentials: bool,
 }
 
 impl std::fmt::Debug for SocketIoConfig {
@@ -142,6 +155,11 @@ impl std::fmt::Debug for SocketIoConfig {
         f.debug_struct("SocketIoConfig")
             .field("connect_timeout", &self.connect_timeout)
             .field("max_attachments", &self.max_attachments)
+            .field("max_name_bytes", &self.limits.max_name_bytes)
+            .field("max_rooms_per_socket", &self.limits.max_rooms_per_socket)
+            .field("max_namespaces_per_client", &self.limits.max_namespaces_per_client)
+            .field("child_namespace_cleanup", &self.child_namespace_cleanup)
+            .field("fetch_sockets_credentials", &self.fetch_sockets_credentials)
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +170,9 @@ impl Default for SocketIoConfig {
             connect_timeout: Duration::from_secs(45),
             max_attachments: DEFAULT_MAX_ATTACHMENTS,
             adapter: Arc::new(MemoryAdapterFactory),
+            limits: Limits::default(),
+            child_namespace_cleanup: Some(DEFAULT_CHILD_NAMESPACE_CLEANUP),
+            fetch_sockets_credentials: false,
         }
     }
 }
@@ -163,7 +184,9 @@ impl SocketIoConfig {
         self
     }
 
-    /// Most binary attachments one packet may announce; default 10 000.
+    /// Most binary attachments one packet may announce; default 10 000. Their bytes together
+    /// with the packet text may not pass the engine's `maxHttpBufferSize` (the packet is one
+    /// message to the application); a client that sends more is disconnected.
     pub fn with_max_attachments(mut self, n: usize) -> Self {
         self.max_attachments = n;
         self
@@ -174,6 +197,55 @@ impl SocketIoConfig {
         self.adapter = factory;
         self
     }
+
+    /// Longest room or namespace name, in bytes; default 256. Rooms and namespaces become broker
+    /// subjects and channels: a 256-byte namespace and room, even escaped at 3 bytes per byte,
+    /// make a subject well within NATS's 4 KiB control line (a 5,000-byte room makes NATS drop
+    /// the connection, again at each resubscription) and a small Redis channel. A longer room is
+    /// refused ([`Socket::try_join`], broadcasts, socketsJoin), a CONNECT to a longer namespace
+    /// gets CONNECT_ERROR.
+    pub fn with_max_name_bytes(mut self, n: usize) -> Self {
+        self.limits.max_name_bytes = n;
+        self
+    }
+
+    /// Most rooms one socket may be in through [`Socket::join`] (its own id room not counted);
+    /// default 1 000: far above what a client of a chat or a dashboard joins, and it bounds one
+    /// socket's rooms to some 400 KiB at the longest names. A join past it is refused whole.
+    /// Joins made by server code through socketsJoin are not counted against it.
+    pub fn with_max_rooms_per_socket(mut self, n: usize) -> Self {
+        self.limits.max_rooms_per_socket = n;
+        self
+    }
+
+    /// Most namespaces one client (Engine.IO session) may be connected or connecting to at once;
+    /// default 100: a client multiplexes a handful, and each costs a socket on the server. A
+    /// CONNECT past it gets CONNECT_ERROR.
+    pub fn with_max_namespaces_per_client(mut self, n: usize) -> Self {
+        self.limits.max_namespaces_per_client = n;
+        self
+    }
+
+    /// Removes a child namespace of [`SocketIo::of_dynamic`] once it has had no socket for this
+    /// long, with its adapter (its broker subscriptions) and its `switchboard_sockets` series
+    /// (socket.io's `cleanupEmptyChildNamespaces`); `None` keeps children forever. Default 5 s,
+    /// on, unlike socket.io: otherwise every name a client makes up and connects to stays, and
+    /// one client can grow a node without bound. Children share their pattern's handlers, so a
+    /// removed child comes back the same on the next CONNECT; only a `Namespace` handle server
+    /// code kept (from [`SocketIo::of`]) then points to the removed one. The delay saves the
+    /// broker a resubscription when the last client reconnects at once.
+    pub fn with_child_namespace_cleanup(mut self, after: Option<Duration>) -> Self {
+        self.child_namespace_cleanup = after;
+        self
+    }
+
+    /// Whether fetchSockets results carry the handshake's `Cookie` and `Authorization` headers;
+    /// default false. They travel through the broker to every node, where any code that fetches
+    /// sockets sees them: turn this on only if the application reads them there.
+    pub fn with_fetch_sockets_credentials(mut self, on: bool) -> Self {
+        self.fetch_sockets_credentials = on;
+        self
+    }
 }
 
 type Predicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -182,32 +254,90 @@ pub(crate) struct IoInner {
     config: SocketIoConfig,
     metrics: SocketIoMetrics,
     node_id: String,
+    /// The engine's `maxHttpBufferSize`: the most bytes one Socket.IO packet may hold, its
+    /// binary attachments included.
+    max_packet_bytes: usize,
     namespaces: DashMap<String, Arc<Namespace>>,
     dynamic: RwLock<Vec<(Predicate, Arc<NamespaceHandlers>)>>,
+    /// Whether the task that removes emptied child namespaces runs.
+    sweeping: AtomicBool,
 }
 
 impl IoInner {
     fn create_namespace(&self, name: &str, handlers: Arc<NamespaceHandlers>) -> Arc<Namespace> {
         self.namespaces
             .entry(name.to_owned())
-            .or_insert_with(|| {
-                let adapter = self.config.adapter.create(name);
-                let counters = NamespaceMetrics::new(&self.metrics, name);
-                let deliveries = counters.node.deliveries.clone();
-                adapter.set_inbound_handler(Arc::new(Inbound { handlers: handlers.clone(), deliveries }));
-                Arc::new(Namespace::new(name.to_owned(), self.node_id.clone(), adapter, handlers, counters))
-            })
+            .or_insert_with(|| self.new_namespace(name, handlers, false))
             .clone()
     }
 
-    /// The namespace a CONNECT targets: an existing one, or a new child of a matching dynamic pattern.
-    pub(crate) fn namespace_for(&self, name: &str) -> Option<Arc<Namespace>> {
+    fn new_namespace(&self, name: &str, handlers: Arc<NamespaceHandlers>, child: bool) -> Arc<Namespace> {
+        let adapter = self.config.adapter.create(name);
+        let counters = NamespaceMetrics::new(&self.metrics, name);
+        let deliveries = counters.node.deliveries.clone();
+        adapter.set_inbound_handler(Arc::new(Inbound { handlers: handlers.clone(), deliveries }));
+        let ns = Namespace::new(name.to_owned(), self.node_id.clone(), adapter, handlers, counters);
+        Arc::new(ns.with_limits(self.config.limits).with_child(child))
+    }
+
+    /// The namespace a CONNECT targets, entered for the socket about to connect: an existing
+    /// one, or a new child of a matching dynamic pattern. Entered under the map's lock, so the
+    /// cleanup (which removes under it too) never removes a namespace a socket is joining.
+    pub(crate) fn namespace_for(self: &Arc<Self>, name: &str) -> Option<Entered> {
         if let Some(ns) = self.namespaces.get(name) {
-            return Some(ns.clone());
+            return Some(Entered::new(ns.value()));
         }
-        let dynamic = self.dynamic.read().unwrap_or_else(|e| e.into_inner());
-        let (_, handlers) = dynamic.iter().find(|(matches, _)| matches(name))?;
-        Some(self.create_namespace(name, handlers.clone()))
+        let handlers = {
+            let dynamic = self.dynamic.read().unwrap_or_else(|e| e.into_inner());
+            dynamic.iter().find(|(matches, _)| matches(name))?.1.clone()
+        };
+        let entered = match self.namespaces.entry(name.to_owned()) {
+            Entry::Occupied(entry) => Entered::new(entry.get()),
+            Entry::Vacant(entry) => {
+                let child = self.config.child_namespace_cleanup.is_some();
+                Entered::new(entry.insert(self.new_namespace(name, handlers, child)).value())
+            }
+        };
+        if let Some(after) = self.config.child_namespace_cleanup {
+            self.start_sweeping(after);
+        }
+        Some(entered)
+    }
+
+    /// Starts, once, the task that removes child namespaces empty for `after`; it checks every
+    /// half of that (at least every 10 ms, at most every 5 s) and ends with the io state.
+    fn start_sweeping(self: &Arc<Self>, after: Duration) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let io = Arc::downgrade(self);
+        let period = (after / 2).clamp(Duration::from_millis(10), Duration::from_secs(5));
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(io) = io.upgrade() else { return };
+                io.remove_empty_children(after);
+            }
+        });
+    }
+
+    /// Removes the child namespaces that have had no socket for `after`, with their metric series;
+    /// the adapter goes with the namespace's last handle (usually at once).
+    fn remove_empty_children(&self, after: Duration) {
+        let idle = |ns: &Namespace| ns.is_child() && ns.idle_for().is_some_and(|d| d >= after);
+        let names: Vec<String> =
+            self.namespaces.iter().filter(|e| idle(e.value())).map(|e| e.key().clone()).collect();
+        for name in names {
+            // Checked again under the entry's lock: a CONNECT enters under the map's lock.
+            if let Entry::Occupied(entry) = self.namespaces.entry(name) {
+                if idle(entry.get()) {
+                    self.metrics.forget_namespace(entry.key());
+                    let (name, _) = entry.remove_entry();
+                    tracing::debug!(nsp = name, "empty child namespace removed");
+                }
+            }
+        }
     }
 }
 
@@ -258,8 +388,10 @@ impl SocketIo {
             config,
             metrics: SocketIoMetrics::register(&registry),
             node_id: engine_config.node_id().to_owned(),
+            max_packet_bytes: engine_config.max_http_buffer_size,
             namespaces: DashMap::new(),
             dynamic: RwLock::new(Vec::new()),
+            sweeping: AtomicBool::new(false),
         });
         inner.create_namespace("/", Arc::default());
         let engine = Engine::with_registry(engine_config, Arc::new(IoHandler(inner.clone())), registry);
@@ -277,7 +409,8 @@ impl SocketIo {
         self.inner.create_namespace(&name, Arc::default())
     }
 
-    /// Namespaces created on demand when a client connects to a name `matches` accepts.
+    /// Namespaces created on demand when a client connects to a name `matches` accepts; each
+    /// child is removed once empty for [`SocketIoConfig::with_child_namespace_cleanup`].
     pub fn of_dynamic(&self, matches: impl Fn(&str) -> bool + Send + Sync + 'static) -> DynamicNamespace {
         let handlers: Arc<NamespaceHandlers> = Arc::default();
         self.inner

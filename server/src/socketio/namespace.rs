@@ -1,18 +1,22 @@
-//! A namespace: its adapter (rooms, broadcasts, cluster), its sockets, and its handlers.
+//! A namespace: its adapter (rooms, broadcasts, cluster), its sockets, and its handlers; and how
+//! many sockets are in it or on their way, so an emptied child namespace can be removed.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use prometheus::IntCounter;
 use switchboard_adapter::{Adapter, InboundHandler, Room, ServerSideAck, SocketId};
+use tokio::time::Instant;
 
 use super::broadcast::BroadcastOperator;
 use super::error::ServerSideEmitError;
 use super::handler::{self, HandlerFuture, HandlerOutput};
+use super::limits::Limits;
 use super::metrics::NamespaceMetrics;
 use super::reserved::check_event_name;
 use super::socket::SocketRef;
@@ -93,6 +97,13 @@ impl NamespaceHandlers {
     }
 }
 
+/// Who is in a namespace: sockets connected or connecting, and since when there are none.
+#[derive(Debug)]
+struct Occupancy {
+    sockets: usize,
+    empty_since: Option<Instant>,
+}
+
 /// See the module docs.
 pub struct Namespace {
     name: String,
@@ -102,6 +113,41 @@ pub struct Namespace {
     sockets: DashMap<SocketId, SocketRef>,
     pub(crate) handlers: Arc<NamespaceHandlers>,
     ack_ids: AtomicU64,
+    limits: Limits,
+    /// A child of a dynamic pattern, removed once empty for a while.
+    child: bool,
+    occupancy: Mutex<Occupancy>,
+}
+
+/// A namespace entered by a socket that is connecting: it counts as occupied until the socket
+/// has connected (then the socket counts, until it leaves) or the connect failed (dropped).
+pub(crate) struct Entered {
+    ns: Arc<Namespace>,
+    connected: bool,
+}
+
+impl Entered {
+    pub(crate) fn new(ns: &Arc<Namespace>) -> Self {
+        ns.enter();
+        Self { ns: ns.clone(), connected: false }
+    }
+
+    pub(crate) fn namespace(&self) -> &Arc<Namespace> {
+        &self.ns
+    }
+
+    /// The socket has connected: it now holds the place (until [`Namespace::remove_socket`]).
+    pub(crate) fn into_socket(mut self) {
+        self.connected = true;
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if !self.connected {
+            self.ns.exit();
+        }
+    }
 }
 
 impl fmt::Debug for Namespace {
@@ -126,7 +172,52 @@ impl Namespace {
             sockets: DashMap::new(),
             handlers,
             ack_ids: AtomicU64::new(0),
+            limits: Limits::default(),
+            child: false,
+            occupancy: Mutex::new(Occupancy { sockets: 0, empty_since: Some(Instant::now()) }),
         }
+    }
+
+    pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub(crate) fn with_child(mut self, child: bool) -> Self {
+        self.child = child;
+        self
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether this is a child of a dynamic pattern that is removed once empty.
+    pub(crate) fn is_child(&self) -> bool {
+        self.child
+    }
+
+    fn occupancy(&self) -> std::sync::MutexGuard<'_, Occupancy> {
+        self.occupancy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn enter(&self) {
+        let mut occupancy = self.occupancy();
+        occupancy.sockets += 1;
+        occupancy.empty_since = None;
+    }
+
+    fn exit(&self) {
+        let mut occupancy = self.occupancy();
+        occupancy.sockets = occupancy.sockets.saturating_sub(1);
+        if occupancy.sockets == 0 {
+            occupancy.empty_since = Some(Instant::now());
+        }
+    }
+
+    /// How long no socket has been connected or connecting; `None` while one is.
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        self.occupancy().empty_since.map(|since| since.elapsed())
     }
 
     /// The namespace name (`/` for the main one).
@@ -234,9 +325,11 @@ impl Namespace {
     }
 
     pub(crate) fn remove_socket(&self, id: &SocketId) {
-        if self.sockets.remove(id).is_some() {
-            self.metrics.sockets.dec();
-        }
+        let removed = self.sockets.remove(id).is_some();
         self.adapter.remove_socket(id);
+        if removed {
+            self.metrics.sockets.dec();
+            self.exit();
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! A Socket.IO socket: one client's connection to one namespace.
+//! A Socket.IO socket: one client's connection to one namespace: its handlers, the acks it
+//! awaits, its rooms (within the namespace's limits), and what it queues on its session.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,10 +17,10 @@ use switchboard_protocol::socketio::{Packet, Value, encode_event};
 use tokio::sync::{mpsc, oneshot};
 
 use super::DisconnectReason;
-use super::ack::{self, AckResponder, AckSink};
+use super::ack::{self, AckResponder, AckSink, PendingAcks};
 use super::broadcast::BroadcastOperator;
 use super::client::Client;
-use super::error::{AckError, EmitError};
+use super::error::{AckError, EmitError, JoinError};
 use super::handler::{self, HandlerFuture, HandlerOutput};
 use super::handshake::Handshake;
 use super::namespace::Namespace;
@@ -80,9 +81,14 @@ pub struct Socket {
     handshake: Handshake,
     handlers: RwLock<Handlers>,
     on_disconnect: Mutex<Vec<DisconnectHandler>>,
-    acks: Mutex<HashMap<u64, AckSink>>,
+    acks: Mutex<PendingAcks>,
     data: Mutex<serde_json::Value>,
     connected: AtomicBool,
+    /// Set once the session is being closed for a full send queue, so a broadcast storm to a
+    /// slow client schedules one close, not one per packet.
+    overflowed: AtomicBool,
+    /// Held while a join checks the room limit and joins, so concurrent joins cannot pass it.
+    joining: Mutex<()>,
     /// Events that arrived while the connection handler was still registering handlers
     /// (`Some`), replayed right after; `None` once the socket is ready.
     early: Mutex<Option<Vec<EarlyEvent>>>,
@@ -113,9 +119,11 @@ impl Socket {
             handshake,
             handlers: RwLock::new(Handlers::default()),
             on_disconnect: Mutex::new(Vec::new()),
-            acks: Mutex::new(HashMap::new()),
+            acks: Mutex::new(PendingAcks::default()),
             data: Mutex::new(serde_json::Value::Null),
             connected: AtomicBool::new(false),
+            overflowed: AtomicBool::new(false),
+            joining: Mutex::new(()),
             early: Mutex::new(Some(Vec::new())),
         }
     }
@@ -232,9 +240,17 @@ impl Socket {
             if matches!(result, Err(AckError::Timeout)) {
                 self.ns.metrics.node.ack_timeouts.inc();
             }
-            lock(&self.acks).remove(&id);
+            lock(&self.acks).remove(id);
         }
         result
+    }
+
+    /// How many acks this socket still awaits from its client (its own emits with ack and
+    /// broadcasts with acks), the ones whose timeout passed not counted.
+    pub fn pending_acks(&self) -> usize {
+        let mut acks = lock(&self.acks);
+        acks.sweep();
+        acks.len()
     }
 
     fn notify_outgoing(&self, event: &str, args: &[Value]) {
@@ -248,6 +264,9 @@ impl Socket {
     pub(crate) fn deliver_packet(&self, packet: &BroadcastPacket) {
         if let Err(SendError::QueueFull) = self.session.send_all(packet.frames()) {
             self.ns.metrics.node.dropped_overflow.inc();
+            if self.overflowed.swap(true, Ordering::AcqRel) {
+                return;
+            }
             tracing::warn!(socket = %self.id, "send queue full: closing the slow client");
             // Not inline: this may run inside a broadcast that holds a room index lock, and
             // closing leaves every room.
@@ -256,7 +275,25 @@ impl Socket {
         }
     }
 
-    /// Joins rooms. Emits from this node reach the socket at once. With a cluster adapter, a room
+    /// Joins rooms, as [`Socket::try_join`] does; a join it refuses (a room name too long, too
+    /// many rooms) joins nothing and is only logged at debug level (a client can make it happen
+    /// at will): call `try_join` to know.
+    pub fn join(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) -> Confirmation {
+        match self.try_join(rooms) {
+            Ok(confirmation) => confirmation,
+            Err(error) => {
+                tracing::debug!(socket = %self.id, %error, "join refused");
+                Confirmation::confirmed()
+            }
+        }
+    }
+
+    /// Joins rooms, all or none: a room name longer than
+    /// [`SocketIoConfig::with_max_name_bytes`](super::SocketIoConfig::with_max_name_bytes), or more
+    /// rooms than [`SocketIoConfig::with_max_rooms_per_socket`](super::SocketIoConfig::with_max_rooms_per_socket)
+    /// (the socket's own id room not counted), refuses the whole join.
+    ///
+    /// Emits from this node reach the socket at once. With a cluster adapter, a room
     /// new on this node is subscribed on the broker first: until the broker confirms, nothing
     /// queued for this client from now on is written (the join's ack, say), so the client cannot
     /// act on the join before other nodes' emits to the room reach it; pings still go out, and
@@ -264,8 +301,25 @@ impl Socket {
     /// (a stalled broker) or as soon as the broker is known down. Await the returned
     /// [`Confirmation`]'s `wait()` before telling anyone else (another server, a database) that
     /// the socket is in the room.
-    pub fn join(&self, rooms: impl IntoIterator<Item = impl Into<Room>>) -> Confirmation {
+    pub fn try_join(
+        &self,
+        rooms: impl IntoIterator<Item = impl Into<Room>>,
+    ) -> Result<Confirmation, JoinError> {
         let rooms: Vec<Room> = rooms.into_iter().map(Into::into).collect();
+        let limits = self.ns.limits();
+        // The own id room is not checked: the socket is in it anyway, joining it changes nothing.
+        limits.check_rooms(rooms.iter().filter(|room| room.as_str() != self.id.as_str()))?;
+        let _joining = lock(&self.joining);
+        let index = self.ns.adapter().local();
+        let mut new: HashSet<&Room> = HashSet::new();
+        for room in &rooms {
+            if room.as_str() != self.id.as_str() && !index.is_member(&self.id, room) {
+                new.insert(room);
+            }
+        }
+        if index.room_count(&self.id) + new.len() > limits.max_rooms_per_socket {
+            return Err(JoinError::TooManyRooms { max: limits.max_rooms_per_socket });
+        }
         // Held from before the join: a packet another task queues meanwhile (a local emit to the
         // room) could tell the client about the join too.
         let hold = self.session.hold();
@@ -282,7 +336,7 @@ impl Socket {
                 session.release(hold);
             });
         }
-        confirmation
+        Ok(confirmation)
     }
 
     /// Leaves a room.
@@ -399,7 +453,7 @@ impl Socket {
 
     /// An ack from the client; unknown ids are ignored.
     pub(crate) fn on_ack(&self, id: u64, args: Vec<Value>) {
-        let sink = lock(&self.acks).remove(&id);
+        let sink = lock(&self.acks).remove(id);
         match sink {
             Some(AckSink::One(tx)) => {
                 let _ = tx.send(args);

@@ -54,7 +54,8 @@ pub fn install(io: &SocketIo) {
             // Acked once every local receiver's connection took it, as Node acks after its
             // synchronous writes: the publisher's window then bounds what is in flight.
             if let Err(e) = target.emit_written(&name, vec![data]).await {
-                tracing::warn!(error = %e, "bench: broadcast failed");
+                // A client can cause this at will (a room name over the limit): not a warning.
+                tracing::debug!(error = %e, "bench: broadcast failed");
             }
             event.ack(Vec::new());
         });

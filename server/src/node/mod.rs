@@ -94,7 +94,7 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
         Layer::SocketIo(install) => {
             let io = SocketIo::with_registry(
                 config,
-                options.socketio_config().with_adapter(cluster.adapter_factory()),
+                options.socketio_config()?.with_adapter(cluster.adapter_factory()),
                 registry,
             );
             install(&io);

@@ -13,6 +13,10 @@ use crate::cluster::Backend;
 use crate::engine::{CookieConfig, CorsConfig, EngineConfig, Transports};
 use crate::socketio::SocketIoConfig;
 
+/// The largest `--max-name-bytes`: escaped for NATS (up to 3 bytes per byte), a name must stay well
+/// inside the 4 KiB protocol line that carries a subject.
+const MAX_NAME_BYTES: usize = 1024;
+
 /// Which adapter joins the nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AdapterKind {
@@ -83,6 +87,23 @@ pub struct NodeOptions {
     /// Milliseconds a connection may take to join a namespace.
     #[arg(long, env = "SWITCHBOARD_CONNECT_TIMEOUT", default_value_t = 45_000)]
     pub connect_timeout: u64,
+    /// Longest room or namespace name, in bytes (a name may become a broker subject or channel).
+    #[arg(long, env = "SWITCHBOARD_MAX_NAME_BYTES", default_value_t = 256)]
+    pub max_name_bytes: usize,
+    /// Most rooms one socket may be in (its own id room included).
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOMS_PER_SOCKET", default_value_t = 1_000)]
+    pub max_rooms_per_socket: usize,
+    /// Most namespaces one connection may join.
+    #[arg(long, env = "SWITCHBOARD_MAX_NAMESPACES_PER_CLIENT", default_value_t = 100)]
+    pub max_namespaces_per_client: usize,
+    /// Milliseconds an emptied child namespace of a dynamic pattern is kept before it is removed
+    /// with its subscriptions and metric series (0 keeps them forever).
+    #[arg(long, env = "SWITCHBOARD_CHILD_NAMESPACE_CLEANUP", default_value_t = 5_000)]
+    pub child_namespace_cleanup: u64,
+    /// Ship the `cookie` and `authorization` headers of a socket's handshake to other nodes that
+    /// fetch it (fetchSockets); off, so credentials never travel through the broker.
+    #[arg(long, env = "SWITCHBOARD_FETCH_SOCKETS_CREDENTIALS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub fetch_sockets_credentials: bool,
     /// Cluster adapter: `memory` (one node), `redis` or `nats`.
     #[arg(long, env = "SWITCHBOARD_ADAPTER", value_enum, default_value_t = AdapterKind::Memory)]
     pub adapter: AdapterKind,
@@ -138,6 +159,11 @@ pub enum OptionsError {
     /// `--advertise-address` is not something peers can dial.
     #[error("--advertise-address must be host:port (for example 10.0.0.7:3000), not {0:?}")]
     AdvertiseAddress(String),
+    /// `--max-name-bytes` is 0, or so long that an escaped name may not fit a NATS subject.
+    #[error(
+        "--max-name-bytes must be between 1 and {MAX_NAME_BYTES}, not {0}: a room name becomes a broker subject or channel"
+    )]
+    MaxNameBytes(usize),
     /// A setting was renamed: the old name would be ignored silently, so it is refused.
     #[error("{old} is no longer read: use {new} ({unit})")]
     Renamed {
@@ -197,8 +223,19 @@ impl NodeOptions {
     }
 
     /// The Socket.IO options these flags give (the adapter is the node's to add).
-    pub fn socketio_config(&self) -> SocketIoConfig {
-        SocketIoConfig::default().with_connect_timeout(Duration::from_millis(self.connect_timeout))
+    pub fn socketio_config(&self) -> Result<SocketIoConfig, OptionsError> {
+        if self.max_name_bytes == 0 || self.max_name_bytes > MAX_NAME_BYTES {
+            return Err(OptionsError::MaxNameBytes(self.max_name_bytes));
+        }
+        let cleanup =
+            (self.child_namespace_cleanup > 0).then(|| Duration::from_millis(self.child_namespace_cleanup));
+        Ok(SocketIoConfig::default()
+            .with_connect_timeout(Duration::from_millis(self.connect_timeout))
+            .with_max_name_bytes(self.max_name_bytes)
+            .with_max_rooms_per_socket(self.max_rooms_per_socket)
+            .with_max_namespaces_per_client(self.max_namespaces_per_client)
+            .with_child_namespace_cleanup(cleanup)
+            .with_fetch_sockets_credentials(self.fetch_sockets_credentials))
     }
 
     /// The broker the node joins; an application without Socket.IO joins none.
@@ -286,6 +323,19 @@ mod tests {
             let row = format!("| `--{long}` | `{}` |", env.to_string_lossy());
             assert!(docs.contains(&row), "docs/configuration.md lacks the row {row}");
         }
+    }
+
+    #[test]
+    fn a_name_limit_that_cannot_fit_a_broker_subject_is_refused() {
+        for bad in ["0", "5000"] {
+            let o = parse(&["--max-name-bytes", bad]).map(|o| o.socketio_config().map(|_| ()));
+            assert_eq!(
+                o.ok(),
+                Some(Err(OptionsError::MaxNameBytes(bad.parse().unwrap_or_default()))),
+                "{bad}"
+            );
+        }
+        assert!(parse(&["--max-name-bytes", "1024"]).map(|o| o.socketio_config().is_ok()).unwrap_or(false));
     }
 
     #[test]

@@ -130,8 +130,9 @@ pub(super) fn head_of(frame: &[u8]) -> Option<&[u8]> {
     frame.get(PREFIX_LEN..PREFIX_LEN.checked_add(head_len)?)
 }
 
-/// Reads a header `[sender, nsp, body]` through rmp-serde, nesting limited.
+/// Reads a header `[sender, nsp, body]` through rmp-serde, nesting and array elements limited.
 pub(super) fn header<'a, B: Deserialize<'a>>(head: &'a [u8]) -> Result<(&'a str, &'a str, B), CodecError> {
+    super::msgpack::check_items(head, MAX_HEADER_DEPTH)?;
     let mut de = rmp_serde::Deserializer::from_read_ref(head);
     de.set_max_depth(MAX_HEADER_DEPTH);
     Deserialize::deserialize(&mut de).map_err(|_| CodecError::InvalidHeader)

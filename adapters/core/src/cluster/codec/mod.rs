@@ -564,6 +564,30 @@ mod tests {
         assert_eq!(encode("n", "/", &message), Err(CodecError::Encode), "nor is such a frame written");
     }
 
+    #[test]
+    fn a_header_of_too_many_names_is_refused_before_it_is_read() {
+        // A broadcast (read by hand) and a socketsJoin (through rmp-serde), each naming one more
+        // empty room than a header may hold: about 60 MiB of rooms from a 1 MiB header, if read.
+        let n = u32::try_from(msgpack::MAX_HEADER_ITEMS).unwrap();
+        let frame = |kind: Kind, body: &[u8], tail: &[u8]| {
+            let mut head = vec![0x93, 0xa1, b'n', 0xa1, b'/'];
+            head.extend_from_slice(body);
+            head.push(0xdd);
+            head.extend_from_slice(&n.to_be_bytes());
+            head.extend(std::iter::repeat_n(0xa0u8, msgpack::MAX_HEADER_ITEMS));
+            head.extend_from_slice(tail);
+            let mut v = vec![b'S', b'B', VERSION, kind as u8];
+            v.extend_from_slice(&(head.len() as u32).to_be_bytes());
+            v.extend_from_slice(&0u32.to_be_bytes());
+            v.extend_from_slice(&head);
+            Bytes::from(v)
+        };
+        let broadcast = frame(Kind::Broadcast, &[0x94], &[0x90, 0, 0]);
+        assert_eq!(decode(&broadcast), Err(CodecError::InvalidHeader));
+        let join = frame(Kind::SocketsJoin, &[0x95], &[0x90, 0, 0, 0x90]);
+        assert_eq!(decode(&join), Err(CodecError::InvalidHeader));
+    }
+
     fn arb_name() -> impl Strategy<Value = String> {
         prop_oneof![".*", "[a-z.#%_]{0,6}", Just(String::new())]
     }

@@ -9,8 +9,8 @@ use super::codec::Key;
 use super::directory::is_valid_address;
 use crate::error::ClusterError;
 
-/// Default of [`ClusterConfig::with_max_message_size`]: 16 MiB.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 << 20;
+/// Default of [`ClusterConfig::with_max_message_size`]: 4 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 << 20;
 /// Default of [`ClusterConfig::with_max_remote_acks`]: 1,048,576.
 pub const DEFAULT_MAX_REMOTE_ACKS: usize = 1 << 20;
 /// Default of [`ClusterConfig::with_max_peers`]: 1024.
@@ -120,11 +120,14 @@ impl ClusterConfig {
         self
     }
 
-    /// Largest cluster message, in bytes, this node sends or reads; default 16 MiB. A received
+    /// Largest cluster message, in bytes, this node sends or reads; default 4 MiB. A received
     /// one over it is dropped unread and counted as `malformed`; one this node would send is not
-    /// sent (counted as `publish_failed`). Raise it only for fetchSockets answers that carry
-    /// very many sockets: Redis closes a subscriber whose pub/sub buffer passes 32 MB, and NATS
-    /// refuses payloads over its `max_payload` (1 MB by default) anyway.
+    /// sent (counted as `publish_failed`). Decoding a message may take up to about 16 times its
+    /// size for a moment (JSON arguments and socket data become values), so this also bounds
+    /// what one forged message costs. Raise it (on every node) for fetchSockets answers of
+    /// thousands of sockets, or server-side emits of megabytes; NATS refuses payloads over its
+    /// `max_payload` (1 MB by default) anyway, and Redis closes a subscriber whose pub/sub
+    /// buffer passes 32 MB.
     pub fn with_max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self

@@ -104,11 +104,11 @@ fn errors(node: &Node, kind: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_frames_and_forged_counts_on_the_cluster_channels() {
-    // Bounds: frames over the 16 MiB limit cost up to 4 times the largest, once (the Redis
-    // client's read buffer and the allocator's arenas keep it): four of 17 MiB stay under 96 MiB.
+    // Bounds: frames over the 4 MiB limit cost up to 4 times the largest, once (the Redis
+    // client's read buffer and the allocator's arenas keep it): four of 5 MiB stay under 32 MiB.
     // After them, a socketsJoin naming 200,000 rooms, a room of 5,000 bytes, a client count of
     // 2^64 - 1 and 20,000 made-up nodes announcing themselves cost less than 16 MiB.
-    const WARM_KIB: u64 = 96 * 1024;
+    const WARM_KIB: u64 = 32 * 1024;
     const BOUND_KIB: u64 = 16 * 1024;
     let redis = RedisServer::start();
     let (mut node, mut bystander) = node_on(&redis).await;
@@ -119,14 +119,14 @@ async fn huge_frames_and_forged_counts_on_the_cluster_channels() {
     // Frames over the limit: garbage, and a well-formed broadcast.
     let mut rng = Rng::new(14);
     let huge_broadcast = {
-        let text = Value::from("x".repeat(17 << 20));
+        let text = Value::from("x".repeat(5 << 20));
         let packet = encode_event("/", "e", &[text], None);
         let target = Target { opts: BroadcastOptions::default(), part: Target::WHOLE };
         codec::encode("peer", "/", &Message::Broadcast { target, packet }).unwrap()
     };
     let mut published = 0;
     for i in 0..4 {
-        let frame = if i % 2 == 0 { Bytes::from(rng.bytes(17 << 20)) } else { huge_broadcast.clone() };
+        let frame = if i % 2 == 0 { Bytes::from(rng.bytes(5 << 20)) } else { huge_broadcast.clone() };
         published += redis.publish_all(&ns, &[frame]).await.len() as u64;
         bystander.echo_within(SECOND).await;
     }

@@ -340,7 +340,7 @@ async fn a_message_over_the_size_limit_is_dropped_unread_and_not_sent() {
         let target = Target { opts: BroadcastOptions::default(), part: Target::WHOLE };
         codec::encode("node-b", "/", &Message::Broadcast { target, packet }).unwrap()
     };
-    let over = big(16 << 20);
+    let over = big(5 << 20);
     assert!(over.len() > switchboard_adapter::cluster::DEFAULT_MAX_MESSAGE_SIZE);
     intruder.publish(&Route::Namespace("/".into()), over).unwrap();
     intruder.publish(&Route::Namespace("/".into()), big(1 << 20)).unwrap();

@@ -107,7 +107,8 @@ pub fn mutate(frame: &Bytes, rng: &mut Rng, key: Option<&codec::Key>) -> Bytes {
 }
 
 /// Well-formed messages with values no node sends: huge counts and timeouts, room lists and
-/// names past every limit, addresses that are URLs, parts that do not exist.
+/// names past every limit (5,000 rooms named anew at each call), addresses that are URLs, parts
+/// that do not exist.
 pub fn forged_messages(rng: &mut Rng) -> Vec<Message> {
     let n = rng.below(1_000) as u64;
     let whole = |opts| Target { opts, part: Target::WHOLE };
@@ -122,7 +123,7 @@ pub fn forged_messages(rng: &mut Rng) -> Vec<Message> {
         },
         Message::SocketsJoin {
             target: whole(BroadcastOptions::default()),
-            rooms: (0..5_000).map(|i| Room::from(format!("r{i}"))).collect(),
+            rooms: (0..5_000).map(|i| Room::from(format!("r{n}-{i}"))).collect(),
         },
         Message::SocketsJoin {
             target: whole(BroadcastOptions::default()),

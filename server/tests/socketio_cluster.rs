@@ -238,3 +238,43 @@ async fn fetched_sockets_carry_no_credentials_unless_asked() {
         assert_eq!(local, fetched);
     }
 }
+
+/// A program on the broker answers a node's ack broadcast in a peer's name, claiming 2^64 - 1
+/// recipients: the emitter's call still ends with its own client's answer (the forged count is
+/// not believed, and counted), where the count used to abort the emitter on `capacity overflow`.
+#[tokio::test]
+async fn a_forged_client_count_does_not_take_down_an_ack_broadcast() {
+    use switchboard_adapter::cluster::{Message, Route, Transport, codec};
+
+    let bus = Bus::new();
+    let (a, fa) = node(&bus, "a");
+    let (fb, tb) = bus
+        .node(
+            ClusterConfig::new("b")
+                .unwrap()
+                .with_heartbeat_interval(Duration::from_millis(100))
+                .with_heartbeat_timeout(Duration::from_millis(500)),
+        )
+        .unwrap();
+    let _b = fb.create_cluster_adapter("/");
+    let server_a = serve_io(&a).await;
+    let (mut on_a, _) = Client::ws_connected(&server_a).await;
+    let ns = a.main_namespace();
+    wait_until("a counts b", STEP, || fa.adapter("/").is_some_and(|x| x.peers().len() == 1)).await;
+    // b stays in a's membership a moment longer, deaf: only the forger answers for it.
+    bus.isolate(tb.index(), true);
+    let (intruder, _) = bus.connect();
+    let asking = tokio::spawn(async move {
+        ns.broadcast().timeout(Duration::from_secs(1)).emit_with_ack("ask", vec![]).await
+    });
+    let (_, id) = on_a.expect_event("ask").await;
+    on_a.ack("/", id.unwrap(), vec![Value::from("mine")]).await;
+    // The ack broadcast is the first request of a's `/`.
+    let forged = Message::BroadcastClientCount { request_id: 1, count: u64::MAX };
+    intruder.publish(&Route::Node("a".into()), codec::encode("b", "/", &forged).unwrap()).unwrap();
+    let answers = asking.await.expect("the emitter survives the forged count");
+    let answers = answers.expect("only the forged node is missing, and it is not counted");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].args, vec![Value::from("mine")]);
+    assert_eq!(fa.stats().malformed, 1);
+}

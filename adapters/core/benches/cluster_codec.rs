@@ -1,5 +1,6 @@
 //! Cost of the cluster codec on the broadcast hot path: encode on the emitter, decode plus framing
-//! on each receiving node, for a 64-byte Socket.IO packet.
+//! on each receiving node, for a 64-byte Socket.IO packet; then the same sealed with a cluster
+//! secret (one HMAC-SHA256 per frame on each side: `encode_with`, then `open` before decoding).
 //!
 //! `cargo bench -p switchboard-adapter --bench cluster_codec` (no criterion: a plain timed loop,
 //! best of several rounds, so it runs anywhere in a few seconds).
@@ -30,18 +31,18 @@ fn best(mut f: impl FnMut()) -> Duration {
         .unwrap()
 }
 
-fn case(name: &str, opts: BroadcastOptions, packet: BroadcastPacket) {
+fn case(name: &str, opts: BroadcastOptions, packet: BroadcastPacket, key: Option<&codec::Key>) {
     let message =
         Message::Broadcast { target: Target { opts, part: Target::WHOLE }, packet: packet.packet().clone() };
-    let frame = codec::encode("node1", "/", &message).unwrap();
+    let frame = codec::encode_with("node1", "/", &message, key).unwrap();
     let encode = best(|| {
-        black_box(codec::encode(black_box("node1"), black_box("/"), black_box(&message)).unwrap());
+        black_box(codec::encode_with(black_box("node1"), black_box("/"), black_box(&message), key).unwrap());
     });
     let decode = best(|| {
-        black_box(codec::decode(black_box(&frame)).unwrap());
+        black_box(codec::decode(&codec::open(black_box(&frame), key).unwrap()).unwrap());
     });
     let receive = best(|| {
-        let env = codec::decode(black_box(&frame)).unwrap();
+        let env = codec::decode(&codec::open(black_box(&frame), key).unwrap()).unwrap();
         let Message::Broadcast { packet, .. } = env.message else { unreachable!() };
         black_box(BroadcastPacket::new(packet));
     });
@@ -61,14 +62,17 @@ fn main() {
     let text = |len: usize| Value::from("x".repeat(len));
     let packet = BroadcastPacket::new(encode_event("/", "e", &[text(64 - 9)], None));
     assert_eq!(packet.len(), 64);
-    case("namespace broadcast", BroadcastOptions::default(), packet.clone());
     let room = BroadcastOptions { rooms: vec![Room::from("lobby")], ..Default::default() };
-    case("room broadcast", room, packet);
     let binary = BroadcastPacket::new(encode_event(
         "/",
         "e",
         &[Value::Binary(Bytes::from(vec![7u8; 32])), Value::Binary(Bytes::from(vec![9u8; 16]))],
         None,
     ));
-    case("binary (2 attachments)", BroadcastOptions::default(), binary);
+    let secret = codec::Key::new(b"a cluster secret of 32 bytes....");
+    for (suffix, key) in [("", None), (", sealed", Some(&secret))] {
+        case(&format!("namespace broadcast{suffix}"), BroadcastOptions::default(), packet.clone(), key);
+        case(&format!("room broadcast{suffix}"), room.clone(), packet.clone(), key);
+        case(&format!("binary (2 attachments){suffix}"), BroadcastOptions::default(), binary.clone(), key);
+    }
 }

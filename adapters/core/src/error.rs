@@ -103,9 +103,23 @@ pub enum CodecError {
     /// Socket data or handshake that must be JSON is not.
     #[error("invalid JSON in cluster message")]
     InvalidJson,
-    /// The message could not be encoded (a part over 4 GiB, or a serializer failure).
+    /// The message could not be encoded (a part over 4 GiB, too many parts, or a serializer failure).
     #[error("cluster message could not be encoded")]
     Encode,
+    /// The message is not authenticated as the cluster's: with a cluster secret, it is not sealed
+    /// with it (unsealed, another secret, altered, garbage); without one, it is sealed (a node
+    /// with a secret sent it). See [`ClusterConfig::with_secret`](crate::cluster::ClusterConfig::with_secret).
+    #[error("cluster message not authenticated with this cluster's secret")]
+    Forged,
+    /// The message is larger than [`ClusterConfig::with_max_message_size`](crate::cluster::ClusterConfig::with_max_message_size)
+    /// allows: not sent, or dropped unread on receipt.
+    #[error("cluster message of {len} bytes is over the limit of {max}")]
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl CodecError {
@@ -113,6 +127,11 @@ impl CodecError {
     /// (a newer node), rather than garbage.
     pub fn is_unsupported(&self) -> bool {
         matches!(self, Self::UnsupportedVersion(_) | Self::UnknownKind(_))
+    }
+
+    /// Whether the message failed authentication ([`CodecError::Forged`]).
+    pub fn is_forged(&self) -> bool {
+        matches!(self, Self::Forged)
     }
 }
 
@@ -147,8 +166,9 @@ pub enum RequestError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {
-    /// The node id is empty or has characters outside `A-Z a-z 0-9 - _`.
-    #[error("invalid node id {0:?}: use only A-Z a-z 0-9 - _")]
+    /// The node id is empty, longer than [`NodeId::MAX_LEN`](crate::cluster::NodeId::MAX_LEN) or
+    /// has characters outside `A-Z a-z 0-9 - _`.
+    #[error("invalid node id {0:?}: use 1 to 128 of A-Z a-z 0-9 - _")]
     InvalidNodeId(String),
     /// A duration or a limit makes no sense (the message says which).
     #[error("invalid cluster configuration: {0}")]

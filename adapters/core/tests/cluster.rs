@@ -108,7 +108,16 @@ fn sid(node: &str, tag: char) -> SocketId {
 /// Three nodes on one bus. After each case, once the bus is idle: no socket, room subscription or
 /// pending request is left on any node, and no message was dropped or refused.
 async fn three_nodes() -> Cluster {
-    let nodes = Arc::new(nodes(3, |c| c).await);
+    three_nodes_with(|c| c).await
+}
+
+/// The same, every message sealed with a cluster secret.
+async fn three_signed_nodes() -> Cluster {
+    three_nodes_with(|c| c.with_secret("the secret these three nodes share")).await
+}
+
+async fn three_nodes_with(tune: impl Fn(ClusterConfig) -> ClusterConfig) -> Cluster {
+    let nodes = Arc::new(nodes(3, tune).await);
     nodes.contract().with_check(move || {
         let nodes = nodes.clone();
         Box::pin(async move {
@@ -116,8 +125,14 @@ async fn three_nodes() -> Cluster {
             contract::assert_left_nothing(&nodes.adapters).await;
             for (i, f) in nodes.factories.iter().enumerate() {
                 let stats = f.stats();
-                let dropped = (stats.malformed, stats.unsupported, stats.unroutable, stats.publish_failed);
-                assert_eq!(dropped, (0, 0, 0, 0), "node {i}: {stats:?}");
+                let dropped = (
+                    stats.malformed,
+                    stats.unsupported,
+                    stats.unroutable,
+                    stats.publish_failed,
+                    stats.forged,
+                );
+                assert_eq!(dropped, (0, 0, 0, 0, 0), "node {i}: {stats:?}");
             }
         })
     })
@@ -131,6 +146,7 @@ async fn one_node() -> Cluster {
 
 contract_tests!(contract_on_three_nodes, three_nodes);
 contract_tests!(contract_on_three_nodes_multi_thread, three_nodes, multi_thread);
+contract_tests!(contract_on_three_signed_nodes, three_signed_nodes);
 contract_tests!(contract_on_one_cluster_node, one_node);
 
 // ---------------------------------------------------------------------------------------------
@@ -925,6 +941,34 @@ async fn setup_errors_are_typed() {
     );
     let unbound = Inbound::new();
     unbound.receive(Bytes::from_static(b"nobody listens")); // dropped, no panic
+}
+
+#[tokio::test]
+async fn setup_refuses_short_secrets_bad_addresses_and_zero_limits() {
+    assert!(matches!(ClusterConfig::new("n".repeat(129)), Err(ClusterError::InvalidNodeId(_))));
+    assert!(ClusterConfig::new("n".repeat(128)).is_ok());
+    let bus = Bus::new();
+    let bad = [
+        config(0).with_secret("too short"),
+        config(0).with_address("http://10.0.0.1:3000"),
+        config(0).with_address("10.0.0.1"),
+        config(0).with_max_message_size(100),
+        config(0).with_max_remote_acks(0),
+        config(0).with_max_peers(0),
+        config(0).with_max_name_bytes(0),
+        config(0).with_max_rooms_per_join(0),
+    ];
+    for config in bad {
+        let (transport, inbound) = bus.connect();
+        let shown = format!("{config:?}");
+        let got = ClusterAdapterFactory::new(config, transport, &inbound);
+        assert!(matches!(got, Err(ClusterError::InvalidConfig(_))), "{shown}");
+    }
+    let good = config(0).with_secret("sixteen bytes!!!").with_address("[::1]:3000");
+    assert!(good.has_secret());
+    assert!(!format!("{good:?}").contains("sixteen"), "the secret stays out of logs");
+    let (transport, inbound) = bus.connect();
+    assert!(ClusterAdapterFactory::new(good, transport, &inbound).is_ok());
 }
 
 #[test]

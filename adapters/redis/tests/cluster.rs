@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_adapter::cluster::{
-    ClusterAdapter, ClusterAdapterFactory, ClusterConfig, Inbound, PublishError, Route, Transport,
+    ClusterAdapter, ClusterAdapterFactory, ClusterConfig, Inbound, Message, PublishError, Route, Target,
+    Transport, codec,
 };
 use switchboard_adapter::{Adapter, AdapterError, BroadcastOptions, BroadcastPacket, LocalSocket, Room};
 use switchboard_protocol::socketio::{Value, encode_event};
@@ -548,6 +549,35 @@ async fn garbage_from_another_program_is_counted_and_dropped() {
     // And the cluster still works.
     nodes.adapter(0).broadcast(packet("fine"), to(&["r"])).await.unwrap();
     assert!(eventually(Duration::from_secs(2), || async { got(&s, "fine") == 1 }).await);
+    nodes.adapter(1).remove_socket(s.id());
+}
+
+#[tokio::test]
+async fn with_a_secret_another_program_cannot_speak_for_a_node() {
+    let server = RedisServer::start();
+    let nodes = Nodes::start(2, &[server.url()], |c| c.with_secret("the secret of this test cluster")).await;
+    let s = TestSocket::new("s", "/");
+    nodes.adapter(1).add_socket(s.clone());
+    nodes.adapter(1).join(s.id(), &["r".into()]);
+    nodes.settle().await;
+    // A well-formed broadcast, as a node without the secret writes it, in node0's name.
+    let target = Target { opts: to(&["r"]), part: Target::WHOLE };
+    let message = Message::Broadcast { target, packet: packet("forged").packet().clone() };
+    let forged = codec::encode("node0", "/", &message).unwrap();
+    let namespace = channel::name(&Route::Namespace("/".into()), PREFIX);
+    assert_eq!(server.publish(&namespace, &forged).await, 2);
+    assert_eq!(server.publish(&room_channel("r"), &forged).await, 1);
+    let forged_count = |i: usize| nodes.nodes[i].factory.stats().forged;
+    assert!(
+        eventually(Duration::from_secs(2), || async { forged_count(0) == 1 && forged_count(1) == 2 }).await,
+        "forged counts {} and {}",
+        forged_count(0),
+        forged_count(1)
+    );
+    assert_eq!(got(&s, "forged"), 0, "a forgery never reaches a socket");
+    // The nodes themselves still talk.
+    nodes.adapter(0).broadcast(packet("sealed"), to(&["r"])).await.unwrap();
+    assert!(eventually(Duration::from_secs(2), || async { got(&s, "sealed") == 1 }).await);
     nodes.adapter(1).remove_socket(s.id());
 }
 

@@ -13,6 +13,8 @@
 //! a broker slow to confirm), [`Bus::set_refusing`] (every publish fails with a full queue
 //! while the transports still report connected: a broker too slow to keep up) and
 //! [`Bus::isolate`] (a node is cut off both ways without knowing: a crash as seen by the others).
+//! [`Bus::record`] keeps a copy of every message published, as a broker's `MONITOR` would: the
+//! real frames a fuzz test mutates and replays.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -53,6 +55,8 @@ struct Shared {
     confirmations: Confirmations,
     delivered: AtomicU64,
     dropped: AtomicU64,
+    /// Every publish since [`Bus::record`], when recording.
+    recorded: Mutex<Option<Vec<(Route, Bytes)>>>,
 }
 
 impl Shared {
@@ -167,6 +171,17 @@ impl Bus {
         }
     }
 
+    /// Starts keeping a copy of every message published from now on (route and bytes, in order),
+    /// delivered or not; [`Bus::recorded`] returns them.
+    pub fn record(&self) {
+        *self.shared.recorded.lock().unwrap_or_else(PoisonError::into_inner) = Some(Vec::new());
+    }
+
+    /// The messages published since [`Bus::record`] (empty if not recording).
+    pub fn recorded(&self) -> Vec<(Route, Bytes)> {
+        self.shared.recorded.lock().unwrap_or_else(PoisonError::into_inner).clone().unwrap_or_default()
+    }
+
     /// How many connections subscribe to `route`.
     pub fn subscribers(&self, route: &Route) -> usize {
         self.shared.members().iter().filter(|m| m.subscriptions.contains(route)).count()
@@ -210,6 +225,9 @@ impl Transport for BusTransport {
         }
         if self.shared.refusing.load(Ordering::Acquire) {
             return Err(PublishError::QueueFull);
+        }
+        if let Some(recorded) = self.shared.recorded.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            recorded.push((route.clone(), payload.clone()));
         }
         let members = self.shared.members();
         if members.get(self.index).is_some_and(|m| m.isolated) {

@@ -13,6 +13,7 @@
 //! - [`eventually`]: wait for an effect, never for a timer.
 //! - [`odd_routes`]: awkward names for the tests of a transport's route naming.
 //! - [`PendingRequests`]: requests left in flight while a fault test breaks the broker.
+//! - [`mutate`]: broker fuzzing, cluster frames mutated and forged from a seeded generator.
 
 // Test support: a broken expectation must fail the calling test loudly, so the kit panics (assert!,
 // expect) by design.
@@ -21,6 +22,7 @@
 mod broker;
 pub mod bus;
 pub mod contract;
+pub mod mutate;
 mod names;
 mod nats_server;
 mod pending;
@@ -34,5 +36,5 @@ pub use names::{ODD_NAMES, odd_routes};
 pub use nats_server::{Nats, NatsServer};
 pub use pending::PendingRequests;
 pub use port::{closed_port, with_free_port};
-pub use redis_server::{Redis, RedisServer};
+pub use redis_server::{Redis, RedisServer, Subscription};
 pub use wait::eventually;

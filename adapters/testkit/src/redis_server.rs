@@ -69,9 +69,50 @@ impl RedisServer {
         self.query(redis::cmd("PUBLISH").arg(channel).arg(payload)).await
     }
 
+    /// `PUBLISH channel payload` for each payload, in order, over one connection (pipelined);
+    /// returns the receiver count of each.
+    pub async fn publish_all(&self, channel: &str, payloads: &[bytes::Bytes]) -> Vec<usize> {
+        let mut pipe = redis::pipe();
+        for payload in payloads {
+            pipe.cmd("PUBLISH").arg(channel).arg(&payload[..]);
+        }
+        let mut connection = self.client().await;
+        let reply = pipe.query_async(&mut connection).await;
+        reply.unwrap_or_else(|e| panic!("PUBLISH ×{} on {}: {e}", payloads.len(), self.url()))
+    }
+
+    /// `SUBSCRIBE channel` on a connection of its own, confirmed when this returns: what is
+    /// published there from now on, as another program reads it.
+    pub async fn subscribe(&self, channel: &str) -> Subscription {
+        let client = redis::Client::open(self.url()).unwrap_or_else(|e| panic!("{}: {e}", self.url()));
+        let mut pubsub = client.get_async_pubsub().await.unwrap_or_else(|e| panic!("{}: {e}", self.url()));
+        pubsub.subscribe(channel).await.unwrap_or_else(|e| panic!("SUBSCRIBE {channel}: {e}"));
+        Subscription { messages: Box::pin(pubsub.into_on_message()) }
+    }
+
     async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> T {
         let mut connection = self.client().await;
         let reply = command.query_async(&mut connection).await;
         reply.unwrap_or_else(|e| panic!("{command:?} on {}: {e}", self.url()))
+    }
+}
+
+/// A channel's messages ([`RedisServer::subscribe`]); unsubscribed when dropped.
+pub struct Subscription {
+    messages: std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// The next message's payload, if one comes within `limit`.
+    pub async fn next(&mut self, limit: std::time::Duration) -> Option<bytes::Bytes> {
+        use futures_util::StreamExt as _;
+        let message = tokio::time::timeout(limit, self.messages.next()).await.ok()??;
+        Some(bytes::Bytes::copy_from_slice(message.get_payload_bytes()))
     }
 }

@@ -31,8 +31,8 @@ impl std::fmt::Debug for ClusterCollector {
 }
 
 /// Error kinds of `switchboard_adapter_errors_total`.
-const ERROR_KINDS: [&str; 6] =
-    ["publish_failed", "publish_lost", "receive_dropped", "malformed", "unsupported", "unroutable"];
+const ERROR_KINDS: [&str; 7] =
+    ["publish_failed", "publish_lost", "receive_dropped", "malformed", "forged", "unsupported", "unroutable"];
 
 impl ClusterCollector {
     /// A collector for `cluster`; [`Cluster::register_metrics`] registers it.
@@ -109,6 +109,7 @@ impl Collector for ClusterCollector {
             h.publish_lost,
             h.receive_dropped,
             h.stats.malformed,
+            h.stats.forged,
             h.stats.unsupported,
             h.stats.unroutable,
         ];

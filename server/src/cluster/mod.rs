@@ -76,19 +76,35 @@ impl Cluster {
     /// Connects to the broker (if any) and builds the adapter factory; `node_id` must be the
     /// engine's node id, the prefix of this node's session and socket ids, and `address` where
     /// peers forward requests for its sessions (announced with its heartbeats), if they may.
+    /// Every other cluster option keeps its default (no secret: see [`Cluster::connect_with`]).
     pub async fn connect(
         backend: &Backend,
         node_id: &str,
         prefix: &str,
         address: Option<&str>,
     ) -> Result<Self, SetupError> {
-        let config = || {
-            let config = ClusterConfig::new(node_id)?;
-            Ok::<_, ClusterError>(match address {
-                Some(address) => config.with_address(address),
-                None => config,
-            })
+        let config = ClusterConfig::new(node_id)?;
+        let config = match address {
+            Some(address) => config.with_address(address),
+            None => config,
         };
+        Self::connect_with(backend, prefix, config).await
+    }
+
+    /// Like [`Cluster::connect`], with every cluster option in `config` (its node id must be the
+    /// engine's): the cluster secret, the limits on what peers' messages may ask. Without a secret
+    /// on a broker, logs once that the broker is trusted.
+    pub async fn connect_with(
+        backend: &Backend,
+        prefix: &str,
+        config: ClusterConfig,
+    ) -> Result<Self, SetupError> {
+        let node_id = config.node_id().clone();
+        if *backend != Backend::Memory && !config.has_secret() {
+            tracing::warn!(
+                "no cluster secret: the broker is trusted, and any program that can publish on it can speak for a node (set a cluster secret to authenticate cluster messages)"
+            );
+        }
         let latency = metrics::publish_latency();
         let timer = {
             let latency = latency.clone();
@@ -105,7 +121,6 @@ impl Cluster {
                 });
             }
             Backend::Redis { urls } => {
-                let config = config()?;
                 let inbound = Inbound::new();
                 let transport = RedisTransport::connect(
                     urls,
@@ -123,7 +138,6 @@ impl Cluster {
                 (factory, Broker::Redis(transport))
             }
             Backend::Nats { urls } => {
-                let config = config()?;
                 let inbound = Inbound::new();
                 let name = format!("switchboard-{node_id}");
                 let transport = NatsTransport::connect(

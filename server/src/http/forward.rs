@@ -15,6 +15,10 @@
 //!   keepalive, so a vanished host is noticed too.
 //! - Polling requests travel over a pool of keep-alive connections per owner; a websocket upgrade
 //!   gets a connection of its own, spliced to the client's once both sides switched protocols.
+//! - What a peer announces is not trusted further than needed: an address is dialed only if it is
+//!   `host:port` ([`is_valid_address`]: no scheme, user info, path, query or fragment), and an
+//!   owner's answer is read up to [`Forwarder::with_max_answer`] bytes (a larger one is a failed
+//!   forward), so a forged address cannot make a node fetch a URL, nor an answer fill its memory.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,12 +26,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
+
+use switchboard_adapter::cluster::directory::is_valid_address;
 
 use super::Body;
 use super::metrics::ForwardMetrics;
@@ -43,6 +49,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an owner may take to answer what it answers at once (a POST, a websocket upgrade).
 pub const SHORT_ANSWER: Duration = Duration::from_secs(5);
 
+/// Default of [`Forwarder::with_max_answer`]: 8 MiB.
+pub const DEFAULT_MAX_ANSWER: usize = 8 << 20;
+
 /// Forwards requests for other nodes' sessions (see the module docs); cheap to clone.
 #[derive(Clone)]
 pub struct Forwarder {
@@ -51,6 +60,8 @@ pub struct Forwarder {
     client: Client<HttpConnector, Incoming>,
     /// Longest wait for an owner's answer: a long-poll GET is held up to the ping interval.
     answer_timeout: Duration,
+    /// Largest answer body read from an owner.
+    max_answer: usize,
     metrics: ForwardMetrics,
 }
 
@@ -83,7 +94,16 @@ impl Forwarder {
         let client =
             Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(15)).build(connector);
         let node_id = HeaderValue::from_str(node_id).unwrap_or_else(|_| HeaderValue::from_static("node"));
-        Self { node_id, locate, client, answer_timeout, metrics }
+        Self { node_id, locate, client, answer_timeout, max_answer: DEFAULT_MAX_ANSWER, metrics }
+    }
+
+    /// Largest answer body, in bytes, read from an owner; default 8 MiB. A larger answer is a
+    /// failed forward (the client gets the 400 and reconnects). An owner's polling answer holds
+    /// at most its queue (`max_queue_bytes`, 1 MiB by default) plus one packet (up to
+    /// `maxHttpBufferSize`, base64 for binary): keep it above that if those are raised.
+    pub fn with_max_answer(mut self, bytes: usize) -> Self {
+        self.max_answer = bytes;
+        self
     }
 
     /// Whether `req` (for session `sid`, not open here) should go to its owner: the sid names
@@ -109,6 +129,12 @@ impl Forwarder {
             counters.unknown_owner.inc();
             return Err(req);
         };
+        // The directory records only such addresses; checked again where it is dialed.
+        if !is_valid_address(&address) {
+            counters.failed.inc();
+            tracing::warn!(owner, address = %address.escape_debug(), "not forwarding to an address that is not host:port");
+            return Ok(RequestError::UnknownSid.response(None));
+        }
         let result = if upgrade {
             self.upgrade(req, &address, remote).await
         } else {
@@ -127,8 +153,7 @@ impl Forwarder {
         }
     }
 
-    /// A polling GET or POST: over the pooled client, the answer read whole (Engine.IO answers
-    /// are bounded by `maxHttpBufferSize`).
+    /// A polling GET or POST: over the pooled client, the answer read whole, up to `max_answer`.
     async fn request(
         &self,
         req: Request<Incoming>,
@@ -146,13 +171,26 @@ impl Forwarder {
             .map_err(|_| ForwardError::Timeout)?
             .map_err(|e| ForwardError::Http(e.to_string()))?;
         let (mut parts, body) = response.into_parts();
-        let body = tokio::time::timeout(limit, body.collect())
-            .await
-            .map_err(|_| ForwardError::Timeout)?
-            .map_err(|e| ForwardError::Http(e.to_string()))?
-            .to_bytes();
+        let body = self.read_answer(body, limit).await?;
         strip_hop_by_hop(&mut parts.headers, false);
         Ok(Response::from_parts(parts, Body::new(body)))
+    }
+
+    /// An owner's answer body, whole: at most `max_answer` bytes, within `limit`.
+    async fn read_answer(&self, body: Incoming, limit: Duration) -> Result<Bytes, ForwardError> {
+        let max = self.max_answer;
+        let declared = hyper::body::Body::size_hint(&body).lower();
+        if usize::try_from(declared).map_or(true, |n| n > max) {
+            return Err(ForwardError::TooLarge { max });
+        }
+        tokio::time::timeout(limit, Limited::new(body, max).collect())
+            .await
+            .map_err(|_| ForwardError::Timeout)?
+            .map(|b| b.to_bytes())
+            .map_err(|e| match e.downcast::<http_body_util::LengthLimitError>() {
+                Ok(_) => ForwardError::TooLarge { max },
+                Err(e) => ForwardError::Http(e.to_string()),
+            })
     }
 
     /// A websocket upgrade: its own connection to the owner; once the owner switches protocols,
@@ -189,11 +227,10 @@ impl Forwarder {
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             // The owner refused (the session is gone, say): pass its answer on as it is.
             let (mut parts, body) = response.into_parts();
-            let body = tokio::time::timeout(SHORT_ANSWER, body.collect())
-                .await
-                .map_err(|_| ForwardError::Timeout)?
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let body = match self.read_answer(body, SHORT_ANSWER).await {
+                Err(ForwardError::Http(_)) => Bytes::new(),
+                other => other?,
+            };
             strip_hop_by_hop(&mut parts.headers, false);
             return Ok(Response::from_parts(parts, Body::new(body)));
         }
@@ -327,6 +364,8 @@ enum ForwardError {
     Http(String),
     #[error("bad owner address: {0}")]
     Uri(#[from] http::uri::InvalidUri),
+    #[error("the owner's answer is larger than {max} bytes")]
+    TooLarge { max: usize },
 }
 
 #[cfg(test)]

@@ -64,7 +64,9 @@ impl ClusterAdapter {
         Self {
             route: Route::Namespace(nsp.clone()),
             index: RoomIndex::new(),
-            membership: Mutex::new(Membership::new(config.heartbeat_timeout)),
+            membership: Mutex::new(
+                Membership::new(config.heartbeat_timeout).with_max_peers(config.max_peers),
+            ),
             requests: Arc::new(Requests::new(config.max_pending_requests)),
             subscribed: DashMap::new(),
             unconfirmed: Mutex::new(Confirmation::confirmed()),

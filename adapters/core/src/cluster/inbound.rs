@@ -19,17 +19,30 @@ use crate::adapter::{InboundHandler, ServerSideAck};
 use crate::local;
 use crate::types::{AckResponse, BroadcastOptions, BroadcastPacket, Room};
 
+/// Longest this node relays the acks of a peer's broadcast (keeping a task and a channel),
+/// whatever timeout the peer asked for (up to 584 million years).
+const MAX_ACK_RELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl ClusterAdapter {
     /// One message from another node.
     pub(crate) fn handle(&self, from: NodeId, message: Message) {
         let counters = &self.node.counters;
         match message {
             Message::Address { address } => {
-                self.node.directory(|d| d.heard(&from, &address, Instant::now()));
+                if !self.node.directory(|d| d.heard(&from, &address, Instant::now())) {
+                    self.refused_peer(&from);
+                }
             }
             Message::Heartbeat | Message::InitialHeartbeat => {
                 let initial = matches!(message, Message::InitialHeartbeat);
-                let seen = self.membership().heartbeat(&from, initial, Instant::now());
+                let seen = {
+                    let mut membership = self.membership();
+                    if !membership.admits(&from) {
+                        drop(membership);
+                        return self.refused_peer(&from);
+                    }
+                    membership.heartbeat(&from, initial, Instant::now())
+                };
                 if seen.new_peer {
                     tracing::info!(peer = %from, nsp = &*self.nsp, "cluster peer joined");
                 }
@@ -108,6 +121,19 @@ impl ClusterAdapter {
         }
     }
 
+    /// A heartbeat or address from a node beyond `max_peers`: not recorded, nor answered.
+    fn refused_peer(&self, from: &NodeId) {
+        let n = bump(&self.node.counters.unroutable);
+        if n.is_power_of_two() {
+            tracing::warn!(
+                peer = %from,
+                nsp = &*self.nsp,
+                max_peers = self.node.config.max_peers,
+                "cluster peer ignored: as many peers as max_peers are known"
+            );
+        }
+    }
+
     fn routed_opts(&self, target: Target) -> Option<BroadcastOptions> {
         let opts = self.receiver_opts(target);
         if opts.is_none() {
@@ -141,7 +167,8 @@ impl ClusterAdapter {
         timeout: Duration,
         packet: socketio::Encoded,
     ) {
-        let deadline = Instant::now() + timeout;
+        // The timeout is the peer's: the relay task lives until it, however long a forged one asks.
+        let deadline = Instant::now() + timeout.min(MAX_ACK_RELAY);
         let packet = BroadcastPacket::new(packet);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let count = local::broadcast_with_ack(&self.index, &packet, ack_id, opts, &tx);

@@ -7,7 +7,9 @@
 //!   node learns its peers at once rather than after a heartbeat interval;
 //! - a peer not heard from for longer than the timeout is no longer live (and [`Membership::expire`]
 //!   forgets it, so pending requests can stop waiting for it);
-//! - a closing message removes its sender at once.
+//! - a closing message removes its sender at once;
+//! - at most `max_peers` nodes are kept: a heartbeat from a node not known yet is ignored while
+//!   the membership is full ([`Membership::admits`]), so made-up node ids cannot grow it.
 //!
 //! The server count is the live peers plus this node. It never comes from the broker (`PUBSUB
 //! NUMSUB` is wrong on Redis Cluster and racy at start-up).
@@ -33,16 +35,33 @@ pub struct Seen {
 pub struct Membership {
     peers: HashMap<NodeId, Instant>,
     timeout: Duration,
+    max_peers: usize,
 }
 
 impl Membership {
-    /// No peers yet; a peer silent for longer than `timeout` is dropped.
+    /// No peers yet; a peer silent for longer than `timeout` is dropped. Holds at most
+    /// [`DEFAULT_MAX_PEERS`](super::config::DEFAULT_MAX_PEERS) peers unless told otherwise.
     pub fn new(timeout: Duration) -> Self {
-        Self { peers: HashMap::new(), timeout }
+        Self { peers: HashMap::new(), timeout, max_peers: super::config::DEFAULT_MAX_PEERS }
     }
 
-    /// Records a heartbeat from `node` at `now`; `initial` for a starting node's first one.
+    /// Holds at most `n` peers (expired ones count until [`Membership::expire`] drops them).
+    pub fn with_max_peers(mut self, n: usize) -> Self {
+        self.max_peers = n;
+        self
+    }
+
+    /// Whether a heartbeat from `node` would be recorded: it is known, or there is room.
+    pub fn admits(&self, node: &NodeId) -> bool {
+        self.peers.len() < self.max_peers || self.peers.contains_key(node.as_str())
+    }
+
+    /// Records a heartbeat from `node` at `now`; `initial` for a starting node's first one. A
+    /// node the membership does not [admit](Membership::admits) is not recorded (nor answered).
     pub fn heartbeat(&mut self, node: &NodeId, initial: bool, now: Instant) -> Seen {
+        if !self.admits(node) {
+            return Seen { new_peer: false, answer: false };
+        }
         let was_live = self.is_live(node, now);
         match self.peers.get_mut(node.as_str()) {
             // Never move back in time (a late-processed older heartbeat).
@@ -144,6 +163,23 @@ mod tests {
         m.heartbeat(&"a".into(), false, t0 + Duration::from_secs(8));
         m.heartbeat(&"a".into(), false, t0);
         assert!(m.is_live(&"a".into(), t0 + Duration::from_secs(17)));
+    }
+
+    #[test]
+    fn a_full_membership_ignores_unknown_nodes_until_one_is_dropped() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(TIMEOUT).with_max_peers(2);
+        m.heartbeat(&"a".into(), false, t0);
+        m.heartbeat(&"b".into(), false, t0);
+        assert!(!m.admits(&"c".into()));
+        assert!(m.admits(&"a".into()));
+        assert_eq!(m.heartbeat(&"c".into(), true, t0), Seen { new_peer: false, answer: false });
+        assert_eq!(ids(m.live(t0)), ["a", "b"]);
+        m.heartbeat(&"a".into(), false, t0 + TIMEOUT);
+        assert_eq!(ids(m.expire(t0 + TIMEOUT + Duration::from_millis(1))), ["b"]);
+        assert!(m.heartbeat(&"c".into(), false, t0 + TIMEOUT).new_peer);
+        assert!(m.leave(&"a".into()));
+        assert!(m.admits(&"d".into()));
     }
 
     #[test]

@@ -46,6 +46,11 @@
 //! - Bad input (garbage, truncation, another version, a namespace not served here, our own echo)
 //!   is counted and dropped, never fatal. An echo is recognised from the header's sender alone,
 //!   before the rest is decoded.
+//! - The broker is not trusted to be well behaved (`check.rs`): a message over
+//!   `max_message_size` is dropped unread; with a secret, one without a valid seal is dropped
+//!   as `forged` before anything reads it; and no count, length or duration a peer sends sizes
+//!   an allocation or a loop beyond the limits of [`ClusterConfig`] (client counts, rooms of a
+//!   socketsJoin, peers, addresses that are not `host:port`).
 //! - A dead peer stops counting (server count, new requests) exactly `heartbeat_timeout` after its
 //!   last heartbeat, and is dropped (pending requests stop waiting for it) at the next membership
 //!   check: between the timeout and the timeout plus one check period `min(interval, timeout / 4)`
@@ -70,6 +75,7 @@
 //! [`AckStream`]: crate::AckStream
 
 mod adapter;
+mod check;
 pub mod codec;
 mod config;
 pub mod directory;
@@ -92,7 +98,10 @@ use std::sync::Arc;
 
 pub use crate::error::{ClusterError, CodecError, PublishError, RequestError};
 pub use adapter::ClusterAdapter;
-pub use config::ClusterConfig;
+pub use config::{
+    ClusterConfig, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_NAME_BYTES, DEFAULT_MAX_PEERS,
+    DEFAULT_MAX_REMOTE_ACKS, DEFAULT_MAX_ROOMS_PER_JOIN, MIN_SECRET_LEN,
+};
 pub use factory::ClusterAdapterFactory;
 pub use message::{Envelope, Message, Target};
 pub use publish_timer::PublishTimer;
@@ -111,10 +120,18 @@ impl NodeId {
         &self.0
     }
 
-    /// Whether `s` is usable as a node id: non-empty, only `A-Z a-z 0-9 - _` (as `--node-id`), so it
-    /// never contains the `.` that ends a socket id's node prefix.
+    /// Longest node id, in bytes: a Kubernetes pod name fits, and a node route stays far below
+    /// what brokers take as a channel or subject (a NATS subject escapes `_` into 3 bytes).
+    pub const MAX_LEN: usize = 128;
+
+    /// Whether `s` is usable as a node id: 1 to [`MAX_LEN`](Self::MAX_LEN) bytes of
+    /// `A-Z a-z 0-9 - _` (as `--node-id`), so it never contains the `.` that ends a socket id's
+    /// node prefix. A received message whose sender is not one is dropped: its answers would go
+    /// to a route named after it.
     pub fn is_valid(s: &str) -> bool {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }
 }
 

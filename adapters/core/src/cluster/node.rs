@@ -1,5 +1,9 @@
 //! One process's place in the cluster, shared by its namespace adapters: the transport, the node
 //! route, the counters, the inbound dispatch by namespace and the heartbeat task.
+//!
+//! A received message goes: size limit → seal ([`codec::open`], with or without a secret) → own
+//! echo → decode → limits (`check.rs`) → the namespace's adapter. Each step drops and counts
+//! what fails it, and none reads further than it must.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
@@ -11,6 +15,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::NodeId;
 use super::adapter::ClusterAdapter;
+use super::check::check;
 use super::codec;
 use super::config::ClusterConfig;
 use super::directory::Directory;
@@ -18,7 +23,7 @@ use super::message::Message;
 use super::route::Route;
 use super::stats::{Counters, bump};
 use super::transport::Transport;
-use crate::error::{AdapterError, Unreachable};
+use crate::error::{AdapterError, CodecError, Unreachable};
 
 pub(crate) struct Node {
     pub(crate) config: ClusterConfig,
@@ -34,7 +39,8 @@ pub(crate) struct Node {
 impl Node {
     pub(crate) fn new(config: ClusterConfig, transport: Arc<dyn Transport>) -> Self {
         let route = Route::Node(config.node_id.clone());
-        let directory = RwLock::new(Directory::new(config.heartbeat_timeout));
+        let directory =
+            RwLock::new(Directory::new(config.heartbeat_timeout).with_max_peers(config.max_peers));
         Self {
             directory,
             config,
@@ -56,8 +62,8 @@ impl Node {
     }
 
     /// Edits the directory (a poisoned lock still holds valid bookkeeping).
-    pub(crate) fn directory(&self, edit: impl FnOnce(&mut Directory)) {
-        edit(&mut self.directory.write().unwrap_or_else(PoisonError::into_inner));
+    pub(crate) fn directory<R>(&self, edit: impl FnOnce(&mut Directory) -> R) -> R {
+        edit(&mut self.directory.write().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Where `node` takes forwarded requests, if it announced that within the heartbeat timeout.
@@ -67,7 +73,13 @@ impl Node {
 
     /// Encodes and hands a message to the transport; failures are counted and logged (throttled).
     pub(crate) fn publish(&self, route: &Route, nsp: &str, message: &Message) -> Result<(), AdapterError> {
-        let bytes = match codec::encode(self.id().as_str(), nsp, message) {
+        let max = self.config.max_message_size;
+        let encoded = codec::encode_with(self.id().as_str(), nsp, message, self.config.key.as_ref())
+            .and_then(|bytes| match bytes.len() {
+                len if len > max => Err(CodecError::TooLarge { len, max }),
+                _ => Ok(bytes),
+            });
+        let bytes = match encoded {
             Ok(bytes) => bytes,
             Err(e) => {
                 bump(&self.counters.publish_failed);
@@ -90,29 +102,40 @@ impl Node {
         }
     }
 
-    /// The inbound path: decode, drop what is not for us (counted), hand the rest to the adapter.
+    /// The inbound path (see the module docs): drop what is not for us (counted), hand the rest
+    /// to the adapter.
     pub(crate) fn receive(&self, payload: Bytes) {
         bump(&self.counters.received);
+        let max = self.config.max_message_size;
+        if payload.len() > max {
+            self.dropped(&CodecError::TooLarge { len: payload.len(), max }, payload.len());
+            return;
+        }
+        let frame = match codec::open(&payload, self.config.key.as_ref()) {
+            Ok(frame) => frame,
+            Err(e) => return self.dropped(&e, payload.len()),
+        };
         // Brokers echo our own messages: drop them from the header's sender alone, undecoded.
-        if codec::sender(&payload) == Some(self.id().as_str()) {
+        if codec::sender(&frame) == Some(self.id().as_str()) {
             bump(&self.counters.echoes);
             return;
         }
-        let envelope = match codec::decode(&payload) {
+        let envelope = match codec::decode(&frame) {
             Ok(envelope) => envelope,
-            Err(e) => {
-                let (counter, what) = if e.is_unsupported() {
-                    (&self.counters.unsupported, "unsupported")
-                } else {
-                    (&self.counters.malformed, "malformed")
-                };
-                let n = bump(counter);
-                if n.is_power_of_two() {
-                    tracing::warn!(error = %e, count = n, len = payload.len(), "dropped {what} cluster message");
-                }
-                return;
-            }
+            Err(e) => return self.dropped(&e, payload.len()),
         };
+        if let Err(why) = check(&envelope, &self.config) {
+            let n = bump(&self.counters.malformed);
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    why,
+                    count = n,
+                    kind = envelope.message.name(),
+                    "dropped cluster message beyond this node's limits"
+                );
+            }
+            return;
+        }
         let adapter = self.namespaces.get(envelope.nsp.as_str()).and_then(|w| w.upgrade());
         match adapter {
             Some(adapter) => adapter.handle(envelope.sender, envelope.message),
@@ -124,6 +147,22 @@ impl Node {
                     "cluster message for a namespace not served here"
                 );
             }
+        }
+    }
+
+    /// Counts a received message that failed `e` (forged, unsupported or malformed), logging at
+    /// each power of two of its counter.
+    fn dropped(&self, e: &CodecError, len: usize) {
+        let (counter, what) = if e.is_forged() {
+            (&self.counters.forged, "forged")
+        } else if e.is_unsupported() {
+            (&self.counters.unsupported, "unsupported")
+        } else {
+            (&self.counters.malformed, "malformed")
+        };
+        let n = bump(counter);
+        if n.is_power_of_two() {
+            tracing::warn!(error = %e, count = n, len, "dropped {what} cluster message");
         }
     }
 

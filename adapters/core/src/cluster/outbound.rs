@@ -187,11 +187,14 @@ impl Adapter for ClusterAdapter {
                 .replies
                 .iter()
                 .map(|(_, reply)| if let Reply::ClientCount(n) = reply { *n } else { 0 })
-                .sum();
+                .fold(0, u64::saturating_add);
             if ticket.linger() {
                 self.cancel_at(id, deadline);
             }
-            let expected = here.saturating_add(usize::try_from(remote).unwrap_or(usize::MAX));
+            // Each count was checked on receipt; their sum is bounded too, as it sizes the
+            // answers' buffer.
+            let remote = usize::try_from(remote).unwrap_or(usize::MAX).min(self.node.config.max_remote_acks);
+            let expected = here.saturating_add(remote);
             Ok(AckStream { expected, local: here, deadline, responses: rx })
         })
     }

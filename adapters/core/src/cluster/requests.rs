@@ -70,9 +70,10 @@ struct Acks {
     sink: mpsc::UnboundedSender<AckResponse>,
     /// Acks announced by client counts so far.
     announced: u64,
-    /// Peers that announced some: only their acks are taken (a node outside membership that got
-    /// the broadcast anyway is not counted, so its acks must not fill the stream).
-    counted: HashSet<NodeId>,
+    /// Peers that announced some, with how many of their acks are still to come: only those are
+    /// taken (a node outside membership that got the broadcast anyway is not counted, so its acks
+    /// must not fill the stream, and a peer cannot send more acks than it announced).
+    counted: HashMap<NodeId, u64>,
     /// Acks forwarded so far.
     forwarded: u64,
     /// The caller has its stream and no longer holds the ticket.
@@ -125,7 +126,7 @@ impl Requests {
         deadline: Instant,
         sink: mpsc::UnboundedSender<AckResponse>,
     ) -> Result<Ticket<'_>, RequestError> {
-        let acks = Acks { sink, announced: 0, counted: HashSet::new(), forwarded: 0, lingering: false };
+        let acks = Acks { sink, announced: 0, counted: HashMap::new(), forwarded: 0, lingering: false };
         self.insert(peers, deadline, Some(acks))
     }
 
@@ -158,7 +159,7 @@ impl Requests {
         if let (Reply::ClientCount(n), Some(acks)) = (&reply, entry.acks.as_mut()) {
             acks.announced = acks.announced.saturating_add(*n);
             if *n > 0 {
-                acks.counted.insert(from.clone());
+                acks.counted.insert(from.clone(), *n);
             }
         }
         // The receiver is gone only if the ticket was dropped, which removes the entry: ignore.
@@ -170,13 +171,15 @@ impl Requests {
     }
 
     /// A socket's answer to a broadcast with acks, relayed by `from`; forwarded to the caller's
-    /// stream if `from` announced acks (its count arrives first: both travel on one route, in order).
+    /// stream if `from` announced acks (its count arrives first: both travel on one route, in
+    /// order) and has not sent as many as it announced yet.
     pub fn ack(&self, id: u64, from: &NodeId, response: AckResponse) -> bool {
         let mut pending = self.lock();
         let Some(entry) = pending.get_mut(&id) else { return false };
         let Some(acks) = entry.acks.as_mut() else { return false };
-        if !acks.counted.contains(from.as_str()) {
-            return false;
+        match acks.counted.get_mut(from.as_str()) {
+            Some(left) if *left > 0 => *left -= 1,
+            _ => return false,
         }
         acks.forwarded += 1;
         let closed = acks.sink.send(response).is_err();
@@ -465,6 +468,22 @@ mod tests {
             got.push(a.socket.to_string());
         }
         assert_eq!(got, ["a1", "a2", "b1"]);
+    }
+
+    #[tokio::test]
+    async fn a_peer_cannot_send_more_acks_than_it_announced() {
+        let r = Requests::new(8);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let t = r.open_with_acks(peers(&["a", "b"]), soon(), tx).unwrap();
+        let id = t.id();
+        let ack = |s: &str| AckResponse { socket: s.into(), args: vec![] };
+        let a = NodeId::from("a");
+        r.reply(id, &a, Reply::ClientCount(1));
+        assert!(r.ack(id, &a, ack("a1")));
+        assert!(!r.ack(id, &a, ack("a2")), "a announced one");
+        assert_eq!(rx.try_recv().unwrap().socket.as_str(), "a1");
+        assert!(rx.try_recv().is_err());
+        drop(t);
     }
 
     #[test]

@@ -14,11 +14,19 @@ pub struct ClusterStats {
     pub received: u64,
     /// Received messages this node sent itself (brokers echo to subscribers): ignored.
     pub echoes: u64,
-    /// Received bytes that are not a valid message (garbage, truncation): dropped.
+    /// Received bytes that are not a valid message (garbage, truncation, over the size limit), or
+    /// a message asking more than this node's limits allow (a sender that is not a node id, a
+    /// forwarding address that is not `host:port`, a client count over `max_remote_acks`, a
+    /// socketsJoin/socketsLeave over the room limits): dropped.
     pub malformed: u64,
+    /// Received messages not authenticated with the cluster secret (or, on a node without one,
+    /// sealed by a node with one): dropped. See
+    /// [`ClusterConfig::with_secret`](super::ClusterConfig::with_secret).
+    pub forged: u64,
     /// Well-framed messages of another version or an unknown kind (a newer node): dropped.
     pub unsupported: u64,
-    /// Valid messages for a namespace this node does not serve, or a part it cannot place: dropped.
+    /// Valid messages for a namespace this node does not serve, a part it cannot place, or a
+    /// heartbeat from a node beyond `max_peers`: dropped.
     pub unroutable: u64,
     /// Broadcasts from other nodes received (plain and with acks): routing tests assert on this.
     pub broadcasts_received: u64,
@@ -33,6 +41,7 @@ pub(crate) struct Counters {
     pub(crate) received: AtomicU64,
     pub(crate) echoes: AtomicU64,
     pub(crate) malformed: AtomicU64,
+    pub(crate) forged: AtomicU64,
     pub(crate) unsupported: AtomicU64,
     pub(crate) unroutable: AtomicU64,
     pub(crate) broadcasts_received: AtomicU64,
@@ -53,6 +62,7 @@ impl Counters {
             received: get(&self.received),
             echoes: get(&self.echoes),
             malformed: get(&self.malformed),
+            forged: get(&self.forged),
             unsupported: get(&self.unsupported),
             unroutable: get(&self.unroutable),
             broadcasts_received: get(&self.broadcasts_received),

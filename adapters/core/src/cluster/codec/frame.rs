@@ -6,12 +6,15 @@
 //! 0      2         3      4           8               12                12+h
 //! | "SB" | version | kind | h: u32 BE | n: u32 BE     | msgpack header | n × (len: u32 BE, bytes) |
 //! ```
+//!
+//! With a cluster secret the kind byte's high bit is set and an HMAC tag follows ([`seal`](super::seal)).
 
 use bytes::{Buf, Bytes};
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::socketio::{self, Decoded, Packet};
 
 use super::Kind;
+use super::seal::{Key, SEALED, TAG_LEN};
 use crate::error::CodecError;
 
 /// The first two bytes of every cluster message, to tell ours from another program's on a shared channel.
@@ -22,6 +25,9 @@ pub const VERSION: u8 = 1;
 pub const PREFIX_LEN: usize = 12;
 /// Nesting the header needs (arrays of arrays of strings); deeper input is refused early.
 const MAX_HEADER_DEPTH: usize = 8;
+/// Most payload parts in a frame: a Socket.IO packet's text and as many attachments as a
+/// Socket.IO packet may announce, so a count a peer sent never sizes more than that.
+pub const MAX_PAYLOAD_PARTS: usize = 1 + socketio::DEFAULT_MAX_ATTACHMENTS;
 
 /// A frame being written: the prefix first (lengths filled in as they are known), then the header,
 /// then the parts.
@@ -33,7 +39,7 @@ pub(super) struct Frame {
 impl Frame {
     /// A frame of `kind` with room for about `payload` bytes of parts.
     pub(super) fn new(kind: Kind, payload: usize) -> Self {
-        let mut buf = Vec::with_capacity(PREFIX_LEN + 64 + payload);
+        let mut buf = Vec::with_capacity(PREFIX_LEN + 64 + payload + TAG_LEN);
         buf.extend_from_slice(&MAGIC);
         buf.push(VERSION);
         buf.push(kind as u8);
@@ -60,6 +66,9 @@ impl Frame {
     fn part(&mut self, bytes: &[u8]) -> Result<(), CodecError> {
         let len = u32::try_from(bytes.len()).map_err(|_| CodecError::Encode)?;
         self.parts = self.parts.checked_add(1).ok_or(CodecError::Encode)?;
+        if self.parts as usize > MAX_PAYLOAD_PARTS {
+            return Err(CodecError::Encode);
+        }
         self.buf.extend_from_slice(&len.to_be_bytes());
         self.buf.extend_from_slice(bytes);
         Ok(())
@@ -71,8 +80,12 @@ impl Frame {
         packet.attachments.iter().try_for_each(|a| self.part(a))
     }
 
-    pub(super) fn finish(mut self) -> Bytes {
+    /// The frame's bytes, sealed with `key` when there is one.
+    pub(super) fn finish(mut self, key: Option<&Key>) -> Bytes {
         self.buf[8..PREFIX_LEN].copy_from_slice(&self.parts.to_be_bytes());
+        if let Some(key) = key {
+            key.seal(&mut self.buf);
+        }
         Bytes::from(self.buf)
     }
 }
@@ -92,7 +105,9 @@ pub(super) fn split(frame: &Bytes) -> Result<(Kind, &[u8], Parts), CodecError> {
     if frame[2] != VERSION {
         return Err(CodecError::UnsupportedVersion(frame[2]));
     }
-    let kind = Kind::from_u8(frame[3]).ok_or(CodecError::UnknownKind(frame[3]))?;
+    // A sealed frame reaches here opened (its tag checked and cut off), the flag still set.
+    let kind_byte = frame[3] & !SEALED;
+    let kind = Kind::from_u8(kind_byte).ok_or(CodecError::UnknownKind(kind_byte))?;
     let head_len = u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let part_count = u32::from_be_bytes([frame[8], frame[9], frame[10], frame[11]]);
     let head_end = usize::try_from(head_len)
@@ -110,13 +125,14 @@ pub(super) fn head_of(frame: &[u8]) -> Option<&[u8]> {
     if frame.len() < PREFIX_LEN || frame[..2] != MAGIC || frame[2] != VERSION {
         return None;
     }
-    Kind::from_u8(frame[3])?;
+    Kind::from_u8(frame[3] & !SEALED)?;
     let head_len = usize::try_from(u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]])).ok()?;
     frame.get(PREFIX_LEN..PREFIX_LEN.checked_add(head_len)?)
 }
 
-/// Reads a header `[sender, nsp, body]` through rmp-serde, nesting limited.
+/// Reads a header `[sender, nsp, body]` through rmp-serde, nesting and array elements limited.
 pub(super) fn header<'a, B: Deserialize<'a>>(head: &'a [u8]) -> Result<(&'a str, &'a str, B), CodecError> {
+    super::msgpack::check_items(head, MAX_HEADER_DEPTH)?;
     let mut de = rmp_serde::Deserializer::from_read_ref(head);
     de.set_max_depth(MAX_HEADER_DEPTH);
     Deserialize::deserialize(&mut de).map_err(|_| CodecError::InvalidHeader)
@@ -133,8 +149,12 @@ impl Parts {
     /// The `count` parts in `rest`: `Truncated` if a length points past the end, `InvalidFraming`
     /// if bytes are left after the last one.
     fn new(rest: Bytes, count: u32) -> Result<Self, CodecError> {
-        // Each part takes at least its 4-byte length: never trust `count` for an allocation.
+        // Each part takes at least its 4-byte length, and there are at most `MAX_PAYLOAD_PARTS`:
+        // never trust `count` for an allocation.
         let left = usize::try_from(count).map_err(|_| CodecError::InvalidFraming)?;
+        if left > MAX_PAYLOAD_PARTS {
+            return Err(CodecError::InvalidFraming);
+        }
         if left > rest.len() / 4 {
             return Err(CodecError::Truncated);
         }

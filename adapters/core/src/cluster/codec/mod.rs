@@ -12,12 +12,18 @@
 //!   for values (server-side emit and ack arguments), an event or ack packet encoded with
 //!   `switchboard_protocol::socketio`, so binary survives the trip.
 //!
+//! - With a cluster secret, the frame is sealed (`seal.rs`): a flag in the kind byte and an
+//!   HMAC-SHA256 tag after the frame. A receiver [`open`]s every frame before reading it.
+//!
 //! Decoding never panics: anything that is not a complete, well-formed message of this version is
-//! a [`CodecError`], and [`CodecError::is_unsupported`] tells a newer node from garbage.
+//! a [`CodecError`], and [`CodecError::is_unsupported`] tells a newer node from garbage. No count
+//! or length in a frame sizes an allocation beyond the frame's own length (and the part count
+//! beyond [`MAX_PAYLOAD_PARTS`]).
 
 mod broadcast;
 mod frame;
 mod msgpack;
+mod seal;
 
 use std::time::Duration;
 
@@ -30,7 +36,8 @@ use super::message::{Envelope, Message, Target};
 use crate::error::CodecError;
 use crate::types::{BroadcastFlags, BroadcastOptions, Room, SocketId, SocketInfo};
 use frame::{Frame, Parts, header};
-pub use frame::{MAGIC, PREFIX_LEN, VERSION};
+pub use frame::{MAGIC, MAX_PAYLOAD_PARTS, PREFIX_LEN, VERSION};
+pub use seal::{Key, TAG_LEN, open};
 
 /// A message kind's number in the prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,10 +136,21 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Encodes a message from `sender` about namespace `nsp`.
+/// Encodes a message from `sender` about namespace `nsp`, unsealed (a cluster without a secret).
 ///
-/// Fails only on absurd input (a payload part over 4 GiB); the caller counts that as a dropped publish.
+/// Fails only on absurd input (a payload part over 4 GiB, more than [`MAX_PAYLOAD_PARTS`] parts);
+/// the caller counts that as a dropped publish.
 pub fn encode(sender: &str, nsp: &str, message: &Message) -> Result<Bytes, CodecError> {
+    encode_with(sender, nsp, message, None)
+}
+
+/// Encodes like [`encode`], sealed with `key` when there is one (see [`open`]).
+pub fn encode_with(
+    sender: &str,
+    nsp: &str,
+    message: &Message,
+    key: Option<&Key>,
+) -> Result<Bytes, CodecError> {
     let mut frame = Frame::new(Kind::of(message), payload_len(message));
     let head = (sender, nsp);
     match message {
@@ -189,7 +207,7 @@ pub fn encode(sender: &str, nsp: &str, message: &Message) -> Result<Bytes, Codec
             frame.packet(&encode_ack("/", 0, args))?;
         }
     }
-    Ok(frame.finish())
+    Ok(frame.finish(key))
 }
 
 /// About how many payload bytes `message` has, to size its frame once.
@@ -236,7 +254,8 @@ pub fn sender(frame: &[u8]) -> Option<&str> {
     head.str().ok()
 }
 
-/// Decodes one message; payload parts are slices of `frame`, not copies.
+/// Decodes one message; payload parts are slices of `frame`, not copies. A sealed frame must be
+/// [`open`]ed first (its tag would read as trailing bytes).
 pub fn decode(frame: &Bytes) -> Result<Envelope, CodecError> {
     let (kind, head, parts) = frame::split(frame)?;
     if kind == Kind::Broadcast {
@@ -526,6 +545,49 @@ mod tests {
         assert_eq!(decode(&v.into()), Err(CodecError::InvalidHeader));
     }
 
+    #[test]
+    fn a_part_count_over_the_limit_is_refused_unread() {
+        let frame = |parts: usize| {
+            let mut v = encode("n", "/", &Message::Heartbeat).unwrap().to_vec();
+            v[8..12].copy_from_slice(&(parts as u32).to_be_bytes());
+            v.extend(std::iter::repeat_n(0u8, 4 * parts));
+            Bytes::from(v)
+        };
+        assert_eq!(decode(&frame(MAX_PAYLOAD_PARTS + 1)), Err(CodecError::InvalidFraming));
+        // Within the limit, the framing is read (and a heartbeat with parts is still refused).
+        assert_eq!(decode(&frame(MAX_PAYLOAD_PARTS)), Err(CodecError::InvalidFraming));
+        assert_eq!(decode(&frame(1)), Err(CodecError::InvalidFraming));
+        let too_many = vec![Bytes::new(); MAX_PAYLOAD_PARTS];
+        let packet =
+            switchboard_protocol::socketio::Encoded { text: Bytes::from_static(b"2"), attachments: too_many };
+        let message = Message::Broadcast { target: Target::default(), packet };
+        assert_eq!(encode("n", "/", &message), Err(CodecError::Encode), "nor is such a frame written");
+    }
+
+    #[test]
+    fn a_header_of_too_many_names_is_refused_before_it_is_read() {
+        // A broadcast (read by hand) and a socketsJoin (through rmp-serde), each naming one more
+        // empty room than a header may hold: about 60 MiB of rooms from a 1 MiB header, if read.
+        let n = u32::try_from(msgpack::MAX_HEADER_ITEMS).unwrap();
+        let frame = |kind: Kind, body: &[u8], tail: &[u8]| {
+            let mut head = vec![0x93, 0xa1, b'n', 0xa1, b'/'];
+            head.extend_from_slice(body);
+            head.push(0xdd);
+            head.extend_from_slice(&n.to_be_bytes());
+            head.extend(std::iter::repeat_n(0xa0u8, msgpack::MAX_HEADER_ITEMS));
+            head.extend_from_slice(tail);
+            let mut v = vec![b'S', b'B', VERSION, kind as u8];
+            v.extend_from_slice(&(head.len() as u32).to_be_bytes());
+            v.extend_from_slice(&0u32.to_be_bytes());
+            v.extend_from_slice(&head);
+            Bytes::from(v)
+        };
+        let broadcast = frame(Kind::Broadcast, &[0x94], &[0x90, 0, 0]);
+        assert_eq!(decode(&broadcast), Err(CodecError::InvalidHeader));
+        let join = frame(Kind::SocketsJoin, &[0x95], &[0x90, 0, 0, 0x90]);
+        assert_eq!(decode(&join), Err(CodecError::InvalidHeader));
+    }
+
     fn arb_name() -> impl Strategy<Value = String> {
         prop_oneof![".*", "[a-z.#%_]{0,6}", Just(String::new())]
     }
@@ -619,6 +681,17 @@ mod tests {
             prop_assert_eq!(env.sender.as_str(), sender.as_str());
             prop_assert_eq!(super::sender(&bytes), Some(sender.as_str()), "the cheap sender read agrees");
             prop_assert_eq!(env.nsp, nsp);
+            prop_assert_eq!(env.message, message);
+        }
+
+        #[test]
+        fn sealed_frames_roundtrip(sender in "[A-Za-z0-9_-]{1,12}", message in arb_message()) {
+            let key = Key::new(b"the secret of the cluster");
+            let bytes = encode_with(&sender, "/n", &message, Some(&key)).unwrap();
+            let opened = open(&bytes, Some(&key)).unwrap();
+            prop_assert_eq!(super::sender(&opened), Some(sender.as_str()));
+            let env = decode(&opened).unwrap();
+            prop_assert_eq!(env.sender.as_str(), sender.as_str());
             prop_assert_eq!(env.message, message);
         }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{config, full, request, send, serve_server, start};
 use http::{Method, StatusCode};
 use switchboard::apps::echo::Echo;
-use switchboard::engine::{CookieConfig, CorsConfig, Transports};
+use switchboard::engine::{ConfigError, CookieConfig, CorsConfig, Transports};
 use switchboard::{Engine, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,4 +190,74 @@ async fn the_client_bundle_is_served_under_the_path_unless_turned_off() {
     assert_eq!(resp.status, StatusCode::NOT_FOUND);
     // Engine.IO itself is still served.
     assert_eq!(off.get_query("EIO=4&transport=polling", &[]).await.status, StatusCode::OK);
+}
+
+#[test]
+fn validate_accepts_the_defaults_and_refuses_nonsense_naming_the_setting() {
+    use switchboard::EngineConfig;
+    assert_eq!(EngineConfig::default().validate(), Ok(()));
+    let day = Duration::from_secs(86_400);
+    let timer = |setting: &'static str, value: Duration| Err(ConfigError::Timer { setting, value });
+    let cases: Vec<(EngineConfig, Result<(), ConfigError>)> = vec![
+        (EngineConfig::default().with_ping_interval(Duration::ZERO), timer("ping_interval", Duration::ZERO)),
+        (
+            EngineConfig::default().with_ping_interval(day + Duration::from_millis(1)),
+            timer("ping_interval", day + Duration::from_millis(1)),
+        ),
+        (EngineConfig::default().with_ping_interval(day), Ok(())),
+        (EngineConfig::default().with_ping_timeout(Duration::ZERO), timer("ping_timeout", Duration::ZERO)),
+        (EngineConfig::default().with_ping_timeout(Duration::MAX), timer("ping_timeout", Duration::MAX)),
+        (
+            EngineConfig::default().with_upgrade_timeout(Duration::ZERO),
+            timer("upgrade_timeout", Duration::ZERO),
+        ),
+        (EngineConfig::default().with_body_timeout(Duration::ZERO), timer("body_timeout", Duration::ZERO)),
+        (EngineConfig::default().with_write_timeout(Duration::ZERO), timer("write_timeout", Duration::ZERO)),
+        (
+            EngineConfig::default().with_max_http_buffer_size(0),
+            Err(ConfigError::Size { setting: "max_http_buffer_size", value: 0, min: 1 }),
+        ),
+        (
+            EngineConfig::default().with_max_queue_bytes(0),
+            Err(ConfigError::Size { setting: "max_queue_bytes", value: 0, min: 1 }),
+        ),
+        (
+            EngineConfig::default().with_max_header_size(100),
+            Err(ConfigError::Size { setting: "max_header_size", value: 100, min: 1024 }),
+        ),
+        (
+            EngineConfig::default().with_cors(Some(CorsConfig {
+                origins: vec!["*".into()],
+                credentials: true,
+                max_age: None,
+            })),
+            Err(ConfigError::AnyOriginWithCredentials),
+        ),
+        (EngineConfig::default().with_cors(Some(cors())), Ok(())),
+    ];
+    for (config, expected) in cases {
+        assert_eq!(config.validate(), expected, "{config:?}");
+    }
+    let message =
+        EngineConfig::default().with_ping_interval(Duration::ZERO).validate().err().map(|e| e.to_string());
+    assert_eq!(
+        message.as_deref(),
+        Some("ping_interval must be between 1 ms and 1 day (86400000 ms), not 0 ms")
+    );
+}
+
+#[test]
+fn the_body_and_write_timeouts_follow_the_ping_timeout_unless_set() {
+    use switchboard::EngineConfig;
+    let config = EngineConfig::default().with_ping_timeout(Duration::from_secs(7));
+    assert_eq!(
+        (config.body_timeout(), config.write_timeout()),
+        (Duration::from_secs(7), Duration::from_secs(7))
+    );
+    let config = config.with_body_timeout(Duration::from_secs(3)).with_write_timeout(Duration::from_secs(4));
+    assert_eq!(
+        (config.body_timeout(), config.write_timeout()),
+        (Duration::from_secs(3), Duration::from_secs(4))
+    );
+    assert_eq!(EngineConfig::default().max_header_size(), 16 * 1024);
 }

@@ -30,7 +30,8 @@ use dashmap::DashMap;
 use crate::metrics::Registry;
 
 pub use config::{
-    AllowRequest, AllowRequestFuture, CookieConfig, CorsConfig, EngineConfig, SameSite, Transports,
+    AllowRequest, AllowRequestFuture, ConfigError, CookieConfig, CorsConfig, EngineConfig, SameSite,
+    Transports,
 };
 pub use error::RequestError;
 pub use metrics::{EngineMetrics, TransportMetrics};

@@ -391,9 +391,10 @@ impl Session {
         self.wake(websocket);
     }
 
-    /// A pong arrived: the session is alive.
-    pub(crate) fn clear_pong_deadline(&self) {
-        self.lock().pong_deadline = None;
+    /// A pong arrived: the session is alive. True if a pong was awaited; a pong nobody asked for
+    /// changes nothing.
+    pub(crate) fn clear_pong_deadline(&self) -> bool {
+        self.lock().pong_deadline.take().is_some()
     }
 
     /// Closes the session if its pong deadline has passed, even if the heartbeat wheel has not
@@ -459,12 +460,14 @@ impl Session {
         match packet {
             Packet::Message(data) => self.handler.on_message(self, Message::Text(data)),
             Packet::Binary(data) => self.handler.on_message(self, Message::Binary(data)),
-            Packet::Pong(_) => {
-                self.clear_pong_deadline();
+            // Only the answer to a ping reaches the heartbeat wheel (one message per ping): a
+            // client sending pongs unasked cannot queue work there.
+            Packet::Pong(_) if self.clear_pong_deadline() => {
                 if let Some(engine) = self.engine.upgrade() {
                     engine.heartbeat.pong(self.id);
                 }
             }
+            Packet::Pong(_) => {}
             Packet::Ping(data) => {
                 let _ = self.send(Encoded::from(Packet::Pong(data)));
             }

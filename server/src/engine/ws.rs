@@ -35,7 +35,7 @@ use super::error::RequestError;
 use super::frame_decoder::{FrameDecoder, InFrame, ReadError};
 use super::frame_writer::{FrameWriter, push_frame};
 use super::session::{Session, Transport};
-use super::{CloseReason, Engine, HandshakeRequest};
+use super::{ClientStream, CloseReason, Engine, HandshakeRequest};
 use crate::body::Body;
 
 /// How long a closing session may take to flush its last frames to a client that stopped reading.
@@ -539,10 +539,15 @@ impl Future for Connection {
     }
 }
 
-/// The TCP stream under an upgraded connection, and the bytes hyper had read past the upgrade
-/// request; `None` for any other transport.
+/// The TCP stream under an upgraded connection (as the HTTP layer accepted it, or bare), and the
+/// bytes hyper had read past the upgrade request; `None` for any other transport.
 fn into_tcp(io: Upgraded) -> Option<(TcpStream, Bytes)> {
-    io.downcast::<TokioIo<TcpStream>>().ok().map(|parts| (parts.io.into_inner(), parts.read_buf))
+    match io.downcast::<TokioIo<ClientStream>>() {
+        Ok(parts) => Some((parts.io.into_inner().into_inner(), parts.read_buf)),
+        Err(io) => {
+            io.downcast::<TokioIo<TcpStream>>().ok().map(|parts| (parts.io.into_inner(), parts.read_buf))
+        }
+    }
 }
 
 /// Reassembles fragmented messages, bounding the whole message (fastwebsockets bounds single frames only).

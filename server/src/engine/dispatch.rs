@@ -122,7 +122,7 @@ impl Engine {
             }
             Method::POST => {
                 self.shared.metrics.polling_posts.inc();
-                polling::post(&session, req, config.max_http_buffer_size).await
+                polling::post(&session, req, config.max_http_buffer_size, config.body_timeout()).await
             }
             _ => Err(RequestError::BadRequest),
         }

@@ -216,7 +216,8 @@ impl EngineConfig {
         self
     }
 
-    /// CORS for cross-origin browsers; default off.
+    /// CORS for cross-origin browsers; default off. When set, it also guards websockets, which
+    /// browsers open from any page: a websocket handshake whose `Origin` is not allowed gets 403.
     pub fn with_cors(mut self, cors: Option<CorsConfig>) -> Self {
         self.cors = cors;
         self

@@ -1,4 +1,5 @@
-//! Engine.IO v4 handshake over polling and over websocket: the open packet, its keys and the sid format.
+//! Engine.IO v4 handshake over polling and over websocket: the open packet, its keys, the sid
+//! format, and the request head size limit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -97,4 +98,37 @@ async fn polling_handshake_offers_no_upgrade_when_upgrades_disabled() {
     let server = start(config().with_allow_upgrades(false)).await;
     let (_, open) = server.handshake_polling_full().await;
     assert_eq!(open["upgrades"], json!([]));
+}
+
+/// A polling handshake whose head is about `kib` KiB (padded with `X-Pad-N` headers of 1 KiB).
+async fn handshake_with_head_of(server: &common::TestServer, kib: usize) -> Result<common::Resp, String> {
+    let pad = "a".repeat(1000);
+    let names: Vec<String> = (0..kib).map(|i| format!("x-pad-{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), pad.as_str())).collect();
+    let req = common::request(
+        http::Method::GET,
+        &server.uri("EIO=4&transport=polling"),
+        &headers,
+        common::full(""),
+    );
+    common::try_send(server.addr, req).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_over_16_kib_gets_431_and_makes_no_session() {
+    let server = start(config()).await;
+    let ok = handshake_with_head_of(&server, 15).await.expect("an answer");
+    assert_eq!(ok.status, StatusCode::OK, "15 KiB of headers are accepted, as in Node");
+    let refused = handshake_with_head_of(&server, 17).await.expect("an answer");
+    assert_eq!(refused.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(server.engine.session_count(), 1, "only the first handshake made a session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_head_limit_is_configurable() {
+    let server = start(config().with_max_header_size(32 * 1024)).await;
+    let ok = handshake_with_head_of(&server, 24).await.expect("an answer");
+    assert_eq!(ok.status, StatusCode::OK);
+    let refused = handshake_with_head_of(&server, 40).await.expect("an answer");
+    assert_eq!(refused.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
 }

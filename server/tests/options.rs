@@ -1,5 +1,5 @@
-//! Server options: the handshake cookie, CORS, enabled transports, the mount path and serving the
-//! client bundle.
+//! Server options: the handshake cookie, CORS (and the websocket Origin check it brings), enabled
+//! transports, the mount path, serving the client bundle, and the settings `validate` refuses.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,8 +9,10 @@ use std::time::Duration;
 use common::{config, full, request, send, serve_server, start};
 use http::{Method, StatusCode};
 use switchboard::apps::echo::Echo;
-use switchboard::engine::{CookieConfig, CorsConfig, Transports};
+use switchboard::engine::{ConfigError, CookieConfig, CorsConfig, Transports};
 use switchboard::{Engine, Server};
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_is_off_by_default() {
@@ -190,4 +192,114 @@ async fn the_client_bundle_is_served_under_the_path_unless_turned_off() {
     assert_eq!(resp.status, StatusCode::NOT_FOUND);
     // Engine.IO itself is still served.
     assert_eq!(off.get_query("EIO=4&transport=polling", &[]).await.status, StatusCode::OK);
+}
+
+/// A websocket handshake with this query and `Origin` (none if `None`): the status it got.
+async fn websocket_status(server: &common::TestServer, query: &str, origin: Option<&str>) -> u16 {
+    let mut req =
+        format!("ws://{}{}", server.addr, server.uri(query)).into_client_request().expect("request");
+    if let Some(origin) = origin {
+        req.headers_mut().insert("origin", origin.parse().expect("origin"));
+    }
+    match common::within(common::STEP, "websocket", tokio_tungstenite::connect_async(req)).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("websocket {query}: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_cors_websockets_from_other_origins_are_refused() {
+    let server = start(config().with_cors(Some(cors()))).await;
+    let ws = "EIO=4&transport=websocket";
+    assert_eq!(websocket_status(&server, ws, Some("http://evil.example")).await, 403);
+    assert_eq!(websocket_status(&server, ws, Some("null")).await, 403, "a sandboxed page");
+    assert_eq!(websocket_status(&server, ws, Some("http://a.example")).await, 101);
+    assert_eq!(websocket_status(&server, ws, None).await, 101, "not a browser: no Origin");
+    // An upgrade from another origin is refused too, and its polling session goes on.
+    let sid = server.handshake_polling().await;
+    let upgrade = format!("EIO=4&transport=websocket&sid={sid}");
+    assert_eq!(websocket_status(&server, &upgrade, Some("http://evil.example")).await, 403);
+    server.post_ok(&sid, "4still-polling").await;
+    server.get(&sid).await.assert_ok_body("4still-polling");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_origins_are_not_checked_without_cors_or_with_any_origin() {
+    let ws = "EIO=4&transport=websocket";
+    let server = start(config()).await;
+    assert_eq!(websocket_status(&server, ws, Some("http://evil.example")).await, 101);
+    let any = CorsConfig { origins: vec!["*".into()], credentials: false, max_age: None };
+    let server = start(config().with_cors(Some(any))).await;
+    assert_eq!(websocket_status(&server, ws, Some("http://evil.example")).await, 101);
+}
+
+#[test]
+fn validate_accepts_the_defaults_and_refuses_nonsense_naming_the_setting() {
+    use switchboard::EngineConfig;
+    assert_eq!(EngineConfig::default().validate(), Ok(()));
+    let day = Duration::from_secs(86_400);
+    let timer = |setting: &'static str, value: Duration| Err(ConfigError::Timer { setting, value });
+    let cases: Vec<(EngineConfig, Result<(), ConfigError>)> = vec![
+        (EngineConfig::default().with_ping_interval(Duration::ZERO), timer("ping_interval", Duration::ZERO)),
+        (
+            EngineConfig::default().with_ping_interval(day + Duration::from_millis(1)),
+            timer("ping_interval", day + Duration::from_millis(1)),
+        ),
+        (EngineConfig::default().with_ping_interval(day), Ok(())),
+        (EngineConfig::default().with_ping_timeout(Duration::ZERO), timer("ping_timeout", Duration::ZERO)),
+        (EngineConfig::default().with_ping_timeout(Duration::MAX), timer("ping_timeout", Duration::MAX)),
+        (
+            EngineConfig::default().with_upgrade_timeout(Duration::ZERO),
+            timer("upgrade_timeout", Duration::ZERO),
+        ),
+        (EngineConfig::default().with_body_timeout(Duration::ZERO), timer("body_timeout", Duration::ZERO)),
+        (EngineConfig::default().with_write_timeout(Duration::ZERO), timer("write_timeout", Duration::ZERO)),
+        (
+            EngineConfig::default().with_max_http_buffer_size(0),
+            Err(ConfigError::Size { setting: "max_http_buffer_size", value: 0, min: 1 }),
+        ),
+        (
+            EngineConfig::default().with_max_queue_bytes(0),
+            Err(ConfigError::Size { setting: "max_queue_bytes", value: 0, min: 1 }),
+        ),
+        (
+            EngineConfig::default().with_max_header_size(100),
+            Err(ConfigError::Size { setting: "max_header_size", value: 100, min: 1024 }),
+        ),
+        (
+            EngineConfig::default().with_cors(Some(CorsConfig {
+                origins: vec!["*".into()],
+                credentials: true,
+                max_age: None,
+            })),
+            Err(ConfigError::AnyOriginWithCredentials),
+        ),
+        (EngineConfig::default().with_cors(Some(cors())), Ok(())),
+    ];
+    for (config, expected) in cases {
+        assert_eq!(config.validate(), expected, "{config:?}");
+    }
+    let message =
+        EngineConfig::default().with_ping_interval(Duration::ZERO).validate().err().map(|e| e.to_string());
+    assert_eq!(
+        message.as_deref(),
+        Some("ping_interval must be between 1 ms and 1 day (86400000 ms), not 0 ms")
+    );
+}
+
+#[test]
+fn the_body_and_write_timeouts_follow_the_ping_timeout_unless_set() {
+    use switchboard::EngineConfig;
+    let config = EngineConfig::default().with_ping_timeout(Duration::from_secs(7));
+    assert_eq!(
+        (config.body_timeout(), config.write_timeout()),
+        (Duration::from_secs(7), Duration::from_secs(7))
+    );
+    let config = config.with_body_timeout(Duration::from_secs(3)).with_write_timeout(Duration::from_secs(4));
+    assert_eq!(
+        (config.body_timeout(), config.write_timeout()),
+        (Duration::from_secs(3), Duration::from_secs(4))
+    );
+    assert_eq!(EngineConfig::default().max_header_size(), 16 * 1024);
 }

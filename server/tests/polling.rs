@@ -1,5 +1,5 @@
-//! HTTP long-polling: POST delivers, GET long-polls and batches, binary as base64, overlapping GETs,
-//! parse errors, client close, body size limit and response compression.
+//! HTTP long-polling: POST delivers, GET long-polls and batches, binary as base64, overlapping GETs
+//! and POSTs, parse errors, client close, body size limit and timeout, and response compression.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -281,4 +281,68 @@ async fn get_whose_client_went_away_does_not_block_the_next_get() {
     server.post_ok(&sid, "4after-abort").await;
     within(STEP, "GET", pending).await.expect("GET task").assert_ok_body("4after-abort");
     assert_eq!(server.engine.session_count(), 1);
+}
+
+/// A POST whose body sends `first` and then nothing more (the client stalled or vanished).
+fn stalled_post(
+    server: &common::TestServer,
+    sid: &str,
+    first: &'static str,
+) -> tokio::task::JoinHandle<Result<common::Resp, String>> {
+    use futures_util::StreamExt as _;
+    let chunks =
+        futures_util::stream::iter([Ok(hyper::body::Frame::data(Bytes::from_static(first.as_bytes())))])
+            .chain(futures_util::stream::pending());
+    let body = http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(chunks));
+    let req = request(Method::POST, &server.polling_uri(sid), &[("content-length", "100")], body);
+    tokio::spawn(try_send(server.addr, req))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_concurrent_post_is_refused_and_closes_the_session() {
+    let server = start(config()).await;
+    let sid = server.handshake_polling().await;
+    let first = stalled_post(&server, &sid, "4a");
+    // The engine counts a POST and marks it in progress in one step.
+    let posts = &server.engine.metrics().polling_posts;
+    within(STEP, "the first POST reaches the engine", async {
+        while posts.get() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    server.post(&sid, "4b").await.assert_code(3);
+    server.get(&sid).await.assert_code(1);
+    assert_eq!(server.engine.session_count(), 0);
+    first.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_body_that_stops_gets_408_at_the_body_timeout_and_closes_the_session() {
+    let server = start(config().with_body_timeout(Duration::from_millis(300))).await;
+    let sid = server.handshake_polling().await;
+    let started = Instant::now();
+    let resp = within(STEP, "the stalled POST's answer", stalled_post(&server, &sid, "4a"))
+        .await
+        .expect("POST task")
+        .expect("an answer, not a dropped connection");
+    assert_eq!(resp.status, StatusCode::REQUEST_TIMEOUT, "{resp:?}");
+    assert_eq!(resp.header("connection"), Some("close"), "the rest of the body is never read");
+    assert!(started.elapsed() >= Duration::from_millis(300), "answered after {:?}", started.elapsed());
+    server.get(&sid).await.assert_code(1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_post_that_arrives_within_the_body_timeout_is_delivered() {
+    use futures_util::StreamExt as _;
+    let server = start(config().with_body_timeout(Duration::from_secs(5))).await;
+    let sid = server.handshake_polling().await;
+    let chunks = futures_util::stream::iter(["4sl", "ow"]).then(|c| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(hyper::body::Frame::data(Bytes::from_static(c.as_bytes())))
+    });
+    let body = http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(chunks));
+    let resp = common::send(server.addr, request(Method::POST, &server.polling_uri(&sid), &[], body)).await;
+    resp.assert_ok_body("ok");
+    server.get(&sid).await.assert_ok_body("4slow");
 }

@@ -109,6 +109,9 @@ pub struct EngineConfig {
     pub(crate) allow_request: Option<AllowRequest>,
     pub(crate) node_id: String,
     pub(crate) max_queue_bytes: usize,
+    pub(crate) max_header_size: usize,
+    pub(crate) body_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -127,6 +130,9 @@ impl std::fmt::Debug for EngineConfig {
             .field("allow_request", &self.allow_request.is_some())
             .field("node_id", &self.node_id)
             .field("max_queue_bytes", &self.max_queue_bytes)
+            .field("max_header_size", &self.max_header_size)
+            .field("body_timeout", &self.body_timeout())
+            .field("write_timeout", &self.write_timeout())
             .finish()
     }
 }
@@ -147,6 +153,9 @@ impl Default for EngineConfig {
             allow_request: None,
             node_id: super::sid::random_node_id(),
             max_queue_bytes: 1 << 20,
+            max_header_size: 16 * 1024,
+            body_timeout: None,
+            write_timeout: None,
         }
     }
 }
@@ -207,7 +216,8 @@ impl EngineConfig {
         self
     }
 
-    /// CORS for cross-origin browsers; default off.
+    /// CORS for cross-origin browsers; default off. When set, it also guards websockets, which
+    /// browsers open from any page: a websocket handshake whose `Origin` is not allowed gets 403.
     pub fn with_cors(mut self, cors: Option<CorsConfig>) -> Self {
         self.cors = cors;
         self
@@ -237,6 +247,65 @@ impl EngineConfig {
         self
     }
 
+    /// Largest request head (request line and headers) a connection may send, in bytes; default
+    /// 16 KiB, Node's `maxHeaderSize`. A larger one is answered 431 and the connection closed. It
+    /// also bounds what a session keeps of its handshake request. Raise it only for clients that
+    /// really send that much (large cookies).
+    pub fn with_max_header_size(mut self, n: usize) -> Self {
+        self.max_header_size = n;
+        self
+    }
+
+    /// How long a polling POST's body may take to arrive whole; default: the ping timeout (20 s).
+    /// A body that trickles or stops is cut off there: the session closes and the request is
+    /// answered 408, so a client cannot hold a request (and what it sent so far) open for ever.
+    pub fn with_body_timeout(mut self, d: Duration) -> Self {
+        self.body_timeout = Some(d);
+        self
+    }
+
+    /// How long a response or websocket frames may wait for the client to take any byte; default:
+    /// the ping timeout (20 s). Past it the connection is dropped (a websocket's session closes),
+    /// so a client that stops reading cannot pin what was written to it. A slow client that still
+    /// reads is not affected: every byte it takes restarts the wait.
+    pub fn with_write_timeout(mut self, d: Duration) -> Self {
+        self.write_timeout = Some(d);
+        self
+    }
+
+    /// Refuses settings that cannot work (a timer of zero or over a day, a zero size, `*` origins
+    /// with credentials), so a typo stops a node at start-up instead of leaving it up and useless.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let timers = [
+            ("ping_interval", self.ping_interval),
+            ("ping_timeout", self.ping_timeout),
+            ("upgrade_timeout", self.upgrade_timeout),
+            ("body_timeout", self.body_timeout()),
+            ("write_timeout", self.write_timeout()),
+        ];
+        for (setting, value) in timers {
+            if value.is_zero() || value > MAX_TIMER {
+                return Err(ConfigError::Timer { setting, value });
+            }
+        }
+        let sizes = [
+            ("max_http_buffer_size", self.max_http_buffer_size, 1),
+            ("max_queue_bytes", self.max_queue_bytes, 1),
+            ("max_header_size", self.max_header_size, MIN_HEADER_SIZE),
+        ];
+        for (setting, value, min) in sizes {
+            if value < min {
+                return Err(ConfigError::Size { setting, value, min });
+            }
+        }
+        if let Some(cors) = &self.cors {
+            if cors.credentials && cors.origins.iter().any(|o| o == "*") {
+                return Err(ConfigError::AnyOriginWithCredentials);
+            }
+        }
+        Ok(())
+    }
+
     /// Mount path, always with a trailing slash.
     pub fn path(&self) -> &str {
         &self.path
@@ -256,4 +325,57 @@ impl EngineConfig {
     pub fn ping_timeout(&self) -> Duration {
         self.ping_timeout
     }
+
+    /// Largest request head accepted, in bytes.
+    pub fn max_header_size(&self) -> usize {
+        self.max_header_size
+    }
+
+    /// How long a POST body may take (the ping timeout unless set).
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout.unwrap_or(self.ping_timeout)
+    }
+
+    /// How long a write may wait for the client (the ping timeout unless set).
+    pub fn write_timeout(&self) -> Duration {
+        self.write_timeout.unwrap_or(self.ping_timeout)
+    }
+}
+
+/// The longest timer [`EngineConfig::validate`] accepts: a day. Longer is a typo (seconds given
+/// as milliseconds twice over), and far larger values overflow when added to an `Instant`.
+pub const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The smallest [`EngineConfig::with_max_header_size`] accepted: a browser's handshake alone is
+/// several hundred bytes.
+pub const MIN_HEADER_SIZE: usize = 1024;
+
+/// A setting [`EngineConfig::validate`] refuses; each names the setting by its `with_*` setter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A timer of zero, or longer than [`MAX_TIMER`].
+    #[error("{setting} must be between 1 ms and 1 day (86400000 ms), not {} ms", value.as_millis())]
+    Timer {
+        /// The setting, as its setter names it (`ping_interval` for `with_ping_interval`).
+        setting: &'static str,
+        /// The value refused.
+        value: Duration,
+    },
+    /// A size below its minimum.
+    #[error("{setting} must be at least {min} bytes, not {value}")]
+    Size {
+        /// The setting, as its setter names it.
+        setting: &'static str,
+        /// The value refused.
+        value: usize,
+        /// The smallest value accepted.
+        min: usize,
+    },
+    /// CORS allows any origin (`*`) with credentials: browsers refuse such answers, so no
+    /// cross-origin client could connect; list the allowed origins instead.
+    #[error(
+        "CORS cannot allow any origin (*) with credentials: browsers refuse it; list the origins instead"
+    )]
+    AnyOriginWithCredentials,
 }

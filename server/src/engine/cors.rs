@@ -22,6 +22,17 @@ pub(crate) fn apply(cors: &CorsConfig, origin: Option<&HeaderValue>, headers: &m
     }
 }
 
+/// Whether a websocket handshake from `origin` may go on. Browsers do not apply CORS to
+/// websockets, so without this check any page could open one with its visitor's cookies
+/// (cross-site websocket hijacking). A request without `Origin` is not from a browser page and
+/// passes: such a client could send any origin anyway.
+pub(crate) fn allows_websocket(cors: &CorsConfig, origin: Option<&HeaderValue>) -> bool {
+    match origin {
+        None => true,
+        Some(origin) => origin.to_str().is_ok_and(|o| cors.allows(o)),
+    }
+}
+
 /// Answers an `OPTIONS` preflight: 204 with the allowed methods and the requested headers.
 pub(crate) fn preflight(cors: &CorsConfig, origin: Option<&HeaderValue>, req: &HeaderMap) -> Response<Body> {
     let mut response = Response::new(Body::new(Bytes::new()));

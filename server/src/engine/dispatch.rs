@@ -72,6 +72,11 @@ impl Engine {
             _ => return Err((RequestError::TransportUnknown, None)),
         };
         let is_upgrade = fastwebsockets::upgrade::is_upgrade_request(&req);
+        if let (Some(cors), true) = (&config.cors, is_upgrade) {
+            if !cors::allows_websocket(cors, req.headers().get(header::ORIGIN)) {
+                return Err((RequestError::Forbidden, Some("Origin not allowed".to_owned())));
+            }
+        }
 
         if let Some(sid) = q.sid {
             let session = self.session(&sid).ok_or((RequestError::UnknownSid, None))?;
@@ -122,7 +127,7 @@ impl Engine {
             }
             Method::POST => {
                 self.shared.metrics.polling_posts.inc();
-                polling::post(&session, req, config.max_http_buffer_size).await
+                polling::post(&session, req, config.max_http_buffer_size, config.body_timeout()).await
             }
             _ => Err(RequestError::BadRequest),
         }

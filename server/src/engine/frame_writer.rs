@@ -3,13 +3,15 @@
 //! Frames are built (headers by fastwebsockets' `fmt_head`) into one buffer per thread and written
 //! with as few syscalls as the socket allows: a burst of queued packets costs one `write`. Only what
 //! the socket did not take is copied into the connection's own buffer, so an idle connection, or one
-//! whose client keeps up, holds no write buffer at all.
+//! whose client keeps up, holds no write buffer at all. The writer also notes since when the client
+//! has taken nothing, for the connection's write timeout.
 
 use std::cell::RefCell;
 use std::io;
 
 use fastwebsockets::{Frame, OpCode, Payload};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// A per-thread buffer that grew past this is freed after use.
 const SCRATCH_KEEP: usize = 64 * 1024;
@@ -31,6 +33,8 @@ pub(crate) fn push_frame(buf: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
 #[derive(Debug, Default)]
 pub(crate) struct FrameWriter {
     pending: Vec<u8>,
+    /// While bytes are pending: when the client last took some (or when they started waiting).
+    progress_at: Option<Instant>,
 }
 
 impl FrameWriter {
@@ -39,16 +43,30 @@ impl FrameWriter {
         self.pending.is_empty()
     }
 
+    /// While bytes are pending, when the client last took any: the write timeout counts from here.
+    pub(crate) fn waiting_since(&self) -> Option<Instant> {
+        self.progress_at
+    }
+
+    /// Notes a write of `written` bytes that left `self.pending` as it is now.
+    fn note(&mut self, written: usize) {
+        self.progress_at = match self.progress_at {
+            _ if self.pending.is_empty() => None,
+            Some(at) if written == 0 => Some(at),
+            _ => Some(Instant::now()),
+        };
+    }
+
     /// Writes the frames `build` appends: at once if nothing is pending, after the pending bytes otherwise.
     pub(crate) fn send(&mut self, stream: &TcpStream, build: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
         if !self.pending.is_empty() {
             build(&mut self.pending);
             return self.flush(stream);
         }
-        SCRATCH.with_borrow_mut(|buf| {
+        let written = SCRATCH.with_borrow_mut(|buf| {
             buf.clear();
             build(buf);
-            let result = write_some(stream, buf).map(|written| {
+            let result = write_some(stream, buf).inspect(|&written| {
                 if written < buf.len() {
                     self.pending.extend_from_slice(&buf[written..]);
                 }
@@ -57,7 +75,9 @@ impl FrameWriter {
                 *buf = Vec::new();
             }
             result
-        })
+        })?;
+        self.note(written);
+        Ok(())
     }
 
     /// Writes as much of the pending bytes as the socket takes now.
@@ -68,6 +88,7 @@ impl FrameWriter {
         } else {
             self.pending.drain(..written);
         }
+        self.note(written);
         Ok(())
     }
 }

@@ -56,6 +56,9 @@ impl Heartbeat {
         let _ = self.wheel(session.id()).send(Command::Watch(session));
     }
 
+    /// The awaited pong of session `id` arrived. Sent only for a pong a ping asked for (see
+    /// `Session::on_packet`), so the unbounded channels hold a few commands per session at most,
+    /// whatever a client sends.
     pub(crate) fn pong(&self, id: u64) {
         let _ = self.wheel(id).send(Command::Pong(id));
     }

@@ -3,8 +3,10 @@
 //! Requests arrive from the HTTP layer above ([`Engine::handle`]); decoded messages leave through
 //! the [`EngineHandler`] the layer above (Socket.IO, or the echo app) implements. The engine owns
 //! its options ([`config`]), the handshake request a session keeps ([`HandshakeRequest`]), its
-//! metrics, and the HTTP details of Engine.IO (CORS, compression of polling responses).
+//! metrics, and the HTTP details of Engine.IO (CORS, compression of polling responses, the
+//! client stream whose writes time out).
 
+mod client_stream;
 mod compression;
 pub mod config;
 pub(crate) mod cors;
@@ -29,8 +31,10 @@ use dashmap::DashMap;
 
 use crate::metrics::Registry;
 
+pub use client_stream::ClientStream;
 pub use config::{
-    AllowRequest, AllowRequestFuture, CookieConfig, CorsConfig, EngineConfig, SameSite, Transports,
+    AllowRequest, AllowRequestFuture, ConfigError, CookieConfig, CorsConfig, EngineConfig, SameSite,
+    Transports,
 };
 pub use error::RequestError;
 pub use metrics::{EngineMetrics, TransportMetrics};

@@ -42,6 +42,15 @@ impl Drop for PollGuard<'_> {
     }
 }
 
+/// Clears the session's POST mark however the POST ends.
+struct PostGuard<'a>(&'a Session);
+
+impl Drop for PostGuard<'_> {
+    fn drop(&mut self) {
+        self.0.end_post();
+    }
+}
+
 /// A long-poll: answers as soon as anything is queued, the session closes, or an upgrade needs a noop.
 pub(crate) async fn get(
     session: &Arc<Session>,
@@ -87,16 +96,19 @@ pub(crate) async fn get(
     }
 }
 
-/// Client → server packets; a parse error or an oversized body closes the session.
+/// Client → server packets; a parse error, an oversized body, or a body that does not arrive
+/// whole within `body_timeout` (answered 408) closes the session.
 pub(crate) async fn post(
     session: &Arc<Session>,
     req: Request<Incoming>,
     max_size: usize,
+    body_timeout: Duration,
 ) -> Result<Response<Body>, RequestError> {
-    match session.check_post() {
+    match session.begin_post() {
         Err(PollRefusal::Draining) => return Ok(text_response(Bytes::from_static(b"ok"))),
         other => other?,
     }
+    let _guard = PostGuard(session);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -106,7 +118,16 @@ pub(crate) async fn post(
         session.close(CloseReason::TransportError);
         return Ok(status_response(StatusCode::PAYLOAD_TOO_LARGE));
     }
-    let body = match Limited::new(req.into_body(), max_size).collect().await {
+    let collect = Limited::new(req.into_body(), max_size).collect();
+    let Ok(collected) = tokio::time::timeout(body_timeout, collect).await else {
+        tracing::debug!(sid = %session.sid(), "polling body timed out");
+        session.close(CloseReason::TransportError);
+        let mut response = status_response(StatusCode::REQUEST_TIMEOUT);
+        // The rest of the body will not be read: the connection cannot carry another request.
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(response);
+    };
+    let body = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             session.close(CloseReason::TransportError);

@@ -21,7 +21,8 @@ impl HandshakeRequest {
     /// slices of its 8 KiB read buffer; keeping those slices would keep the whole buffer alive
     /// for the session's lifetime, so the bytes are copied out. They are kept as one block of
     /// text rather than a `HeaderMap` (about 650 bytes for a handful of headers, kept by every
-    /// session) and parsed again only when asked for.
+    /// session) and parsed again only when asked for. The HTTP layer refuses a request head over
+    /// the engine's `max_header_size` (16 KiB by default) with 431, so no session keeps more.
     pub(crate) fn detached<B>(req: &http::Request<B>, remote_addr: SocketAddr) -> Self {
         let size = req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 2).sum();
         let mut headers = Vec::with_capacity(size);

@@ -55,6 +55,8 @@ struct Inner {
     queue: VecDeque<Encoded>,
     queued_bytes: usize,
     polling_active: bool,
+    /// A POST is being read (at most one at a time, as in socket.io).
+    posting: bool,
     /// Closed by the server while on polling, and not yet drained by a GET (see [`Session::close`]).
     draining: bool,
     /// Set while a pong is awaited: past it the session is dead even if its timer has not fired yet.
@@ -139,7 +141,7 @@ pub(crate) enum PollRefusal {
     Gone,
     /// The session has moved to websocket.
     WrongTransport,
-    /// Another GET is pending: the session is closed for it.
+    /// Another GET (or POST) is pending: the session is closed for it.
     Overlap,
     /// Closed by the server and draining: client packets are accepted and ignored.
     Draining,
@@ -179,6 +181,7 @@ impl Session {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 polling_active: false,
+                posting: false,
                 draining: false,
                 pong_deadline: None,
                 closed: None,
@@ -391,9 +394,10 @@ impl Session {
         self.wake(websocket);
     }
 
-    /// A pong arrived: the session is alive.
-    pub(crate) fn clear_pong_deadline(&self) {
-        self.lock().pong_deadline = None;
+    /// A pong arrived: the session is alive. True if a pong was awaited; a pong nobody asked for
+    /// changes nothing.
+    pub(crate) fn clear_pong_deadline(&self) -> bool {
+        self.lock().pong_deadline.take().is_some()
     }
 
     /// Closes the session if its pong deadline has passed, even if the heartbeat wheel has not
@@ -459,12 +463,14 @@ impl Session {
         match packet {
             Packet::Message(data) => self.handler.on_message(self, Message::Text(data)),
             Packet::Binary(data) => self.handler.on_message(self, Message::Binary(data)),
-            Packet::Pong(_) => {
-                self.clear_pong_deadline();
+            // Only the answer to a ping reaches the heartbeat wheel (one message per ping): a
+            // client sending pongs unasked cannot queue work there.
+            Packet::Pong(_) if self.clear_pong_deadline() => {
                 if let Some(engine) = self.engine.upgrade() {
                     engine.heartbeat.pong(self.id);
                 }
             }
+            Packet::Pong(_) => {}
             Packet::Ping(data) => {
                 let _ = self.send(Encoded::from(Packet::Pong(data)));
             }
@@ -516,22 +522,33 @@ impl Session {
         self.lock().polling_active = false;
     }
 
-    /// Checks a POST may be processed.
-    pub(crate) fn check_post(self: &Arc<Self>) -> Result<(), PollRefusal> {
+    /// Marks a POST as being read; a second concurrent one closes the session, as socket.io
+    /// does (its packets could otherwise arrive out of order, and each open POST holds a body).
+    pub(crate) fn begin_post(self: &Arc<Self>) -> Result<(), PollRefusal> {
         if self.expire_if_late() {
             return Err(PollRefusal::Gone);
         }
-        let inner = self.lock();
-        if inner.draining {
-            return Err(PollRefusal::Draining);
+        {
+            let mut inner = self.lock();
+            if inner.draining {
+                return Err(PollRefusal::Draining);
+            }
+            if inner.closed.is_some() {
+                return Err(PollRefusal::Gone);
+            }
+            if inner.transport != Transport::Polling {
+                return Err(PollRefusal::WrongTransport);
+            }
+            if !std::mem::replace(&mut inner.posting, true) {
+                return Ok(());
+            }
         }
-        if inner.closed.is_some() {
-            return Err(PollRefusal::Gone);
-        }
-        if inner.transport != Transport::Polling {
-            return Err(PollRefusal::WrongTransport);
-        }
-        Ok(())
+        self.close(CloseReason::TransportError);
+        Err(PollRefusal::Overlap)
+    }
+
+    pub(crate) fn end_post(&self) {
+        self.lock().posting = false;
     }
 
     /// Registers interest before checking state, so a wake between the check and the wait is not lost.

@@ -5,6 +5,11 @@
 //! session (handlers run inline), then writes everything the session queued with one `write`
 //! ([`FrameWriter`]). One task and no buffers while idle keep a connection small, and an answer to a
 //! message goes out in the same wake-up that read it.
+//!
+//! A client that does not read cannot make the connection hold more: the session's packets are
+//! taken only once the previous ones are on the wire, pongs are coalesced (RFC 6455 §5.5.3 allows
+//! answering only the latest ping), reading pauses while anything is left to write, and a client
+//! that takes nothing for the write timeout is dropped.
 
 use std::collections::VecDeque;
 use std::io;
@@ -30,7 +35,7 @@ use super::error::RequestError;
 use super::frame_decoder::{FrameDecoder, InFrame, ReadError};
 use super::frame_writer::{FrameWriter, push_frame};
 use super::session::{Session, Transport};
-use super::{CloseReason, Engine, HandshakeRequest};
+use super::{ClientStream, CloseReason, Engine, HandshakeRequest};
 use crate::body::Body;
 
 /// How long a closing session may take to flush its last frames to a client that stopped reading.
@@ -47,11 +52,11 @@ pub(crate) fn handshake(
 ) -> Result<Response<Body>, RequestError> {
     let (mut response, upgrade) = accept(&mut req)?;
     let (session, _) = engine.open_session(request, Transport::WebSocket);
-    let max = engine.config().max_http_buffer_size;
+    let limits = Limits::of(engine);
     engine.set_cookie(&session, response.headers_mut());
     tokio::spawn(async move {
         match upgrade.await {
-            Ok(io) => Connection::start(session, io, max, None),
+            Ok(io) => Connection::start(session, io, limits, None),
             Err(e) => {
                 tracing::debug!(error = %e, "websocket handshake failed");
                 session.close(CloseReason::TransportError);
@@ -68,7 +73,7 @@ pub(crate) fn upgrade(
     session: Arc<Session>,
 ) -> Result<Response<Body>, RequestError> {
     let (response, upgrade) = accept(&mut req)?;
-    let max = engine.config().max_http_buffer_size;
+    let limits = Limits::of(engine);
     let timeout = engine.config().upgrade_timeout;
     tokio::spawn(async move {
         let Ok(io) = upgrade.await else { return };
@@ -81,7 +86,7 @@ pub(crate) fn upgrade(
             let _ = io.flush().await;
             return;
         }
-        Connection::start(session, io, max, Some(timeout));
+        Connection::start(session, io, limits, Some(timeout));
     });
     Ok(response)
 }
@@ -106,6 +111,22 @@ fn accept(req: &mut Request<Incoming>) -> Result<(Response<Body>, hyper::upgrade
     Ok((response, hyper::upgrade::on(req)))
 }
 
+/// What the engine's options bound on one websocket.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Largest message, whole or reassembled.
+    max_message: usize,
+    /// How long the client may take nothing before the connection is dropped.
+    write_timeout: Duration,
+}
+
+impl Limits {
+    fn of(engine: &Engine) -> Self {
+        let config = engine.config();
+        Self { max_message: config.max_http_buffer_size, write_timeout: config.write_timeout() }
+    }
+}
+
 /// Where a websocket is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -127,7 +148,9 @@ struct Connection {
     decoder: FrameDecoder,
     fragments: Fragments,
     writer: FrameWriter,
-    /// Control frames (pong, `3probe`, close) to write before the next queued packets.
+    write_timeout: Duration,
+    /// Control frames (pong, `3probe`, close) to write before the next queued packets, once what
+    /// the client has not taken yet is on the wire; at most one of each (see [`Self::queue_pong`]).
     controls: Vec<(OpCode, Bytes)>,
     /// The session's queue, swapped out to be written.
     batch: VecDeque<Encoded>,
@@ -154,26 +177,23 @@ impl Connection {
     ///
     /// The connection runs as a task of its own: the task that waited for the upgrade ends here,
     /// so a connection's long-lived task holds only the connection's state.
-    fn start(session: Arc<Session>, io: Upgraded, max_message: usize, probe_timeout: Option<Duration>) {
-        let parts = match io.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => parts,
-            Err(_) => {
-                tracing::error!(sid = %session.sid(), "websocket over a connection that is not TCP");
-                session.close(CloseReason::TransportError);
-                return;
-            }
+    fn start(session: Arc<Session>, io: Upgraded, limits: Limits, probe_timeout: Option<Duration>) {
+        let Some((stream, read_buf)) = into_tcp(io) else {
+            tracing::error!(sid = %session.sid(), "websocket over a connection that is not TCP");
+            session.close(CloseReason::TransportError);
+            return;
         };
-        let hyper::upgrade::Parts { io, read_buf, .. } = parts;
         let phase = match probe_timeout {
             Some(limit) => Phase::Probing { probed: false, deadline: Instant::now() + limit },
             None => Phase::Attached,
         };
         let mut conn = Connection {
             session,
-            stream: io.into_inner(),
-            decoder: FrameDecoder::new(max_message),
-            fragments: Fragments::new(max_message),
+            stream,
+            decoder: FrameDecoder::new(limits.max_message),
+            fragments: Fragments::new(limits.max_message),
             writer: FrameWriter::default(),
+            write_timeout: limits.write_timeout,
             controls: Vec::new(),
             batch: VecDeque::new(),
             timer: None,
@@ -195,6 +215,9 @@ impl Connection {
     /// One turn of the loop: write what is due, then poll the client, the session and the deadline.
     /// `Ready` when the connection is done.
     fn turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // Set once a read took the whole budget: the rest waits for the next turn, so a client
+        // that sends without pause shares its worker thread with the others.
+        let mut budget_spent = false;
         loop {
             // Registered before the queue is looked at, so a packet queued after that wakes us.
             self.session.register_writer(cx.waker());
@@ -214,10 +237,14 @@ impl Connection {
             if closing && self.writer.is_empty() {
                 return Poll::Ready(());
             }
-            if self.reading && !closing {
+            // While the client has not taken what was written, nothing more is read: what it sends
+            // (messages whose answers would queue behind) waits in the kernel's buffers, not here.
+            if self.reading && !closing && !budget_spent && self.writer.is_empty() {
                 match self.stream.poll_read_ready(cx) {
                     Poll::Ready(Ok(())) => {
-                        self.close_due = matches!(self.read(), Next::Close);
+                        let (next, read) = self.read();
+                        self.close_due = matches!(next, Next::Close);
+                        budget_spent = read >= READ_BUDGET;
                         continue;
                     }
                     Poll::Ready(Err(e)) => {
@@ -238,9 +265,14 @@ impl Connection {
                     Poll::Pending => {}
                 }
             }
-            let deadline = match self.phase {
+            let phase_deadline = match self.phase {
                 Phase::Closing { deadline } | Phase::Probing { deadline, .. } => Some(deadline),
                 Phase::Attached => None,
+            };
+            let write_deadline = self.writer.waiting_since().map(|since| since + self.write_timeout);
+            let deadline = match (phase_deadline, write_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
             match deadline {
                 None => self.timer = None,
@@ -250,6 +282,13 @@ impl Connection {
                         timer.as_mut().reset(at);
                     }
                     if timer.as_mut().poll(cx).is_ready() {
+                        if write_deadline == Some(at) {
+                            // The client took nothing for the write timeout: what is pending can
+                            // never be delivered in time, so the connection is dropped.
+                            tracing::debug!(sid = %self.session.sid(), "websocket write timed out");
+                            self.fail(CloseReason::TransportError);
+                            return Poll::Ready(());
+                        }
                         if closing {
                             return Poll::Ready(());
                         }
@@ -258,6 +297,10 @@ impl Connection {
                         continue;
                     }
                 }
+            }
+            if budget_spent {
+                // Polled again after the tasks already waiting (tokio queues a self-wake last).
+                cx.waker().wake_by_ref();
             }
             return Poll::Pending;
         }
@@ -272,7 +315,9 @@ impl Connection {
         if !self.writer.is_empty() {
             self.writer.flush(&self.stream)?;
         }
-        if !self.controls.is_empty() {
+        // Behind what the client has not taken: a client that does not read makes them wait here,
+        // where a newer pong replaces an older one, instead of piling up in the writer.
+        if !self.controls.is_empty() && self.writer.is_empty() {
             let controls = std::mem::take(&mut self.controls);
             self.writer.send(&self.stream, |buf| {
                 for (opcode, payload) in &controls {
@@ -347,19 +392,21 @@ impl Connection {
         }
     }
 
-    /// Reads what the client sent (up to [`READ_BUDGET`]) and handles the complete frames.
-    fn read(&mut self) -> Next {
+    /// Reads what the client sent (up to [`READ_BUDGET`]) and handles the complete frames; also
+    /// returns how many bytes it read.
+    fn read(&mut self) -> (Next, usize) {
         let mut chunk = [0u8; 4096];
         let mut total = 0;
         while total < READ_BUDGET {
             match self.stream.try_read(&mut chunk) {
                 Ok(0) => {
                     self.reading = false;
-                    let next = self.handle_frames();
+                    // What arrived before the end still counts; either way the connection is over.
+                    self.handle_frames();
                     if matches!(self.phase, Phase::Attached) {
                         self.session.close(CloseReason::TransportClose);
                     }
-                    return if matches!(next, Next::Close) { next } else { Next::Close };
+                    return (Next::Close, total);
                 }
                 Ok(n) => {
                     self.decoder.extend(&chunk[..n]);
@@ -367,11 +414,11 @@ impl Connection {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.read_failed(&ReadError::Io(e)),
+                Err(e) => return (self.read_failed(&ReadError::Io(e)), total),
             }
         }
         self.session.metrics().websocket.bytes_in.inc_by(total as u64);
-        self.handle_frames()
+        (self.handle_frames(), total)
     }
 
     fn read_failed(&mut self, error: &ReadError) -> Next {
@@ -416,7 +463,7 @@ impl Connection {
                 return Next::Close;
             }
             OpCode::Ping => {
-                self.controls.push((OpCode::Pong, frame.payload));
+                self.queue_pong(&frame.payload);
                 return Next::Continue;
             }
             _ => match self.fragments.push(frame) {
@@ -444,11 +491,21 @@ impl Connection {
         }
     }
 
+    /// Answers a ping, replacing a pong not yet written (only the latest ping needs one). The
+    /// payload (at most 125 bytes) is copied: a slice would keep the whole read buffer alive.
+    fn queue_pong(&mut self, payload: &[u8]) {
+        let payload = Bytes::copy_from_slice(payload);
+        match self.controls.iter_mut().find(|(opcode, _)| *opcode == OpCode::Pong) {
+            Some(pong) => pong.1 = payload,
+            None => self.controls.push((OpCode::Pong, payload)),
+        }
+    }
+
     /// `2probe` → `3probe`, then `5` completes the upgrade; anything else fails it.
     fn on_probe_frame(&mut self, frame: InFrame, probed: bool, deadline: Instant) -> Next {
         match frame.opcode {
             OpCode::Ping => {
-                self.controls.push((OpCode::Pong, frame.payload));
+                self.queue_pong(&frame.payload);
                 return Next::Continue;
             }
             OpCode::Pong => return Next::Continue,
@@ -479,6 +536,17 @@ impl Future for Connection {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.get_mut().turn(cx)
+    }
+}
+
+/// The TCP stream under an upgraded connection (as the HTTP layer accepted it, or bare), and the
+/// bytes hyper had read past the upgrade request; `None` for any other transport.
+fn into_tcp(io: Upgraded) -> Option<(TcpStream, Bytes)> {
+    match io.downcast::<TokioIo<ClientStream>>() {
+        Ok(parts) => Some((parts.io.into_inner().into_inner(), parts.read_buf)),
+        Err(io) => {
+            io.downcast::<TokioIo<TcpStream>>().ok().map(|parts| (parts.io.into_inner(), parts.read_buf))
+        }
     }
 }
 

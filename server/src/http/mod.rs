@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::{CloseReason, Engine, cors};
+use crate::engine::{ClientStream, CloseReason, Engine, cors};
 
 /// Future of a fallback response.
 pub type FallbackFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
@@ -42,13 +42,18 @@ pub type Fallback = Arc<dyn Fn(Request<Incoming>) -> FallbackFuture + Send + Syn
 /// hundred clients reconnect at once, as they do after a node restarts; Node listens with 511.
 pub const LISTEN_BACKLOG: u32 = 1024;
 
-/// Binds a listener with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, so a restarted node gets its port back).
+/// Binds a listener with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, so a restarted node gets its port
+/// back). `SO_KEEPALIVE` is set on the listener, which accepted sockets inherit (Linux): the
+/// kernel then probes idle peers and ends connections to hosts that vanished without a FIN
+/// (a half-open connection would otherwise hold its task and buffers for ever). The probe timing
+/// is the host's (`net.ipv4.tcp_keepalive_*`, per network namespace, so per pod).
 pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
     let mut last = None;
     for addr in tokio::net::lookup_host((host, port)).await? {
         let socket =
             if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
         socket.set_reuseaddr(true)?;
+        socket.set_keepalive(true)?;
         match socket.bind(addr).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
             Ok(listener) => return Ok(listener),
             Err(e) => last = Some(e),
@@ -66,6 +71,10 @@ fn not_found() -> Response<Body> {
 
 /// How long shutdown waits for open HTTP connections after the sessions were closed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a request head may take to arrive, counted from when the connection is ready for
+/// one (so it also ends idle keep-alive connections).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An HTTP server for one engine.
 #[derive(Clone)]
@@ -248,6 +257,9 @@ impl Server {
                 () = shutdown.cancelled() => return tracker,
             };
             let _ = stream.set_nodelay(true);
+            let config = self.engine.config();
+            let stream = ClientStream::new(stream, config.write_timeout());
+            let max_header_size = config.max_header_size();
             let server = self.clone();
             let service = service_fn(move |req: Request<Incoming>| {
                 let server = server.clone();
@@ -260,9 +272,12 @@ impl Server {
                     Ok::<_, Infallible>(response)
                 }
             });
+            // A head larger than the limit is answered 431 and the connection closed; one that
+            // trickles is cut off by the read timeout, which also ends idle keep-alive connections.
             let conn = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_header_size(max_header_size)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             let stop = shutdown.clone();

@@ -207,18 +207,6 @@ fn node_side(node: &Node, client: &TcpStream) -> Option<NodeSide> {
     })
 }
 
-/// Waits until `done` holds, checking every 20 ms; false if `limit` passed first.
-async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    true
-}
-
 // ---- item 1: websocket control frames ----
 
 /// A client sends websocket pings as fast as it can and never reads. Before: every ping queued its
@@ -478,7 +466,8 @@ async fn a_second_concurrent_post_on_one_session() {
     first.write_all(head.as_bytes()).await.expect("write the first POST");
     // The node reads a request's head and starts its handler in one go: once nothing of the first
     // POST is left unread, it is the session's POST in progress.
-    assert!(eventually(LIMIT, || node_side(&node, &first).is_some_and(|side| side.unread == 0)).await);
+    let drained = || std::future::ready(node_side(&node, &first).is_some_and(|side| side.unread == 0));
+    assert!(switchboard_testkit::eventually(LIMIT, drained).await);
     bystander.echo_within(ECHO).await;
     let (status, body) = http(&node, "POST", &polling_target(&sid), "", b"4b").await;
     assert_eq!(status, 400, "a second concurrent POST is refused: {body}");

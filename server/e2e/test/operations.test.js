@@ -337,3 +337,19 @@ describe("operations: logs and version", () => {
     assert.match(run.stderr, /--log-level "info,=x=" is not a valid filter/);
   });
 });
+
+describe("operations: options that cannot work are refused at start-up", () => {
+  for (const [args, message] of [
+    [["--ping-interval", "0"], /--ping-interval must be between 1 ms and 1 day/],
+    [["--ping-timeout", "86400001"], /--ping-timeout must be between 1 ms and 1 day/],
+    [["--cors-origin", "*", "--cors-credentials"], /any origin \(--cors-origin '\*'\) with --cors-credentials/],
+    [["--max-header-size", "10"], /--max-header-size must be at least 1024 bytes/],
+    [["--cluster-secret", "short"], /a cluster secret needs at least 16 bytes/],
+  ]) {
+    it(`refuses ${args.join(" ")}`, () => {
+      const run = spawnSync(BIN, [...args, "--host", "127.0.0.1", "--port", "0"], { encoding: "utf8", timeout: 10_000 });
+      assert.notEqual(run.status, 0, `${args.join(" ")} was accepted`);
+      assert.match(run.stderr, message);
+    });
+  }
+});

@@ -306,6 +306,16 @@ impl EngineConfig {
         Ok(())
     }
 
+    /// Largest polling body or websocket message accepted.
+    pub fn max_http_buffer_size(&self) -> usize {
+        self.max_http_buffer_size
+    }
+
+    /// Bytes a session may have queued for sending.
+    pub fn max_queue_bytes(&self) -> usize {
+        self.max_queue_bytes
+    }
+
     /// Mount path, always with a trailing slash.
     pub fn path(&self) -> &str {
         &self.path

@@ -82,8 +82,9 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
             None => crate::http::forward::advertise_address(listener.local_addr()?).to_string(),
         }),
     };
+    let cluster_config = options.cluster_config(config.node_id(), advertised.as_deref())?;
     let cluster = Arc::new(
-        Cluster::connect(&backend, config.node_id(), &options.cluster_prefix, advertised.as_deref())
+        Cluster::connect_with(&backend, &options.cluster_prefix, cluster_config)
             .await
             .map_err(|source| NodeError::Cluster { adapter: options.adapter.name(), source })?,
     );
@@ -118,7 +119,11 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
         let config = engine.config();
         // A long poll is held up to the ping interval; its owner answers well within this.
         let answer_timeout = config.ping_interval() + config.ping_timeout();
+        // An owner's answer to a poll: at most its queue bound plus one packet (twice, for the
+        // base64 of binary); more is not an Engine.IO answer.
+        let max_answer = config.max_queue_bytes() + 2 * config.max_http_buffer_size();
         Forwarder::new(config.node_id(), locate, answer_timeout, server.metrics().forwarded.clone())
+            .with_max_answer(max_answer)
     });
     let ready_cluster = cluster.clone();
     let server = server

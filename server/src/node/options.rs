@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use switchboard_adapter::cluster::NodeId;
+use switchboard_adapter::cluster::{ClusterConfig, NodeId};
 
 use crate::cluster::Backend;
-use crate::engine::{CookieConfig, CorsConfig, EngineConfig, Transports};
+use crate::engine::{ConfigError, CookieConfig, CorsConfig, EngineConfig, Transports};
 use crate::socketio::SocketIoConfig;
 
 /// The largest `--max-name-bytes`: escaped for NATS (up to 3 bytes per byte), a name must stay well
@@ -69,6 +69,16 @@ pub struct NodeOptions {
     /// Milliseconds an upgrade may take.
     #[arg(long, env = "SWITCHBOARD_UPGRADE_TIMEOUT", default_value_t = 10_000)]
     pub upgrade_timeout: u64,
+    /// Largest request head (request line and headers), in bytes; a larger one gets 431.
+    #[arg(long, env = "SWITCHBOARD_MAX_HEADER_SIZE", default_value_t = 16 * 1024)]
+    pub max_header_size: usize,
+    /// Milliseconds a polling POST body may take to arrive (default: --ping-timeout).
+    #[arg(long, env = "SWITCHBOARD_BODY_TIMEOUT")]
+    pub body_timeout: Option<u64>,
+    /// Milliseconds a client may take no bytes of a response or websocket write before it is
+    /// dropped (default: --ping-timeout).
+    #[arg(long, env = "SWITCHBOARD_WRITE_TIMEOUT")]
+    pub write_timeout: Option<u64>,
     /// Compress polling responses of at least this many bytes (0 turns compression off).
     #[arg(long, env = "SWITCHBOARD_HTTP_COMPRESSION_THRESHOLD", default_value_t = 1024)]
     pub http_compression_threshold: usize,
@@ -126,6 +136,19 @@ pub struct NodeOptions {
     /// Prefix of the cluster's Redis channels / NATS subjects: nodes with the same prefix form one cluster.
     #[arg(long, env = "SWITCHBOARD_CLUSTER_PREFIX", default_value = "switchboard")]
     pub cluster_prefix: String,
+    /// Shared secret that authenticates every cluster message (HMAC); at least 16 bytes, the same
+    /// on every node. Without it, anyone who can publish on the broker can speak for a node.
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_SECRET", value_parser = parse_secret, hide_env_values = true)]
+    pub cluster_secret: Option<Secret>,
+    /// Largest cluster message sent or read, in bytes; a larger one from the broker is dropped unread.
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_MAX_MESSAGE_SIZE", default_value_t = 4 << 20)]
+    pub cluster_max_message_size: usize,
+    /// Most cluster peers a node keeps track of (a broker publisher cannot make it hold more).
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_MAX_PEERS", default_value_t = 1024)]
+    pub cluster_max_peers: usize,
+    /// Most answers a broadcast with acks waits for from other nodes.
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_MAX_REMOTE_ACKS", default_value_t = 1 << 20)]
+    pub cluster_max_remote_acks: usize,
     /// Serve `/metrics`, `/healthz` and `/readyz` on this port (then `/metrics` is not on the
     /// public port; the health endpoints are on both).
     #[arg(long, env = "SWITCHBOARD_METRICS_PORT")]
@@ -146,6 +169,35 @@ pub struct NodeOptions {
     pub advertise_address: Option<String>,
 }
 
+/// A secret from the command line or the environment, never printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    match s.len() {
+        n if n < MIN_SECRET_LEN => {
+            Err(format!("a cluster secret needs at least {MIN_SECRET_LEN} bytes, not {n}"))
+        }
+        _ => Ok(Secret(s.to_owned())),
+    }
+}
+
+/// The shortest `--cluster-secret` (the cluster adapter's own minimum).
+const MIN_SECRET_LEN: usize = switchboard_adapter::cluster::MIN_SECRET_LEN;
+
 /// Why a node refused its options at start-up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -154,8 +206,14 @@ pub enum OptionsError {
     #[error("unknown transport {0:?} (expected polling, websocket)")]
     UnknownTransport(String),
     /// `--node-id` would not fit a session id prefix, a Redis channel or a NATS subject.
-    #[error("--node-id must be non-empty and use only A-Z a-z 0-9 - _")]
+    #[error("--node-id must be 1 to {} characters of A-Z a-z 0-9 - _", NodeId::MAX_LEN)]
     NodeId,
+    /// An Engine.IO option is out of range.
+    #[error("{}", engine_message(.0))]
+    Engine(ConfigError),
+    /// The cluster options do not fit together.
+    #[error("cluster options: {0}")]
+    Cluster(String),
     /// `--advertise-address` is not something peers can dial.
     #[error("--advertise-address must be host:port (for example 10.0.0.7:3000), not {0:?}")]
     AdvertiseAddress(String),
@@ -174,6 +232,17 @@ pub enum OptionsError {
         /// The replacement's unit.
         unit: &'static str,
     },
+}
+
+/// A [`ConfigError`] in the words of the command line: `--ping-interval`, not `ping_interval`.
+fn engine_message(error: &ConfigError) -> String {
+    let text = error.to_string();
+    match error {
+        ConfigError::Timer { setting, .. } | ConfigError::Size { setting, .. } => {
+            text.replacen(setting, &format!("--{}", setting.replace('_', "-")), 1)
+        }
+        _ => text.replace("(*) with credentials", "(--cors-origin '*') with --cors-credentials"),
+    }
 }
 
 impl NodeOptions {
@@ -206,6 +275,13 @@ impl NodeOptions {
             .with_cookie(
                 self.cookie.as_ref().map(|name| CookieConfig { name: name.clone(), ..Default::default() }),
             );
+        config = config.with_max_header_size(self.max_header_size);
+        if let Some(ms) = self.body_timeout {
+            config = config.with_body_timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.write_timeout {
+            config = config.with_write_timeout(Duration::from_millis(ms));
+        }
         if let Some(id) = &self.node_id {
             // The cluster's rule: the id is also the node's name on Redis channels and NATS subjects.
             if !NodeId::is_valid(id) {
@@ -213,6 +289,7 @@ impl NodeOptions {
             }
             config = config.with_node_id(id);
         }
+        config.validate().map_err(OptionsError::Engine)?;
         Ok(config)
     }
 
@@ -246,6 +323,30 @@ impl NodeOptions {
             AdapterKind::Redis => Backend::Redis { urls: self.redis_urls.clone() },
             AdapterKind::Nats => Backend::Nats { urls: self.nats_urls.clone() },
         }
+    }
+
+    /// The cluster adapter's options for node `node_id`, announcing `address` to its peers.
+    pub fn cluster_config(
+        &self,
+        node_id: &str,
+        address: Option<&str>,
+    ) -> Result<ClusterConfig, OptionsError> {
+        let mut config = ClusterConfig::new(node_id)
+            .map_err(|_| OptionsError::NodeId)?
+            .with_max_message_size(self.cluster_max_message_size)
+            .with_max_peers(self.cluster_max_peers)
+            .with_max_remote_acks(self.cluster_max_remote_acks)
+            // What other nodes may ask of this one's sockets, as its own clients may.
+            .with_max_name_bytes(self.max_name_bytes)
+            .with_max_rooms_per_join(self.max_rooms_per_socket);
+        if let Some(address) = address {
+            config = config.with_address(address);
+        }
+        if let Some(secret) = &self.cluster_secret {
+            config = config.with_secret(secret.expose());
+        }
+        config.validate().map_err(|e| OptionsError::Cluster(e.to_string()))?;
+        Ok(config)
     }
 
     /// The drain window.

@@ -177,7 +177,9 @@ impl ClusterConfig {
         self.key.is_some()
     }
 
-    pub(crate) fn validate(&self) -> Result<(), ClusterError> {
+    /// Checks the options before a factory is built, so a node refuses them at start-up with the
+    /// reason instead of failing later.
+    pub fn validate(&self) -> Result<(), ClusterError> {
         if self.heartbeat_interval.is_zero() {
             return Err(ClusterError::InvalidConfig("heartbeat interval must be positive"));
         }

@@ -36,9 +36,12 @@ const unique = (what) => `${what}-${++counter}-${randomBytes(3).toString("hex")}
 // Nodes
 // ---------------------------------------------------------------------------------------------
 
+/** The cluster secret every node of these tests shares: their cluster messages are all sealed. */
+const CLUSTER_SECRET = "balancer-e2e-cluster-secret";
+
 /**
- * The real binary as an operator runs it: bench app, Redis adapter, handshake cookie `io`,
- * request forwarding on (the default); `extra` flags are appended.
+ * The real binary as an operator runs it: bench app, Redis adapter with a cluster secret,
+ * handshake cookie `io`, request forwarding on (the default); `extra` flags are appended.
  */
 function startNode(redis, prefix, label, extra = []) {
   return startServer({
@@ -53,6 +56,7 @@ function startNode(redis, prefix, label, extra = []) {
       "--adapter", "redis",
       "--redis-url", redis.url,
       "--cluster-prefix", prefix,
+      "--cluster-secret", CLUSTER_SECRET,
       "--cookie", "io",
       "--ping-interval", String(PING_INTERVAL_MS),
       "--ping-timeout", "200",

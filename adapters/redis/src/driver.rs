@@ -116,7 +116,15 @@ impl Driver {
                         tracing::warn!(address = &*address, error = %e, failures, "redis connection attempt failed");
                     }
                     self.record_error(&e.to_string());
-                    self.instance.link.send_modify(|l| l.failed_attempts += 1);
+                    let refused = is_refusal(&e);
+                    if refused {
+                        tracing::error!(address = &*address, error = %e,
+                            "redis refused this node's credentials or certificates: check the URL's user and password, the ACL, and the TLS CA");
+                    }
+                    self.instance.link.send_modify(|l| {
+                        l.failed_attempts += 1;
+                        l.refused = refused;
+                    });
                 }
             }
             if self.queue.is_closed() && self.queue.is_empty() {
@@ -410,6 +418,24 @@ fn receiver(
         }
         Ok(())
     }
+}
+
+/// Whether a failed connection attempt was refused for this node's configuration, which retrying
+/// cannot fix: authentication (wrong user or password, `WRONGPASS`, `NOAUTH`), an ACL forbidding
+/// the handshake (`NOPERM`), or TLS (a certificate not trusted either way, TLS to a plain port).
+/// The redis crate hands TLS failures over as I/O errors that keep only rustls' message, so those
+/// are told apart by it.
+fn is_refusal(e: &RedisError) -> bool {
+    if e.kind() == ErrorKind::AuthenticationFailed {
+        return true;
+    }
+    if matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM")) {
+        return true;
+    }
+    let text = e.to_string();
+    ["invalid peer certificate", "received fatal alert", "received corrupt message", "peer is incompatible"]
+        .iter()
+        .any(|rustls| text.contains(rustls))
 }
 
 /// Whether an error means the connection is unusable (anything but an error reply from Redis).

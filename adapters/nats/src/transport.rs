@@ -413,12 +413,18 @@ fn authenticate(options: ConnectOptions, auth: &Auth, url: &UrlAuth) -> Result<C
 }
 
 /// Whether a failed connection was the server (or TLS) refusing this node's settings, which no
-/// retry fixes, rather than the server being unreachable.
+/// retry fixes, rather than the server being unreachable. async-nats reports a certificate it
+/// does not trust as an I/O error that keeps only rustls' message, so that is told apart by it.
 fn is_refusal(e: &async_nats::ConnectError) -> bool {
-    matches!(
+    let refused = matches!(
         e.kind(),
         ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Tls
-    )
+    );
+    let text = e.to_string();
+    refused
+        || ["invalid peer certificate", "received fatal alert", "peer is incompatible"]
+            .iter()
+            .any(|m| text.contains(m))
 }
 
 /// The URL without its credentials (`nats://user:pass@host` → `nats://***@host`), for errors.
@@ -449,5 +455,23 @@ mod tests {
         assert_eq!(url, "http://***@h:1");
         assert!(reason.contains("scheme"), "{reason}");
         assert!(matches!(parse_urls(["nats://h:notaport"]), Err(ConnectError::InvalidUrl { .. })));
+    }
+
+    #[test]
+    fn url_credentials_are_taken_out_of_the_addresses_and_must_agree() {
+        let Ok((addrs, auth)) = parse_urls(["nats://u:p@a:1, nats://b:2"]) else { panic!("valid URLs") };
+        assert!(auth == UrlAuth::UserPassword("u".into(), "p".into()));
+        assert!(addrs.iter().all(|a| a.username().is_none() && a.password().is_none()));
+        assert!(addrs.iter().all(|a| !a.as_url_str().contains('@')), "credentials left in an address");
+        let Ok((_, token)) = parse_urls(["tls://t0ken@a:1"]) else { panic!("a token URL is valid") };
+        assert!(token == UrlAuth::Token("t0ken".into()));
+        let disagree = parse_urls(["nats://u:p@a:1", "nats://u:q@b:2"]);
+        assert!(matches!(disagree, Err(ConnectError::InvalidCredentials(_))));
+        let two_ways = authenticate(
+            ConnectOptions::new(),
+            &Auth { nkey_seed: Some("SU".into()), ..Auth::default() },
+            &token,
+        );
+        assert!(matches!(two_ways, Err(ConnectError::InvalidCredentials(_))));
     }
 }

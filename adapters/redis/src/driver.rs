@@ -115,12 +115,16 @@ impl Driver {
                     if failures == 1 || crossed_power_of_two(n, 1) {
                         tracing::warn!(address = &*address, error = %e, failures, "redis connection attempt failed");
                     }
-                    self.record_error(&e.to_string());
-                    let refused = is_refusal(&e);
-                    if refused {
-                        tracing::error!(address = &*address, error = %e,
-                            "redis refused this node's credentials or certificates: check the URL's user and password, the ACL, and the TLS CA");
+                    let refusal = refusal(&e);
+                    match refusal {
+                        Some(why) => {
+                            tracing::error!(address = &*address, error = %e,
+                                "redis refused this node ({why}): check the URL's user and password, the ACL, and the TLS CA");
+                            self.record_error(&format!("{why}: {e}"));
+                        }
+                        None => self.record_error(&e.to_string()),
                     }
+                    let refused = refusal.is_some();
                     self.instance.link.send_modify(|l| {
                         l.failed_attempts += 1;
                         l.refused = refused;
@@ -420,22 +424,26 @@ fn receiver(
     }
 }
 
-/// Whether a failed connection attempt was refused for this node's configuration, which retrying
-/// cannot fix: authentication (wrong user or password, `WRONGPASS`, `NOAUTH`), an ACL forbidding
-/// the handshake (`NOPERM`), or TLS (a certificate not trusted either way, TLS to a plain port).
-/// The redis crate hands TLS failures over as I/O errors that keep only rustls' message, so those
-/// are told apart by it.
-fn is_refusal(e: &RedisError) -> bool {
-    if e.kind() == ErrorKind::AuthenticationFailed {
-        return true;
+/// Why a failed connection attempt was refused for this node's configuration, which retrying
+/// cannot fix, if it was: authentication (wrong user or password: `WRONGPASS`, `NOAUTH`), an ACL
+/// forbidding the handshake (`NOPERM`), or TLS (a certificate not trusted either way, TLS to a
+/// plain port). The redis crate hands TLS failures over as I/O errors that keep only rustls'
+/// message, so those are told apart by it.
+fn refusal(e: &RedisError) -> Option<&'static str> {
+    if e.kind() == ErrorKind::AuthenticationFailed || matches!(e.code(), Some("WRONGPASS" | "NOAUTH")) {
+        return Some("authentication failed");
     }
-    if matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM")) {
-        return true;
+    if e.code() == Some("NOPERM") {
+        return Some("not permitted by the ACL");
     }
     let text = e.to_string();
-    ["invalid peer certificate", "received fatal alert", "received corrupt message", "peer is incompatible"]
-        .iter()
-        .any(|rustls| text.contains(rustls))
+    let tls = [
+        "invalid peer certificate",
+        "received fatal alert",
+        "received corrupt message",
+        "peer is incompatible",
+    ];
+    tls.iter().any(|rustls| text.contains(rustls)).then_some("TLS handshake failed")
 }
 
 /// Whether an error means the connection is unusable (anything but an error reply from Redis).

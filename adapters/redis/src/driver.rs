@@ -112,17 +112,22 @@ impl Driver {
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     let n = add(&self.instance.counters.connect_failures, 1);
-                    if failures == 1 || crossed_power_of_two(n, 1) {
-                        tracing::warn!(address = &*address, error = %e, failures, "redis connection attempt failed");
-                    }
+                    let loud = failures == 1 || crossed_power_of_two(n, 1);
                     let refusal = refusal(&e);
                     match refusal {
                         Some(why) => {
-                            tracing::error!(address = &*address, error = %e,
-                                "redis refused this node ({why}): check the URL's user and password, the ACL, and the TLS CA");
+                            if loud {
+                                tracing::error!(address = &*address, error = %e, failures,
+                                    "redis refused this node ({why}): check the URL's user and password, the ACL, and the TLS CA");
+                            }
                             self.record_error(&format!("{why}: {e}"));
                         }
-                        None => self.record_error(&e.to_string()),
+                        None => {
+                            if loud {
+                                tracing::warn!(address = &*address, error = %e, failures, "redis connection attempt failed");
+                            }
+                            self.record_error(&e.to_string());
+                        }
                     }
                     let refused = refusal.is_some();
                     self.instance.link.send_modify(|l| {

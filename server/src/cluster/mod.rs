@@ -16,8 +16,9 @@ use switchboard_adapter::{AdapterFactory, MemoryAdapterFactory};
 use switchboard_nats::{NatsConfig, NatsTransport};
 use switchboard_redis::{RedisConfig, RedisTransport};
 
-/// Which adapter carries room emits and cluster requests between nodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which adapter carries room emits and cluster requests between nodes. `Debug` shows the
+/// brokers' addresses without the URLs' credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Backend {
     /// One node on its own (the default).
     Memory,
@@ -31,6 +32,20 @@ pub enum Backend {
         /// `nats://` URLs of one NATS cluster.
         urls: Vec<String>,
     },
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // What follows the last `@` of a URL: its address, never its user or password.
+        let addresses = |urls: &[String]| -> Vec<String> {
+            urls.iter().map(|u| u.rsplit('@').next().unwrap_or_default().to_owned()).collect()
+        };
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Redis { urls } => f.debug_struct("Redis").field("addresses", &addresses(urls)).finish(),
+            Self::Nats { urls } => f.debug_struct("Nats").field("addresses", &addresses(urls)).finish(),
+        }
+    }
 }
 
 /// How a node proves itself to its broker and checks the broker's certificate, beyond the URL
@@ -383,5 +398,17 @@ impl Cluster {
             receive_dropped,
             stats: cluster.stats(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_prints_its_addresses_without_credentials() {
+        let urls = vec!["redis://u:hunter2@10.0.0.5:6379".to_owned(), "rediss://:p@ss@h:1".to_owned()];
+        let shown = format!("{:?}", Backend::Redis { urls });
+        assert_eq!(shown, r#"Redis { addresses: ["10.0.0.5:6379", "h:1"] }"#);
     }
 }

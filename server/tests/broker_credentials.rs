@@ -169,7 +169,7 @@ fn redis_acl_user_lets_in_its_password_and_refuses_a_wrong_one() {
 #[test]
 fn rediss_connects_with_the_ca_and_refuses_an_untrusted_certificate() {
     let ca = TestCa::new();
-    let redis = RedisServer::start_with(Redis::default().with_tls(&ca).with_password(PASSWORD));
+    let redis = RedisServer::start_with(Redis::default().with_tls(&ca, false).with_password(PASSWORD));
     let url = redis.url();
     assert!(url.starts_with("rediss://"), "{url}");
     let mut node = redis_node(&url, &["--redis-tls-ca", &path(&ca.ca())]);
@@ -189,6 +189,20 @@ fn rediss_connects_with_the_ca_and_refuses_an_untrusted_certificate() {
         .assert_refused("a CA for redis://", &["not rediss://"]);
     redis_node(&url, &["--redis-tls-ca", &path(&ca.server_key())])
         .assert_refused("a key given as CA", &["--redis-tls-ca", "no PEM CERTIFICATE"]);
+}
+
+#[test]
+fn rediss_with_client_verification_lets_in_the_node_certificate_only() {
+    let ca = TestCa::new();
+    let redis = RedisServer::start_with(Redis::default().with_tls(&ca, true));
+    let (ca_file, cert, key) = (path(&ca.ca()), path(&ca.client_cert()), path(&ca.client_key()));
+    let all = ["--redis-tls-ca", &ca_file, "--redis-tls-cert", &cert, "--redis-tls-key", &key];
+    redis_node(&redis.url(), &all).assert_connects("with a client certificate");
+    // The server asks for a certificate; without one the handshake fails.
+    redis_node(&redis.url(), &all[..2])
+        .assert_refused("without a client certificate", &["TLS handshake failed"]);
+    let plain = format!("redis://127.0.0.1:{}", redis.port());
+    redis_node(&plain, &all[2..]).assert_refused("a client certificate for redis://", &["not rediss://"]);
 }
 
 #[test]

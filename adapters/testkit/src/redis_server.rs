@@ -25,6 +25,7 @@ struct RedisTls {
     cert: PathBuf,
     key: PathBuf,
     ca: PathBuf,
+    verify_clients: bool,
 }
 
 /// A real `redis-server`; see [`BrokerServer`] for what every broker offers.
@@ -43,11 +44,13 @@ impl Redis {
         self
     }
 
-    /// Serves TLS only (no plain-text port), with `ca`'s server certificate; clients are not
-    /// asked for a certificate. [`RedisServer::url`] is then `rediss://localhost:<port>`, and
-    /// the plain-connection helpers ([`RedisServer::client`] and those using it) do not apply.
-    pub fn with_tls(mut self, ca: &TestCa) -> Self {
-        self.tls = Some(RedisTls { cert: ca.server_cert(), key: ca.server_key(), ca: ca.ca() });
+    /// Serves TLS only (no plain-text port), with `ca`'s server certificate; with
+    /// `verify_clients`, clients must present a certificate `ca` signed (`tls-auth-clients yes`).
+    /// [`RedisServer::url`] is then `rediss://localhost:<port>`, and the plain-connection helpers
+    /// ([`RedisServer::client`] and those using it) do not apply.
+    pub fn with_tls(mut self, ca: &TestCa, verify_clients: bool) -> Self {
+        let (cert, key) = (ca.server_cert(), ca.server_key());
+        self.tls = Some(RedisTls { cert, key, ca: ca.ca(), verify_clients });
         self
     }
 }
@@ -103,7 +106,7 @@ impl Broker for Redis {
                         "--tls-ca-cert-file".to_owned(),
                         path(&tls.ca),
                         "--tls-auth-clients".to_owned(),
-                        "no".to_owned(),
+                        if tls.verify_clients { "yes" } else { "no" }.to_owned(),
                     ]);
                     // No plain-text PING on a TLS port: ready once it says it accepts connections.
                     process.start(&args, ready, None)

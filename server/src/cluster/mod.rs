@@ -55,6 +55,9 @@ impl std::fmt::Debug for Backend {
 pub struct BrokerAuth {
     /// PEM CA certificates `rediss://` instances must chain to (`--redis-tls-ca`).
     pub redis_tls_ca: Option<Vec<u8>>,
+    /// A PEM client certificate and its PEM key, for Redis mutual TLS (`--redis-tls-cert`,
+    /// `--redis-tls-key`).
+    pub redis_tls_client: Option<(Vec<u8>, Vec<u8>)>,
     /// A PEM file of CA certificates the NATS server's must chain to (`--nats-tls-ca`).
     pub nats_tls_ca: Option<PathBuf>,
     /// PEM files of a client certificate and key for NATS mutual TLS (`--nats-tls-cert`, `--nats-tls-key`).
@@ -69,6 +72,7 @@ impl std::fmt::Debug for BrokerAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BrokerAuth")
             .field("redis_tls_ca", &self.redis_tls_ca.is_some())
+            .field("redis_tls_client", &self.redis_tls_client.is_some())
             .field("nats_tls_ca", &self.nats_tls_ca)
             .field("nats_tls_client", &self.nats_tls_client)
             .field("nats_creds", &self.nats_creds.is_some())
@@ -78,11 +82,14 @@ impl std::fmt::Debug for BrokerAuth {
 }
 
 impl BrokerAuth {
-    fn redis(&self, config: RedisConfig) -> RedisConfig {
-        match &self.redis_tls_ca {
-            Some(ca) => config.with_tls_ca(ca.clone()),
-            None => config,
+    fn redis(&self, mut config: RedisConfig) -> RedisConfig {
+        if let Some(ca) = &self.redis_tls_ca {
+            config = config.with_tls_ca(ca.clone());
         }
+        if let Some((cert, key)) = &self.redis_tls_client {
+            config = config.with_tls_client_cert(cert.clone(), key.clone());
+        }
+        config
     }
 
     fn nats(&self, mut config: NatsConfig) -> NatsConfig {

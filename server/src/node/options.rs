@@ -133,6 +133,13 @@ pub struct NodeOptions {
     /// (default: the system's roots).
     #[arg(long, env = "SWITCHBOARD_REDIS_TLS_CA")]
     pub redis_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for Redis instances that verify clients (`tls-auth-clients yes`),
+    /// with `--redis-tls-key`.
+    #[arg(long, env = "SWITCHBOARD_REDIS_TLS_CERT", requires = "redis_tls_key")]
+    pub redis_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--redis-tls-cert`.
+    #[arg(long, env = "SWITCHBOARD_REDIS_TLS_KEY", requires = "redis_tls_cert")]
+    pub redis_tls_key: Option<PathBuf>,
     /// NATS URLs for `--adapter nats` (servers of one NATS cluster), repeatable or comma-separated.
     /// `nats://user:password@host:port` or `nats://token@host:port` authenticates; `tls://`
     /// requires TLS. The values are never printed.
@@ -368,6 +375,11 @@ impl NodeOptions {
             path.as_deref().map(|path| read_pem(flag, path, marker)).transpose()
         };
         let redis_tls_ca = pem("--redis-tls-ca", &self.redis_tls_ca, "CERTIFICATE")?;
+        let redis_tls_client = pem("--redis-tls-cert", &self.redis_tls_cert, "CERTIFICATE")?.zip(pem(
+            "--redis-tls-key",
+            &self.redis_tls_key,
+            "PRIVATE KEY",
+        )?);
         pem("--nats-tls-ca", &self.nats_tls_ca, "CERTIFICATE")?;
         pem("--nats-tls-cert", &self.nats_tls_cert, "CERTIFICATE")?;
         pem("--nats-tls-key", &self.nats_tls_key, "PRIVATE KEY")?;
@@ -376,6 +388,7 @@ impl NodeOptions {
         };
         Ok(BrokerAuth {
             redis_tls_ca,
+            redis_tls_client,
             nats_tls_ca: self.nats_tls_ca.clone(),
             nats_tls_client: self.nats_tls_cert.clone().zip(self.nats_tls_key.clone()),
             nats_creds: secret("--nats-creds", &self.nats_creds)?,

@@ -282,3 +282,23 @@ fn urls_with_passwords_are_not_shown_by_help() {
     assert!(text.contains("SWITCHBOARD_REDIS_URL"), "{text}");
     assert!(!text.contains(PASSWORD), "--help shows a password:\n{text}");
 }
+
+#[test]
+fn invalid_broker_settings_still_stop_the_node_at_start_up() {
+    // Nothing listens there: a setting that cannot work must not pass for an outage.
+    let port = switchboard_testkit::closed_port();
+    let bad_port = format!("redis://u:{PASSWORD}@127.0.0.1:notaport");
+    redis_node(&bad_port, &[])
+        .assert_refused("a redis URL that does not parse", &["invalid redis url", "***@"]);
+    let scheme = format!("http://u:{PASSWORD}@127.0.0.1:{port}");
+    nats_node(&scheme, &[])
+        .assert_refused("a NATS URL of another scheme", &["invalid NATS server URL", "***@"]);
+    let url = format!("redis://127.0.0.1:{port}");
+    redis_node(&url, &["--cluster-prefix", "a#b"])
+        .assert_refused("a redis prefix with #", &["invalid redis channel prefix"]);
+    let url = format!("nats://127.0.0.1:{port}");
+    nats_node(&url, &["--cluster-prefix", "a b"])
+        .assert_refused("a NATS prefix with a space", &["invalid NATS subject prefix"]);
+    let two = format!("nats://a:{PASSWORD}@127.0.0.1:{port},nats://b:{PASSWORD}@127.0.0.1:{port}");
+    nats_node(&two, &[]).assert_refused("URLs with different users", &["different users"]);
+}

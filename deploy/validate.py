@@ -124,7 +124,8 @@ def one(docs, kind, name=None):
 
 
 def known_env_vars(help_text):
-    return set(re.findall(r"\[env: (SWITCHBOARD_[A-Z0-9_]+)=", help_text))
+    # A variable whose value is hidden (a URL with a password) is listed without "=value".
+    return set(re.findall(r"\[env: (SWITCHBOARD_[A-Z0-9_]+)[=\]]", help_text))
 
 
 def check_k8s(docs, overlay, help_text):
@@ -268,6 +269,7 @@ def check_k8s(docs, overlay, help_text):
     if adapter in urls:
         for url in env.get(urls[adapter], "").split(","):
             check_broker_url(docs, url.strip(), adapter)
+        check_broker_credentials(docs, node, config_maps, urls[adapter], overlay)
     elif adapter != "memory":
         error(f"unknown SWITCHBOARD_ADAPTER {adapter!r}")
 
@@ -286,6 +288,34 @@ def check_backends(docs, backends):
         numbers = {p["port"] for p in service["spec"]["ports"]}
         if ("name" in port and port["name"] not in names) or ("number" in port and port["number"] not in numbers):
             error(f"backend port {port} is not a port of Service {b['name']}")
+
+
+def check_broker_credentials(docs, node, config_maps, variable, overlay):
+    """A broker URL with credentials never sits in a ConfigMap in clear; in the redis and nats
+    overlays the broker requires a password, and the nodes' URL takes it from the Secret the
+    broker reads it from ($(VAR) of an env entry with a secretKeyRef)."""
+    for cm in config_maps:
+        value = cm.get("data", {}).get(variable, "")
+        if any(urlparse(u.strip()).password or "@" in urlparse(u.strip()).netloc for u in value.split(",") if u.strip()):
+            error(f"{variable} carries credentials in the ConfigMap {cm['metadata']['name']}: take them from a Secret")
+    if overlay not in ("redis", "nats"):
+        return
+    env = {e["name"]: e for e in node.get("env", [])}
+    url = env.get(variable, {}).get("value", "")
+    refs = re.findall(r"\$\(([A-Za-z0-9_]+)\)", url.split("@")[0]) if "@" in url else []
+    secrets = {env[r]["valueFrom"]["secretKeyRef"]["name"] for r in refs if "secretKeyRef" in env.get(r, {}).get("valueFrom", {})}
+    if not secrets:
+        return error(f"{variable} must carry the broker's password as $(VAR) of an env entry from a Secret")
+    flags = {"redis": "--requirepass", "nats": "--pass"}
+    brokers = [s for s in by_kind(docs, "StatefulSet") if s["metadata"]["name"] == f"switchboard-{overlay}"]
+    for sts in brokers:
+        container = sts["spec"]["template"]["spec"]["containers"][0]
+        args = container.get("args", [])
+        from_secret = {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+        if flags[overlay] not in args:
+            error(f"StatefulSet {sts['metadata']['name']} does not require a password ({flags[overlay]})")
+        if not secrets & from_secret:
+            error(f"StatefulSet {sts['metadata']['name']} does not read its password from the Secret the nodes use ({sorted(secrets)})")
 
 
 def check_broker_url(docs, url, scheme):

@@ -1,5 +1,6 @@
 //! Transport options: how much a node buffers for NATS, and how it reconnects.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use switchboard_adapter::cluster::PublishTimer;
@@ -21,6 +22,33 @@ pub struct NatsConfig {
     pub(crate) flush_timeout: Duration,
     pub(crate) retry_on_initial_connect: bool,
     pub(crate) publish_timer: PublishTimer,
+    pub(crate) auth: Auth,
+}
+
+/// How the node proves who it is to NATS, and which server certificates it trusts, beyond what
+/// the URL says (`nats://user:password@host` or `nats://token@host`). Debug shows only which
+/// parts are set: the seeds and credentials are never printed.
+#[derive(Clone, Default)]
+pub(crate) struct Auth {
+    /// The contents of a `.creds` file (user JWT and nkey seed).
+    pub(crate) credentials: Option<String>,
+    /// A user nkey seed (`SU…`).
+    pub(crate) nkey_seed: Option<String>,
+    /// A PEM file of CA certificates the server's certificate must chain to.
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// PEM files of a client certificate and its key, for mutual TLS.
+    pub(crate) tls_client: Option<(PathBuf, PathBuf)>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("credentials", &self.credentials.as_ref().map(|_| ".."))
+            .field("nkey_seed", &self.nkey_seed.as_ref().map(|_| ".."))
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_client", &self.tls_client)
+            .finish()
+    }
 }
 
 impl Default for NatsConfig {
@@ -37,6 +65,7 @@ impl Default for NatsConfig {
             flush_timeout: Duration::from_secs(5),
             retry_on_initial_connect: false,
             publish_timer: PublishTimer::default(),
+            auth: Auth::default(),
         }
     }
 }
@@ -121,9 +150,44 @@ impl NatsConfig {
 
     /// Whether [`NatsTransport::connect`](crate::NatsTransport::connect) returns before the server
     /// is reachable and keeps trying in the background; default `false` (a node that cannot reach
-    /// NATS at start fails at start, with the reason).
+    /// NATS at start fails at start, with the reason). Either way a server that refuses this
+    /// node's credentials or certificates on the first attempt fails `connect`: retrying would
+    /// not help.
     pub fn with_retry_on_initial_connect(mut self, retry: bool) -> Self {
         self.retry_on_initial_connect = retry;
+        self
+    }
+
+    /// Authenticates with a `.creds` file's contents (a user JWT and its nkey seed, as `nsc`
+    /// writes them); default none. Checked when the transport connects: a malformed file fails it.
+    pub fn with_credentials(mut self, creds: impl Into<String>) -> Self {
+        self.auth.credentials = Some(creds.into());
+        self
+    }
+
+    /// Authenticates with a user nkey seed (`SU…`, the server lists the public key); default none.
+    /// Checked when the transport connects: a seed that does not parse fails it.
+    pub fn with_nkey_seed(mut self, seed: impl Into<String>) -> Self {
+        self.auth.nkey_seed = Some(seed.into());
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file for the server's certificate (instead of the
+    /// system's roots), and requires TLS; default: the system's roots, TLS when the URL is
+    /// `tls://` or the server asks for it.
+    pub fn with_tls_ca(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.auth.tls_ca = Some(pem_file.into());
+        self
+    }
+
+    /// Presents this client certificate (PEM file) and key (PEM file) to a server that verifies
+    /// clients (mutual TLS), and requires TLS; default none.
+    pub fn with_tls_client_cert(
+        mut self,
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+    ) -> Self {
+        self.auth.tls_client = Some((cert_file.into(), key_file.into()));
         self
     }
 

@@ -23,7 +23,22 @@ pub enum ConnectError {
     /// A capacity or duration of the [`NatsConfig`](crate::NatsConfig) makes no sense.
     #[error("invalid NATS transport configuration: {0}")]
     InvalidConfig(&'static str),
-    /// No server could be reached (or it refused us: authorization, TLS).
+    /// The credentials given are unusable: both a `.creds` file and an nkey seed, a malformed
+    /// `.creds` file or seed, or URLs that disagree on their user, password or token.
+    #[error("invalid NATS credentials: {0}")]
+    InvalidCredentials(String),
+    /// The server answered but refused this node: wrong user, password, token, nkey or creds, or
+    /// a TLS certificate not trusted (either way). Retrying would not help, so even a transport
+    /// that retries its first connection fails with this.
+    #[error("NATS at {urls} refused the connection: {source}")]
+    Refused {
+        /// The servers tried.
+        urls: String,
+        /// The client's reason.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// No server could be reached.
     #[error("cannot connect to NATS at {urls}: {source}")]
     Connect {
         /// The URLs tried.

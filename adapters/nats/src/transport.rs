@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_nats::connection::State;
-use async_nats::{Client, ConnectOptions, Event, Request, RequestErrorKind, ServerAddr};
+use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event, Request, RequestErrorKind, ServerAddr};
 use bytes::Bytes;
 use switchboard_adapter::Confirmation;
 use switchboard_adapter::cluster::{Inbound, PublishError, Route, Transport};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::NatsConfig;
+use crate::config::{Auth, NatsConfig};
 use crate::driver::{Driver, Inputs, Outbound, Shared};
 use crate::error::{ConnectError, FlushError};
 use crate::health::{NatsHealth, bump, get};
@@ -69,49 +69,61 @@ impl NatsTransport {
         if !subject::is_valid_prefix(prefix) {
             return Err(ConnectError::InvalidPrefix(prefix.to_owned()));
         }
-        let addrs = parse_urls(urls)?;
+        let (addrs, url_auth) = parse_urls(urls)?;
         let shown = addrs.iter().map(|a| format!("{}:{}", a.host(), a.port())).collect::<Vec<_>>().join(", ");
 
         let shared = Arc::new(Shared::default());
-        let events_shared = shared.clone();
-        let events_inbound = inbound.clone();
         let (connected, connected_rx) = mpsc::channel(1);
-        let max_delay = config.max_reconnect_delay;
-        let mut options = ConnectOptions::new()
-            .name(&config.name)
-            .no_echo()
-            .client_capacity(config.client_capacity)
-            .subscription_capacity(config.subscription_capacity)
-            .connection_timeout(config.connect_timeout)
-            .ping_interval(config.ping_interval)
-            .reconnect_delay_callback(move |attempts| NatsConfig::reconnect_delay(max_delay, attempts))
-            .event_callback(move |event| {
-                let (shared, inbound, connected) =
-                    (events_shared.clone(), events_inbound.clone(), connected.clone());
-                async move {
-                    match event {
-                        Event::Connected => {
-                            // Full means an announcement is pending already.
-                            let _ = connected.try_send(());
+        let options = || {
+            let (events_shared, events_inbound, connected) =
+                (shared.clone(), inbound.clone(), connected.clone());
+            let max_delay = config.max_reconnect_delay;
+            let options = ConnectOptions::new()
+                .name(&config.name)
+                .no_echo()
+                .client_capacity(config.client_capacity)
+                .subscription_capacity(config.subscription_capacity)
+                .connection_timeout(config.connect_timeout)
+                .ping_interval(config.ping_interval)
+                .reconnect_delay_callback(move |attempts| NatsConfig::reconnect_delay(max_delay, attempts))
+                .event_callback(move |event| {
+                    let (shared, inbound, connected) =
+                        (events_shared.clone(), events_inbound.clone(), connected.clone());
+                    async move {
+                        match event {
+                            Event::Connected => {
+                                // Full means an announcement is pending already.
+                                let _ = connected.try_send(());
+                            }
+                            Event::Disconnected => {
+                                // What was written but not yet sent is gone with the connection:
+                                // joins stop waiting, and pending requests fail at once.
+                                shared.disconnected();
+                                inbound.disconnected();
+                            }
+                            _ => {}
                         }
-                        Event::Disconnected => {
-                            // What was written but not yet sent is gone with the connection:
-                            // joins stop waiting, and pending requests fail at once.
-                            shared.disconnected();
-                            inbound.disconnected();
-                        }
-                        _ => {}
+                        shared.counters.on_event(event);
                     }
-                    shared.counters.on_event(event);
-                }
-            });
-        if config.retry_on_initial_connect {
-            options = options.retry_on_initial_connect();
-        }
-        let client = options
-            .connect(addrs)
-            .await
-            .map_err(|source| ConnectError::Connect { urls: shown.clone(), source })?;
+                });
+            authenticate(options, &config.auth, &url_auth)
+        };
+        // Checked before the first attempt: a malformed seed or creds file is a setting, not an outage.
+        options()?;
+        let client = match options()?.connect(addrs.clone()).await {
+            Ok(client) => client,
+            Err(source) if is_refusal(&source) => return Err(ConnectError::Refused { urls: shown, source }),
+            Err(source) if config.retry_on_initial_connect => {
+                tracing::warn!(servers = shown, error = %source,
+                    "NATS unreachable at start-up: starting without it, retrying in the background");
+                options()?
+                    .retry_on_initial_connect()
+                    .connect(addrs)
+                    .await
+                    .map_err(|source| ConnectError::Connect { urls: shown.clone(), source })?
+            }
+            Err(source) => return Err(ConnectError::Connect { urls: shown, source }),
+        };
         tracing::info!(servers = shown, prefix, "NATS transport connected");
 
         let (wake, wake_rx) = mpsc::channel(1);
@@ -309,25 +321,110 @@ impl Transport for NatsTransport {
     }
 }
 
-/// Parses every URL (splitting comma-separated lists), so a typo fails at start with its reason.
-fn parse_urls<I, S>(urls: I) -> Result<Vec<ServerAddr>, ConnectError>
+/// Credentials a URL carries: `user:password@`, or a lone `token@`.
+#[derive(Clone, Default, PartialEq, Eq)]
+enum UrlAuth {
+    #[default]
+    None,
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// Parses every URL (splitting comma-separated lists), so a typo fails at start with its reason;
+/// returns them without their credentials (the client would otherwise keep them in addresses it
+/// may log), and the credentials, which every URL that has some must share.
+fn parse_urls<I, S>(urls: I) -> Result<(Vec<ServerAddr>, UrlAuth), ConnectError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
     let mut out = Vec::new();
+    let mut auth = UrlAuth::None;
     for list in urls {
         for url in list.as_ref().split(',').map(str::trim).filter(|u| !u.is_empty()) {
-            let addr = url
-                .parse::<ServerAddr>()
-                .map_err(|e| ConnectError::InvalidUrl { url: redact(url), reason: e.to_string() })?;
-            out.push(addr);
+            let invalid = |reason: String| ConnectError::InvalidUrl { url: redact(url), reason };
+            let addr = url.parse::<ServerAddr>().map_err(|e| invalid(e.to_string()))?;
+            let this = match (addr.username(), addr.password()) {
+                (Some(user), Some(password)) => UrlAuth::UserPassword(user.to_owned(), password.to_owned()),
+                (Some(token), None) => UrlAuth::Token(token.to_owned()),
+                _ => UrlAuth::None,
+            };
+            match (&auth, this) {
+                (_, UrlAuth::None) => {}
+                (UrlAuth::None, this) => auth = this,
+                (known, this) if *known == this => {}
+                _ => {
+                    return Err(ConnectError::InvalidCredentials(
+                        "the NATS URLs carry different users, passwords or tokens; one client uses one"
+                            .into(),
+                    ));
+                }
+            }
+            let mut bare = addr.into_inner();
+            let stripped = bare.set_username("").is_ok() && bare.set_password(None).is_ok();
+            if !stripped {
+                return Err(invalid("its credentials cannot be separated from it".into()));
+            }
+            out.push(ServerAddr::from_url(bare).map_err(|e| invalid(e.to_string()))?);
         }
     }
     if out.is_empty() {
         return Err(ConnectError::NoUrl);
     }
-    Ok(out)
+    Ok((out, auth))
+}
+
+/// Adds the node's credentials and TLS settings to `options`: at most one way to authenticate
+/// (URL user and password or token, `.creds`, nkey seed), each checked now.
+fn authenticate(options: ConnectOptions, auth: &Auth, url: &UrlAuth) -> Result<ConnectOptions, ConnectError> {
+    let ways = [*url != UrlAuth::None, auth.credentials.is_some(), auth.nkey_seed.is_some()];
+    if ways.iter().filter(|&&set| set).count() > 1 {
+        return Err(ConnectError::InvalidCredentials(
+            "give one of: user and password or token in the URL, a .creds file, an nkey seed".into(),
+        ));
+    }
+    let mut options = match url {
+        UrlAuth::None => options,
+        UrlAuth::UserPassword(user, password) => options.user_and_password(user.clone(), password.clone()),
+        UrlAuth::Token(token) => options.token(token.clone()),
+    };
+    if let Some(creds) = &auth.credentials {
+        // Its error names the part that failed to parse, never the secret.
+        options = options
+            .credentials(creds)
+            .map_err(|e| ConnectError::InvalidCredentials(format!("the .creds file does not parse: {e}")))?;
+    }
+    if let Some(seed) = &auth.nkey_seed {
+        let seed = seed.trim();
+        if nkeys::KeyPair::from_seed(seed).is_err() {
+            return Err(ConnectError::InvalidCredentials(
+                "the nkey seed does not parse (expected one line starting with SU)".into(),
+            ));
+        }
+        options = options.nkey(seed.to_owned());
+    }
+    if let Some(ca) = &auth.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &auth.tls_client {
+        options = options.add_client_certificate(cert.clone(), key.clone()).require_tls(true);
+    }
+    Ok(options)
+}
+
+/// Whether a failed connection was the server (or TLS) refusing this node's settings, which no
+/// retry fixes, rather than the server being unreachable. async-nats reports a certificate it
+/// does not trust as an I/O error that keeps only rustls' message, so that is told apart by it.
+fn is_refusal(e: &async_nats::ConnectError) -> bool {
+    let refused = matches!(
+        e.kind(),
+        ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Tls
+    );
+    let text = e.to_string();
+    refused
+        || ["invalid peer certificate", "received fatal alert", "peer is incompatible"]
+            .iter()
+            .any(|m| text.contains(m))
 }
 
 /// The URL without its credentials (`nats://user:pass@host` → `nats://***@host`), for errors.
@@ -346,7 +443,8 @@ mod tests {
 
     #[test]
     fn urls_are_split_and_checked() {
-        let addrs = parse_urls(["nats://127.0.0.1:4222, 127.0.0.1:4223", "tls://h:1"]).unwrap_or_default();
+        let (addrs, _) =
+            parse_urls(["nats://127.0.0.1:4222, 127.0.0.1:4223", "tls://h:1"]).unwrap_or_default();
         let shown: Vec<String> = addrs.iter().map(|a| format!("{}:{}", a.host(), a.port())).collect();
         assert_eq!(shown, ["127.0.0.1:4222", "127.0.0.1:4223", "h:1"]);
         assert!(matches!(parse_urls([" , "]), Err(ConnectError::NoUrl)));
@@ -357,5 +455,23 @@ mod tests {
         assert_eq!(url, "http://***@h:1");
         assert!(reason.contains("scheme"), "{reason}");
         assert!(matches!(parse_urls(["nats://h:notaport"]), Err(ConnectError::InvalidUrl { .. })));
+    }
+
+    #[test]
+    fn url_credentials_are_taken_out_of_the_addresses_and_must_agree() {
+        let Ok((addrs, auth)) = parse_urls(["nats://u:p@a:1, nats://b:2"]) else { panic!("valid URLs") };
+        assert!(auth == UrlAuth::UserPassword("u".into(), "p".into()));
+        assert!(addrs.iter().all(|a| a.username().is_none() && a.password().is_none()));
+        assert!(addrs.iter().all(|a| !a.as_url_str().contains('@')), "credentials left in an address");
+        let Ok((_, token)) = parse_urls(["tls://t0ken@a:1"]) else { panic!("a token URL is valid") };
+        assert!(token == UrlAuth::Token("t0ken".into()));
+        let disagree = parse_urls(["nats://u:p@a:1", "nats://u:q@b:2"]);
+        assert!(matches!(disagree, Err(ConnectError::InvalidCredentials(_))));
+        let two_ways = authenticate(
+            ConnectOptions::new(),
+            &Auth { nkey_seed: Some("SU".into()), ..Auth::default() },
+            &token,
+        );
+        assert!(matches!(two_ways, Err(ConnectError::InvalidCredentials(_))));
     }
 }

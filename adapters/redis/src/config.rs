@@ -20,6 +20,25 @@ pub struct RedisConfig {
     pub(crate) reconnect_max: Duration,
     pub(crate) virtual_nodes: usize,
     pub(crate) publish_timer: PublishTimer,
+    pub(crate) tls: Tls,
+}
+
+/// Certificates for `rediss://` instances. Debug never prints the client key.
+#[derive(Clone, Default)]
+pub(crate) struct Tls {
+    /// PEM CA certificates trusted instead of the system's.
+    pub(crate) ca: Option<Vec<u8>>,
+    /// PEM client certificate chain and key, for mutual TLS.
+    pub(crate) client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("ca", &self.ca.as_ref().map(|_| ".."))
+            .field("client", &self.client.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 impl Default for RedisConfig {
@@ -35,6 +54,7 @@ impl Default for RedisConfig {
             reconnect_max: Duration::from_secs(1),
             virtual_nodes: 160,
             publish_timer: PublishTimer::default(),
+            tls: Tls::default(),
         }
     }
 }
@@ -106,6 +126,21 @@ impl RedisConfig {
     /// that carried it (queueing, the write and the round trip). Default: none.
     pub fn with_publish_timer(mut self, timer: PublishTimer) -> Self {
         self.publish_timer = timer;
+        self
+    }
+
+    /// PEM CA certificates that `rediss://` instances' certificates must chain to, instead of the
+    /// system's roots; default none (the system's). For a private CA; every URL must then be
+    /// `rediss://` (a CA for a plain connection is a mistake, refused at connect).
+    pub fn with_tls_ca(mut self, pem: Vec<u8>) -> Self {
+        self.tls.ca = Some(pem);
+        self
+    }
+
+    /// A PEM client certificate chain and its PEM private key, presented to `rediss://` instances
+    /// that ask for one (`tls-auth-clients yes`); default none.
+    pub fn with_tls_client_cert(mut self, cert: Vec<u8>, key: Vec<u8>) -> Self {
+        self.tls.client = Some((cert, key));
         self
     }
 

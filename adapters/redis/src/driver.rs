@@ -112,11 +112,28 @@ impl Driver {
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     let n = add(&self.instance.counters.connect_failures, 1);
-                    if failures == 1 || crossed_power_of_two(n, 1) {
-                        tracing::warn!(address = &*address, error = %e, failures, "redis connection attempt failed");
+                    let loud = failures == 1 || crossed_power_of_two(n, 1);
+                    let refusal = refusal(&e);
+                    match refusal {
+                        Some(why) => {
+                            if loud {
+                                tracing::error!(address = &*address, error = %e, failures,
+                                    "redis refused this node ({why}): check the URL's user and password, the ACL, and the TLS CA");
+                            }
+                            self.record_error(&format!("{why}: {e}"));
+                        }
+                        None => {
+                            if loud {
+                                tracing::warn!(address = &*address, error = %e, failures, "redis connection attempt failed");
+                            }
+                            self.record_error(&e.to_string());
+                        }
                     }
-                    self.record_error(&e.to_string());
-                    self.instance.link.send_modify(|l| l.failed_attempts += 1);
+                    let refused = refusal.is_some();
+                    self.instance.link.send_modify(|l| {
+                        l.failed_attempts += 1;
+                        l.refused = refused;
+                    });
                 }
             }
             if self.queue.is_closed() && self.queue.is_empty() {
@@ -410,6 +427,28 @@ fn receiver(
         }
         Ok(())
     }
+}
+
+/// Why a failed connection attempt was refused for this node's configuration, which retrying
+/// cannot fix, if it was: authentication (wrong user or password: `WRONGPASS`, `NOAUTH`), an ACL
+/// forbidding the handshake (`NOPERM`), or TLS (a certificate not trusted either way, TLS to a
+/// plain port). The redis crate hands TLS failures over as I/O errors that keep only rustls'
+/// message, so those are told apart by it.
+fn refusal(e: &RedisError) -> Option<&'static str> {
+    if e.kind() == ErrorKind::AuthenticationFailed || matches!(e.code(), Some("WRONGPASS" | "NOAUTH")) {
+        return Some("authentication failed");
+    }
+    if e.code() == Some("NOPERM") {
+        return Some("not permitted by the ACL");
+    }
+    let text = e.to_string();
+    let tls = [
+        "invalid peer certificate",
+        "received fatal alert",
+        "received corrupt message",
+        "peer is incompatible",
+    ];
+    tls.iter().any(|rustls| text.contains(rustls)).then_some("TLS handshake failed")
 }
 
 /// Whether an error means the connection is unusable (anything but an error reply from Redis).

@@ -43,6 +43,8 @@ pub(crate) struct Link {
     pub(crate) failed_attempts: u64,
     /// The last connection error, for status and `connect`'s error.
     pub(crate) last_error: Option<Arc<str>>,
+    /// The last failed attempt was refused for our configuration (credentials, certificates).
+    pub(crate) refused: bool,
 }
 
 #[derive(Debug, Default)]

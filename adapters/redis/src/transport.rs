@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use redis::{IntoConnectionInfo, ProtocolVersion};
+use redis::{ClientTlsConfig, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, TlsCertificates};
 use switchboard_adapter::Confirmation;
 use switchboard_adapter::cluster::{Inbound, PublishError, Route, Transport};
 use tokio::sync::mpsc;
@@ -45,11 +45,11 @@ impl RedisTransport {
     /// Connects to every instance in `urls` and hands what they deliver to `inbound`; fails if a
     /// URL is invalid or an instance cannot be reached on the first attempt (fail fast at start-up).
     ///
-    /// `urls` are `redis://[user:password@]host[:port][/db]` (or `unix://` paths), one per instance;
-    /// every node must list the same instances, spelled alike, in any order (the placement of
-    /// channels depends on them). `prefix` starts every channel name (e.g. `switchboard`), so
-    /// several clusters can share instances. Needs Redis 6 or later (RESP3). Once connected, a lost
-    /// instance is reconnected in the background; see [`status`](Self::status).
+    /// `urls` are `redis://[user:password@]host[:port][/db]`, `rediss://…` for TLS (or `unix://`
+    /// paths), one per instance; every node must list the same instances, spelled alike, in any
+    /// order (the placement of channels depends on them). `prefix` starts every channel name (e.g.
+    /// `switchboard`), so several clusters can share instances. Needs Redis 6 or later (RESP3).
+    /// Once connected, a lost instance is reconnected in the background; see [`status`](Self::status).
     pub async fn connect(
         urls: &[impl AsRef<str>],
         prefix: &str,
@@ -57,20 +57,50 @@ impl RedisTransport {
         config: RedisConfig,
     ) -> Result<Self, ConnectError> {
         let transport = Self::connect_lazy(urls, prefix, inbound, config)?;
-        for shard in &transport.inner.shards {
+        transport.first_attempts(true).await?;
+        Ok(transport)
+    }
+
+    /// How a node starts: like [`connect`](Self::connect), but an instance that cannot be reached
+    /// yet does not fail it. It waits for each instance's first attempt; an instance that refused
+    /// this node's configuration (authentication failed, ACL, TLS certificate) fails it with
+    /// [`ConnectError::Refused`], since retrying would not help; one that is down or unreachable is
+    /// logged and retried in the background, and the transport is returned (not
+    /// [`connected`](Self::is_connected) yet: the node serves its own sockets meanwhile).
+    pub async fn open(
+        urls: &[impl AsRef<str>],
+        prefix: &str,
+        inbound: Inbound,
+        config: RedisConfig,
+    ) -> Result<Self, ConnectError> {
+        let transport = Self::connect_lazy(urls, prefix, inbound, config)?;
+        transport.first_attempts(false).await?;
+        Ok(transport)
+    }
+
+    /// Waits for every instance's first connection attempt: fails on a refusal, and on an
+    /// unreachable instance if `unreachable_fails` (else logs it and goes on).
+    async fn first_attempts(&self, unreachable_fails: bool) -> Result<(), ConnectError> {
+        for shard in &self.inner.shards {
             let mut link = shard.instance.link.subscribe();
             let outcome = link
                 .wait_for(|l| l.connected || l.failed_attempts > 0)
                 .await
-                .map(|l| (l.connected, l.last_error.clone()));
-            if let Ok((false, reason)) = outcome {
-                return Err(ConnectError::Unreachable {
-                    address: shard.instance.address.to_string(),
-                    reason: reason.map_or_else(|| "unknown error".to_owned(), |r| r.to_string()),
-                });
+                .map(|l| (l.connected, l.refused, l.last_error.clone()));
+            let Ok((false, refused, reason)) = outcome else { continue };
+            let address = shard.instance.address.to_string();
+            let reason = reason.map_or_else(|| "unknown error".to_owned(), |r| r.to_string());
+            match (refused, unreachable_fails) {
+                (true, _) => return Err(ConnectError::Refused { address, reason }),
+                (false, true) => return Err(ConnectError::Unreachable { address, reason }),
+                (false, false) => tracing::warn!(
+                    address,
+                    reason,
+                    "redis instance unreachable at start-up: starting without it, retrying in the background"
+                ),
             }
         }
-        Ok(transport)
+        Ok(())
     }
 
     /// Like [`connect`](Self::connect) but returns at once, connecting in the background: the node
@@ -96,13 +126,27 @@ impl RedisTransport {
             let url = url.as_ref();
             let invalid = |source| ConnectError::InvalidUrl { url: redact(url), source };
             let info = url.into_connection_info().map_err(invalid)?;
+            let tls = match info.addr() {
+                ConnectionAddr::TcpTls { insecure: true, .. } => {
+                    return Err(ConnectError::InsecureTls { url: redact(url) });
+                }
+                ConnectionAddr::TcpTls { .. } => true,
+                _ => false,
+            };
             let address = info.addr().to_string();
             if addresses.contains(&address) {
                 return Err(ConnectError::DuplicateInstance(address));
             }
             // RESP3: messages arrive as push frames on an ordinary multiplexed connection.
             let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-            let client = redis::Client::open(info.set_redis_settings(settings)).map_err(invalid)?;
+            let info = info.set_redis_settings(settings);
+            let certificates = config.tls.ca.is_some() || config.tls.client.is_some();
+            let client = match (tls, certificates) {
+                (true, true) => redis::Client::build_with_tls(info, certificates_of(&config))
+                    .map_err(|e| ConnectError::InvalidTls(e.to_string()))?,
+                (false, true) => return Err(ConnectError::TlsWithoutRediss { url: redact(url) }),
+                (_, false) => redis::Client::open(info).map_err(invalid)?,
+            };
             clients.push(client);
             addresses.push(address);
         }
@@ -202,6 +246,18 @@ impl Transport for RedisTransport {
 
     fn is_connected(&self) -> bool {
         RedisTransport::is_connected(self)
+    }
+}
+
+/// The configured CA and client certificate, as the redis crate takes them.
+fn certificates_of(config: &RedisConfig) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: config
+            .tls
+            .client
+            .clone()
+            .map(|(client_cert, client_key)| ClientTlsConfig { client_cert, client_key }),
+        root_cert: config.tls.ca.clone(),
     }
 }
 

@@ -5,7 +5,6 @@
 //! restarted on the same port, frozen and thawed for fault tests, killed when dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -21,19 +20,21 @@ const SBIN: [&str; 4] = ["/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/usr
 /// The install line every "not found" panic gives.
 const INSTALL: &str = "install them with `sudo apt-get install redis-server nats-server` (Debian/Ubuntu)";
 
-/// How one kind of broker starts: implemented by [`Redis`](crate::redis_server::Redis) and
-/// [`Nats`](crate::nats_server::Nats).
-pub trait Broker {
+/// How one kind of broker starts, with its options (passwords, TLS): implemented by
+/// [`Redis`](crate::redis_server::Redis) and [`Nats`](crate::nats_server::Nats).
+pub trait Broker: Default {
     /// The executable (`redis-server`).
     const PROGRAM: &'static str;
     /// The environment variable that may name the executable instead (`REDIS_SERVER`).
     const ENV: &'static str;
-    /// The URL scheme clients use (`redis`).
-    const SCHEME: &'static str;
+
+    /// The URL clients use to reach it on `port`, with the credentials and scheme its options
+    /// call for.
+    fn url(&self, port: u16) -> String;
 
     /// Starts `process` on `port`, or on a free port the first time (`None`), until it is ready;
     /// returns the port. Panics only when the broker cannot start at all.
-    fn start(process: &mut Process, port: Option<u16>) -> Result<u16, String>;
+    fn start(&self, process: &mut Process, port: Option<u16>) -> Result<u16, String>;
 }
 
 /// One broker process of kind `B` (or none, between [`kill`](Self::kill) and
@@ -42,18 +43,25 @@ pub trait Broker {
 pub struct BrokerServer<B: Broker> {
     process: Process,
     port: u16,
-    broker: PhantomData<B>,
+    broker: B,
 }
 
 impl<B: Broker> BrokerServer<B> {
-    /// Starts a broker.
+    /// Starts a broker with the default options (no authentication, no TLS).
     ///
     /// Panics if it is not installed (naming the `apt-get` line), or does not start.
     pub fn start() -> Self {
+        Self::start_with(B::default())
+    }
+
+    /// Starts a broker with `broker`'s options.
+    ///
+    /// Panics if it is not installed (naming the `apt-get` line), or does not start.
+    pub fn start_with(broker: B) -> Self {
         let mut process = Process::find(B::PROGRAM, B::ENV);
         let port =
-            B::start(&mut process, None).unwrap_or_else(|e| panic!("{} did not start: {e}", B::PROGRAM));
-        Self { process, port, broker: PhantomData }
+            broker.start(&mut process, None).unwrap_or_else(|e| panic!("{} did not start: {e}", B::PROGRAM));
+        Self { process, port, broker }
     }
 
     /// The port it listens on (the same across restarts).
@@ -61,9 +69,10 @@ impl<B: Broker> BrokerServer<B> {
         self.port
     }
 
-    /// `<scheme>://127.0.0.1:<port>`.
+    /// The URL a client reaches it with, credentials included (`redis://127.0.0.1:<port>` without
+    /// options).
     pub fn url(&self) -> String {
-        format!("{}://127.0.0.1:{}", B::SCHEME, self.port)
+        self.broker.url(self.port)
     }
 
     /// Everything the broker printed so far, across restarts.
@@ -80,7 +89,8 @@ impl<B: Broker> BrokerServer<B> {
     /// retrying while the port is not free yet.
     pub fn restart(&mut self) {
         let port = self.port;
-        self.process.restart(|process| B::start(process, Some(port)).map(|_| ()));
+        let broker = &self.broker;
+        self.process.restart(|process| broker.start(process, Some(port)).map(|_| ()));
     }
 
     /// Freezes the broker (SIGSTOP): its connections stay open and nothing is answered. Returns
@@ -138,13 +148,14 @@ impl Process {
 
     /// Starts the broker with `args` (killing a previous run) and waits until it is ready: a line
     /// of its output for which `listening` returns the port it bound (so the port is this
-    /// process's, not another one's), then a `PONG` answering `hello` on that port. `Err` (the
+    /// process's, not another one's), then, with a `hello`, a `PONG` answering it on that port
+    /// (a broker that takes no plain-text command, TLS only, is ready on its log line). `Err` (the
     /// broker killed) if it exits first or is not ready within [`READY_WITHIN`].
     pub(crate) fn start(
         &mut self,
         args: &[String],
-        listening: impl Fn(&str) -> Option<u16>,
-        hello: &[u8],
+        mut listening: impl FnMut(&str) -> Option<u16>,
+        hello: Option<&[u8]>,
     ) -> Result<u16, String> {
         self.kill();
         let mut child = Command::new(&self.binary)
@@ -188,6 +199,7 @@ impl Process {
                 }
             }
         };
+        let Some(hello) = hello else { return Ok(port) };
         loop {
             if let Some(exited) = self.exited() {
                 return Err(exited);

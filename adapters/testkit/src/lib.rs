@@ -8,6 +8,8 @@
 //! - [`RedisServer`], [`NatsServer`]: real brokers on free ports, ready on `PING`/`PONG`, killed
 //!   on drop, their log printed when a test fails; `kill`, `restart` (same port), `pause` and
 //!   `resume` drive fault tests. A missing binary panics with the `apt-get` line: never a skip.
+//!   [`Redis`] and [`Nats`] options start them with passwords, ACL users, tokens, nkeys, TLS.
+//! - [`TestCa`]: a throwaway CA with server and client certificates, as PEM files.
 //! - [`with_free_port`], [`closed_port`]: ports for servers under test, without the
 //!   bind-release-reuse race going unhandled.
 //! - [`eventually`]: wait for an effect, never for a timer.
@@ -28,13 +30,15 @@ mod nats_server;
 mod pending;
 mod port;
 mod redis_server;
+mod tls;
 mod wait;
 
 pub use broker::{Broker, BrokerServer};
 pub use bus::{Bus, BusTransport};
 pub use names::{ODD_NAMES, odd_routes};
-pub use nats_server::{Nats, NatsServer};
+pub use nats_server::{Nats, NatsServer, NkeyUser};
 pub use pending::PendingRequests;
 pub use port::{closed_port, with_free_port};
 pub use redis_server::{Redis, RedisServer, Subscription};
+pub use tls::TestCa;
 pub use wait::eventually;

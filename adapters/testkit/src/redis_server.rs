@@ -1,35 +1,117 @@
 //! [`RedisServer`]: a real `redis-server` for tests, without persistence, on a free port; and a
 //! plain connection to inspect it as another program would.
 
+use std::path::PathBuf;
+
 use crate::broker::{Broker, BrokerServer, Process};
 use crate::port::with_free_port;
+use crate::tls::TestCa;
 
 /// What a client sends to check the server answers (an inline command).
 const PING: &[u8] = b"PING\r\n";
 
 /// How `redis-server` starts: on a free port (another one if that was taken meanwhile), ready once
-/// it logged that it accepts connections (so the port is its own) and answered `PING`.
-#[derive(Debug)]
-pub struct Redis;
+/// it logged that it accepts connections (so the port is its own) and answered `PING`; with
+/// options: a password for the default user (`requirepass`), ACL users, TLS only.
+#[derive(Debug, Default, Clone)]
+pub struct Redis {
+    password: Option<String>,
+    users: Vec<(String, String)>,
+    tls: Option<RedisTls>,
+}
+
+#[derive(Debug, Clone)]
+struct RedisTls {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+    verify_clients: bool,
+}
 
 /// A real `redis-server`; see [`BrokerServer`] for what every broker offers.
 pub type RedisServer = BrokerServer<Redis>;
 
+impl Redis {
+    /// The default user needs this password (`requirepass`); [`RedisServer::url`] carries it.
+    pub fn with_password(mut self, password: &str) -> Self {
+        self.password = Some(password.to_owned());
+        self
+    }
+
+    /// An ACL user `name` with `password`, allowed every channel and command.
+    pub fn with_user(mut self, name: &str, password: &str) -> Self {
+        self.users.push((name.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// Serves TLS only (no plain-text port), with `ca`'s server certificate; with
+    /// `verify_clients`, clients must present a certificate `ca` signed (`tls-auth-clients yes`).
+    /// [`RedisServer::url`] is then `rediss://localhost:<port>`, and the plain-connection helpers
+    /// ([`RedisServer::client`] and those using it) do not apply.
+    pub fn with_tls(mut self, ca: &TestCa, verify_clients: bool) -> Self {
+        let (cert, key) = (ca.server_cert(), ca.server_key());
+        self.tls = Some(RedisTls { cert, key, ca: ca.ca(), verify_clients });
+        self
+    }
+}
+
 impl Broker for Redis {
     const PROGRAM: &'static str = "redis-server";
     const ENV: &'static str = "REDIS_SERVER";
-    const SCHEME: &'static str = "redis";
 
-    fn start(process: &mut Process, port: Option<u16>) -> Result<u16, String> {
+    fn url(&self, port: u16) -> String {
+        let credentials = self.password.as_ref().map(|p| format!(":{p}@")).unwrap_or_default();
+        match self.tls {
+            Some(_) => format!("rediss://{credentials}localhost:{port}"),
+            None => format!("redis://{credentials}127.0.0.1:{port}"),
+        }
+    }
+
+    fn start(&self, process: &mut Process, port: Option<u16>) -> Result<u16, String> {
         // No persistence, and the temp folder as working directory: nothing lands in the source tree.
         let dir = std::env::temp_dir().to_string_lossy().into_owned();
+        let hello = match &self.password {
+            Some(password) => format!("AUTH {password}\r\nPING\r\n"),
+            None => String::from_utf8_lossy(PING).into_owned(),
+        };
         let mut on = |port: u16| {
             let port_arg = port.to_string();
-            let args = ["--port", &port_arg, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-            let mut args: Vec<String> = args.map(String::from).to_vec();
+            let mut args: Vec<String> =
+                ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"].map(String::from).to_vec();
             args.extend(["--dir".to_owned(), dir.clone()]);
+            if let Some(password) = &self.password {
+                args.extend(["--requirepass".to_owned(), password.clone()]);
+            }
+            for (name, password) in &self.users {
+                args.extend(
+                    ["--user", name, "on", &format!(">{password}"), "~*", "&*", "+@all"].map(String::from),
+                );
+            }
             let ready = |line: &str| line.contains("Ready to accept connections").then_some(port);
-            process.start(&args, ready, PING)
+            match &self.tls {
+                None => {
+                    args.extend(["--port".to_owned(), port_arg]);
+                    process.start(&args, ready, Some(hello.as_bytes()))
+                }
+                Some(tls) => {
+                    let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+                    args.extend(["--port".to_owned(), "0".to_owned(), "--tls-port".to_owned(), port_arg]);
+                    args.extend([
+                        "--tls-cert-file".to_owned(),
+                        path(&tls.cert),
+                        "--tls-key-file".to_owned(),
+                        path(&tls.key),
+                    ]);
+                    args.extend([
+                        "--tls-ca-cert-file".to_owned(),
+                        path(&tls.ca),
+                        "--tls-auth-clients".to_owned(),
+                        if tls.verify_clients { "yes" } else { "no" }.to_owned(),
+                    ]);
+                    // No plain-text PING on a TLS port: ready once it says it accepts connections.
+                    process.start(&args, ready, None)
+                }
+            }
         };
         match port {
             Some(port) => on(port),

@@ -4,6 +4,7 @@
 
 pub mod metrics;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +16,9 @@ use switchboard_adapter::{AdapterFactory, MemoryAdapterFactory};
 use switchboard_nats::{NatsConfig, NatsTransport};
 use switchboard_redis::{RedisConfig, RedisTransport};
 
-/// Which adapter carries room emits and cluster requests between nodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which adapter carries room emits and cluster requests between nodes. `Debug` shows the
+/// brokers' addresses without the URLs' credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Backend {
     /// One node on its own (the default).
     Memory,
@@ -32,6 +34,81 @@ pub enum Backend {
     },
 }
 
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // What follows the last `@` of a URL: its address, never its user or password.
+        let addresses = |urls: &[String]| -> Vec<String> {
+            urls.iter().map(|u| u.rsplit('@').next().unwrap_or_default().to_owned()).collect()
+        };
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Redis { urls } => f.debug_struct("Redis").field("addresses", &addresses(urls)).finish(),
+            Self::Nats { urls } => f.debug_struct("Nats").field("addresses", &addresses(urls)).finish(),
+        }
+    }
+}
+
+/// How a node proves itself to its broker and checks the broker's certificate, beyond the URL
+/// (which carries a Redis user and password, a NATS user and password or token). Read from files
+/// at start-up; `Debug` shows which parts are set, never a secret.
+#[derive(Clone, Default)]
+pub struct BrokerAuth {
+    /// PEM CA certificates `rediss://` instances must chain to (`--redis-tls-ca`).
+    pub redis_tls_ca: Option<Vec<u8>>,
+    /// A PEM client certificate and its PEM key, for Redis mutual TLS (`--redis-tls-cert`,
+    /// `--redis-tls-key`).
+    pub redis_tls_client: Option<(Vec<u8>, Vec<u8>)>,
+    /// A PEM file of CA certificates the NATS server's must chain to (`--nats-tls-ca`).
+    pub nats_tls_ca: Option<PathBuf>,
+    /// PEM files of a client certificate and key for NATS mutual TLS (`--nats-tls-cert`, `--nats-tls-key`).
+    pub nats_tls_client: Option<(PathBuf, PathBuf)>,
+    /// The contents of a NATS `.creds` file (`--nats-creds`).
+    pub nats_creds: Option<String>,
+    /// A NATS user nkey seed (`--nats-nkey`).
+    pub nats_nkey: Option<String>,
+}
+
+impl std::fmt::Debug for BrokerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerAuth")
+            .field("redis_tls_ca", &self.redis_tls_ca.is_some())
+            .field("redis_tls_client", &self.redis_tls_client.is_some())
+            .field("nats_tls_ca", &self.nats_tls_ca)
+            .field("nats_tls_client", &self.nats_tls_client)
+            .field("nats_creds", &self.nats_creds.is_some())
+            .field("nats_nkey", &self.nats_nkey.is_some())
+            .finish()
+    }
+}
+
+impl BrokerAuth {
+    fn redis(&self, mut config: RedisConfig) -> RedisConfig {
+        if let Some(ca) = &self.redis_tls_ca {
+            config = config.with_tls_ca(ca.clone());
+        }
+        if let Some((cert, key)) = &self.redis_tls_client {
+            config = config.with_tls_client_cert(cert.clone(), key.clone());
+        }
+        config
+    }
+
+    fn nats(&self, mut config: NatsConfig) -> NatsConfig {
+        if let Some(ca) = &self.nats_tls_ca {
+            config = config.with_tls_ca(ca);
+        }
+        if let Some((cert, key)) = &self.nats_tls_client {
+            config = config.with_tls_client_cert(cert, key);
+        }
+        if let Some(creds) = &self.nats_creds {
+            config = config.with_credentials(creds.as_str());
+        }
+        if let Some(seed) = &self.nats_nkey {
+            config = config.with_nkey_seed(seed.as_str());
+        }
+        config
+    }
+}
+
 /// Why a node could not join its cluster.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -39,10 +116,11 @@ pub enum SetupError {
     /// The node id or the cluster settings are not valid.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
-    /// Redis refused the URLs or could not be reached.
+    /// Redis refused the URLs, the credentials or the certificates (or, with
+    /// `RedisTransport::connect`, could not be reached).
     #[error("redis: {0}")]
     Redis(#[from] switchboard_redis::ConnectError),
-    /// NATS refused the URLs or could not be reached.
+    /// NATS refused the URLs, the credentials or the certificates.
     #[error("nats: {0}")]
     Nats(#[from] switchboard_nats::ConnectError),
 }
@@ -99,6 +177,22 @@ impl Cluster {
         prefix: &str,
         config: ClusterConfig,
     ) -> Result<Self, SetupError> {
+        Self::join(backend, prefix, config, &BrokerAuth::default()).await
+    }
+
+    /// Like [`Cluster::connect_with`], authenticating to the broker with `auth`.
+    ///
+    /// A broker that cannot be reached does not stop the node: it starts degraded (its own
+    /// sockets are served, cross-node emits are dropped and requests fail; a warning is logged)
+    /// and connects in the background when the broker appears. Invalid settings, and a broker that
+    /// refuses this node's credentials or certificates, fail here: that is configuration, which
+    /// no retry fixes.
+    pub async fn join(
+        backend: &Backend,
+        prefix: &str,
+        config: ClusterConfig,
+        auth: &BrokerAuth,
+    ) -> Result<Self, SetupError> {
         let node_id = config.node_id().clone();
         if *backend != Backend::Memory && !config.has_secret() {
             tracing::warn!(
@@ -122,17 +216,15 @@ impl Cluster {
             }
             Backend::Redis { urls } => {
                 let inbound = Inbound::new();
-                let transport = RedisTransport::connect(
-                    urls,
-                    prefix,
-                    inbound.clone(),
-                    RedisConfig::default().with_publish_timer(timer),
-                )
-                .await?;
+                let redis = auth.redis(RedisConfig::default().with_publish_timer(timer));
+                let transport = RedisTransport::open(urls, prefix, inbound.clone(), redis).await?;
                 let factory = ClusterAdapterFactory::new(config, Arc::new(transport.clone()), &inbound)?;
                 // The node's own channel is live before any namespace announces itself, so the
-                // peers' answers to that announcement are not lost.
-                if tokio::time::timeout(Duration::from_secs(5), transport.settle()).await.is_err() {
+                // peers' answers to that announcement are not lost. A degraded start has nothing
+                // to wait for: the transport announces the node once it is connected.
+                if transport.is_connected()
+                    && tokio::time::timeout(Duration::from_secs(5), transport.settle()).await.is_err()
+                {
                     tracing::warn!("redis: subscriptions not confirmed within 5 s at start-up");
                 }
                 (factory, Broker::Redis(transport))
@@ -140,28 +232,36 @@ impl Cluster {
             Backend::Nats { urls } => {
                 let inbound = Inbound::new();
                 let name = format!("switchboard-{node_id}");
-                let transport = NatsTransport::connect(
-                    urls,
-                    prefix,
-                    inbound.clone(),
-                    NatsConfig::default().with_name(name).with_publish_timer(timer),
-                )
-                .await?;
+                let nats = NatsConfig::default()
+                    .with_name(name)
+                    .with_publish_timer(timer)
+                    .with_retry_on_initial_connect(true);
+                let transport =
+                    NatsTransport::connect(urls, prefix, inbound.clone(), auth.nats(nats)).await?;
                 let factory = ClusterAdapterFactory::new(config, Arc::new(transport.clone()), &inbound)?;
                 // As for Redis: the node's subject is live before any namespace announces itself.
-                if let Err(e) = transport.flush().await {
-                    tracing::warn!(error = %e, "nats: subscriptions not confirmed at start-up");
+                if transport.is_connected() {
+                    if let Err(e) = transport.flush().await {
+                        tracing::warn!(error = %e, "nats: subscriptions not confirmed at start-up");
+                    }
                 }
                 (factory, Broker::Nats(transport))
             }
         };
-        Ok(Self {
+        let cluster = Self {
             factory: Arc::new(cluster.clone()),
             cluster: Some(cluster),
             broker,
             publish_latency: latency,
             prefix: prefix.to_owned(),
-        })
+        };
+        if !cluster.is_connected() {
+            tracing::warn!(
+                adapter = cluster.backend_name(),
+                "broker unreachable at start-up: serving local clients only (cross-node emits dropped, requests fail) until it connects"
+            );
+        }
+        Ok(cluster)
     }
 
     /// The factory to give [`SocketIoConfig::with_adapter`](crate::socketio::SocketIoConfig::with_adapter).
@@ -203,7 +303,9 @@ impl Cluster {
         }
     }
 
-    /// Whether the broker link is up (always for the in-memory adapter): what readiness reports.
+    /// Whether the broker link is up (always for the in-memory adapter): what the
+    /// `switchboard_adapter_connected` gauge and the health log report. Not readiness: a node
+    /// without its broker still serves its own clients.
     pub fn is_connected(&self) -> bool {
         match &self.broker {
             Broker::None => true,
@@ -219,7 +321,8 @@ impl Cluster {
         }
         let cluster = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut was_up = true;
+            // A degraded start was logged by `join`; from there on, every change is.
+            let mut was_up = cluster.upgrade().is_some_and(|c| c.is_connected());
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let Some(cluster) = cluster.upgrade() else { return };
@@ -302,5 +405,17 @@ impl Cluster {
             receive_dropped,
             stats: cluster.stats(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_prints_its_addresses_without_credentials() {
+        let urls = vec!["redis://u:hunter2@10.0.0.5:6379".to_owned(), "rediss://:p@ss@h:1".to_owned()];
+        let shown = format!("{:?}", Backend::Redis { urls });
+        assert_eq!(shown, r#"Redis { addresses: ["10.0.0.5:6379", "h:1"] }"#);
     }
 }

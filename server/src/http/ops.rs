@@ -1,6 +1,6 @@
 //! The operator's endpoints: `/healthz` (the process answers), `/readyz` (it should get new
-//! clients: the adapter is connected and the node is not draining) and `/metrics` (Prometheus
-//! text). They are answered from atomics and counters only, never by waiting on the adapter, so a
+//! clients: it is not draining, and an extra check, if the server was given one, holds) and
+//! `/metrics` (Prometheus text). The node gives no extra check: a broker outage leaves it ready. They are answered from atomics and counters only, never by waiting on the adapter, so a
 //! broker outage cannot make a probe hang.
 
 use std::sync::Arc;
@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Body, Server};
 
-/// Extra readiness condition (the cluster adapter's broker link); must be cheap and not block.
+/// Extra readiness condition for a library user's server; must be cheap and not block. The node
+/// sets none (a broker outage is not a reason to take a node out of the balancer).
 pub type ReadyCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Content type of the Prometheus text exposition format.

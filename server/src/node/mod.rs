@@ -39,7 +39,7 @@ pub enum NodeError {
         /// What the OS said.
         source: std::io::Error,
     },
-    /// The broker could not be reached or refused the settings.
+    /// The broker refused the settings, the credentials or the certificates.
     #[error("cannot join the cluster with --adapter {adapter}")]
     Cluster {
         /// `--adapter`.
@@ -83,8 +83,9 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
         }),
     };
     let cluster_config = options.cluster_config(config.node_id(), advertised.as_deref())?;
+    let broker_auth = options.broker_auth()?;
     let cluster = Arc::new(
-        Cluster::connect_with(&backend, &options.cluster_prefix, cluster_config)
+        Cluster::join(&backend, &options.cluster_prefix, cluster_config, &broker_auth)
             .await
             .map_err(|source| NodeError::Cluster { adapter: options.adapter.name(), source })?,
     );
@@ -125,11 +126,12 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
         Forwarder::new(config.node_id(), locate, answer_timeout, server.metrics().forwarded.clone())
             .with_max_answer(max_answer)
     });
-    let ready_cluster = cluster.clone();
+    // Readiness is the node's own: a node without its broker still serves its clients, so
+    // taking it out of the balancer would only move them. The outage shows in
+    // switchboard_adapter_connected (alerted on) and the log.
     let server = server
         .with_forwarder(forwarder)
         .with_fallback(index_page(app.page))
-        .with_ready_check(Arc::new(move || ready_cluster.is_connected()))
         .with_public_metrics(options.metrics_port.is_none());
     let signal = signal::on_signal();
     let stop = CancellationToken::new();

@@ -5,11 +5,12 @@
 //! One syntax per kind: durations are milliseconds (as socket.io's options), sizes are bytes, and
 //! a boolean is `--flag` (true), `--flag true` or `--flag false` (env: `true` or `false`).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use switchboard_adapter::cluster::{ClusterConfig, NodeId};
 
-use crate::cluster::Backend;
+use crate::cluster::{Backend, BrokerAuth};
 use crate::engine::{ConfigError, CookieConfig, CorsConfig, EngineConfig, Transports};
 use crate::socketio::SocketIoConfig;
 
@@ -117,22 +118,54 @@ pub struct NodeOptions {
     /// Cluster adapter: `memory` (one node), `redis` or `nats`.
     #[arg(long, env = "SWITCHBOARD_ADAPTER", value_enum, default_value_t = AdapterKind::Memory)]
     pub adapter: AdapterKind,
-    /// Redis URLs for `--adapter redis`, repeatable or comma-separated: channels are spread over them.
+    /// Redis URLs for `--adapter redis`, repeatable or comma-separated: channels are spread over
+    /// them. `redis://user:password@host:port` authenticates (ACL user, or `:password@` for
+    /// requirepass); `rediss://` connects over TLS. The values are never printed (they hold passwords).
     #[arg(
         long = "redis-url",
         env = "SWITCHBOARD_REDIS_URL",
         value_delimiter = ',',
-        default_value = "redis://127.0.0.1:6379"
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
     )]
     pub redis_urls: Vec<String>,
+    /// PEM file of the CA certificates that `rediss://` instances' certificates must chain to
+    /// (default: the system's roots).
+    #[arg(long, env = "SWITCHBOARD_REDIS_TLS_CA")]
+    pub redis_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for Redis instances that verify clients (`tls-auth-clients yes`),
+    /// with `--redis-tls-key`.
+    #[arg(long, env = "SWITCHBOARD_REDIS_TLS_CERT", requires = "redis_tls_key")]
+    pub redis_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--redis-tls-cert`.
+    #[arg(long, env = "SWITCHBOARD_REDIS_TLS_KEY", requires = "redis_tls_cert")]
+    pub redis_tls_key: Option<PathBuf>,
     /// NATS URLs for `--adapter nats` (servers of one NATS cluster), repeatable or comma-separated.
+    /// `nats://user:password@host:port` or `nats://token@host:port` authenticates; `tls://`
+    /// requires TLS. The values are never printed.
     #[arg(
         long = "nats-url",
         env = "SWITCHBOARD_NATS_URL",
         value_delimiter = ',',
-        default_value = "nats://127.0.0.1:4222"
+        default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true
     )]
     pub nats_urls: Vec<String>,
+    /// NATS `.creds` file (user JWT and nkey seed) to authenticate with.
+    #[arg(long, env = "SWITCHBOARD_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// File holding a NATS user nkey seed (`SU…`) to authenticate with.
+    #[arg(long, env = "SWITCHBOARD_NATS_NKEY")]
+    pub nats_nkey: Option<PathBuf>,
+    /// PEM file of the CA certificates the NATS server's certificate must chain to; requires TLS.
+    #[arg(long, env = "SWITCHBOARD_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for NATS mutual TLS (with `--nats-tls-key`).
+    #[arg(long, env = "SWITCHBOARD_NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--nats-tls-cert`.
+    #[arg(long, env = "SWITCHBOARD_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<PathBuf>,
     /// Prefix of the cluster's Redis channels / NATS subjects: nodes with the same prefix form one cluster.
     #[arg(long, env = "SWITCHBOARD_CLUSTER_PREFIX", default_value = "switchboard")]
     pub cluster_prefix: String,
@@ -222,6 +255,16 @@ pub enum OptionsError {
         "--max-name-bytes must be between 1 and {MAX_NAME_BYTES}, not {0}: a room name becomes a broker subject or channel"
     )]
     MaxNameBytes(usize),
+    /// A file named by a flag cannot be read, or does not hold what the flag expects.
+    #[error("{flag} {path}: {reason}")]
+    File {
+        /// The flag, e.g. `--redis-tls-ca`.
+        flag: &'static str,
+        /// The path given.
+        path: String,
+        /// What is wrong (never the file's contents).
+        reason: String,
+    },
     /// A setting was renamed: the old name would be ignored silently, so it is refused.
     #[error("{old} is no longer read: use {new} ({unit})")]
     Renamed {
@@ -325,6 +368,34 @@ impl NodeOptions {
         }
     }
 
+    /// The broker credentials and certificates the flags name, read (and checked) now, so a
+    /// missing or wrong file fails at start-up with the flag's name.
+    pub fn broker_auth(&self) -> Result<BrokerAuth, OptionsError> {
+        let pem = |flag: &'static str, path: &Option<PathBuf>, marker: &str| {
+            path.as_deref().map(|path| read_pem(flag, path, marker)).transpose()
+        };
+        let redis_tls_ca = pem("--redis-tls-ca", &self.redis_tls_ca, "CERTIFICATE")?;
+        let redis_tls_client = pem("--redis-tls-cert", &self.redis_tls_cert, "CERTIFICATE")?.zip(pem(
+            "--redis-tls-key",
+            &self.redis_tls_key,
+            "PRIVATE KEY",
+        )?);
+        pem("--nats-tls-ca", &self.nats_tls_ca, "CERTIFICATE")?;
+        pem("--nats-tls-cert", &self.nats_tls_cert, "CERTIFICATE")?;
+        pem("--nats-tls-key", &self.nats_tls_key, "PRIVATE KEY")?;
+        let secret = |flag: &'static str, path: &Option<PathBuf>| {
+            path.as_deref().map(|path| read_text(flag, path)).transpose()
+        };
+        Ok(BrokerAuth {
+            redis_tls_ca,
+            redis_tls_client,
+            nats_tls_ca: self.nats_tls_ca.clone(),
+            nats_tls_client: self.nats_tls_cert.clone().zip(self.nats_tls_key.clone()),
+            nats_creds: secret("--nats-creds", &self.nats_creds)?,
+            nats_nkey: secret("--nats-nkey", &self.nats_nkey)?,
+        })
+    }
+
     /// The cluster adapter's options for node `node_id`, announcing `address` to its peers.
     pub fn cluster_config(
         &self,
@@ -376,6 +447,37 @@ impl NodeOptions {
             return Err(OptionsError::AdvertiseAddress(address.clone()));
         }
         Ok(Some(address))
+    }
+}
+
+/// The largest credentials or certificate file a flag may name: a CA bundle is tens of KiB.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The text of the file at `path` (for `flag`), bounded and UTF-8, with an error that names the
+/// flag and the path but never the contents.
+fn read_text(flag: &'static str, path: &Path) -> Result<String, OptionsError> {
+    let error = |reason: String| OptionsError::File { flag, path: path.display().to_string(), reason };
+    let size = std::fs::metadata(path).map_err(|e| error(e.to_string()))?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(error(format!(
+            "{size} bytes, more than the {MAX_FILE_BYTES} a credentials file may have"
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+    String::from_utf8(bytes).map_err(|_| error("not text".to_owned()))
+}
+
+/// The PEM file at `path` (for `flag`), which must hold at least one `-----BEGIN … {marker}-----`.
+fn read_pem(flag: &'static str, path: &Path, marker: &str) -> Result<Vec<u8>, OptionsError> {
+    let text = read_text(flag, path)?;
+    let found = text.lines().any(|l| l.starts_with("-----BEGIN ") && l.ends_with(&format!("{marker}-----")));
+    match found {
+        true => Ok(text.into_bytes()),
+        false => Err(OptionsError::File {
+            flag,
+            path: path.display().to_string(),
+            reason: format!("no PEM {marker} in it"),
+        }),
     }
 }
 

@@ -11,10 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::hostile::{Bystander, Node};
-use futures_util::{SinkExt as _, StreamExt as _};
 use switchboard_testkit::{NatsServer, RedisServer, eventually};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const SECOND: Duration = Duration::from_secs(1);
 /// How long a node may take to notice its broker came or went (reconnect backoff is 1 s at most).
@@ -54,71 +51,19 @@ fn assert_ready(node: &Node, when: &str) {
     assert_eq!(sample(node, "switchboard_ready"), Some(1.0), "switchboard_ready {when}");
 }
 
-/// A socket.io client on `/` over websocket that can emit with an ack and collect `msg` events.
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
-    next: u64,
-}
-
-impl Client {
-    async fn connect(node: &Node) -> Self {
-        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", node.addr);
-        let (ws, _) = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url))
-            .await
-            .expect("client: websocket within 5 s")
-            .expect("client: websocket handshake");
-        let mut me = Self { ws, next: 1 };
-        me.send("40").await;
-        assert!(
-            me.next_message(Duration::from_secs(5), |m| m.starts_with('0')).await.is_some(),
-            "no CONNECT"
-        );
-        me
-    }
-
-    async fn send(&mut self, text: &str) {
-        self.ws.send(Message::text(text)).await.expect("client: send");
-    }
-
-    /// The next Socket.IO packet matching `wanted` within `limit`; answers pings meanwhile.
-    async fn next_message(&mut self, limit: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let frame = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
-            let Message::Text(text) = frame else { continue };
-            if text.as_str() == "2" {
-                self.send("3").await;
-            } else if let Some(message) = text.as_str().strip_prefix('4') {
-                if wanted(message) {
-                    return Some(message.to_owned());
-                }
-            }
-        }
-    }
-
-    /// Emits `event` with `arg` (JSON) and waits for its ack.
-    async fn emit_acked(&mut self, event: &str, arg: &str) {
-        let id = self.next;
-        self.next += 1;
-        self.send(&format!("42{id}[\"{event}\",{arg}]")).await;
-        let ack = format!("3{id}[");
-        let got = self.next_message(Duration::from_secs(5), |m| m.starts_with(&ack)).await;
-        assert!(got.is_some(), "{event} not acked within 5 s");
-    }
-
-    /// Whether `msg` with `data` arrives within `limit`.
-    async fn receives(&mut self, data: u64, limit: Duration) -> bool {
-        let wanted = format!("2[\"msg\",{data}]");
-        self.next_message(limit, |m| m == wanted).await.is_some()
-    }
+/// Whether `msg` with `data` reaches `client` within `limit`.
+async fn receives(client: &mut Bystander, data: u64, limit: Duration) -> bool {
+    let wanted = format!("2[\"msg\",{data}]");
+    client.next_message(limit, |m| m == wanted).await.is_some()
 }
 
 /// Broadcasts through node `from` until node `to`'s client receives one: the first broadcasts
 /// may leave before the nodes have counted each other.
-async fn broadcast_crosses(from: &mut Client, to: &mut Client) -> bool {
+async fn broadcast_crosses(from: &mut Bystander, to: &mut Bystander) -> bool {
     for data in 1..=20u64 {
-        from.emit_acked("broadcast", &format!("{{\"data\":{data}}}")).await;
-        if to.receives(data, Duration::from_millis(500)).await {
+        let acked = from.emit_acked("broadcast", &format!("{{\"data\":{data}}}"), 5 * SECOND).await;
+        assert!(acked.is_some(), "broadcast {data} not acked within 5 s");
+        if receives(to, data, Duration::from_millis(500)).await {
             return true;
         }
     }
@@ -145,7 +90,7 @@ async fn a_node_started_without_redis_serves_its_clients_then_joins_the_cluster_
     assert_ready(&first, "with the broker up");
     let second = Node::start(&args);
     wait_connected(&second, 1.0, "second node").await;
-    let (mut a, mut b) = (Client::connect(&first).await, Client::connect(&second).await);
+    let (mut a, mut b) = (Bystander::connect(&first).await, Bystander::connect(&second).await);
     assert!(
         broadcast_crosses(&mut a, &mut b).await,
         "a broadcast on the first node never reached the second"
@@ -162,8 +107,8 @@ async fn a_node_started_without_redis_serves_its_clients_then_joins_the_cluster_
     assert_eq!(get(first.addr, "/healthz").0, 200);
     bystander.echo_within(SECOND).await;
     // The broadcast reaches the sender's own client before its ack does.
-    a.send("42[\"broadcast\",{\"data\":99}]").await;
-    assert!(a.receives(99, SECOND).await, "local delivery goes on while the broker is down");
+    assert!(a.send("42[\"broadcast\",{\"data\":99}]").await);
+    assert!(receives(&mut a, 99, SECOND).await, "local delivery goes on while the broker is down");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,77 +14,12 @@ mod common;
 use std::future::Future;
 use std::time::Duration;
 
-use common::hostile::{Bystander, Node};
-use futures_util::{SinkExt as _, StreamExt as _};
+use common::hostile::{Bystander, Node, Raw};
 use switchboard_testkit::NatsServer;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// One MiB, in the KiB `Node::rss_kib` counts.
 const MIB: u64 = 1024;
-
-/// A raw websocket client of the bench contract, sending what an attacker chooses and reading
-/// only when told to.
-struct Raw {
-    ws: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
-}
-
-impl Raw {
-    /// Connects over websocket and joins `/`.
-    async fn connect(node: &Node) -> Self {
-        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", node.addr);
-        let (ws, _) = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url))
-            .await
-            .expect("websocket within 5 s")
-            .expect("websocket handshake");
-        let mut me = Self { ws };
-        me.send("40").await;
-        let connected = me.next_message(Duration::from_secs(5), |m| m.starts_with("0{")).await;
-        assert!(connected.is_some(), "no CONNECT answer");
-        me
-    }
-
-    /// Sends a text frame; `false` once the server has closed the connection.
-    async fn send(&mut self, text: &str) -> bool {
-        self.ws.send(Message::text(text)).await.is_ok()
-    }
-
-    /// Sends a binary frame; `false` once the server has closed the connection.
-    async fn send_binary(&mut self, data: Vec<u8>) -> bool {
-        self.ws.send(Message::binary(data)).await.is_ok()
-    }
-
-    /// The next Socket.IO message (an Engine.IO `4…` without its `4`) matching `wanted` within
-    /// `limit`, answering pings meanwhile; `None` past the limit or once the connection is gone.
-    async fn next_message(&mut self, limit: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let frame = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
-            let Message::Text(text) = frame else { continue };
-            if text.as_str() == "2" {
-                self.send("3").await;
-            } else if let Some(message) = text.as_str().strip_prefix('4') {
-                if wanted(message) {
-                    return Some(message.to_owned());
-                }
-            }
-        }
-    }
-
-    /// Whether the server closes the connection within `limit` (reading, and dropping, whatever
-    /// it still had queued for us first).
-    async fn closed_by_server_within(&mut self, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            match tokio::time::timeout_at(deadline, self.ws.next()).await {
-                Err(_) => return false,
-                Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => return true,
-                Ok(Some(Ok(_))) => {}
-            }
-        }
-    }
-}
 
 /// Runs `attack` in its own task while the bystander echoes, each echo within 1 s; returns the
 /// attack's result once it is done (at most `limit`).

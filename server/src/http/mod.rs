@@ -111,8 +111,9 @@ impl Server {
         self
     }
 
-    /// An extra condition for `/readyz` (default none: ready unless draining), e.g. that the
-    /// cluster adapter's broker is connected.
+    /// An extra condition for `/readyz` (default none: ready unless draining), for a program that
+    /// embeds the library and must not take clients before something of its own is up. The binary
+    /// sets none: a node without its broker still serves its own clients.
     pub fn with_ready_check(mut self, check: ReadyCheck) -> Self {
         self.ready_check = Some(check);
         self

@@ -116,41 +116,47 @@ impl Drop for Node {
     }
 }
 
-/// An honest socket.io client on the main namespace over websocket, answering the node's pings.
-pub struct Bystander {
+/// A raw websocket client of the bench contract on `/`, sending what its test chooses and
+/// reading only when told to (an attacker, or the base of an honest client).
+pub struct Raw {
     ws: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
-    next: u64,
 }
 
-impl Bystander {
-    /// Connects and joins `/`.
+impl Raw {
+    /// Connects over websocket and joins `/`.
     pub async fn connect(node: &Node) -> Self {
         let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", node.addr);
         let (ws, _) = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url))
             .await
-            .expect("bystander: websocket within 5 s")
-            .expect("bystander: websocket handshake");
-        let mut me = Self { ws, next: 1 };
+            .expect("websocket within 5 s")
+            .expect("websocket handshake");
+        let mut me = Self { ws };
         me.send("40").await;
-        let connected = me.next_message(Duration::from_secs(5), |m| m.starts_with('0')).await;
-        assert!(connected.is_some(), "bystander: no CONNECT answer");
+        let connected = me.next_message(Duration::from_secs(5), |m| m.starts_with("0{")).await;
+        assert!(connected.is_some(), "no CONNECT answer");
         me
     }
 
-    async fn send(&mut self, text: &str) {
-        self.ws.send(Message::text(text)).await.expect("bystander: send");
+    /// Sends a text frame; `false` once the server has closed the connection.
+    pub async fn send(&mut self, text: &str) -> bool {
+        self.ws.send(Message::text(text)).await.is_ok()
     }
 
-    /// The next Engine.IO message matching `wanted` within `limit`; answers pings meanwhile.
-    async fn next_message(&mut self, limit: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
+    /// Sends a binary frame; `false` once the server has closed the connection.
+    pub async fn send_binary(&mut self, data: Vec<u8>) -> bool {
+        self.ws.send(Message::binary(data)).await.is_ok()
+    }
+
+    /// The next Socket.IO message (an Engine.IO `4…` without its `4`) matching `wanted` within
+    /// `limit`, answering pings meanwhile; `None` past the limit or once the connection is gone.
+    pub async fn next_message(&mut self, limit: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let frame = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??.ok()?;
             let Message::Text(text) = frame else { continue };
-            let text = text.as_str();
-            if text == "2" {
+            if text.as_str() == "2" {
                 self.send("3").await;
-            } else if let Some(message) = text.strip_prefix('4') {
+            } else if let Some(message) = text.as_str().strip_prefix('4') {
                 if wanted(message) {
                     return Some(message.to_owned());
                 }
@@ -158,15 +164,59 @@ impl Bystander {
         }
     }
 
+    /// Whether the server closes the connection within `limit` (reading, and dropping, whatever
+    /// it still had queued for us first).
+    pub async fn closed_by_server_within(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+}
+
+/// An honest socket.io client on the main namespace over websocket, answering the node's pings.
+pub struct Bystander {
+    raw: Raw,
+    next: u64,
+}
+
+impl Bystander {
+    /// Connects and joins `/`.
+    pub async fn connect(node: &Node) -> Self {
+        Self { raw: Raw::connect(node).await, next: 1 }
+    }
+
+    /// Emits `event` with `arg` (JSON) and returns the ack's arguments (`[…]`); `None` past `limit`.
+    pub async fn emit_acked(&mut self, event: &str, arg: &str, limit: Duration) -> Option<String> {
+        let id = self.next;
+        self.next += 1;
+        assert!(self.raw.send(&format!("42{id}[\"{event}\",{arg}]")).await, "{event}: connection closed");
+        let ack = format!("3{id}");
+        let got =
+            self.raw.next_message(limit, |m| m.starts_with(&ack) && m[ack.len()..].starts_with('[')).await;
+        got.map(|m| m[ack.len()..].to_owned())
+    }
+
     /// Sends an acked `echo` and returns how long the answer took; panics past `limit`.
     pub async fn echo_within(&mut self, limit: Duration) -> Duration {
         let id = self.next;
-        self.next += 1;
         let started = Instant::now();
-        self.send(&format!("42{id}[\"echo\",{id}]")).await;
-        let answer = format!("3{id}[{id}]");
-        let got = self.next_message(limit, |m| m == answer).await;
-        assert!(got.is_some(), "bystander: echo {id} not answered within {limit:?}");
+        let answer = self.emit_acked("echo", &id.to_string(), limit).await;
+        assert_eq!(answer, Some(format!("[{id}]")), "bystander: echo {id} not answered within {limit:?}");
         started.elapsed()
+    }
+
+    /// Sends a text frame as it is; `false` once the server has closed the connection.
+    pub async fn send(&mut self, text: &str) -> bool {
+        self.raw.send(text).await
+    }
+
+    /// The next Socket.IO message matching `wanted` within `limit` (see [`Raw::next_message`]).
+    pub async fn next_message(&mut self, limit: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        self.raw.next_message(limit, wanted).await
     }
 }

@@ -225,6 +225,10 @@ pub enum RestoreError {
 }
 
 impl RestoreError {
+    /// Every [`reason`](Self::reason), so a metric can show each at zero before it happens.
+    pub const REASONS: [&'static str; 6] =
+        ["unknown_session", "expired", "unknown_offset", "log_trimmed", "too_large", "unavailable"];
+
     /// A short name for metrics labels and logs.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -253,6 +253,8 @@ impl SessionStoreFactory for MemorySessionStoreFactory {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use std::time::Duration;
 
     use switchboard_protocol::socketio::{Value, encode_event};

@@ -3,7 +3,9 @@
 //! it missed, in order and before new ones, with or without an offset; emits that race the loss
 //! and the restore are neither lost nor duplicated; a disconnect past the window, a trimmed log,
 //! an unknown session, a socket that left on purpose and recovery off give a new socket and no
-//! replay; the middleware is skipped or not as configured; the metrics count each outcome.
+//! replay; the middleware is skipped or not as configured; the metrics count each outcome; a
+//! dynamic child namespace outlives its cleanup delay while its sessions are restorable; a restore
+//! interrupted by its connection's loss keeps the session for the next attempt.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::config;
-use common::sio::{Client, recv, serve_io, socket_for};
+use common::sio::{Client, recv, serve_io, socket_for, wait_until};
 use common::{STEP, TestServer, within};
 use serde_json::json;
 use switchboard::socketio::{DisconnectReason, RecoveryConfig, SocketIo, SocketIoConfig, SocketRef, Value};
@@ -55,9 +57,14 @@ struct Connected {
 
 /// Connects a new websocket client to `/` with `auth`.
 async fn connect(f: &Fixture, auth: serde_json::Value) -> (Client, Connected) {
+    connect_to(f, "/", auth).await
+}
+
+/// Connects a new websocket client to `nsp` with `auth`.
+async fn connect_to(f: &Fixture, nsp: &str, auth: serde_json::Value) -> (Client, Connected) {
     let mut c = Client::ws(&f.server).await;
     let data = auth.as_object().cloned();
-    c.send_encoded(&Packet::Connect { nsp: "/".into(), data }.encode()).await;
+    c.send_encoded(&Packet::Connect { nsp: nsp.into(), data }.encode()).await;
     match c.next_packet().await {
         Packet::Connect { data: Some(data), .. } => {
             let field = |name: &str| data.get(name).and_then(|v| v.as_str()).map(str::to_owned);
@@ -343,4 +350,73 @@ async fn a_restored_socket_skips_the_middleware_unless_told_not_to() {
             "skip {skip}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_dynamic_child_namespace_stays_while_its_sessions_can_be_restored() {
+    let cleanup = Duration::from_millis(20);
+    let config = SocketIoConfig::default()
+        .with_child_namespace_cleanup(Some(cleanup))
+        .with_connection_state_recovery(RecoveryConfig::default());
+    let io = SocketIo::new(common::config(), config);
+    let (tx, mut children) = mpsc::unbounded_channel();
+    io.of_dynamic(|name| name.starts_with("/dyn-")).on_connection(move |socket: SocketRef| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(socket);
+        }
+    });
+    let f = fixture(io).await;
+    let (mut c, first) = connect_to(&f, "/dyn-1", json!({})).await;
+    let socket = socket_for(&mut children, &first.sid).await;
+    c.close().await;
+    wait_until("the socket is gone", STEP, || !socket.connected()).await;
+    // Many sweeps of the cleanup: the emptied child would be gone by now without recovery.
+    tokio::time::sleep(cleanup * 10).await;
+    assert!(f.io.namespace_names().contains(&"/dyn-1".to_owned()));
+    let (_c, again) = connect_to(&f, "/dyn-1", json!({"pid": first.pid.unwrap()})).await;
+    assert_eq!(again.sid, first.sid);
+    assert!(socket_for(&mut children, &first.sid).await.recovered());
+}
+
+#[tokio::test]
+async fn a_restore_whose_connection_drops_midway_keeps_the_session() {
+    let io = recovering(RecoveryConfig::default().with_skip_middlewares(false));
+    // The middleware holds restores until the test lets them go, and says when one is done.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (waiting_tx, mut waiting) = mpsc::unbounded_channel();
+    let (done_tx, mut done) = mpsc::unbounded_channel();
+    let g = gate.clone();
+    io.main_namespace().use_middleware(move |socket: SocketRef| {
+        let (g, waiting_tx, done_tx) = (g.clone(), waiting_tx.clone(), done_tx.clone());
+        async move {
+            if socket.recovered() {
+                let _ = waiting_tx.send(());
+                if let Ok(permit) = g.acquire().await {
+                    permit.forget();
+                }
+                // On this current-thread runtime the connect finishes before the test runs again.
+                let _ = done_tx.send(());
+            }
+            Ok(())
+        }
+    });
+    let mut f = fixture(io).await;
+    let (c, first) = connect(&f, json!({})).await;
+    let pid = first.pid.clone().unwrap();
+    socket_for(&mut f.sockets, &first.sid).await;
+    lose(&mut f, c, &first.sid).await;
+
+    let mut c = Client::ws(&f.server).await;
+    let auth = json!({"pid": pid}).as_object().cloned();
+    c.send_encoded(&Packet::Connect { nsp: "/".into(), data: auth }.encode()).await;
+    recv(&mut waiting, "the restore in the middleware").await;
+    c.close().await;
+    f.server.wait_sessions(0, STEP).await;
+    gate.add_permits(1);
+    recv(&mut done, "the interrupted restore").await;
+
+    gate.add_permits(1);
+    let (_c, again) = connect(&f, json!({"pid": pid})).await;
+    assert_eq!(again.sid, first.sid, "the session was kept for the next attempt");
 }

@@ -232,6 +232,10 @@ impl Client {
     fn finish_connect(self: &Arc<Self>, socket: Arc<Socket>, entered: Entered, restoring: Option<Restoring>) {
         let session = socket.session().clone();
         if session.is_closed() {
+            // The connection went while connecting: a session being restored is kept again.
+            if let (Some(recovery), Some(restoring)) = (socket.namespace().recovery(), restoring) {
+                recovery.keep(restoring.saved);
+            }
             return;
         }
         let ns = socket.namespace().clone();

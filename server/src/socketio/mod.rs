@@ -239,7 +239,9 @@ impl SocketIoConfig {
     /// one client can grow a node without bound. Children share their pattern's handlers, so a
     /// removed child comes back the same on the next CONNECT; only a `Namespace` handle server
     /// code kept (from [`SocketIo::of`]) then points to the removed one. The delay saves the
-    /// broker a resubscription when the last client reconnects at once.
+    /// broker a resubscription when the last client reconnects at once. With connection state
+    /// recovery on, a child stays at least its `max_disconnection_duration`, so the sockets that
+    /// lost their connection to it can still be restored.
     pub fn with_child_namespace_cleanup(mut self, after: Option<Duration>) -> Self {
         self.child_namespace_cleanup = after;
         self
@@ -347,6 +349,10 @@ impl IoInner {
     /// Removes the child namespaces that have had no socket for `after`, with their metric series;
     /// the adapter goes with the namespace's last handle (usually at once).
     fn remove_empty_children(&self, after: Duration) {
+        // With recovery on, a namespace also keeps the sessions of the sockets that left it: it
+        // goes once the last of them has expired.
+        let window = self.config.recovery.as_ref().map(|r| r.limits().max_disconnection_duration);
+        let after = after.max(window.unwrap_or_default());
         let idle = |ns: &Namespace| ns.is_child() && ns.idle_for().is_some_and(|d| d >= after);
         let names: Vec<String> =
             self.namespaces.iter().filter(|e| idle(e.value())).map(|e| e.key().clone()).collect();

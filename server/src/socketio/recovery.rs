@@ -20,6 +20,7 @@ use switchboard_adapter::{BroadcastOptions, BroadcastPacket};
 use switchboard_protocol::socketio::{self, Value, encode_event};
 
 use super::DisconnectReason;
+use super::handler;
 use super::metrics::RecoveryMetrics;
 
 /// Connection state recovery's options (socket.io's `connectionStateRecovery`), off unless given
@@ -144,6 +145,18 @@ impl NamespaceRecovery {
     /// See [`NamespaceRecovery::order`](Self).
     pub(crate) fn order(&self) -> MutexGuard<'_, ()> {
         self.order.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps a disconnected socket's session for a restore. The in-memory store saves within the
+    /// call, so a client that reconnects at once finds it; a broker store's save finishes on a task.
+    pub(crate) fn keep(&self, saved: SavedSession) {
+        let store = self.store.clone();
+        let id = saved.sid.clone();
+        handler::run(
+            handler::boxed(async move { store.save(saved).await.map_err(|e| e.to_string()) }),
+            None,
+            move |error| tracing::warn!(socket = %id, error, "session not kept for recovery"),
+        );
     }
 
     /// Logs an event for the sockets `opts` selects and returns its packet, the offset appended to

@@ -495,14 +495,7 @@ impl Socket {
             left_at,
             delivered_logged: mine.delivered_logged.load(Ordering::Relaxed),
         };
-        let store = recovery.store.clone();
-        let id = self.id.clone();
-        // The in-memory store saves within the call; a broker store's save finishes on a task.
-        handler::run(
-            handler::boxed(async move { store.save(saved).await.map_err(|e| e.to_string()) }),
-            None,
-            move |error| tracing::warn!(socket = %id, error, "session not kept for recovery"),
-        );
+        recovery.keep(saved);
     }
 
     pub(crate) fn mark_connected(&self) {

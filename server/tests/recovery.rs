@@ -420,3 +420,19 @@ async fn a_restore_whose_connection_drops_midway_keeps_the_session() {
     let (_c, again) = connect(&f, json!({"pid": pid})).await;
     assert_eq!(again.sid, first.sid, "the session was kept for the next attempt");
 }
+
+#[tokio::test]
+async fn binary_packets_are_logged_and_replayed_with_their_attachments() {
+    let mut f = fixture(recovering(RecoveryConfig::default())).await;
+    let (c, first) = connect(&f, json!({})).await;
+    socket_for(&mut f.sockets, &first.sid).await.join(["r"]);
+    lose(&mut f, c, &first.sid).await;
+    let blob = bytes::Bytes::from_static(&[0, 1, 2, 255]);
+    f.io.to("r").emit("bin", vec![Value::from(blob.clone()), Value::from("text")]).await.unwrap();
+    let (mut c, again) = connect(&f, json!({"pid": first.pid.unwrap()})).await;
+    assert_eq!(again.sid, first.sid);
+    let (name, args) = event(&mut c).await;
+    assert_eq!(name, "bin");
+    assert_eq!(args[..2], [Value::from(blob), Value::from("text")]);
+    offset(&args);
+}

@@ -477,14 +477,14 @@ impl Socket {
             self.ns.remove_socket(&self.id);
             return;
         }
-        let rooms = self.rooms();
-        let left_at = {
+        let (rooms, left_at) = {
             // Under the order lock: what was logged up to here reached the socket if it was for
             // it, and nothing logged after does.
             let _order = recovery.order();
+            let rooms = self.rooms();
             let left_at = recovery.store.head();
             self.ns.remove_socket(&self.id);
-            left_at
+            (rooms, left_at)
         };
         let saved = SavedSession {
             pid: mine.pid.clone(),

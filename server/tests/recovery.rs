@@ -436,3 +436,15 @@ async fn binary_packets_are_logged_and_replayed_with_their_attachments() {
     assert_eq!(args[..2], [Value::from(blob), Value::from("text")]);
     offset(&args);
 }
+
+#[tokio::test]
+async fn a_written_emit_resolves_once_written_although_the_log_keeps_the_packet() {
+    let mut f = fixture(recovering(RecoveryConfig::default())).await;
+    let (mut c, first) = connect(&f, json!({})).await;
+    socket_for(&mut f.sockets, &first.sid).await.join(["r"]);
+    let op = f.io.to("r").timeout(Duration::from_secs(60));
+    let emit = op.emit_written("m", vec![Value::from(1u64)]);
+    // Resolved as soon as the client's transport took it, not at the 60 s timeout.
+    let (sent, (name, _)) = within(STEP, "emit_written", async { tokio::join!(emit, event(&mut c)) }).await;
+    assert_eq!((sent.unwrap(), name.as_str()), (1, "m"));
+}

@@ -170,12 +170,13 @@ impl NamespaceRecovery {
         args: &mut Vec<Value>,
         build: &mut dyn FnMut(socketio::Encoded) -> BroadcastPacket,
     ) -> BroadcastPacket {
-        self.store.append(opts, &mut |offset| {
+        let encoded = self.store.append(opts, &mut |offset| {
             args.push(Value::String(offset.to_owned()));
             let encoded = encode_event(nsp, event, args, None);
             args.pop();
-            build(encoded)
-        })
+            encoded
+        });
+        build(encoded)
     }
 }
 

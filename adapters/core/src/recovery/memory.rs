@@ -5,6 +5,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
+use switchboard_protocol::socketio;
 use tokio::time::Instant;
 
 use super::offset::{self, Offset};
@@ -19,7 +21,9 @@ struct Entry {
     at: Instant,
     rooms: Vec<Room>,
     except: Vec<Room>,
-    packet: BroadcastPacket,
+    packet: socketio::Encoded,
+    /// The packet's bytes, text and attachments.
+    bytes: usize,
 }
 
 struct Log {
@@ -43,7 +47,7 @@ impl Log {
             if !over && !expired {
                 break;
             }
-            self.bytes -= front.packet.len();
+            self.bytes -= front.bytes;
             self.entries.pop_front();
         }
     }
@@ -156,20 +160,22 @@ impl SessionStore for MemorySessionStore {
     fn append(
         &self,
         opts: &BroadcastOptions,
-        encode: &mut dyn FnMut(&str) -> BroadcastPacket,
-    ) -> BroadcastPacket {
+        encode: &mut dyn FnMut(&str) -> socketio::Encoded,
+    ) -> socketio::Encoded {
         let now = Instant::now();
         let mut log = lock(&self.log);
         let seq = log.next_seq;
         log.next_seq += 1;
         let packet = encode(&Offset { epoch: self.epoch, seq }.to_string());
-        log.bytes += packet.len();
+        let bytes = packet.text.len() + packet.attachments.iter().map(Bytes::len).sum::<usize>();
+        log.bytes += bytes;
         log.entries.push_back(Entry {
             seq,
             at: now,
             rooms: opts.rooms.clone(),
             except: opts.except.clone(),
             packet: packet.clone(),
+            bytes,
         });
         log.trim(&self.limits, now);
         packet
@@ -230,11 +236,11 @@ impl SessionStore for MemorySessionStore {
         let mut missed = Vec::new();
         for entry in log.entries.iter().filter(|e| e.seq > from.seq) {
             if selects(&entry.rooms, &entry.except, &session.rooms) {
-                bytes += entry.packet.len();
+                bytes += entry.bytes;
                 if bytes > max_bytes {
                     return Err(RestoreError::TooLarge { max: max_bytes });
                 }
-                missed.push(entry.packet.clone());
+                missed.push(BroadcastPacket::new(entry.packet.clone()));
             }
         }
         Ok(missed)
@@ -271,7 +277,7 @@ mod tests {
         let mut given = String::new();
         store.append(opts, &mut |offset| {
             given = offset.to_owned();
-            BroadcastPacket::new(encode_event("/", "n", &[Value::from(n), Value::from(offset)], None))
+            encode_event("/", "n", &[Value::from(n), Value::from(offset)], None)
         });
         given
     }

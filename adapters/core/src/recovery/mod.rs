@@ -17,6 +17,8 @@ mod offset;
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchboard_protocol::socketio;
+
 use crate::adapter::BoxFuture;
 use crate::error::{RestoreError, SaveError};
 use crate::types::{BroadcastOptions, BroadcastPacket, Room, SocketId};
@@ -110,13 +112,15 @@ impl SavedSession {
 /// become a batched read of the stream followed by a catch-up under the server's ordering lock.
 pub trait SessionStore: Send + Sync + 'static {
     /// Logs a packet for the sockets `opts` selects: gives it the next offset and calls `encode`
-    /// with it, once, to build the packet that carries it (as its last argument); returns that
-    /// packet, for the caller to deliver.
+    /// with it, once, to encode the packet that carries it (as its last argument); returns that
+    /// encoding, for the caller to frame and deliver. The log keeps the encoding, not the
+    /// caller's frames: a tracked packet (`emit_written`) resolves when the last copy of its
+    /// frames is written, which a copy in the log would never be.
     fn append(
         &self,
         opts: &BroadcastOptions,
-        encode: &mut dyn FnMut(&str) -> BroadcastPacket,
-    ) -> BroadcastPacket;
+        encode: &mut dyn FnMut(&str) -> socketio::Encoded,
+    ) -> socketio::Encoded;
 
     /// The offset of the newest packet logged (or of the log's start when it is empty): a socket
     /// that starts now has missed nothing up to it.

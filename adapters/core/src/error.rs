@@ -180,3 +180,64 @@ pub enum ClusterError {
     #[error("no tokio runtime: create the cluster adapter factory inside one")]
     NoRuntime,
 }
+
+/// Why a disconnected session could not be kept for a restore
+/// ([`SessionStore::save`](crate::recovery::SessionStore::save)); the client then reconnects as a
+/// new socket.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SaveError {
+    /// The store cannot be reached (a broker store; the in-memory store never fails).
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why a client's connection state was not recovered
+/// ([`SessionStore::take`](crate::recovery::SessionStore::take),
+/// [`SessionStore::missed`](crate::recovery::SessionStore::missed)); it connects as a new socket
+/// (`socket.recovered` false) and nothing is replayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// No session under this private id: never saved, already restored, or pushed out by the
+    /// store's bounds.
+    #[error("unknown session")]
+    UnknownSession,
+    /// The session was disconnected longer than `maxDisconnectionDuration`.
+    #[error("session expired")]
+    Expired,
+    /// The offset is not one this log gave out (malformed, another log's epoch, past its head).
+    #[error("unknown offset")]
+    UnknownOffset,
+    /// Packets after the offset were dropped from the log (its bounds or its window), so a replay
+    /// would have a hole.
+    #[error("missed packets are no longer in the log")]
+    LogTrimmed,
+    /// The missed packets together are larger than the client's send queue may take at once.
+    #[error("missed packets exceed {max} bytes")]
+    TooLarge {
+        /// The bound.
+        max: usize,
+    },
+    /// The store cannot be reached (a broker store; the in-memory store never fails).
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl RestoreError {
+    /// Every [`reason`](Self::reason), so a metric can show each at zero before it happens.
+    pub const REASONS: [&'static str; 6] =
+        ["unknown_session", "expired", "unknown_offset", "log_trimmed", "too_large", "unavailable"];
+
+    /// A short name for metrics labels and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnknownSession => "unknown_session",
+            Self::Expired => "expired",
+            Self::UnknownOffset => "unknown_offset",
+            Self::LogTrimmed => "log_trimmed",
+            Self::TooLarge { .. } => "too_large",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}

@@ -12,13 +12,14 @@ mod confirmation;
 mod error;
 mod local;
 mod memory;
+pub mod recovery;
 mod rooms;
 mod types;
 mod written;
 
 pub use adapter::{Adapter, AdapterFactory, BoxFuture, InboundHandler, ServerSideAck};
 pub use confirmation::{CONFIRMATION_LIMIT, Confirmation, Confirmations};
-pub use error::{AdapterError, PartialReplies, Unreachable};
+pub use error::{AdapterError, PartialReplies, RestoreError, SaveError, Unreachable};
 pub use memory::{MemoryAdapter, MemoryAdapterFactory};
 pub use rooms::RoomIndex;
 pub use types::{

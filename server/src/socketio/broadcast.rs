@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_adapter::{AckResponse, BroadcastOptions, BroadcastPacket, Room, SocketId, SocketInfo};
-use switchboard_protocol::socketio::{Value, encode_event};
+use switchboard_adapter::{
+    AckResponse, AdapterError, BoxFuture, BroadcastOptions, BroadcastPacket, Room, SocketId, SocketInfo,
+};
+use switchboard_protocol::socketio::{Encoded, Value, encode_event};
 
 use super::error::{BroadcastAckError, BroadcastError, ClusterRequestError, RoomsError};
 use super::limits::RoomNameTooLong;
@@ -90,10 +92,33 @@ impl BroadcastOperator {
     pub async fn emit(&self, event: &str, args: Vec<Value>) -> Result<usize, BroadcastError> {
         check_event_name(event)?;
         self.check_rooms()?;
-        let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, None));
-        let recipients = self.ns.adapter().broadcast(packet, self.opts.clone()).await?;
+        let recipients = self.send(event, args, &mut BroadcastPacket::new).await?;
         self.count(recipients);
         Ok(recipients)
+    }
+
+    /// Encodes the event (`build` frames it) and hands it to the adapter, which delivers it
+    /// locally within this call. With connection state recovery on, a packet that is not volatile
+    /// is logged first, its offset appended to its arguments, and the namespace's order lock is
+    /// held until the local delivery is done (acks are never logged: they go through
+    /// `emit_with_ack`).
+    fn send(
+        &self,
+        event: &str,
+        mut args: Vec<Value>,
+        build: &mut dyn FnMut(Encoded) -> BroadcastPacket,
+    ) -> BoxFuture<'_, Result<usize, AdapterError>> {
+        match self.ns.recovery().filter(|_| !self.opts.flags.volatile) {
+            Some(recovery) => {
+                let _order = recovery.order();
+                let packet = recovery.log(&self.opts, self.ns.name(), event, &mut args, build);
+                self.ns.adapter().broadcast(packet, self.opts.clone())
+            }
+            None => {
+                let packet = build(encode_event(self.ns.name(), event, &args, None));
+                self.ns.adapter().broadcast(packet, self.opts.clone())
+            }
+        }
     }
 
     fn count(&self, recipients: usize) {
@@ -108,10 +133,17 @@ impl BroadcastOperator {
     pub async fn emit_written(&self, event: &str, args: Vec<Value>) -> Result<usize, BroadcastError> {
         check_event_name(event)?;
         self.check_rooms()?;
-        let (packet, written) = BroadcastPacket::tracked(encode_event(self.ns.name(), event, &args, None));
-        let recipients = self.ns.adapter().broadcast(packet, self.opts.clone()).await?;
+        let mut written = None;
+        let mut build = |encoded| {
+            let (packet, w) = BroadcastPacket::tracked(encoded);
+            written = Some(w);
+            packet
+        };
+        let recipients = self.send(event, args, &mut build).await?;
         self.count(recipients);
-        let _ = tokio::time::timeout(self.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT), written).await;
+        if let Some(written) = written {
+            let _ = tokio::time::timeout(self.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT), written).await;
+        }
         Ok(recipients)
     }
 

@@ -1,18 +1,20 @@
 //! One Engine.IO session seen by Socket.IO: its sockets per namespace, binary reassembly (within
-//! the packet's byte limit), and the packet dispatch from the wire to namespaces and sockets.
+//! the packet's byte limit), the packet dispatch from the wire to namespaces and sockets, and a
+//! CONNECT's way into its namespace (a restore of a lost connection's socket, the middleware).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
-use switchboard_adapter::BroadcastPacket;
+use switchboard_adapter::{BroadcastPacket, Room};
 use switchboard_protocol::SocketIoError;
 use switchboard_protocol::socketio::{DecodeLimits, Decoded, Packet, PartialBinary};
 
 use super::handler;
 use super::handshake::Handshake;
-use super::namespace::Entered;
+use super::namespace::{Entered, Namespace};
+use super::recovery::{self, Claim, Restoring};
 use super::reserved::check_event_name;
 use super::socket::Socket;
 use super::{DisconnectReason, IoInner};
@@ -133,7 +135,7 @@ impl Client {
         io: &Arc<IoInner>,
         session: &Arc<Session>,
         nsp: String,
-        auth: serde_json::Map<String, serde_json::Value>,
+        mut auth: serde_json::Map<String, serde_json::Value>,
     ) {
         let limits = io.config.limits;
         // Checked before any lookup: a name this long never becomes a namespace, nor a broker subject.
@@ -150,22 +152,32 @@ impl Client {
             return connect_error(session, nsp, serde_json::json!({"message": "Invalid namespace"}));
         };
         let ns = entered.namespace().clone();
+        let claim = ns.recovery().and_then(|_| recovery::take_claim(&mut auth));
         let handshake = Handshake::new(session.shared_request(), auth)
             .with_credentials(io.config.fetch_sockets_credentials);
-        let socket = Arc::new(Socket::new(ns.clone(), session.clone(), Arc::downgrade(self), handshake));
         let middleware = ns.handlers.middleware();
-        let client = self.clone();
-        if middleware.is_empty() {
-            client.finish_connect(socket, entered);
+        if claim.is_none() && middleware.is_empty() {
+            let socket = Arc::new(Socket::new(ns, session.clone(), Arc::downgrade(self), handshake));
+            self.finish_connect(socket, entered, None);
             return;
         }
         if !lock(&self.connecting).insert(ns.name().to_owned()) {
             tracing::debug!(sid = %session.sid(), nsp = ns.name(), "repeated CONNECT while connecting: ignored");
             return;
         }
+        let client = self.clone();
+        let session = session.clone();
         tokio::spawn(async move {
-            let _connecting = ConnectingGuard { client: &client, nsp: socket.namespace().name() };
-            for m in middleware {
+            let _connecting = ConnectingGuard { client: &client, nsp: ns.name() };
+            let (socket, restoring) = match claim {
+                Some(claim) => client.restore(&ns, &session, handshake, claim).await,
+                None => {
+                    (Arc::new(Socket::new(ns.clone(), session, Arc::downgrade(&client), handshake)), None)
+                }
+            };
+            // As socket.io: a restored socket skips the middleware that accepted it before.
+            let skip = restoring.is_some() && ns.recovery().is_some_and(|r| r.skip_middlewares);
+            for m in middleware.into_iter().filter(|_| !skip) {
                 let outcome = std::panic::AssertUnwindSafe(m(socket.clone()));
                 let refusal = match futures_util::FutureExt::catch_unwind(outcome).await {
                     Ok(Ok(())) => continue,
@@ -177,17 +189,75 @@ impl Client {
                 };
                 return connect_error(socket.session(), socket.namespace().name().to_owned(), refusal);
             }
-            client.finish_connect(socket.clone(), entered);
+            client.finish_connect(socket, entered, restoring);
         });
     }
 
-    /// The socket joins its namespace (which `entered` kept from being removed meanwhile).
-    fn finish_connect(self: &Arc<Self>, socket: Arc<Socket>, entered: Entered) {
+    /// The socket a CONNECT that claims a session starts as: the restored one if the session is
+    /// there and none of its missed packets is gone, else a new one (`recovered` false).
+    async fn restore(
+        self: &Arc<Self>,
+        ns: &Arc<Namespace>,
+        session: &Arc<Session>,
+        handshake: Handshake,
+        claim: Claim,
+    ) -> (Arc<Socket>, Option<Restoring>) {
+        let client = Arc::downgrade(self);
+        let Some(recovery) = ns.recovery() else {
+            return (Arc::new(Socket::new(ns.clone(), session.clone(), client, handshake)), None);
+        };
+        recovery.metrics.attempts.inc();
+        let store = recovery.store.clone();
+        let found = match store.take(&claim.pid).await {
+            Ok(saved) => {
+                store.missed(&saved, claim.offset.as_deref(), recovery.max_replay_bytes).map(|_| saved)
+            }
+            Err(error) => Err(error),
+        };
+        match found {
+            Ok(saved) => {
+                let socket = Socket::restored(ns.clone(), session.clone(), client, handshake, &saved);
+                (Arc::new(socket), Some(Restoring { saved, offset: claim.offset }))
+            }
+            Err(error) => {
+                tracing::debug!(sid = %session.sid(), nsp = ns.name(), %error, "connection state not recovered");
+                recovery.metrics.failed(error.reason());
+                (Arc::new(Socket::new(ns.clone(), session.clone(), client, handshake)), None)
+            }
+        }
+    }
+
+    /// The socket joins its namespace (which `entered` kept from being removed meanwhile); a
+    /// restored one gets its rooms back and its missed packets queued before anything new.
+    fn finish_connect(self: &Arc<Self>, socket: Arc<Socket>, entered: Entered, restoring: Option<Restoring>) {
         let session = socket.session().clone();
         if session.is_closed() {
+            // The connection went while connecting: a session being restored is kept again.
+            if let (Some(recovery), Some(restoring)) = (socket.namespace().recovery(), restoring) {
+                recovery.keep(restoring.saved);
+            }
             return;
         }
         let ns = socket.namespace().clone();
+        // With recovery on, joining is ordered with the namespace's logging: every packet logged
+        // for the socket is either replayed below or delivered to it once it is in its rooms.
+        let order = ns.recovery().map(|recovery| recovery.order());
+        let (socket, replay) = match (ns.recovery(), restoring) {
+            (Some(recovery), Some(restoring)) => {
+                let saved = &restoring.saved;
+                match recovery.store.missed(saved, restoring.offset.as_deref(), recovery.max_replay_bytes) {
+                    Ok(missed) => (socket, Some((missed, restoring.saved.rooms))),
+                    // Trimmed while the middleware ran: the middleware accepted this client, which
+                    // connects as a new socket.
+                    Err(error) => {
+                        tracing::debug!(sid = %session.sid(), nsp = ns.name(), %error, "connection state not recovered");
+                        recovery.metrics.failed(error.reason());
+                        (Arc::new(socket.fresh()), None)
+                    }
+                }
+            }
+            _ => (socket, None),
+        };
         {
             let mut sockets = lock(&self.sockets);
             sockets.retain(|s| s.namespace().name() != ns.name());
@@ -199,12 +269,38 @@ impl Client {
             timer.abort();
         }
         socket.mark_connected();
-        ns.add_socket(socket.clone());
-        entered.into_socket();
         let mut data = serde_json::Map::new();
         data.insert("sid".into(), serde_json::Value::String(socket.id().as_str().to_owned()));
+        if let Some(mine) = socket.recovery() {
+            data.insert("pid".into(), serde_json::Value::String(mine.pid.clone()));
+        }
         let packet = Packet::Connect { nsp: ns.name().to_owned(), data: Some(data) };
         let _ = session.send_all(BroadcastPacket::new(packet.encode()).frames());
+        match (ns.recovery(), socket.recovery(), replay) {
+            (Some(recovery), Some(mine), Some((missed, rooms))) => {
+                for packet in &missed {
+                    socket.deliver_packet(packet);
+                }
+                if !missed.is_empty() {
+                    mine.mark_delivered();
+                }
+                ns.add_socket(socket.clone());
+                let rooms: Vec<Room> =
+                    rooms.into_iter().filter(|r| r.as_str() != socket.id().as_str()).collect();
+                // One node: confirmed at once. The cluster step holds the client's output until
+                // the broker confirms, as `Socket::try_join` does.
+                let _ = ns.adapter().join(socket.id(), &rooms);
+                recovery.metrics.restored.inc();
+                recovery.metrics.replayed_packets.inc_by(missed.len() as u64);
+            }
+            (Some(recovery), Some(mine), None) => {
+                ns.add_socket(socket.clone());
+                mine.set_since(recovery.store.head());
+            }
+            _ => ns.add_socket(socket.clone()),
+        }
+        drop(order);
+        entered.into_socket();
         if let Some(on_connection) = ns.handlers.connection() {
             let s = socket.clone();
             handler::run(on_connection(socket.clone()), None, move |error| {

@@ -1,7 +1,8 @@
 //! What the Socket.IO layer counts: sockets per namespace, broadcasts and their deliveries, dropped
-//! packets, ack timeouts and event handler latency (`docs/metrics.md`).
+//! packets, ack timeouts, event handler latency, and connection state recovery's restores
+//! (`docs/metrics.md`).
 
-use prometheus::{Histogram, IntCounter, IntGauge, IntGaugeVec};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 use crate::metrics::{Registrar, Registry};
 
@@ -20,7 +21,29 @@ pub struct SocketIoMetrics {
     pub ack_timeouts: IntCounter,
     /// Time from an event's arrival to the end of its handler.
     pub event_handler_seconds: Histogram,
+    /// Connection state recovery's restores.
+    pub recovery: RecoveryMetrics,
     sockets: IntGaugeVec,
+}
+
+/// What connection state recovery counts (`docs/recovery.md`): a client that presents a private
+/// session id is an attempt, which ends restored or failed for one reason.
+#[derive(Debug, Clone)]
+pub struct RecoveryMetrics {
+    /// CONNECTs that asked for a restore.
+    pub attempts: IntCounter,
+    /// Restores that succeeded (`socket.recovered` true).
+    pub restored: IntCounter,
+    /// Missed packets queued again by successful restores.
+    pub replayed_packets: IntCounter,
+    failures: IntCounterVec,
+}
+
+impl RecoveryMetrics {
+    /// Counts a failed restore under its reason ([`RestoreError::reason`](switchboard_adapter::RestoreError::reason)).
+    pub fn failed(&self, reason: &str) {
+        self.failures.with_label_values(&[reason]).inc();
+    }
 }
 
 /// Bounds of the event handler histogram: from an inline handler's tens of microseconds to a
@@ -37,6 +60,14 @@ impl SocketIoMetrics {
             "Packets not queued: volatile ones the transport could not take, or ones over a full queue",
             &["reason"],
         );
+        let failures = reg.counter_vec(
+            "switchboard_recovery_failures_total",
+            "Restores that failed, so the client connected as a new socket, by reason",
+            &["reason"],
+        );
+        for reason in switchboard_adapter::RestoreError::REASONS {
+            failures.with_label_values(&[reason]);
+        }
         Self {
             broadcasts: reg.counter("switchboard_broadcasts_total", "Broadcasts emitted on this node"),
             deliveries: reg.counter(
@@ -51,6 +82,21 @@ impl SocketIoMetrics {
                 "Time from an event's arrival to the end of its handler",
                 &HANDLER_BUCKETS,
             ),
+            recovery: RecoveryMetrics {
+                attempts: reg.counter(
+                    "switchboard_recovery_attempts_total",
+                    "CONNECTs that presented a private session id to restore",
+                ),
+                restored: reg.counter(
+                    "switchboard_recovery_restored_total",
+                    "Connection states restored: same socket id, rooms and data, missed packets replayed",
+                ),
+                replayed_packets: reg.counter(
+                    "switchboard_recovery_replayed_packets_total",
+                    "Missed packets queued again by successful restores",
+                ),
+                failures,
+            },
             // `nsp`, not `namespace`: Prometheus targets on Kubernetes carry a `namespace` label.
             sockets: reg.gauge_vec("switchboard_sockets", "Socket.IO sockets connected now", &["nsp"]),
         }
@@ -97,10 +143,16 @@ mod tests {
             "switchboard_dropped_packets_total",
             "switchboard_ack_timeouts_total",
             "switchboard_event_handler_duration_seconds",
+            "switchboard_recovery_attempts_total",
+            "switchboard_recovery_restored_total",
+            "switchboard_recovery_replayed_packets_total",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing from:\n{text}");
         }
         assert!(text.contains(r#"switchboard_sockets{nsp="/"} 1"#));
+        m.recovery.failed("expired");
+        let text = crate::metrics::rendered(&registry);
+        assert!(text.contains(r#"switchboard_recovery_failures_total{reason="expired"} 1"#), "{text}");
         m.forget_namespace("/");
         assert!(!crate::metrics::rendered(&registry).contains(r#"nsp="/""#));
     }

@@ -3,7 +3,8 @@
 //! [`SocketIo`] implements the engine's handler: each Engine.IO session gets a client
 //! (`client.rs`) that decodes packets and routes them to its sockets (`socket.rs`), one per
 //! namespace (`namespace.rs`). Emits and room operations go through the namespace's adapter
-//! (`switchboard-adapter`), the seam where cluster adapters plug in.
+//! (`switchboard-adapter`), the seam where cluster adapters plug in. With connection state
+//! recovery on (`recovery.rs`), each namespace also logs its packets in a session store.
 
 mod ack;
 mod broadcast;
@@ -14,6 +15,7 @@ mod handshake;
 mod limits;
 pub mod metrics;
 mod namespace;
+mod recovery;
 mod reserved;
 mod socket;
 
@@ -41,6 +43,7 @@ pub use limits::{
     DEFAULT_MAX_ROOMS_PER_SOCKET, RoomNameTooLong,
 };
 pub use namespace::{Namespace, ServerSideEvent};
+pub use recovery::RecoveryConfig;
 pub use reserved::{ReservedEventName, check_event_name};
 pub use socket::{Event, Socket, SocketRef};
 pub use switchboard_adapter::ServerSideAck;
@@ -148,6 +151,7 @@ pub struct SocketIoConfig {
     limits: Limits,
     child_namespace_cleanup: Option<Duration>,
     fetch_sockets_credentials: bool,
+    recovery: Option<RecoveryConfig>,
 }
 
 impl std::fmt::Debug for SocketIoConfig {
@@ -160,6 +164,7 @@ impl std::fmt::Debug for SocketIoConfig {
             .field("max_namespaces_per_client", &self.limits.max_namespaces_per_client)
             .field("child_namespace_cleanup", &self.child_namespace_cleanup)
             .field("fetch_sockets_credentials", &self.fetch_sockets_credentials)
+            .field("recovery", &self.recovery)
             .finish_non_exhaustive()
     }
 }
@@ -173,6 +178,7 @@ impl Default for SocketIoConfig {
             limits: Limits::default(),
             child_namespace_cleanup: Some(DEFAULT_CHILD_NAMESPACE_CLEANUP),
             fetch_sockets_credentials: false,
+            recovery: None,
         }
     }
 }
@@ -233,7 +239,9 @@ impl SocketIoConfig {
     /// one client can grow a node without bound. Children share their pattern's handlers, so a
     /// removed child comes back the same on the next CONNECT; only a `Namespace` handle server
     /// code kept (from [`SocketIo::of`]) then points to the removed one. The delay saves the
-    /// broker a resubscription when the last client reconnects at once.
+    /// broker a resubscription when the last client reconnects at once. With connection state
+    /// recovery on, a child stays at least its `max_disconnection_duration`, so the sockets that
+    /// lost their connection to it can still be restored.
     pub fn with_child_namespace_cleanup(mut self, after: Option<Duration>) -> Self {
         self.child_namespace_cleanup = after;
         self
@@ -244,6 +252,16 @@ impl SocketIoConfig {
     /// sockets sees them: turn this on only if the application reads them there.
     pub fn with_fetch_sockets_credentials(mut self, on: bool) -> Self {
         self.fetch_sockets_credentials = on;
+        self
+    }
+
+    /// Turns connection state recovery on (socket.io's `connectionStateRecovery`); default off, as
+    /// in socket.io. A client whose connection drops then comes back as the same socket (id,
+    /// rooms, data, `socket.recovered`) with the packets it missed, if it returns within the
+    /// window and they are all still logged (`docs/recovery.md`). It costs a log per namespace
+    /// (bounded by the config) and serializes each namespace's emits.
+    pub fn with_connection_state_recovery(mut self, config: RecoveryConfig) -> Self {
+        self.recovery = Some(config);
         self
     }
 }
@@ -257,6 +275,8 @@ pub(crate) struct IoInner {
     /// The engine's `maxHttpBufferSize`: the most bytes one Socket.IO packet may hold, its
     /// binary attachments included.
     max_packet_bytes: usize,
+    /// The engine's `max_queue_bytes`: a recovery replay takes at most half of it.
+    max_queue_bytes: usize,
     namespaces: DashMap<String, Arc<Namespace>>,
     dynamic: RwLock<Vec<(Predicate, Arc<NamespaceHandlers>)>>,
     /// Whether the task that removes emptied child namespaces runs.
@@ -277,7 +297,11 @@ impl IoInner {
         let deliveries = counters.node.deliveries.clone();
         adapter.set_inbound_handler(Arc::new(Inbound { handlers: handlers.clone(), deliveries }));
         let ns = Namespace::new(name.to_owned(), self.node_id.clone(), adapter, handlers, counters);
-        Arc::new(ns.with_limits(self.config.limits).with_child(child))
+        let recovery =
+            self.config.recovery.as_ref().map(|config| {
+                config.for_namespace(name, self.max_queue_bytes, self.metrics.recovery.clone())
+            });
+        Arc::new(ns.with_limits(self.config.limits).with_child(child).with_recovery(recovery))
     }
 
     /// The namespace a CONNECT targets, entered for the socket about to connect: an existing
@@ -325,6 +349,10 @@ impl IoInner {
     /// Removes the child namespaces that have had no socket for `after`, with their metric series;
     /// the adapter goes with the namespace's last handle (usually at once).
     fn remove_empty_children(&self, after: Duration) {
+        // With recovery on, a namespace also keeps the sessions of the sockets that left it: it
+        // goes once the last of them has expired.
+        let window = self.config.recovery.as_ref().map(|r| r.limits().max_disconnection_duration);
+        let after = after.max(window.unwrap_or_default());
         let idle = |ns: &Namespace| ns.is_child() && ns.idle_for().is_some_and(|d| d >= after);
         let names: Vec<String> =
             self.namespaces.iter().filter(|e| idle(e.value())).map(|e| e.key().clone()).collect();
@@ -389,6 +417,7 @@ impl SocketIo {
             metrics: SocketIoMetrics::register(&registry),
             node_id: engine_config.node_id().to_owned(),
             max_packet_bytes: engine_config.max_http_buffer_size,
+            max_queue_bytes: engine_config.max_queue_bytes(),
             namespaces: DashMap::new(),
             dynamic: RwLock::new(Vec::new()),
             sweeping: AtomicBool::new(false),

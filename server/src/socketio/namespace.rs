@@ -18,6 +18,7 @@ use super::error::ServerSideEmitError;
 use super::handler::{self, HandlerFuture, HandlerOutput};
 use super::limits::Limits;
 use super::metrics::NamespaceMetrics;
+use super::recovery::NamespaceRecovery;
 use super::reserved::check_event_name;
 use super::socket::SocketRef;
 use super::{BoxFuture, ConnectError, Value};
@@ -117,6 +118,8 @@ pub struct Namespace {
     /// A child of a dynamic pattern, removed once empty for a while.
     child: bool,
     occupancy: Mutex<Occupancy>,
+    /// Connection state recovery, when on.
+    recovery: Option<NamespaceRecovery>,
 }
 
 /// A namespace entered by a socket that is connecting: it counts as occupied until the socket
@@ -175,7 +178,18 @@ impl Namespace {
             limits: Limits::default(),
             child: false,
             occupancy: Mutex::new(Occupancy { sockets: 0, empty_since: Some(Instant::now()) }),
+            recovery: None,
         }
+    }
+
+    pub(crate) fn with_recovery(mut self, recovery: Option<NamespaceRecovery>) -> Self {
+        self.recovery = recovery;
+        self
+    }
+
+    /// Connection state recovery's part of this namespace, if it is on.
+    pub(crate) fn recovery(&self) -> Option<&NamespaceRecovery> {
+        self.recovery.as_ref()
     }
 
     pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
@@ -310,6 +324,12 @@ impl Namespace {
 
     pub(crate) fn new_socket_id(&self) -> SocketId {
         SocketId::from(Sid::generate(&self.node_id).as_str())
+    }
+
+    /// A private session id for connection state recovery: as unguessable as a session id (128
+    /// random bits), and unrelated to the socket id it restores.
+    pub(crate) fn new_pid(&self) -> String {
+        Sid::generate(&self.node_id).as_str().to_owned()
     }
 
     /// Ack ids are unique per namespace, so one broadcast with acks can share a single encoding.

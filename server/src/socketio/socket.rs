@@ -1,5 +1,7 @@
 //! A Socket.IO socket: one client's connection to one namespace: its handlers, the acks it
-//! awaits, its rooms (within the namespace's limits), and what it queues on its session.
+//! awaits, its rooms (within the namespace's limits), and what it queues on its session; with
+//! connection state recovery, its private session id, kept in the namespace's store when its
+//! connection is lost.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -10,8 +12,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use switchboard_adapter::recovery::SavedSession;
 use switchboard_adapter::{
-    AckResponse, BroadcastPacket, Confirmation, LocalSocket, Room, SocketId, SocketInfo,
+    AckResponse, BroadcastOptions, BroadcastPacket, Confirmation, LocalSocket, Room, SocketId, SocketInfo,
 };
 use switchboard_protocol::socketio::{Packet, Value, encode_event};
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +27,7 @@ use super::error::{AckError, EmitError, JoinError};
 use super::handler::{self, HandlerFuture, HandlerOutput};
 use super::handshake::Handshake;
 use super::namespace::Namespace;
+use super::recovery::{self, SocketRecovery};
 use super::reserved::check_event_name;
 use crate::engine::{CloseReason, SendError, Session};
 
@@ -92,6 +96,10 @@ pub struct Socket {
     /// Events that arrived while the connection handler was still registering handlers
     /// (`Some`), replayed right after; `None` once the socket is ready.
     early: Mutex<Option<Vec<EarlyEvent>>>,
+    /// Connection state recovery's part, when the namespace has it on.
+    recovery: Option<SocketRecovery>,
+    /// Whether this socket is a restored one.
+    recovered: bool,
 }
 
 impl fmt::Debug for Socket {
@@ -111,8 +119,44 @@ impl Socket {
         client: Weak<Client>,
         handshake: Handshake,
     ) -> Self {
+        // Where its log stood is set when it joins its namespace (under the order lock).
+        let recovery = ns.recovery().map(|_| SocketRecovery::new(ns.new_pid(), String::new(), false));
+        Self::with_identity(ns.new_socket_id(), ns, session, client, handshake, recovery)
+    }
+
+    /// The socket a [`SavedSession`] describes, back (`recovered` true): its id, private session
+    /// id and data; its rooms are joined, and its missed packets queued, as it joins the namespace.
+    pub(crate) fn restored(
+        ns: Arc<Namespace>,
+        session: Arc<Session>,
+        client: Weak<Client>,
+        handshake: Handshake,
+        saved: &SavedSession,
+    ) -> Self {
+        let recovery = SocketRecovery::new(saved.pid.clone(), saved.since.clone(), saved.delivered_logged);
+        let mut socket =
+            Self::with_identity(saved.sid.clone(), ns, session, client, handshake, Some(recovery));
+        socket.data = Mutex::new(saved.data.clone());
+        socket.recovered = true;
+        socket
+    }
+
+    /// A new socket for the same client and handshake (a restore that failed after the
+    /// middleware accepted the connection).
+    pub(crate) fn fresh(&self) -> Self {
+        Self::new(self.ns.clone(), self.session.clone(), self.client.clone(), self.handshake.clone())
+    }
+
+    fn with_identity(
+        id: SocketId,
+        ns: Arc<Namespace>,
+        session: Arc<Session>,
+        client: Weak<Client>,
+        handshake: Handshake,
+        recovery: Option<SocketRecovery>,
+    ) -> Self {
         Self {
-            id: ns.new_socket_id(),
+            id,
             ns,
             session,
             client,
@@ -125,7 +169,20 @@ impl Socket {
             overflowed: AtomicBool::new(false),
             joining: Mutex::new(()),
             early: Mutex::new(Some(Vec::new())),
+            recovery,
+            recovered: false,
         }
+    }
+
+    /// Whether connection state recovery restored this socket after its client's connection was
+    /// lost (socket.io's `socket.recovered`): same id, rooms and data, missed packets replayed.
+    pub fn recovered(&self) -> bool {
+        self.recovered
+    }
+
+    /// Connection state recovery's part of this socket, if the namespace has it on.
+    pub(crate) fn recovery(&self) -> Option<&SocketRecovery> {
+        self.recovery.as_ref()
     }
 
     /// The socket id (distinct from the Engine.IO session id, as in socket.io v3+).
@@ -216,6 +273,17 @@ impl Socket {
     pub fn emit(&self, event: &str, args: Vec<Value>) -> Result<(), EmitError> {
         check_event_name(event)?;
         self.notify_outgoing(event, &args);
+        // With recovery on, the packet is logged for this socket's own room (as socket.io sends
+        // it through the adapter), so a client that loses it gets it back.
+        if let (Some(recovery), Some(mine)) = (self.ns.recovery(), self.recovery()) {
+            let mut args = args;
+            let opts = BroadcastOptions { rooms: vec![self.id.room()], ..BroadcastOptions::default() };
+            let _order = recovery.order();
+            let packet = recovery.log(&opts, self.ns.name(), event, &mut args, &mut BroadcastPacket::new);
+            mine.mark_delivered();
+            self.deliver_packet(&packet);
+            return Ok(());
+        }
         let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, None));
         self.deliver_packet(&packet);
         Ok(())
@@ -380,7 +448,7 @@ impl Socket {
             let packet = Packet::Disconnect { nsp: self.ns.name().to_owned() };
             let _ = self.session.send_all(BroadcastPacket::new(packet.encode()).frames());
         }
-        self.ns.remove_socket(&self.id);
+        self.leave_namespace(reason);
         if let Some(client) = self.client.upgrade() {
             client.forget(self.ns.name());
         }
@@ -396,6 +464,38 @@ impl Socket {
             }
         }
         tracing::debug!(socket = %self.id, reason = reason.as_str(), "socket disconnected");
+    }
+
+    /// Leaves the namespace (and every room); with recovery on and a connection that was lost,
+    /// the session is kept for a restore first.
+    fn leave_namespace(&self, reason: DisconnectReason) {
+        let (Some(recovery), Some(mine)) = (self.ns.recovery(), self.recovery()) else {
+            self.ns.remove_socket(&self.id);
+            return;
+        };
+        if !recovery::recoverable(reason) {
+            self.ns.remove_socket(&self.id);
+            return;
+        }
+        let (rooms, left_at) = {
+            // Under the order lock: what was logged up to here reached the socket if it was for
+            // it, and nothing logged after does.
+            let _order = recovery.order();
+            let rooms = self.rooms();
+            let left_at = recovery.store.head();
+            self.ns.remove_socket(&self.id);
+            (rooms, left_at)
+        };
+        let saved = SavedSession {
+            pid: mine.pid.clone(),
+            sid: self.id.clone(),
+            rooms,
+            data: lock(&self.data).clone(),
+            since: mine.since(),
+            left_at,
+            delivered_logged: mine.delivered_logged.load(Ordering::Relaxed),
+        };
+        recovery.keep(saved);
     }
 
     pub(crate) fn mark_connected(&self) {
@@ -477,6 +577,10 @@ impl LocalSocket for Socket {
                 self.ns.metrics.node.dropped_volatile.inc();
             }
         } else {
+            // With recovery on, every packet a broadcast delivers without volatile was logged.
+            if let Some(mine) = &self.recovery {
+                mine.mark_delivered();
+            }
             self.deliver_packet(packet);
         }
     }

@@ -15,38 +15,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::config;
-use common::sio::{Client, recv, serve_io, socket_for, wait_until};
-use common::{STEP, TestServer, within};
+use common::sio::{Client, Fixture, fixture_with as fixture, recv, socket_for, wait_until};
+use common::{STEP, within};
 use serde_json::json;
 use switchboard::socketio::{DisconnectReason, RecoveryConfig, SocketIo, SocketIoConfig, SocketRef, Value};
 use switchboard_protocol::socketio::Packet;
 use tokio::sync::mpsc;
 
-struct Fixture {
-    io: SocketIo,
-    server: TestServer,
-    sockets: mpsc::UnboundedReceiver<SocketRef>,
-    reasons: mpsc::UnboundedReceiver<(String, DisconnectReason)>,
-}
-
 fn recovering(recovery: RecoveryConfig) -> SocketIo {
     SocketIo::new(config(), SocketIoConfig::default().with_connection_state_recovery(recovery))
-}
-
-async fn fixture(io: SocketIo) -> Fixture {
-    let (socket_tx, sockets) = mpsc::unbounded_channel();
-    let (reason_tx, reasons) = mpsc::unbounded_channel();
-    io.main_namespace().on_connection(move |socket: SocketRef| {
-        let (socket_tx, reason_tx) = (socket_tx.clone(), reason_tx.clone());
-        async move {
-            socket.on_disconnect(move |s, reason| {
-                let _ = reason_tx.send((s.id().to_string(), reason));
-            });
-            let _ = socket_tx.send(socket);
-        }
-    });
-    let server = serve_io(&io).await;
-    Fixture { io, server, sockets, reasons }
 }
 
 /// What a CONNECT answer gave: the socket id and the private session id, if any.

@@ -13,41 +13,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::config;
-use common::sio::{Client, io, recv, serve_io, socket_for};
-use common::{STEP, TestServer, within};
+use common::sio::{Client, Fixture, fixture_with, io, recv, socket_for};
+use common::{STEP, within};
 use serde_json::json;
 use switchboard::socketio::{
     BroadcastAckError, BroadcastError, ClusterRequestError, DisconnectReason, JoinError, Room,
     RoomNameTooLong, RoomsError, SocketIo, SocketIoConfig, SocketRef, Value,
 };
 use switchboard_protocol::socketio::Packet;
-use tokio::sync::mpsc;
-
-struct Fixture {
-    io: SocketIo,
-    server: TestServer,
-    sockets: mpsc::UnboundedReceiver<SocketRef>,
-    reasons: mpsc::UnboundedReceiver<(String, DisconnectReason)>,
-}
 
 async fn fixture() -> Fixture {
     fixture_with(io(config())).await
-}
-
-async fn fixture_with(io: SocketIo) -> Fixture {
-    let (socket_tx, sockets) = mpsc::unbounded_channel();
-    let (reason_tx, reasons) = mpsc::unbounded_channel();
-    io.main_namespace().on_connection(move |socket: SocketRef| {
-        let (socket_tx, reason_tx) = (socket_tx.clone(), reason_tx.clone());
-        async move {
-            socket.on_disconnect(move |s, reason| {
-                let _ = reason_tx.send((s.id().to_string(), reason));
-            });
-            let _ = socket_tx.send(socket);
-        }
-    });
-    let server = serve_io(&io).await;
-    Fixture { io, server, sockets, reasons }
 }
 
 /// A websocket client on `/` (auth `{"name": name}`) and its server-side socket.

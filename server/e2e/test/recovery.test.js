@@ -242,3 +242,63 @@ describe("connection state recovery with socket.io-client", () => {
     assert.notEqual(victim.id, firstId);
   });
 });
+
+describe("the switchboard binary with --connection-state-recovery", () => {
+  const SWITCHBOARD = binaryPath("SWITCHBOARD_BIN", "target/debug/switchboard");
+  let node;
+  const sockets = [];
+
+  before(async () => {
+    node = await startProcess({
+      bin: SWITCHBOARD,
+      hint: "Build it first with `cargo build -p switchboard` (from the workspace root).",
+      args: ({ port, nodeId }) => [
+        "--app",
+        "bench",
+        "--connection-state-recovery",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--node-id",
+        nodeId,
+      ],
+      env: { RUST_LOG: process.env.RUST_LOG ?? "warn" },
+      enginePath: ENGINE_PATH,
+      outputLimit: 8000,
+    });
+  });
+
+  after(async () => {
+    for (const socket of sockets) socket.disconnect();
+    await node?.stop();
+  });
+
+  it("restores a bench client's socket, rooms and missed broadcasts", async () => {
+    const victim = io(node.url, { transports: ["websocket"], reconnectionDelay: 50, reconnectionDelayMax: 50 });
+    const publisher = io(node.url, { transports: ["websocket"] });
+    sockets.push(victim, publisher);
+    await Promise.all([connected(victim), connected(publisher)]);
+    const firstId = victim.id;
+    await ack(victim, "join", "bench-room");
+    const got = [];
+    victim.on("msg", (data) => got.push(data));
+    await ack(publisher, "broadcast", { room: "bench-room", data: 0 });
+    await until(victim, "msg", () => got.length === 1, "the first broadcast");
+
+    victim.io.reconnection(false);
+    const gone = disconnected(victim);
+    victim.io.engine.close();
+    await gone;
+    for (let i = 1; i <= 5; i++) await ack(publisher, "broadcast", { room: "bench-room", data: i });
+    victim.io.reconnection(true);
+    victim.connect();
+    await connected(victim);
+    assert.equal(victim.recovered, true, "socket.recovered");
+    assert.equal(victim.id, firstId);
+    await until(victim, "msg", () => got.length === 6, "the missed broadcasts");
+    await ack(publisher, "broadcast", { room: "bench-room", data: 6 });
+    await until(victim, "msg", () => got.length === 7, "a broadcast after the restore (still in the room)");
+    assert.deepEqual(got, [0, 1, 2, 3, 4, 5, 6]);
+  });
+});

@@ -12,11 +12,14 @@ use switchboard_adapter::cluster::{ClusterConfig, NodeId};
 
 use crate::cluster::{Backend, BrokerAuth};
 use crate::engine::{ConfigError, CookieConfig, CorsConfig, EngineConfig, Transports};
-use crate::socketio::SocketIoConfig;
+use crate::socketio::{RecoveryConfig, SocketIoConfig};
 
 /// The largest `--max-name-bytes`: escaped for NATS (up to 3 bytes per byte), a name must stay well
 /// inside the 4 KiB protocol line that carries a subject.
 const MAX_NAME_BYTES: usize = 1024;
+
+/// Longest `--max-disconnection-duration`: a day, like the heartbeat timers.
+const MAX_RECOVERY_WINDOW_MS: u64 = 86_400_000;
 
 /// Which adapter joins the nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -115,6 +118,26 @@ pub struct NodeOptions {
     /// fetch it (fetchSockets); off, so credentials never travel through the broker.
     #[arg(long, env = "SWITCHBOARD_FETCH_SOCKETS_CREDENTIALS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub fetch_sockets_credentials: bool,
+    /// Connection state recovery (socket.io's `connectionStateRecovery`): a client whose
+    /// connection drops gets its socket back (id, rooms, data) with the packets it missed. One
+    /// node only for now (refused with `--adapter redis|nats`).
+    #[arg(long, env = "SWITCHBOARD_CONNECTION_STATE_RECOVERY", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub connection_state_recovery: bool,
+    /// Milliseconds a disconnected socket stays restorable (socket.io's `maxDisconnectionDuration`).
+    #[arg(long, env = "SWITCHBOARD_MAX_DISCONNECTION_DURATION", default_value_t = 120_000)]
+    pub max_disconnection_duration: u64,
+    /// Whether a restored socket skips the namespace's connect middleware (socket.io's `skipMiddlewares`).
+    #[arg(long, env = "SWITCHBOARD_RECOVERY_SKIP_MIDDLEWARES", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub recovery_skip_middlewares: bool,
+    /// Most packets each namespace's recovery log keeps.
+    #[arg(long, env = "SWITCHBOARD_RECOVERY_MAX_LOG_PACKETS", default_value_t = 10_000)]
+    pub recovery_max_log_packets: usize,
+    /// Most bytes each namespace's recovery log keeps.
+    #[arg(long, env = "SWITCHBOARD_RECOVERY_MAX_LOG_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub recovery_max_log_bytes: usize,
+    /// Most disconnected sessions each namespace keeps for recovery.
+    #[arg(long, env = "SWITCHBOARD_RECOVERY_MAX_SESSIONS", default_value_t = 10_000)]
+    pub recovery_max_sessions: usize,
     /// Cluster adapter: `memory` (one node), `redis` or `nats`.
     #[arg(long, env = "SWITCHBOARD_ADAPTER", value_enum, default_value_t = AdapterKind::Memory)]
     pub adapter: AdapterKind,
@@ -255,6 +278,9 @@ pub enum OptionsError {
         "--max-name-bytes must be between 1 and {MAX_NAME_BYTES}, not {0}: a room name becomes a broker subject or channel"
     )]
     MaxNameBytes(usize),
+    /// The connection state recovery options do not fit together.
+    #[error("{0}")]
+    Recovery(String),
     /// A file named by a flag cannot be read, or does not hold what the flag expects.
     #[error("{flag} {path}: {reason}")]
     File {
@@ -349,13 +375,55 @@ impl NodeOptions {
         }
         let cleanup =
             (self.child_namespace_cleanup > 0).then(|| Duration::from_millis(self.child_namespace_cleanup));
-        Ok(SocketIoConfig::default()
+        let config = SocketIoConfig::default()
             .with_connect_timeout(Duration::from_millis(self.connect_timeout))
             .with_max_name_bytes(self.max_name_bytes)
             .with_max_rooms_per_socket(self.max_rooms_per_socket)
             .with_max_namespaces_per_client(self.max_namespaces_per_client)
             .with_child_namespace_cleanup(cleanup)
-            .with_fetch_sockets_credentials(self.fetch_sockets_credentials))
+            .with_fetch_sockets_credentials(self.fetch_sockets_credentials);
+        Ok(match self.recovery_config()? {
+            Some(recovery) => config.with_connection_state_recovery(recovery),
+            None => config,
+        })
+    }
+
+    /// Connection state recovery's options, `None` when it is off; refused on a cluster adapter
+    /// (its log is this node's: a client restored on another node would miss packets silently).
+    fn recovery_config(&self) -> Result<Option<RecoveryConfig>, OptionsError> {
+        if !self.connection_state_recovery {
+            return Ok(None);
+        }
+        if self.adapter != AdapterKind::Memory {
+            return Err(OptionsError::Recovery(format!(
+                "--connection-state-recovery works with --adapter memory only for now, not {}: \
+                 its log is kept on one node, so a client restored by another node would miss packets",
+                self.adapter.name()
+            )));
+        }
+        if self.max_disconnection_duration == 0 || self.max_disconnection_duration > MAX_RECOVERY_WINDOW_MS {
+            return Err(OptionsError::Recovery(format!(
+                "--max-disconnection-duration must be 1 to {MAX_RECOVERY_WINDOW_MS} ms (a day), not {}",
+                self.max_disconnection_duration
+            )));
+        }
+        for (flag, value) in [
+            ("--recovery-max-log-packets", self.recovery_max_log_packets),
+            ("--recovery-max-log-bytes", self.recovery_max_log_bytes),
+            ("--recovery-max-sessions", self.recovery_max_sessions),
+        ] {
+            if value == 0 {
+                return Err(OptionsError::Recovery(format!("{flag} must be at least 1")));
+            }
+        }
+        Ok(Some(
+            RecoveryConfig::default()
+                .with_max_disconnection_duration(Duration::from_millis(self.max_disconnection_duration))
+                .with_skip_middlewares(self.recovery_skip_middlewares)
+                .with_max_log_packets(self.recovery_max_log_packets)
+                .with_max_log_bytes(self.recovery_max_log_bytes)
+                .with_max_sessions(self.recovery_max_sessions),
+        ))
     }
 
     /// The broker the node joins; an application without Socket.IO joins none.

@@ -97,7 +97,8 @@ pub struct Socket {
     /// (`Some`), replayed right after; `None` once the socket is ready.
     early: Mutex<Option<Vec<EarlyEvent>>>,
     /// Connection state recovery's part, when the namespace has it on.
-    recovery: Option<SocketRecovery>,
+    /// Boxed: sockets without recovery (the default) pay one pointer, not the whole part.
+    recovery: Option<Box<SocketRecovery>>,
     /// Whether this socket is a restored one.
     recovered: bool,
 }
@@ -120,7 +121,8 @@ impl Socket {
         handshake: Handshake,
     ) -> Self {
         // Where its log stood is set when it joins its namespace (under the order lock).
-        let recovery = ns.recovery().map(|_| SocketRecovery::new(ns.new_pid(), String::new(), false));
+        let recovery =
+            ns.recovery().map(|_| Box::new(SocketRecovery::new(ns.new_pid(), String::new(), false)));
         Self::with_identity(ns.new_socket_id(), ns, session, client, handshake, recovery)
     }
 
@@ -135,7 +137,7 @@ impl Socket {
     ) -> Self {
         let recovery = SocketRecovery::new(saved.pid.clone(), saved.since.clone(), saved.delivered_logged);
         let mut socket =
-            Self::with_identity(saved.sid.clone(), ns, session, client, handshake, Some(recovery));
+            Self::with_identity(saved.sid.clone(), ns, session, client, handshake, Some(Box::new(recovery)));
         socket.data = Mutex::new(saved.data.clone());
         socket.recovered = true;
         socket
@@ -153,7 +155,7 @@ impl Socket {
         session: Arc<Session>,
         client: Weak<Client>,
         handshake: Handshake,
-        recovery: Option<SocketRecovery>,
+        recovery: Option<Box<SocketRecovery>>,
     ) -> Self {
         Self {
             id,
@@ -182,7 +184,7 @@ impl Socket {
 
     /// Connection state recovery's part of this socket, if the namespace has it on.
     pub(crate) fn recovery(&self) -> Option<&SocketRecovery> {
-        self.recovery.as_ref()
+        self.recovery.as_deref()
     }
 
     /// The socket id (distinct from the Engine.IO session id, as in socket.io v3+).

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
-use switchboard::socketio::{SocketIo, SocketIoConfig, SocketRef};
+use switchboard::socketio::{DisconnectReason, SocketIo, SocketIoConfig, SocketRef};
 use switchboard::{Engine, EngineConfig, Server};
 use switchboard_protocol::engineio::{self, decode_payload, encode_encoded_payload};
 use switchboard_protocol::socketio::{self, Decoded, Packet, Value, encode_ack, encode_event};
@@ -41,6 +41,36 @@ pub async fn serve(engine: Engine) -> TestServer {
 /// Serves a [`SocketIo`]'s engine.
 pub async fn serve_io(io: &SocketIo) -> TestServer {
     serve(io.engine().clone()).await
+}
+
+/// A served [`SocketIo`] whose main namespace reports every socket that connects and every
+/// disconnect (socket id, reason), for tests that act on server-side sockets.
+pub struct Fixture {
+    /// The server's Socket.IO.
+    pub io: SocketIo,
+    /// Where it listens.
+    pub server: TestServer,
+    /// Each socket of `/`, as it connects.
+    pub sockets: mpsc::UnboundedReceiver<SocketRef>,
+    /// Each disconnect on `/`: the socket id and the reason.
+    pub reasons: mpsc::UnboundedReceiver<(String, DisconnectReason)>,
+}
+
+/// Serves `io` with its main namespace watched (see [`Fixture`]).
+pub async fn fixture_with(io: SocketIo) -> Fixture {
+    let (socket_tx, sockets) = mpsc::unbounded_channel();
+    let (reason_tx, reasons) = mpsc::unbounded_channel();
+    io.main_namespace().on_connection(move |socket: SocketRef| {
+        let (socket_tx, reason_tx) = (socket_tx.clone(), reason_tx.clone());
+        async move {
+            socket.on_disconnect(move |s, reason| {
+                let _ = reason_tx.send((s.id().to_string(), reason));
+            });
+            let _ = socket_tx.send(socket);
+        }
+    });
+    let server = serve_io(&io).await;
+    Fixture { io, server, sockets, reasons }
 }
 
 /// The next value of a test channel, within [`STEP`].

@@ -1,8 +1,14 @@
-//! The `switchboard` binary: parses the command line (or `SWITCHBOARD_*` env) into a node's
-//! options and the application to run, and runs the node.
+//! The `switchboard` binary: parses the command line (or `SWITCHBOARD_*` env, or the `--config`
+//! file beneath both) into a node's options and the application to run, and runs the node.
+
+#[path = "node/config_file.rs"]
+mod config_file;
+
+use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser};
+use config_file::ConfigFile;
 use switchboard::apps;
 use switchboard::node::log::LogOptions;
 use switchboard::node::{self, App, NodeOptions};
@@ -29,14 +35,31 @@ struct Cli {
     /// which is cheaper per message when a node has a single core to itself.
     #[arg(long, env = "SWITCHBOARD_WORKERS")]
     workers: Option<std::num::NonZeroUsize>,
+    /// TOML file of settings (keys are the long flag names); flags and variables override it.
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     log: LogOptions,
     #[command(flatten)]
     node: NodeOptions,
 }
 
+/// The sections of the config file that applications read.
+const SECTIONS: [&str; 0] = [];
+
+/// The command line over the config file's values, if `--config` (or its variable) names one.
+fn parse() -> anyhow::Result<Cli> {
+    let located = ConfigFile::locate(std::env::args_os(), std::env::var_os(config_file::ENV));
+    let file = located.map(|path| ConfigFile::load(&path)).transpose()?;
+    let command = match &file {
+        Some(file) => file.apply(Cli::command(), &SECTIONS)?,
+        None => Cli::command(),
+    };
+    Ok(Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit()))
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut cli = Cli::parse();
+    let mut cli = parse()?;
     cli.log.init(cli.node.resolve_node_id())?;
     let app: App = match cli.app {
         AppName::Demo => apps::demo::app(),
@@ -49,4 +72,21 @@ fn main() -> anyhow::Result<()> {
     }
     let runtime = runtime.enable_all().build().context("cannot start the tokio runtime")?;
     Ok(runtime.block_on(node::run(cli.node, app))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    #[test]
+    fn docs_configuration_lists_every_flag_of_the_binary() {
+        let docs = include_str!("../../docs/configuration.md");
+        for arg in Cli::command().get_arguments() {
+            let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else { continue };
+            let row = format!("| `--{long}` | `{}` |", env.to_string_lossy());
+            assert!(docs.contains(&row), "docs/configuration.md lacks the row {row}");
+        }
+    }
 }

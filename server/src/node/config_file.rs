@@ -73,6 +73,7 @@ pub enum ConfigFileError {
 #[derive(Debug, Clone)]
 pub struct ConfigFile {
     path: PathBuf,
+    text: String,
     table: toml::Table,
 }
 
@@ -115,7 +116,18 @@ impl ConfigFile {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        Ok(Self { path: path.to_owned(), table })
+        Ok(Self { path: path.to_owned(), text, table })
+    }
+
+    /// The file's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole text, for an application to deserialize its section from (with line numbers in
+    /// its errors).
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// `command` with the file's values as its defaults, each checked by its flag's own parser.

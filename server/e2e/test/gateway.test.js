@@ -1,0 +1,307 @@
+// The gateway as a backend developer uses it: `switchboard --app gateway --config <file>` with a
+// config file written here, official socket.io-client sockets with JWTs signed here (HS256 and
+// EdDSA, with node:crypto), and a real HTTP backend (node:http) that receives the event webhooks.
+// Covers: tokens valid / expired / wrong key / missing (and from the Authorization header), the
+// disconnect at expiry, joins allowed and refused by the token's patterns, an event webhook whose
+// answer is the ack (binary as a base64 marker, events in order), a backend down or too slow
+// (error acks, the node still serves), and the HTTP API: emit to a room reaching its member, fetch,
+// disconnect, bad input (400 naming the field), a wrong key (401), a body over the bound (413).
+// Run: `cargo build -p switchboard && npm ci && node --test test/gateway.test.js`.
+// SWITCHBOARD_BIN overrides the binary (default: ../../target/debug/switchboard).
+
+import crypto from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+
+import { io } from "socket.io-client";
+
+import { binaryPath, freePort, startServer, withTimeout } from "../harness.js";
+
+const BIN = binaryPath("SWITCHBOARD_BIN", "target/debug/switchboard");
+const SECRET = "e2e-secret-0123456789abcdef-0123456789";
+const API_KEYS = ["first-key-0123456789", "second-key-0123456789"];
+const WEBHOOK_TIMEOUT_MS = 500;
+const MAX_API_BODY = 4096;
+const ed25519 = crypto.generateKeyPairSync("ed25519");
+
+const b64url = (data) => Buffer.from(data).toString("base64url");
+const now = () => Math.floor(Date.now() / 1000);
+
+/** A JWT of `claims`, signed with HS256 (`secret`) or EdDSA (`key`). */
+function jwt(claims, { secret = SECRET, key } = {}) {
+  const header = b64url(JSON.stringify({ alg: key ? "EdDSA" : "HS256", typ: "JWT" }));
+  const data = `${header}.${b64url(JSON.stringify(claims))}`;
+  const signature = key
+    ? crypto.sign(null, Buffer.from(data), key)
+    : crypto.createHmac("sha256", secret).update(data).digest();
+  return `${data}.${b64url(signature)}`;
+}
+
+const claims = (extra = {}) => ({ sub: "alice", exp: now() + 600, ...extra });
+
+/** The backend: records every webhook body; `/events` answers `{reply}` after a delay the event asks for. */
+function startBackend() {
+  const received = [];
+  const server = http.createServer((req, res) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (chunk) => (body += chunk));
+    req.on("end", () => {
+      if (req.url === "/slow") return; // never answers: the gateway's timeout must
+      const hook = JSON.parse(body);
+      received.push(hook);
+      const delay = hook.args[0]?.delayMs ?? 0;
+      setTimeout(() => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ reply: hook.args, user: hook.user }));
+      }, delay);
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, "127.0.0.1", () => resolve({ server, received, port: server.address().port }));
+  });
+}
+
+/** A socket.io-client socket on `url` (websocket, no reconnection). */
+function client(url, options = {}) {
+  return io(url, { transports: ["websocket"], forceNew: true, reconnection: false, ...options });
+}
+
+/** Resolves once `socket` is connected; rejects with the `connect_error` message. */
+function connected(socket) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      socket.once("connect", () => resolve(socket));
+      socket.once("connect_error", (err) => reject(new Error(err.message)));
+    }),
+    5000,
+    "connect or connect_error",
+  );
+}
+
+describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () => {
+  let backend;
+  let server;
+  let apiUrl;
+  let dir;
+  const sockets = [];
+  const open = (options) => {
+    const socket = client(server.url, options);
+    sockets.push(socket);
+    return socket;
+  };
+
+  before(async () => {
+    backend = await startBackend();
+    const deadPort = await freePort(); // nothing listens there: the backend is down
+    const apiPort = await freePort();
+    apiUrl = `http://127.0.0.1:${apiPort}`;
+    dir = mkdtempSync(path.join(os.tmpdir(), "switchboard-gateway-"));
+    const config = path.join(dir, "switchboard.toml");
+    const publicPem = ed25519.publicKey.export({ type: "spki", format: "pem" });
+    writeFileSync(
+      config,
+      `host = "127.0.0.1"
+api-port = ${apiPort}
+
+[gateway]
+api-keys = ${JSON.stringify(API_KEYS)}
+api-max-body-bytes = ${MAX_API_BODY}
+
+[[gateway.namespace]]
+name = "/"
+
+[gateway.jwt]
+hs256-secret = "${SECRET}"
+
+[[gateway.jwt.public-key]]
+algorithm = "EdDSA"
+pem = """
+${publicPem}"""
+
+[gateway.webhook]
+timeout = ${WEBHOOK_TIMEOUT_MS}
+
+[[gateway.route]]
+event = "echo"
+url = "http://127.0.0.1:${backend.port}/events"
+
+[[gateway.route]]
+event = "down"
+url = "http://127.0.0.1:${deadPort}/events"
+
+[[gateway.route]]
+event = "slow"
+url = "http://127.0.0.1:${backend.port}/slow"
+`,
+    );
+    server = await startServer({
+      bin: BIN,
+      hint: "Build it first with `cargo build -p switchboard` (from the workspace root).",
+      nodeIdPrefix: "gw",
+      args: ({ port, nodeId }) => [
+        "--app",
+        "gateway",
+        "--config",
+        config,
+        "--port",
+        String(port),
+        "--node-id",
+        nodeId.replace(/[^A-Za-z0-9_-]/g, "_"),
+      ],
+      env: { RUST_LOG: "warn" },
+      outputLimit: 8000,
+    });
+  });
+
+  after(async () => {
+    for (const s of sockets) s.close();
+    await server?.stop();
+    backend?.server.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** POSTs `body` to the API with `key`: `{status, json}`. */
+  async function api(endpoint, body, key = API_KEYS[0]) {
+    const res = await fetch(`${apiUrl}${endpoint}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+    return { status: res.status, json: await res.json() };
+  }
+
+  it("accepts a valid HS256 or EdDSA token from auth or the Authorization header", async () => {
+    await connected(open({ auth: { token: jwt(claims()) } }));
+    await connected(open({ auth: { token: jwt(claims(), { key: ed25519.privateKey }) } }));
+    await connected(open({ extraHeaders: { authorization: `Bearer ${jwt(claims())}` } }));
+  });
+
+  it("refuses an expired, wrongly signed or missing token with a clear connect_error", async () => {
+    const cases = [
+      [{ auth: { token: jwt(claims({ exp: now() - 10 })) } }, "token expired"],
+      [{ auth: { token: jwt(claims(), { secret: "another-secret-0123456789abcdef-xx" }) } }, "invalid token signature"],
+      [{ auth: { token: jwt(claims(), { key: crypto.generateKeyPairSync("ed25519").privateKey }) } }, "invalid token signature"],
+      [{ auth: { token: "not-a-jwt" } }, "invalid token: not a JWT"],
+      [{}, "authentication required: no token (send auth: { token })"],
+    ];
+    for (const [options, message] of cases) {
+      await assert.rejects(connected(open(options)), { message }, JSON.stringify(options));
+    }
+  });
+
+  it("disconnects a socket when its token expires", async () => {
+    const socket = await connected(open({ auth: { token: jwt(claims({ exp: now() + 2 })) } }));
+    const reason = await withTimeout(new Promise((r) => socket.once("disconnect", r)), 5000, "the expiry disconnect");
+    assert.equal(reason, "io server disconnect");
+  });
+
+  it("joins the token's rooms, allows joins its patterns match and refuses others", async () => {
+    const token = jwt(claims({ sub: "bob", rooms: ["team:1"], room_patterns: ["chat:*"] }));
+    const socket = await connected(open({ auth: { token } }));
+    assert.deepEqual(await socket.emitWithAck("join", "chat:general"), { ok: true });
+    const refused = await socket.emitWithAck("join", "admin");
+    assert.equal(refused.error.code, "forbidden");
+    const { status, json } = await api("/v1/sockets/fetch", { socket: socket.id });
+    assert.equal(status, 200);
+    assert.equal(json.sockets.length, 1);
+    const [fetched] = json.sockets;
+    assert.deepEqual(fetched.data, { user: "bob" });
+    assert.deepEqual(fetched.rooms.sort(), ["chat:general", "team:1"]);
+    assert.equal(fetched.node, server.nodeId.replace(/[^A-Za-z0-9_-]/g, "_"));
+    assert.deepEqual(await socket.emitWithAck("leave", "chat:general"), { ok: true });
+  });
+
+  it("posts routed events to the backend in order and acks with its answer, binary included", async () => {
+    const socket = await connected(open({ auth: { token: jwt(claims({ rooms: ["r1"] })) } }));
+    const start = backend.received.length;
+    // Earlier events answer later: an out-of-order path would show in the backend's log.
+    const answers = await Promise.all(
+      [0, 1, 2, 3, 4].map((n) => socket.emitWithAck("echo", { n, delayMs: (4 - n) * 20 }, Buffer.from([n, 255]))),
+    );
+    const hooks = backend.received.slice(start);
+    assert.deepEqual(hooks.map((h) => h.args[0].n), [0, 1, 2, 3, 4]);
+    const first = hooks[0];
+    assert.equal(first.namespace, "/");
+    assert.equal(first.socket, socket.id);
+    assert.equal(first.user, "alice");
+    assert.deepEqual(first.data, { user: "alice" });
+    assert.deepEqual(first.rooms, ["r1"]);
+    assert.equal(first.event, "echo");
+    assert.deepEqual(first.args[1], { $binary: Buffer.from([0, 255]).toString("base64") });
+    // The answer's marker becomes binary again for the client.
+    assert.equal(answers[2].user, "alice");
+    assert.deepEqual(answers[2].reply[0], { n: 2, delayMs: 40 });
+    assert.deepEqual(Buffer.from(answers[2].reply[1]), Buffer.from([2, 255]));
+  });
+
+  it("answers an error ack when the backend is down or too slow, and keeps serving", async () => {
+    const socket = await connected(open({ auth: { token: jwt(claims()) } }));
+    const down = await socket.timeout(5000).emitWithAck("down", 1);
+    assert.equal(down.error.code, "backend_unreachable");
+    const started = Date.now();
+    const slow = await socket.timeout(5000).emitWithAck("slow", 1);
+    assert.equal(slow.error.code, "backend_timeout");
+    assert.ok(Date.now() - started >= WEBHOOK_TIMEOUT_MS - 50, "answered before the timeout");
+    const echo = await socket.timeout(5000).emitWithAck("echo", { n: 9 });
+    assert.deepEqual(echo.reply, [{ n: 9 }]);
+    await connected(open({ auth: { token: jwt(claims()) } }));
+  });
+
+  it("emits through the API to a room's members only, with either key", async () => {
+    const member = await connected(open({ auth: { token: jwt(claims({ rooms: ["news"] })) } }));
+    const other = await connected(open({ auth: { token: jwt(claims()) } }));
+    let otherGot = 0;
+    other.on("headline", () => otherGot++);
+    const heard = new Promise((resolve) => member.once("headline", (...args) => resolve(args)));
+    const { status, json } = await api("/v1/emit", { rooms: ["news"], event: "headline", args: ["hi", { $binary: "AAE=" }] }, API_KEYS[1]);
+    assert.deepEqual([status, json], [200, { ok: true }]);
+    const [text, bytes] = await withTimeout(heard, 5000, "the API emit");
+    assert.equal(text, "hi");
+    assert.deepEqual(Buffer.from(bytes), Buffer.from([0, 1]));
+    // The same emit to everyone then reaches `other`: it did not hear the room's.
+    const everyone = new Promise((resolve) => other.once("all", resolve));
+    assert.equal((await api("/v1/emit", { event: "all" })).status, 200);
+    await withTimeout(everyone, 5000, "the emit to everyone");
+    assert.equal(otherGot, 0);
+  });
+
+  it("joins and disconnects sockets through the API", async () => {
+    const socket = await connected(open({ auth: { token: jwt(claims()) } }));
+    assert.equal((await api("/v1/sockets/join", { socket: socket.id, join: ["vip"] })).status, 200);
+    const heard = new Promise((resolve) => socket.once("perk", resolve));
+    await api("/v1/emit", { rooms: ["vip"], event: "perk", args: [1] });
+    assert.equal(await withTimeout(heard, 5000, "the emit to the joined room"), 1);
+    const gone = new Promise((resolve) => socket.once("disconnect", resolve));
+    assert.equal((await api("/v1/sockets/disconnect", { socket: socket.id })).status, 200);
+    assert.equal(await withTimeout(gone, 5000, "the API disconnect"), "io server disconnect");
+  });
+
+  it("refuses bad input with the field, a wrong key with 401 and a large body with 413", async () => {
+    const cases = [
+      [{ event: 1 }, "event"],
+      [{}, "event"],
+      [{ event: "x", rooms: "news" }, "rooms"],
+      [{ event: "x", room: ["news"] }, "room"],
+      [{ event: "x", namespace: "/nope" }, "namespace"],
+      [{ event: "connect" }, "event"],
+    ];
+    for (const [body, field] of cases) {
+      const { status, json } = await api("/v1/emit", body);
+      assert.equal(status, 400, JSON.stringify(body));
+      assert.equal(json.error.field, field, JSON.stringify(json));
+    }
+    assert.equal((await api("/v1/sockets/join", { rooms: ["a"] })).json.error.field, "join");
+    assert.equal((await api("/v1/emit", "{not json")).status, 400);
+    for (const key of ["wrong-key-0123456789", null]) {
+      const { status, json } = await api("/v1/emit", { event: "x" }, key);
+      assert.deepEqual([status, json.error.code], [401, "unauthorized"]);
+    }
+    const large = await api("/v1/emit", { event: "x", args: ["y".repeat(MAX_API_BODY)] });
+    assert.deepEqual([large.status, large.json.error.code], [413, "too_large"]);
+  });
+});

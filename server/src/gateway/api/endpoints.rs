@@ -1,0 +1,116 @@
+//! The API's operations, each on a selection of sockets (`namespace`, `rooms`, `except`,
+//! `socket`) and done cluster-wide through the namespace's adapter: emit, sockets join and leave,
+//! disconnect, fetch.
+
+use http::StatusCode;
+
+use super::fields::Fields;
+use super::{Api, ApiError};
+use crate::engine::sid::NODE_SEPARATOR;
+use crate::gateway::json;
+use crate::socketio::{BroadcastOperator, ClusterRequestError, Room, RoomsError, check_event_name};
+
+/// Every endpoint's path (also the metric's `endpoint` label).
+pub const ENDPOINTS: [&str; 5] =
+    ["/v1/emit", "/v1/sockets/join", "/v1/sockets/leave", "/v1/sockets/disconnect", "/v1/sockets/fetch"];
+/// The fields that choose sockets, known to every endpoint.
+const SELECTION: [&str; 4] = ["namespace", "rooms", "except", "socket"];
+
+/// Runs the endpoint at `path` on `fields`.
+pub async fn call(api: &Api, path: &str, fields: Fields) -> Result<serde_json::Value, ApiError> {
+    let known = |extra: &[&'static str]| [SELECTION.as_slice(), extra].concat();
+    match path {
+        "/v1/emit" => {
+            fields.only(&known(&["event", "args", "volatile"]))?;
+            let event = fields.string("event")?;
+            check_event_name(&event).map_err(|e| ApiError::field("event", e.to_string()))?;
+            let args = fields.values("args")?.into_iter().map(json::from_json).collect();
+            let mut target = select(api, &fields)?;
+            if fields.flag("volatile")? {
+                target = target.volatile();
+            }
+            target.emit(&event, args).await.map_err(|e| match e {
+                crate::socketio::BroadcastError::RoomName(e) => ApiError::field("rooms", e.to_string()),
+                other => unavailable(other.to_string()),
+            })?;
+        }
+        "/v1/sockets/join" | "/v1/sockets/leave" => {
+            let joining = path.ends_with("join");
+            let field = if joining { "join" } else { "leave" };
+            fields.only(&known(&[field]))?;
+            let rooms: Vec<Room> = fields.strings(field)?.into_iter().map(Room::from).collect();
+            if rooms.is_empty() {
+                return Err(ApiError::field(field, "required: a list of room names"));
+            }
+            let target = select(api, &fields)?;
+            let done =
+                if joining { target.sockets_join(rooms).await } else { target.sockets_leave(rooms).await };
+            done.map_err(|e| match e {
+                RoomsError::RoomName(e) => ApiError::field(field, e.to_string()),
+                other => unavailable(other.to_string()),
+            })?;
+        }
+        "/v1/sockets/disconnect" => {
+            fields.only(&known(&["close"]))?;
+            let target = select(api, &fields)?;
+            target.disconnect_sockets(fields.flag("close")?).await.map_err(cluster_error)?;
+        }
+        "/v1/sockets/fetch" => {
+            fields.only(&SELECTION)?;
+            let sockets = select(api, &fields)?.fetch_sockets().await.map_err(cluster_error)?;
+            let sockets: Vec<serde_json::Value> = sockets
+                .iter()
+                .map(|socket| {
+                    let info = socket.info();
+                    let id = info.id.as_str();
+                    let rooms: Vec<&str> =
+                        info.rooms.iter().map(Room::as_str).filter(|room| *room != id).collect();
+                    serde_json::json!({
+                        "id": id,
+                        "node": id.split_once(NODE_SEPARATOR).map(|(node, _)| node),
+                        "namespace": info.nsp,
+                        "rooms": rooms,
+                        "data": info.data,
+                    })
+                })
+                .collect();
+            return Ok(serde_json::json!({ "sockets": sockets }));
+        }
+        _ => return Err(ApiError::field("", "no such endpoint")),
+    }
+    Ok(serde_json::json!({ "ok": true }))
+}
+
+/// The sockets the request's selection fields choose.
+fn select(api: &Api, fields: &Fields) -> Result<BroadcastOperator, ApiError> {
+    let namespace = fields.optional_string("namespace")?.unwrap_or_else(|| "/".to_owned());
+    // `of` would create a namespace: only the gateway's are looked up.
+    if !api.namespaces.contains(&namespace) {
+        return Err(ApiError::field(
+            "namespace",
+            format!("{namespace:?} is not a namespace of this gateway"),
+        ));
+    }
+    let mut target = api.io.of(&namespace).broadcast();
+    for room in fields.strings("rooms")? {
+        target = target.to(room);
+    }
+    for room in fields.strings("except")? {
+        target = target.except(room);
+    }
+    if let Some(socket) = fields.optional_string("socket")? {
+        target = target.to(socket);
+    }
+    Ok(target)
+}
+
+fn cluster_error(error: ClusterRequestError) -> ApiError {
+    match error {
+        ClusterRequestError::RoomName(e) => ApiError::field("rooms", e.to_string()),
+        other => unavailable(other.to_string()),
+    }
+}
+
+fn unavailable(message: String) -> ApiError {
+    ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: "unavailable", field: None, message }
+}

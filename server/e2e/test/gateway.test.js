@@ -19,12 +19,13 @@ import assert from "node:assert/strict";
 
 import { io } from "socket.io-client";
 
-import { binaryPath, freePort, startServer, withTimeout } from "../harness.js";
+import { binaryPath, freePort, startRedis, startServer, withTimeout } from "../harness.js";
 
 const BIN = binaryPath("SWITCHBOARD_BIN", "target/debug/switchboard");
 const SECRET = "e2e-secret-0123456789abcdef-0123456789";
 const API_KEYS = ["first-key-0123456789", "second-key-0123456789"];
 const WEBHOOK_TIMEOUT_MS = 500;
+const CLUSTER_SECRET = "gateway-e2e-cluster-secret";
 const MAX_API_BODY = 4096;
 const ed25519 = crypto.generateKeyPairSync("ed25519");
 
@@ -83,30 +84,14 @@ function connected(socket) {
   );
 }
 
-describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () => {
-  let backend;
-  let server;
-  let apiUrl;
-  let dir;
-  const sockets = [];
-  const open = (options) => {
-    const socket = client(server.url, options);
-    sockets.push(socket);
-    return socket;
-  };
-
-  before(async () => {
-    backend = await startBackend();
-    const deadPort = await freePort(); // nothing listens there: the backend is down
-    const apiPort = await freePort();
-    apiUrl = `http://127.0.0.1:${apiPort}`;
-    dir = mkdtempSync(path.join(os.tmpdir(), "switchboard-gateway-"));
-    const config = path.join(dir, "switchboard.toml");
-    const publicPem = ed25519.publicKey.export({ type: "spki", format: "pem" });
-    writeFileSync(
-      config,
-      `host = "127.0.0.1"
-api-port = ${apiPort}
+/** Writes the gateway's config file into `dir` (with `api-port` when given): its path. */
+function writeConfig(dir, { apiPort, backendPort, deadPort }) {
+  const config = path.join(dir, "switchboard.toml");
+  const publicPem = ed25519.publicKey.export({ type: "spki", format: "pem" });
+  writeFileSync(
+    config,
+    `host = "127.0.0.1"
+${apiPort ? `api-port = ${apiPort}` : ""}
 
 [gateway]
 api-keys = ${JSON.stringify(API_KEYS)}
@@ -128,7 +113,7 @@ timeout = ${WEBHOOK_TIMEOUT_MS}
 
 [[gateway.route]]
 event = "echo"
-url = "http://127.0.0.1:${backend.port}/events"
+url = "http://127.0.0.1:${backendPort}/events"
 
 [[gateway.route]]
 event = "down"
@@ -136,26 +121,64 @@ url = "http://127.0.0.1:${deadPort}/events"
 
 [[gateway.route]]
 event = "slow"
-url = "http://127.0.0.1:${backend.port}/slow"
+url = "http://127.0.0.1:${backendPort}/slow"
 `,
-    );
-    server = await startServer({
-      bin: BIN,
-      hint: "Build it first with `cargo build -p switchboard` (from the workspace root).",
-      nodeIdPrefix: "gw",
-      args: ({ port, nodeId }) => [
-        "--app",
-        "gateway",
-        "--config",
-        config,
-        "--port",
-        String(port),
-        "--node-id",
-        nodeId.replace(/[^A-Za-z0-9_-]/g, "_"),
-      ],
-      env: { RUST_LOG: "warn" },
-      outputLimit: 8000,
-    });
+  );
+  return config;
+}
+
+/** Starts `switchboard --app gateway --config <config>` plus `extra` flags. */
+function startGateway(config, extra = []) {
+  return startServer({
+    bin: BIN,
+    hint: "Build it first with `cargo build -p switchboard` (from the workspace root).",
+    nodeIdPrefix: "gw",
+    args: ({ port, nodeId }) => [
+      "--app",
+      "gateway",
+      "--config",
+      config,
+      "--port",
+      String(port),
+      "--node-id",
+      nodeId.replace(/[^A-Za-z0-9_-]/g, "_"),
+      ...extra,
+    ],
+    env: { RUST_LOG: "warn" },
+    outputLimit: 8000,
+  });
+}
+
+/** POSTs `body` to the API at `apiUrl` with `key`: `{status, json}`. */
+async function post(apiUrl, endpoint, body, key = API_KEYS[0]) {
+  const res = await fetch(`${apiUrl}${endpoint}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  return { status: res.status, json: await res.json() };
+}
+
+describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () => {
+  let backend;
+  let server;
+  let apiUrl;
+  let dir;
+  const sockets = [];
+  const open = (options) => {
+    const socket = client(server.url, options);
+    sockets.push(socket);
+    return socket;
+  };
+
+  before(async () => {
+    backend = await startBackend();
+    const deadPort = await freePort(); // nothing listens there: the backend is down
+    const apiPort = await freePort();
+    apiUrl = `http://127.0.0.1:${apiPort}`;
+    dir = mkdtempSync(path.join(os.tmpdir(), "switchboard-gateway-"));
+    const config = writeConfig(dir, { apiPort, backendPort: backend.port, deadPort });
+    server = await startGateway(config);
   });
 
   after(async () => {
@@ -165,15 +188,7 @@ url = "http://127.0.0.1:${backend.port}/slow"
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  /** POSTs `body` to the API with `key`: `{status, json}`. */
-  async function api(endpoint, body, key = API_KEYS[0]) {
-    const res = await fetch(`${apiUrl}${endpoint}`, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
-      body: typeof body === "string" ? body : JSON.stringify(body),
-    });
-    return { status: res.status, json: await res.json() };
-  }
+  const api = (endpoint, body, key) => post(apiUrl, endpoint, body, key);
 
   it("accepts a valid HS256 or EdDSA token from auth or the Authorization header", async () => {
     await connected(open({ auth: { token: jwt(claims()) } }));
@@ -303,5 +318,50 @@ url = "http://127.0.0.1:${backend.port}/slow"
     }
     const large = await api("/v1/emit", { event: "x", args: ["y".repeat(MAX_API_BODY)] });
     assert.deepEqual([large.status, large.json.error.code], [413, "too_large"]);
+  });
+});
+
+describe("gateway: two nodes over a real redis-server", () => {
+  let redis;
+  let dir;
+  const nodes = [];
+  const apiUrls = [];
+  const sockets = [];
+
+  before(async () => {
+    redis = await startRedis();
+    dir = mkdtempSync(path.join(os.tmpdir(), "switchboard-gateway-"));
+    const config = writeConfig(dir, { backendPort: await freePort(), deadPort: await freePort() });
+    const prefix = `gw${crypto.randomBytes(4).toString("hex")}`;
+    for (let i = 0; i < 2; i++) {
+      const apiPort = await freePort();
+      apiUrls.push(`http://127.0.0.1:${apiPort}`);
+      const cluster = ["--adapter", "redis", "--redis-url", redis.url, "--cluster-prefix", prefix];
+      nodes.push(await startGateway(config, [...cluster, "--cluster-secret", CLUSTER_SECRET, "--api-port", String(apiPort)]));
+    }
+  });
+
+  after(async () => {
+    for (const s of sockets) s.close();
+    await Promise.all(nodes.map((n) => n.stop()));
+    await redis?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("an API emit on one node reaches a room member on the other; fetch names the member's node", async () => {
+    const token = jwt(claims({ room_patterns: ["chat:*"] }));
+    const member = await connected(client(nodes[0].url, { auth: { token } }));
+    sockets.push(member);
+    // The join's ack comes once the broker confirmed the room's subscription.
+    assert.deepEqual(await member.emitWithAck("join", "chat:1"), { ok: true });
+    const heard = new Promise((resolve) => member.once("msg", resolve));
+    const { status } = await post(apiUrls[1], "/v1/emit", { rooms: ["chat:1"], event: "msg", args: ["across"] });
+    assert.equal(status, 200);
+    assert.equal(await withTimeout(heard, 5000, "the emit from the other node"), "across");
+    const fetched = await post(apiUrls[1], "/v1/sockets/fetch", { rooms: ["chat:1"] });
+    assert.deepEqual(
+      fetched.json.sockets.map((s) => [s.id, s.node]),
+      [[member.id, nodes[0].nodeId.replace(/[^A-Za-z0-9_-]/g, "_")]],
+    );
   });
 });

@@ -77,7 +77,7 @@ function connected(socket) {
   return withTimeout(
     new Promise((resolve, reject) => {
       socket.once("connect", () => resolve(socket));
-      socket.once("connect_error", (err) => reject(new Error(err.message)));
+      socket.once("connect_error", (err) => reject(Object.assign(new Error(err.message), { data: err.data })));
     }),
     5000,
     "connect or connect_error",
@@ -198,14 +198,15 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
 
   it("refuses an expired, wrongly signed or missing token with a clear connect_error", async () => {
     const cases = [
-      [{ auth: { token: jwt(claims({ exp: now() - 10 })) } }, "token expired"],
-      [{ auth: { token: jwt(claims(), { secret: "another-secret-0123456789abcdef-xx" }) } }, "invalid token signature"],
-      [{ auth: { token: jwt(claims(), { key: crypto.generateKeyPairSync("ed25519").privateKey }) } }, "invalid token signature"],
-      [{ auth: { token: "not-a-jwt" } }, "invalid token: not a JWT"],
-      [{}, "authentication required: no token (send auth: { token })"],
+      [{ auth: { token: jwt(claims({ exp: now() - 10 })) } }, "token expired", "expired"],
+      [{ auth: { token: jwt(claims(), { secret: "another-secret-0123456789abcdef-xx" }) } }, "invalid token signature", "signature"],
+      [{ auth: { token: jwt(claims(), { key: crypto.generateKeyPairSync("ed25519").privateKey }) } }, "invalid token signature", "signature"],
+      [{ auth: { token: jwt({ sub: "alice" }) } }, "invalid token: no `exp` claim", "invalid"],
+      [{ auth: { token: "not-a-jwt" } }, "invalid token: not a JWT", "invalid"],
+      [{}, "authentication required: no token (send auth: { token })", "missing"],
     ];
-    for (const [options, message] of cases) {
-      await assert.rejects(connected(open(options)), { message }, JSON.stringify(options));
+    for (const [options, message, code] of cases) {
+      await assert.rejects(connected(open(options)), { message, data: { code } }, JSON.stringify(options));
     }
   });
 

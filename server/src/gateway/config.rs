@@ -59,6 +59,7 @@ pub enum AuthMode {
 struct Section {
     #[serde(default)]
     api_keys: Vec<String>,
+    api_keys_file: Option<PathBuf>,
     #[serde(default)]
     api_max_body_bytes: Option<usize>,
     #[serde(default)]
@@ -86,6 +87,7 @@ fn default_auth() -> AuthMode {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct JwtSection {
     hs256_secret: Option<String>,
+    hs256_secret_file: Option<PathBuf>,
     #[serde(default)]
     public_key: Vec<PublicKeySection>,
     cookie: Option<String>,
@@ -232,7 +234,19 @@ impl Checker<'_> {
         GatewayConfigError::Invalid { path: self.path.to_owned(), key: key.into(), why: why.into() }
     }
 
-    fn check(&self, section: Section) -> Result<GatewayConfig, GatewayConfigError> {
+    /// A secret file's text without its final line break; `key` names it in errors.
+    fn read_secret(&self, key: &str, file: &Path) -> Result<String, GatewayConfigError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| self.invalid(key, format!("cannot read {}: {e}", file.display())))?;
+        Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+    }
+
+    fn check(&self, mut section: Section) -> Result<GatewayConfig, GatewayConfigError> {
+        if let Some(file) = &section.api_keys_file {
+            let text = self.read_secret("api-keys-file", file)?;
+            let keys = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+            section.api_keys.extend(keys.map(str::to_owned));
+        }
         for (i, key) in section.api_keys.iter().enumerate() {
             if key.len() < MIN_API_KEY_BYTES {
                 return Err(self.invalid(
@@ -294,7 +308,17 @@ impl Checker<'_> {
 
     fn jwt(&self, jwt: JwtSection) -> Result<JwtConfig, GatewayConfigError> {
         let mut keys = Vec::new();
-        if let Some(secret) = &jwt.hs256_secret {
+        let secret = match (&jwt.hs256_secret, &jwt.hs256_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    self.invalid("jwt.hs256-secret", "give hs256-secret or hs256-secret-file, not both")
+                );
+            }
+            (Some(secret), None) => Some(secret.clone()),
+            (None, Some(file)) => Some(self.read_secret("jwt.hs256-secret-file", file)?),
+            (None, None) => None,
+        };
+        if let Some(secret) = &secret {
             if secret.len() < MIN_HS256_SECRET_BYTES {
                 return Err(self.invalid(
                     "jwt.hs256-secret",
@@ -512,6 +536,46 @@ mod tests {
         assert!(e.contains("invalid type: string \"5s\", expected u64"), "{e}");
         let e = check("[[gateway.namespace]]\nname = \"/\"\nauth = \"basic\"\n").err().unwrap_or_default();
         assert!(e.contains("unknown variant `basic`"), "{e}");
+    }
+
+    #[test]
+    fn secrets_can_come_from_files_as_a_kubernetes_secret_mounts_them() {
+        let dir = std::env::temp_dir().join(format!("switchboard-gateway-config-{}", std::process::id()));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                std::fs::write(
+                    dir.join("keys"),
+                    "# rotated monthly\nkey-a-0123456789abcdef\n\nkey-b-0123456789abcdef\n",
+                )
+            })
+            .and_then(|()| std::fs::write(dir.join("secret"), format!("{SECRET}\n")));
+        assert!(written.is_ok(), "{written:?}");
+        let section = format!(
+            "api-keys = [\"key-0-0123456789abcdef\"]\napi-keys-file = {:?}\n[[gateway.namespace]]\nname = \"/\"\n\
+             [gateway.jwt]\nhs256-secret-file = {:?}\n",
+            dir.join("keys"),
+            dir.join("secret")
+        );
+        let config = check(&section);
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = config.map(|c| (c.api_keys, c.jwt.map(|j| j.keys.len())));
+        assert_eq!(
+            config,
+            Ok((
+                vec![
+                    "key-0-0123456789abcdef".into(),
+                    "key-a-0123456789abcdef".into(),
+                    "key-b-0123456789abcdef".into()
+                ],
+                Some(1)
+            ))
+        );
+        let e = check(
+            "api-keys-file = \"/nonexistent/keys\"\n[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n",
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(e.starts_with("g.toml: [gateway] api-keys-file: cannot read /nonexistent/keys: "), "{e}");
     }
 
     #[test]

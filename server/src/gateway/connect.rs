@@ -54,7 +54,7 @@ pub fn install(io: &SocketIo, config: &GatewayConfig, webhooks: Arc<Webhooks>, m
                 async move {
                     let identity = result.map_err(|e| {
                         failures.with_label_values(&[e.reason()]).inc();
-                        ConnectError::new(e.to_string())
+                        ConnectError::new(e.to_string()).with_data(serde_json::json!({"code": e.reason()}))
                     })?;
                     socket
                         .set_data(&serde_json::json!({ PENDING: identity }))

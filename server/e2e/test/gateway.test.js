@@ -286,6 +286,29 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
     assert.equal(otherGot, 0);
   });
 
+  it("emits with acks through the API: the answers that came, and how many did not", async () => {
+    const token = jwt(claims({ rooms: ["poll"] }));
+    const yes = await connected(open({ auth: { token } }));
+    const no = await connected(open({ auth: { token } }));
+    const silent = await connected(open({ auth: { token } })); // no listener: it never answers
+    yes.on("vote", (question, ack) => ack({ choice: "yes", question }));
+    no.on("vote", (question, ack) => ack({ choice: "no", question }, Buffer.from([7])));
+    const started = Date.now();
+    const { status, json } = await api("/v1/emit", { rooms: ["poll"], event: "vote", args: ["lunch?"], ack: true, timeout: 300 });
+    assert.equal(status, 200);
+    assert.ok(Date.now() - started >= 250, "answered before the timeout");
+    assert.equal(json.missing, 1);
+    const bySocket = Object.fromEntries(json.responses.map((r) => [r.socket, r.args]));
+    assert.deepEqual(Object.keys(bySocket).sort(), [yes.id, no.id].sort());
+    assert.deepEqual(bySocket[yes.id], [{ choice: "yes", question: "lunch?" }]);
+    assert.deepEqual(bySocket[no.id], [{ choice: "no", question: "lunch?" }, { $binary: "Bw==" }]);
+    assert.ok(!(silent.id in bySocket));
+    const all = await api("/v1/emit", { socket: yes.id, event: "vote", args: ["tea?"], ack: true });
+    assert.deepEqual([all.json.missing, all.json.responses.length], [0, 1]);
+    assert.equal((await api("/v1/emit", { event: "vote", timeout: 10 })).json.error.field, "timeout");
+    assert.equal((await api("/v1/emit", { event: "vote", ack: true, timeout: 0 })).json.error.field, "timeout");
+  });
+
   it("joins and disconnects sockets through the API", async () => {
     const socket = await connected(open({ auth: { token: jwt(claims()) } }));
     assert.equal((await api("/v1/sockets/join", { socket: socket.id, join: ["vip"] })).status, 200);
@@ -349,7 +372,7 @@ describe("gateway: two nodes over a real redis-server", () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("an API emit on one node reaches a room member on the other; fetch names the member's node", async () => {
+  it("an API emit (with acks too) on one node reaches a room member on the other; fetch names its node", async () => {
     const token = jwt(claims({ room_patterns: ["chat:*"] }));
     const member = await connected(client(nodes[0].url, { auth: { token } }));
     sockets.push(member);
@@ -359,10 +382,11 @@ describe("gateway: two nodes over a real redis-server", () => {
     const { status } = await post(apiUrls[1], "/v1/emit", { rooms: ["chat:1"], event: "msg", args: ["across"] });
     assert.equal(status, 200);
     assert.equal(await withTimeout(heard, 5000, "the emit from the other node"), "across");
+    const memberNode = nodes[0].nodeId.replace(/[^A-Za-z0-9_-]/g, "_");
     const fetched = await post(apiUrls[1], "/v1/sockets/fetch", { rooms: ["chat:1"] });
-    assert.deepEqual(
-      fetched.json.sockets.map((s) => [s.id, s.node]),
-      [[member.id, nodes[0].nodeId.replace(/[^A-Za-z0-9_-]/g, "_")]],
-    );
+    assert.deepEqual(fetched.json.sockets.map((s) => [s.id, s.node]), [[member.id, memberNode]]);
+    member.on("ask", (ack) => ack("answer"));
+    const asked = await post(apiUrls[1], "/v1/emit", { rooms: ["chat:1"], event: "ask", ack: true, timeout: 5000 });
+    assert.deepEqual(asked.json, { responses: [{ socket: member.id, node: memberNode, args: ["answer"] }], missing: 0 });
   });
 });

@@ -1,6 +1,8 @@
 //! The API's operations, each on a selection of sockets (`namespace`, `rooms`, `except`,
-//! `socket`) and done cluster-wide through the namespace's adapter: emit, sockets join and leave,
-//! disconnect, fetch.
+//! `socket`) and done cluster-wide through the namespace's adapter: emit (with acks or not),
+//! sockets join and leave, disconnect, fetch.
+
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -8,20 +10,25 @@ use super::fields::Fields;
 use super::{Api, ApiError};
 use crate::engine::sid::NODE_SEPARATOR;
 use crate::gateway::json;
-use crate::socketio::{BroadcastOperator, ClusterRequestError, Room, RoomsError, check_event_name};
+use crate::socketio::{
+    BroadcastAckError, BroadcastError, BroadcastOperator, ClusterRequestError, Room, RoomsError, Value,
+    check_event_name,
+};
 
 /// Every endpoint's path (also the metric's `endpoint` label).
 pub const ENDPOINTS: [&str; 5] =
     ["/v1/emit", "/v1/sockets/join", "/v1/sockets/leave", "/v1/sockets/disconnect", "/v1/sockets/fetch"];
 /// The fields that choose sockets, known to every endpoint.
 const SELECTION: [&str; 4] = ["namespace", "rooms", "except", "socket"];
+/// How long an emit with acks waits by default, and at most, in milliseconds.
+const ACK_TIMEOUT_MS: (u64, u64) = (5_000, 60_000);
 
 /// Runs the endpoint at `path` on `fields`.
 pub async fn call(api: &Api, path: &str, fields: Fields) -> Result<serde_json::Value, ApiError> {
     let known = |extra: &[&'static str]| [SELECTION.as_slice(), extra].concat();
     match path {
         "/v1/emit" => {
-            fields.only(&known(&["event", "args", "volatile"]))?;
+            fields.only(&known(&["event", "args", "volatile", "ack", "timeout"]))?;
             let event = fields.string("event")?;
             check_event_name(&event).map_err(|e| ApiError::field("event", e.to_string()))?;
             let args = fields.values("args")?.into_iter().map(json::from_json).collect();
@@ -29,8 +36,16 @@ pub async fn call(api: &Api, path: &str, fields: Fields) -> Result<serde_json::V
             if fields.flag("volatile")? {
                 target = target.volatile();
             }
+            let timeout = fields.number("timeout", 1..=ACK_TIMEOUT_MS.1)?;
+            if fields.flag("ack")? {
+                let timeout = Duration::from_millis(timeout.unwrap_or(ACK_TIMEOUT_MS.0));
+                return emit_with_ack(target.timeout(timeout), &event, args).await;
+            }
+            if timeout.is_some() {
+                return Err(ApiError::field("timeout", "only with \"ack\": true"));
+            }
             target.emit(&event, args).await.map_err(|e| match e {
-                crate::socketio::BroadcastError::RoomName(e) => ApiError::field("rooms", e.to_string()),
+                BroadcastError::RoomName(e) => ApiError::field("rooms", e.to_string()),
                 other => unavailable(other.to_string()),
             })?;
         }
@@ -79,6 +94,33 @@ pub async fn call(api: &Api, path: &str, fields: Fields) -> Result<serde_json::V
         _ => return Err(ApiError::field("", "no such endpoint")),
     }
     Ok(serde_json::json!({ "ok": true }))
+}
+
+/// Emits with acks and collects the answers until every socket answered or the timeout: what came
+/// is answered even when some did not (`missing` counts them).
+async fn emit_with_ack(
+    target: BroadcastOperator,
+    event: &str,
+    args: Vec<Value>,
+) -> Result<serde_json::Value, ApiError> {
+    let (responses, missing) = match target.emit_with_ack(event, args).await {
+        Ok(responses) => (responses, 0),
+        Err(BroadcastAckError::AckTimeout { responses, missing }) => (responses, missing),
+        Err(BroadcastAckError::RoomName(e)) => return Err(ApiError::field("rooms", e.to_string())),
+        Err(other) => return Err(unavailable(other.to_string())),
+    };
+    let responses: Vec<serde_json::Value> = responses
+        .iter()
+        .map(|r| {
+            let id = r.socket.as_str();
+            serde_json::json!({
+                "socket": id,
+                "node": id.split_once(NODE_SEPARATOR).map(|(node, _)| node),
+                "args": r.args.iter().map(json::to_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({ "responses": responses, "missing": missing }))
 }
 
 /// The sockets the request's selection fields choose.

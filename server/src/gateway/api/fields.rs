@@ -84,4 +84,18 @@ impl Fields {
             Some(_) => Err(ApiError::field(name, "must be true or false")),
         }
     }
+
+    /// An optional whole number in `range`.
+    pub fn number(&self, name: &str, range: std::ops::RangeInclusive<u64>) -> Result<Option<u64>, ApiError> {
+        match self.0.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(value) => match value.as_u64() {
+                Some(n) if range.contains(&n) => Ok(Some(n)),
+                _ => Err(ApiError::field(
+                    name,
+                    format!("must be a whole number from {} to {}", range.start(), range.end()),
+                )),
+            },
+        }
+    }
 }

@@ -27,6 +27,7 @@ const API_KEYS = ["first-key-0123456789", "second-key-0123456789"];
 const WEBHOOK_TIMEOUT_MS = 500;
 const CLUSTER_SECRET = "gateway-e2e-cluster-secret";
 const MAX_API_BODY = 4096;
+const RATE_LIMIT = 50;
 const ed25519 = crypto.generateKeyPairSync("ed25519");
 
 const b64url = (data) => Buffer.from(data).toString("base64url");
@@ -96,6 +97,7 @@ ${apiPort ? `api-port = ${apiPort}` : ""}
 [gateway]
 api-keys = ${JSON.stringify(API_KEYS)}
 api-max-body-bytes = ${MAX_API_BODY}
+api-rate-limit = ${RATE_LIMIT}
 
 [[gateway.namespace]]
 name = "/"
@@ -342,6 +344,21 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
     }
     const large = await api("/v1/emit", { event: "x", args: ["y".repeat(MAX_API_BODY)] });
     assert.deepEqual([large.status, large.json.error.code], [413, "too_large"]);
+  });
+
+  it("limits each API key's requests per second on its own (429 with Retry-After)", async () => {
+    const burst = await Promise.all(
+      Array.from({ length: RATE_LIMIT * 6 }, () =>
+        fetch(`${apiUrl}/v1/sockets/fetch`, { method: "POST", headers: { authorization: `Bearer ${API_KEYS[1]}` }, body: "{}" }),
+      ),
+    );
+    const statuses = burst.map((r) => r.status);
+    assert.ok(statuses.includes(200), "the burst allowance passes");
+    const limited = burst.find((r) => r.status === 429);
+    assert.ok(limited, `no 429 in ${statuses.length} requests`);
+    assert.equal(limited.headers.get("retry-after"), "1");
+    assert.equal((await limited.json()).error.code, "rate_limited");
+    assert.equal((await api("/v1/sockets/fetch", {})).status, 200, "the other key is not limited");
   });
 });
 

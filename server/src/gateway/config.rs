@@ -62,6 +62,7 @@ struct Section {
     api_keys_file: Option<PathBuf>,
     #[serde(default)]
     api_max_body_bytes: Option<usize>,
+    api_rate_limit: Option<u32>,
     #[serde(default)]
     namespace: Vec<NamespaceSection>,
     jwt: Option<JwtSection>,
@@ -202,6 +203,8 @@ pub struct GatewayConfig {
     pub api_keys: Vec<String>,
     /// The largest API request body (default 1 MiB).
     pub api_max_body_bytes: usize,
+    /// Requests per second one API key may make to one node (default 1000; also the burst).
+    pub api_rate_limit: std::num::NonZeroU32,
     /// The namespaces served; clients cannot connect to others.
     pub namespaces: Vec<NamespaceConfig>,
     /// JWT checks, if any namespace uses them.
@@ -256,6 +259,8 @@ impl Checker<'_> {
             }
         }
         let api_max_body_bytes = self.positive("api-max-body-bytes", section.api_max_body_bytes, 1 << 20)?;
+        let api_rate_limit = std::num::NonZeroU32::new(section.api_rate_limit.unwrap_or(1000))
+            .ok_or_else(|| self.invalid("api-rate-limit", "must be at least 1 (requests per second)"))?;
         let namespaces = self.namespaces(section.namespace)?;
         let needs_jwt = namespaces.iter().any(|n| n.auth == AuthMode::Jwt);
         let jwt = match (section.jwt, needs_jwt) {
@@ -270,7 +275,15 @@ impl Checker<'_> {
         };
         let webhook = self.webhook(section.webhook)?;
         let routes = self.routes(section.route, &namespaces)?;
-        Ok(GatewayConfig { api_keys: section.api_keys, api_max_body_bytes, namespaces, jwt, webhook, routes })
+        Ok(GatewayConfig {
+            api_keys: section.api_keys,
+            api_max_body_bytes,
+            api_rate_limit,
+            namespaces,
+            jwt,
+            webhook,
+            routes,
+        })
     }
 
     fn positive(&self, key: &str, value: Option<usize>, default: usize) -> Result<usize, GatewayConfigError> {
@@ -498,6 +511,7 @@ mod tests {
         };
         assert_eq!(config.namespaces, vec![NamespaceConfig { name: "/".into(), auth: AuthMode::Jwt }]);
         assert_eq!(config.api_max_body_bytes, 1 << 20);
+        assert_eq!(config.api_rate_limit.get(), 1000);
         assert_eq!(
             config.webhook,
             WebhookConfig {
@@ -584,6 +598,10 @@ mod tests {
             (
                 "api-keys = [\"short\"]\n[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n",
                 "[gateway] api-keys[0]: an API key needs at least 16 bytes, not 5",
+            ),
+            (
+                "api-rate-limit = 0\n[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n",
+                "[gateway] api-rate-limit: must be at least 1 (requests per second)",
             ),
             ("[[gateway.namespace]]\nname = \"/\"\n", "[gateway] jwt: a namespace has auth = \"jwt\""),
             (

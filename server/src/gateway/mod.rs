@@ -27,5 +27,5 @@ pub fn install(io: &SocketIo, config: &GatewayConfig) -> Arc<Api> {
     let webhooks = Arc::new(Webhooks::new(config.webhook.clone(), metrics.clone()));
     connect::install(io, config, webhooks, &metrics);
     let namespaces = config.namespaces.iter().map(|n| n.name.clone()).collect();
-    Arc::new(Api::new(io.clone(), config.api_keys.clone(), config.api_max_body_bytes, namespaces, metrics))
+    Arc::new(Api::new(io.clone(), config, namespaces, metrics))
 }

@@ -82,7 +82,7 @@ pub async fn call(api: &Api, path: &str, fields: Fields) -> Result<serde_json::V
                         info.rooms.iter().map(Room::as_str).filter(|room| *room != id).collect();
                     serde_json::json!({
                         "id": id,
-                        "node": id.split_once(NODE_SEPARATOR).map(|(node, _)| node),
+                        "node": node_of(id),
                         "namespace": info.nsp,
                         "rooms": rooms,
                         "data": info.data,
@@ -115,7 +115,7 @@ async fn emit_with_ack(
             let id = r.socket.as_str();
             serde_json::json!({
                 "socket": id,
-                "node": id.split_once(NODE_SEPARATOR).map(|(node, _)| node),
+                "node": node_of(id),
                 "args": r.args.iter().map(json::to_json).collect::<Vec<_>>(),
             })
         })
@@ -144,6 +144,11 @@ fn select(api: &Api, fields: &Fields) -> Result<BroadcastOperator, ApiError> {
         target = target.to(socket);
     }
     Ok(target)
+}
+
+/// The node a socket id names (its prefix).
+fn node_of(id: &str) -> Option<&str> {
+    id.split_once(NODE_SEPARATOR).map(|(node, _)| node)
 }
 
 fn cluster_error(error: ClusterRequestError) -> ApiError {

@@ -1,5 +1,5 @@
 //! The HTTP server API a backend drives the cluster with, on its own listener (`--api-port`):
-//! `Authorization: Bearer <api key>`, JSON in and out, each endpoint a cluster-wide operation of
+//! `Authorization: Bearer <api key>` (each key rate-limited on its own), JSON in and out, each endpoint a cluster-wide operation of
 //! the Socket.IO server (`endpoints.rs`) on fields checked one by one (`fields.rs`), so a bad
 //! request is a 400 that names its field. docs/gateway.md is the contract.
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
@@ -20,6 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use subtle::ConstantTimeEq as _;
 use tokio::net::TcpListener;
 
+use super::config::GatewayConfig;
 use super::metrics::GatewayMetrics;
 use crate::body::Body;
 use crate::socketio::SocketIo;
@@ -71,6 +73,8 @@ impl ApiError {
 pub struct Api {
     io: SocketIo,
     keys: Vec<String>,
+    /// One per key, same order: a leaked or runaway key cannot starve the others.
+    limits: Vec<DefaultDirectRateLimiter>,
     max_body_bytes: usize,
     namespaces: Vec<String>,
     metrics: GatewayMetrics,
@@ -83,15 +87,22 @@ impl std::fmt::Debug for Api {
 }
 
 impl Api {
-    /// An API over `io` accepting `keys`, for the `namespaces` the gateway serves.
+    /// An API over `io` with `config`'s keys and bounds, for the `namespaces` the gateway serves.
     pub fn new(
         io: SocketIo,
-        keys: Vec<String>,
-        max_body_bytes: usize,
+        config: &GatewayConfig,
         namespaces: Vec<String>,
         metrics: GatewayMetrics,
     ) -> Self {
-        Self { io, keys, max_body_bytes, namespaces, metrics }
+        let quota = Quota::per_second(config.api_rate_limit);
+        Self {
+            io,
+            keys: config.api_keys.clone(),
+            limits: config.api_keys.iter().map(|_| RateLimiter::direct(quota)).collect(),
+            max_body_bytes: config.api_max_body_bytes,
+            namespaces,
+            metrics,
+        }
     }
 
     /// Serves `listener` until the process ends.
@@ -138,11 +149,21 @@ impl Api {
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 
     async fn handle(&self, req: Request<Incoming>, path: &str) -> Result<serde_json::Value, ApiError> {
-        self.authorize(&req)?;
+        let key = self.authorize(&req)?;
+        if self.limits.get(key).is_some_and(|limit| limit.check().is_err()) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "over api-rate-limit requests per second for this key",
+            ));
+        }
         if !endpoints::ENDPOINTS.contains(&path) {
             return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no endpoint {path}")));
         }
@@ -154,8 +175,9 @@ impl Api {
         endpoints::call(self, path, fields).await
     }
 
-    /// Checks the bearer key against every configured key, in constant time for each.
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), ApiError> {
+    /// Checks the bearer key against every configured key, in constant time for each: the index of
+    /// the one it is.
+    fn authorize(&self, req: &Request<Incoming>) -> Result<usize, ApiError> {
         let unauthorized = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -169,11 +191,13 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(unauthorized)?;
-        let mut found = subtle::Choice::from(0);
-        for key in &self.keys {
-            found |= key.as_bytes().ct_eq(given.trim().as_bytes());
+        let mut found = None;
+        for (i, key) in self.keys.iter().enumerate() {
+            if bool::from(key.as_bytes().ct_eq(given.trim().as_bytes())) {
+                found = Some(i);
+            }
         }
-        if bool::from(found) { Ok(()) } else { Err(unauthorized()) }
+        found.ok_or_else(unauthorized)
     }
 
     async fn read_body(&self, req: Request<Incoming>) -> Result<Bytes, ApiError> {

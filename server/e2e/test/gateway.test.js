@@ -218,6 +218,25 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
     assert.equal(reason, "io server disconnect");
   });
 
+  it("keeps a socket that refreshes its token past the first one's expiry, and refuses bad refreshes", async () => {
+    const firstExp = now() + 2;
+    const socket = await connected(open({ auth: { token: jwt(claims({ exp: firstExp })) } }));
+    const gone = new Promise((resolve) => socket.once("disconnect", () => resolve(Date.now())));
+    const refused = [
+      [jwt(claims({ sub: "mallory", exp: now() + 600 })), "forbidden"],
+      [jwt(claims({ exp: now() - 10 })), "expired"],
+      [jwt(claims(), { secret: "another-secret-0123456789abcdef-xx" }), "signature"],
+    ];
+    for (const [token, code] of refused) {
+      assert.equal((await socket.emitWithAck("refresh", token)).error.code, code);
+    }
+    const secondExp = firstExp + 2;
+    assert.deepEqual(await socket.emitWithAck("refresh", jwt(claims({ exp: secondExp, room_patterns: ["late:*"] }))), { ok: true });
+    assert.deepEqual(await socket.emitWithAck("join", "late:1"), { ok: true }, "the new token's patterns apply");
+    const at = await withTimeout(gone, 8000, "the disconnect at the refreshed expiry");
+    assert.ok(at >= firstExp * 1000 + 900, `disconnected ${firstExp * 1000 - at} ms before the first token's expiry passed`);
+  });
+
   it("joins the token's rooms, allows joins its patterns match and refuses others", async () => {
     const token = jwt(claims({ sub: "bob", rooms: ["team:1"], room_patterns: ["chat:*"] }));
     const socket = await connected(open({ auth: { token } }));

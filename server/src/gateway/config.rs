@@ -448,12 +448,12 @@ impl Checker<'_> {
                 return Err(self.invalid(key("event"), "an event name, or \"*\" for every event"));
             }
             if crate::socketio::check_event_name(&route.event).is_err()
-                || ["join", "leave"].contains(&route.event.as_str())
+                || super::connect::CLIENT_EVENTS.contains(&route.event.as_str())
             {
                 return Err(self.invalid(
                     key("event"),
                     format!(
-                        "{:?} is reserved (Socket.IO's own events, and the gateway's join and leave)",
+                        "{:?} is reserved (Socket.IO's own events, and the gateway's join, leave and refresh)",
                         route.event
                     ),
                 ));

@@ -1,10 +1,13 @@
 //! What happens to a client of a gateway namespace: its token is checked before it joins (a
 //! refusal is its `connect_error`), then it joins the rooms its token lists, may `join` and
-//! `leave` rooms its token's patterns allow, is disconnected when its token expires, and its
-//! routed events go to its webhook queue (`webhook.rs`).
+//! `leave` rooms its token's patterns allow, is disconnected when its token expires unless it
+//! sends a fresh one (`refresh`), and its routed events go to its webhook queue (`webhook.rs`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::AbortHandle;
 
 use super::auth::{Identity, Verifier};
 use super::config::{AuthMode, GatewayConfig};
@@ -13,10 +16,14 @@ use super::metrics::GatewayMetrics;
 use super::webhook::{Job, Route, SocketQueue, Webhooks};
 use crate::socketio::{ConnectError, Event, SocketIo, SocketRef, Value};
 
-/// The client events the gateway answers itself.
+/// `join(room, ack)`: joins a room the token's patterns allow.
 pub const JOIN_EVENT: &str = "join";
-/// See [`JOIN_EVENT`].
+/// `leave(room, ack)`: leaves a room.
 pub const LEAVE_EVENT: &str = "leave";
+/// `refresh(token, ack)`: a fresh token for the same user, so the socket outlives the first one.
+pub const REFRESH_EVENT: &str = "refresh";
+/// The client events the gateway answers itself: no route may take them.
+pub const CLIENT_EVENTS: [&str; 3] = [JOIN_EVENT, LEAVE_EVENT, REFRESH_EVENT];
 /// The key of `socket.data` the middleware leaves the identity under for the connection handler,
 /// which removes it.
 const PENDING: &str = "gateway.identity";
@@ -66,15 +73,62 @@ pub fn install(io: &SocketIo, config: &GatewayConfig, webhooks: Arc<Webhooks>, m
         let routes = Arc::new(routes);
         let webhooks = webhooks.clone();
         let leeway = config.jwt.as_ref().map(|j| j.leeway).unwrap_or_default();
+        let verifier = verifier.clone().filter(|_| namespace.auth == AuthMode::Jwt);
         nsp.on_connection(move |socket: SocketRef| {
-            connected(&socket, &routes, &webhooks, leeway);
+            connected(&socket, &routes, &webhooks, verifier.clone(), leeway);
             async {}
         });
     }
 }
 
+/// What a socket's token grants now (a refresh replaces it), and the timer that ends the socket
+/// when it expires.
+struct Grant {
+    identity: Mutex<Identity>,
+    expiry: Mutex<Option<AbortHandle>>,
+    leeway: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Grant {
+    /// (Re)starts the timer that disconnects `socket` when the token expires (plus the leeway).
+    fn arm(&self, socket: &SocketRef) {
+        let remaining = lock(&self.identity).remaining();
+        let timer = remaining.map(|remaining| {
+            let weak = Arc::downgrade(socket);
+            let after = remaining + self.leeway;
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                if let Some(socket) = weak.upgrade() {
+                    tracing::debug!(socket = %socket.id(), "gateway: token expired, disconnecting");
+                    socket.disconnect(false);
+                }
+            })
+            .abort_handle()
+        });
+        if let Some(old) = std::mem::replace(&mut *lock(&self.expiry), timer) {
+            old.abort();
+        }
+    }
+
+    fn disarm(&self) {
+        if let Some(timer) = lock(&self.expiry).take() {
+            timer.abort();
+        }
+    }
+}
+
 /// Sets a connected socket up; synchronous, so its handlers exist before its first event runs.
-fn connected(socket: &SocketRef, routes: &Routes, webhooks: &Arc<Webhooks>, leeway: std::time::Duration) {
+fn connected(
+    socket: &SocketRef,
+    routes: &Routes,
+    webhooks: &Arc<Webhooks>,
+    verifier: Option<Verifier>,
+    leeway: Duration,
+) {
     let data: serde_json::Value = socket.data().unwrap_or_default();
     let identity: Identity =
         data.get(PENDING).and_then(|i| serde_json::from_value(i.clone()).ok()).unwrap_or_default();
@@ -86,16 +140,23 @@ fn connected(socket: &SocketRef, routes: &Routes, webhooks: &Arc<Webhooks>, leew
             tracing::debug!(socket = %socket.id(), error = %e, "gateway: the token's rooms were not joined");
         }
     }
-    if let Some(remaining) = identity.remaining() {
-        expire_after(socket, remaining + leeway);
-    }
-    let identity = Arc::new(identity);
-    let may = identity.clone();
+    let grant = Arc::new(Grant { identity: Mutex::new(identity), expiry: Mutex::new(None), leeway });
+    grant.arm(socket);
+    let disarm = grant.clone();
+    socket.on_disconnect(move |_, _| disarm.disarm());
+    let may = grant.clone();
     socket.on(JOIN_EVENT, move |socket: SocketRef, mut event: Event| {
-        let answer = join(&socket, &may, &event);
+        let answer = join(&socket, &lock(&may.identity), &event);
         event.ack(vec![answer]);
         async {}
     });
+    if let Some(verifier) = verifier {
+        socket.on(REFRESH_EVENT, move |socket: SocketRef, mut event: Event| {
+            let answer = refresh(&socket, &grant, &verifier, &event);
+            event.ack(vec![answer]);
+            async {}
+        });
+    }
     socket.on(LEAVE_EVENT, |socket: SocketRef, mut event: Event| {
         let answer = match event.args.first().and_then(Value::as_str) {
             Some(room) if room != socket.id().as_str() => {
@@ -124,7 +185,7 @@ fn connected(socket: &SocketRef, routes: &Routes, webhooks: &Arc<Webhooks>, leew
         // An event without a handler of its own has no ack to answer (see docs/gateway.md).
         let named: Vec<String> = routes.by_event.keys().cloned().collect();
         socket.on_any(move |_socket, event, args| {
-            if event == JOIN_EVENT || event == LEAVE_EVENT || named.iter().any(|n| n == event) {
+            if CLIENT_EVENTS.contains(&event) || named.iter().any(|n| n == event) {
                 return;
             }
             queue.push(Job { route: any.clone(), event: event.to_owned(), args: args.to_vec(), ack: None });
@@ -146,24 +207,31 @@ fn join(socket: &SocketRef, identity: &Identity, event: &Event) -> Value {
     }
 }
 
+/// `refresh(token)`: a valid token for the same user replaces the socket's grant (patterns,
+/// expiry) and joins its rooms; a refused one changes nothing.
+fn refresh(socket: &SocketRef, grant: &Grant, verifier: &Verifier, event: &Event) -> Value {
+    let Some(token) = event.args.first().and_then(Value::as_str) else {
+        return refusal("bad_request", "refresh takes a token");
+    };
+    let fresh = match verifier.verify(token) {
+        Ok(fresh) => fresh,
+        Err(e) => return refusal(e.reason(), &e.to_string()),
+    };
+    if fresh.user != lock(&grant.identity).user {
+        return refusal("forbidden", "the token is for another user: connect again with it");
+    }
+    if let Err(e) = socket.try_join(fresh.rooms.iter().map(String::as_str)) {
+        return refusal("bad_request", &e.to_string());
+    }
+    *lock(&grant.identity) = fresh;
+    grant.arm(socket);
+    ok()
+}
+
 fn ok() -> Value {
     json::from_json(serde_json::json!({"ok": true}))
 }
 
 fn refusal(code: &str, message: &str) -> Value {
     json::from_json(serde_json::json!({"error": {"code": code, "message": message}}))
-}
-
-/// Disconnects `socket` when its token expires (`after` from now), unless it left before.
-fn expire_after(socket: &SocketRef, after: std::time::Duration) {
-    let weak = Arc::downgrade(socket);
-    let timer = tokio::spawn(async move {
-        tokio::time::sleep(after).await;
-        if let Some(socket) = weak.upgrade() {
-            tracing::debug!(socket = %socket.id(), "gateway: token expired, disconnecting");
-            socket.disconnect(false);
-        }
-    });
-    let abort = timer.abort_handle();
-    socket.on_disconnect(move |_, _| abort.abort());
 }

@@ -324,6 +324,8 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
     assert.deepEqual(bySocket[yes.id], [{ choice: "yes", question: "lunch?" }]);
     assert.deepEqual(bySocket[no.id], [{ choice: "no", question: "lunch?" }, { $binary: "Bw==" }]);
     assert.ok(!(silent.id in bySocket));
+    const counted = await api("/v1/rooms", { rooms: ["poll", "nobody"] });
+    assert.deepEqual(counted.json, { rooms: [{ name: "poll", sockets: 3 }, { name: "nobody", sockets: 0 }] });
     const all = await api("/v1/emit", { socket: yes.id, event: "vote", args: ["tea?"], ack: true });
     assert.deepEqual([all.json.missing, all.json.responses.length], [0, 1]);
     assert.equal((await api("/v1/emit", { event: "vote", timeout: 10 })).json.error.field, "timeout");
@@ -356,6 +358,8 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
       assert.equal(json.error.field, field, JSON.stringify(json));
     }
     assert.equal((await api("/v1/sockets/join", { rooms: ["a"] })).json.error.field, "join");
+    assert.equal((await api("/v1/rooms", { socket: "x" })).json.error.field, "socket");
+    assert.equal((await api("/v1/rooms", {})).json.error.field, "rooms");
     assert.equal((await api("/v1/emit", "{not json")).status, 400);
     for (const key of ["wrong-key-0123456789", null]) {
       const { status, json } = await api("/v1/emit", { event: "x" }, key);

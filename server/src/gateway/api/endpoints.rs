@@ -1,6 +1,6 @@
 //! The API's operations, each on a selection of sockets (`namespace`, `rooms`, `except`,
 //! `socket`) and done cluster-wide through the namespace's adapter: emit (with acks or not),
-//! sockets join and leave, disconnect, fetch.
+//! sockets join and leave, disconnect, fetch, and the member counts of rooms.
 
 use std::time::Duration;
 
@@ -16,8 +16,14 @@ use crate::socketio::{
 };
 
 /// Every endpoint's path (also the metric's `endpoint` label).
-pub const ENDPOINTS: [&str; 5] =
-    ["/v1/emit", "/v1/sockets/join", "/v1/sockets/leave", "/v1/sockets/disconnect", "/v1/sockets/fetch"];
+pub const ENDPOINTS: [&str; 6] = [
+    "/v1/emit",
+    "/v1/sockets/join",
+    "/v1/sockets/leave",
+    "/v1/sockets/disconnect",
+    "/v1/sockets/fetch",
+    "/v1/rooms",
+];
 /// The fields that choose sockets, known to every endpoint.
 const SELECTION: [&str; 4] = ["namespace", "rooms", "except", "socket"];
 /// How long an emit with acks waits by default, and at most, in milliseconds.
@@ -28,7 +34,7 @@ pub async fn call(api: &Api, path: &str, fields: Fields) -> Result<serde_json::V
     let known = |extra: &[&'static str]| [SELECTION.as_slice(), extra].concat();
     match path {
         "/v1/emit" => {
-            fields.only(&known(&["event", "args", "volatile", "ack", "timeout"]))?;
+            fields.only(&known(&["event", "args", "volatile", "compress", "ack", "timeout"]))?;
             let event = fields.string("event")?;
             check_event_name(&event).map_err(|e| ApiError::field("event", e.to_string()))?;
             let args = fields.values("args")?.into_iter().map(json::from_json).collect();
@@ -36,6 +42,7 @@ pub async fn call(api: &Api, path: &str, fields: Fields) -> Result<serde_json::V
             if fields.flag("volatile")? {
                 target = target.volatile();
             }
+            target = target.compress(fields.flag("compress")?);
             let timeout = fields.number("timeout", 1..=ACK_TIMEOUT_MS.1)?;
             if fields.flag("ack")? {
                 let timeout = Duration::from_millis(timeout.unwrap_or(ACK_TIMEOUT_MS.0));
@@ -90,6 +97,23 @@ pub async fn call(api: &Api, path: &str, fields: Fields) -> Result<serde_json::V
                 })
                 .collect();
             return Ok(serde_json::json!({ "sockets": sockets }));
+        }
+        "/v1/rooms" => {
+            fields.only(&["namespace", "rooms"])?;
+            let rooms = fields.strings("rooms")?;
+            if rooms.is_empty() {
+                return Err(ApiError::field("rooms", "required: the rooms to count"));
+            }
+            let sockets = select(api, &fields)?.fetch_sockets().await.map_err(cluster_error)?;
+            let counts: Vec<serde_json::Value> = rooms
+                .iter()
+                .map(|room| {
+                    let count =
+                        sockets.iter().filter(|s| s.info().rooms.iter().any(|r| r.as_str() == room)).count();
+                    serde_json::json!({ "name": room, "sockets": count })
+                })
+                .collect();
+            return Ok(serde_json::json!({ "rooms": counts }));
         }
         _ => return Err(ApiError::field("", "no such endpoint")),
     }

@@ -30,6 +30,9 @@ use crate::socketio::SocketIo;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a request's body may take to arrive.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most API connections served at once; more wait in the listen backlog. A backend keeps a
+/// few pooled connections per process.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// An API answer other than 200: its status, a code, the field at fault and a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,9 +108,11 @@ impl Api {
         }
     }
 
-    /// Serves `listener` until the process ends.
+    /// Serves `listener` until the process ends, at most [`MAX_CONNECTIONS`] at once.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else { return };
             let (stream, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -131,6 +136,7 @@ impl Api {
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "api: connection ended with an error");
                 }
+                drop(slot);
             });
         }
     }

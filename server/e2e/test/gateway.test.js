@@ -369,6 +369,14 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
     assert.deepEqual([large.status, large.json.error.code], [413, "too_large"]);
   });
 
+  it("serves its OpenAPI document without a key", async () => {
+    const res = await fetch(`${apiUrl}/v1/openapi.json`);
+    assert.equal(res.status, 200);
+    const doc = await res.json();
+    assert.equal(doc.openapi, "3.1.0");
+    assert.ok("/v1/emit" in doc.paths && "/v1/sockets/fetch" in doc.paths, Object.keys(doc.paths).join(", "));
+  });
+
   it("limits each API key's requests per second on its own (429 with Retry-After)", async () => {
     const burst = await Promise.all(
       Array.from({ length: RATE_LIMIT * 6 }, () =>

@@ -30,6 +30,11 @@ use crate::socketio::SocketIo;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a request's body may take to arrive.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The API's OpenAPI document (docs/gateway-openapi.json), served at [`OPENAPI_PATH`] without a key.
+pub const OPENAPI: &str = include_str!("../../../../docs/gateway-openapi.json");
+/// Where [`OPENAPI`] is served.
+pub const OPENAPI_PATH: &str = "/v1/openapi.json";
+
 /// The most API connections served at once; more wait in the listen backlog. A backend keeps a
 /// few pooled connections per process.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -143,15 +148,17 @@ impl Api {
 
     async fn respond(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_owned();
+        if path == OPENAPI_PATH && req.method() == Method::GET {
+            self.metrics.api_requests.with_label_values(&[OPENAPI_PATH, "200"]).inc();
+            return json_response(StatusCode::OK, Bytes::from_static(OPENAPI.as_bytes()));
+        }
         let endpoint = endpoints::ENDPOINTS.iter().copied().find(|e| *e == path).unwrap_or("other");
         let (status, body) = match self.handle(req, &path).await {
             Ok(answer) => (StatusCode::OK, answer),
             Err(error) => (error.status, error.to_json()),
         };
         self.metrics.api_requests.with_label_values(&[endpoint, status.as_str()]).inc();
-        let mut response = Response::new(Body::new(Bytes::from(body.to_string())));
-        *response.status_mut() = status;
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut response = json_response(status, Bytes::from(body.to_string()));
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -227,5 +234,28 @@ impl Api {
                 Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the body did not arrive whole"))
             }
         }
+    }
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_every_endpoint_and_no_other() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+        let paths = doc.get("paths").and_then(serde_json::Value::as_object).cloned().unwrap_or_default();
+        let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+        let mut served: Vec<&str> = endpoints::ENDPOINTS.iter().copied().chain([OPENAPI_PATH]).collect();
+        documented.sort_unstable();
+        served.sort_unstable();
+        assert_eq!(documented, served);
     }
 }

@@ -29,13 +29,17 @@ const CLUSTER_SECRET = "gateway-e2e-cluster-secret";
 const MAX_API_BODY = 4096;
 const RATE_LIMIT = 50;
 const ed25519 = crypto.generateKeyPairSync("ed25519");
+// The backend's JWKS keys: it publishes A, then rotates to B.
+const jwksA = crypto.generateKeyPairSync("ed25519");
+const jwksB = crypto.generateKeyPairSync("ed25519");
+const jwkOf = (pair, kid) => ({ ...pair.publicKey.export({ format: "jwk" }), kid, alg: "EdDSA", use: "sig" });
 
 const b64url = (data) => Buffer.from(data).toString("base64url");
 const now = () => Math.floor(Date.now() / 1000);
 
-/** A JWT of `claims`, signed with HS256 (`secret`) or EdDSA (`key`). */
-function jwt(claims, { secret = SECRET, key } = {}) {
-  const header = b64url(JSON.stringify({ alg: key ? "EdDSA" : "HS256", typ: "JWT" }));
+/** A JWT of `claims`, signed with HS256 (`secret`) or EdDSA (`key`, named `kid`). */
+function jwt(claims, { secret = SECRET, key, kid } = {}) {
+  const header = b64url(JSON.stringify({ alg: key ? "EdDSA" : "HS256", typ: "JWT", ...(kid ? { kid } : {}) }));
   const data = `${header}.${b64url(JSON.stringify(claims))}`;
   const signature = key
     ? crypto.sign(null, Buffer.from(data), key)
@@ -45,10 +49,18 @@ function jwt(claims, { secret = SECRET, key } = {}) {
 
 const claims = (extra = {}) => ({ sub: "alice", exp: now() + 600, ...extra });
 
-/** The backend: records every webhook body; `/events` answers `{reply}` after a delay the event asks for. */
+/**
+ * The backend: publishes `backend.jwks` at `/jwks`, records every webhook body; `/events` answers
+ * `{reply}` after a delay the event asks for.
+ */
 function startBackend() {
   const received = [];
+  const backend = { jwks: { keys: [jwkOf(jwksA, "a")] }, received };
   const server = http.createServer((req, res) => {
+    if (req.method === "GET" && req.url === "/jwks") {
+      res.writeHead(200, { "content-type": "application/json" });
+      return res.end(JSON.stringify(backend.jwks));
+    }
     let body = "";
     req.setEncoding("utf8");
     req.on("data", (chunk) => (body += chunk));
@@ -64,13 +76,26 @@ function startBackend() {
     });
   });
   return new Promise((resolve) => {
-    server.listen(0, "127.0.0.1", () => resolve({ server, received, port: server.address().port }));
+    server.listen(0, "127.0.0.1", () => resolve(Object.assign(backend, { server, port: server.address().port })));
   });
 }
 
 /** A socket.io-client socket on `url` (websocket, no reconnection). */
 function client(url, options = {}) {
   return io(url, { transports: ["websocket"], forceNew: true, reconnection: false, ...options });
+}
+
+/** Resolves with `attempt()`'s value once it stops throwing; throws its last error after `ms`. */
+async function eventually(attempt, ms, what) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (Date.now() > deadline) throw new Error(`${what}: still failing after ${ms} ms: ${e.message}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 /** Resolves once `socket` is connected; rejects with the `connect_error` message. */
@@ -104,6 +129,9 @@ name = "/"
 
 [gateway.jwt]
 hs256-secret = "${SECRET}"
+
+jwks-url = "http://127.0.0.1:${backendPort}/jwks"
+jwks-refresh = 1000
 
 [[gateway.jwt.public-key]]
 algorithm = "EdDSA"
@@ -210,6 +238,20 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
     for (const [options, message, code] of cases) {
       await assert.rejects(connected(open(options)), { message, data: { code } }, JSON.stringify(options));
     }
+  });
+
+  it("verifies tokens with the backend's JWKS keys and follows their rotation", async () => {
+    const tokenA = () => jwt(claims(), { key: jwksA.privateKey, kid: "a" });
+    const tokenB = () => jwt(claims(), { key: jwksB.privateKey, kid: "b" });
+    await eventually(() => connected(open({ auth: { token: tokenA() } })), 5000, "a token of JWKS key a");
+    await assert.rejects(connected(open({ auth: { token: tokenB() } })), { message: "invalid token signature" });
+    backend.jwks = { keys: [jwkOf(jwksB, "b")] };
+    await eventually(() => connected(open({ auth: { token: tokenB() } })), 5000, "a token of the rotated-in key b");
+    await eventually(
+      () => assert.rejects(connected(open({ auth: { token: tokenA() } })), { data: { code: "signature" } }),
+      5000,
+      "the refusal of the rotated-out key a",
+    );
   });
 
   it("disconnects a socket when its token expires", async () => {

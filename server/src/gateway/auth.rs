@@ -1,8 +1,9 @@
 //! Connect authentication with JWTs: the token is taken from the CONNECT `auth.token`, else an
 //! `Authorization: Bearer` header, else the configured cookie; it must be signed by a configured
-//! key and carry `exp`. What it grants (an [`Identity`]: user id, rooms to join, room patterns the
+//! key (of the config, or of the backend's JWKS, `jwks.rs`) and carry `exp`. What it grants (an [`Identity`]: user id, rooms to join, room patterns the
 //! client may join itself) goes to the namespace's connection (`connect.rs`).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -10,6 +11,7 @@ use jsonwebtoken::{Validation, decode, decode_header};
 use serde::{Deserialize, Serialize};
 
 use super::config::JwtConfig;
+use super::jwks::Jwks;
 use crate::socketio::Handshake;
 
 /// The longest token read: a JWT is a few hundred bytes; larger is not worth decoding.
@@ -93,12 +95,40 @@ pub fn matches(pattern: &str, text: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Verifier {
     config: JwtConfig,
+    jwks: Option<Arc<Jwks>>,
 }
 
 impl Verifier {
-    /// A verifier for `config`'s keys and claims.
+    /// A verifier for `config`'s keys and claims; a JWKS URL's keys come once
+    /// [`Verifier::start`] ran.
     pub fn new(config: JwtConfig) -> Self {
-        Self { config }
+        let jwks = config.jwks.as_ref().map(|j| Arc::new(Jwks::new(j.url.clone(), j.refresh)));
+        Self { config, jwks }
+    }
+
+    /// Starts fetching the JWKS URL's keys (now, then every `jwks-refresh`), if there is one.
+    pub fn start(&self) {
+        if let Some(jwks) = &self.jwks {
+            jwks.spawn_refresh();
+        }
+    }
+
+    /// Like [`Verifier::authenticate`]; a token no known key verifies fetches the JWKS URL again
+    /// first (not too often: see `jwks.rs`), as after the backend rotated its keys.
+    pub async fn authenticate_fresh(&self, handshake: &Handshake) -> Result<Identity, AuthError> {
+        let token = self.token(handshake).ok_or(AuthError::Missing)?;
+        self.verify_fresh(&token).await
+    }
+
+    /// Like [`Verifier::verify`], fetching the JWKS URL again as [`Verifier::authenticate_fresh`].
+    pub async fn verify_fresh(&self, token: &str) -> Result<Identity, AuthError> {
+        match (self.verify(token), &self.jwks) {
+            (Err(AuthError::Signature), Some(jwks)) => {
+                jwks.refresh_for_unknown_key().await;
+                self.verify(token)
+            }
+            (result, _) => result,
+        }
     }
 
     /// The token the client presented, if any.
@@ -132,9 +162,14 @@ impl Verifier {
             return Err(AuthError::Invalid(format!("longer than {MAX_TOKEN_BYTES} bytes")));
         }
         let header = decode_header(token).map_err(|_| AuthError::Invalid("not a JWT".into()))?;
+        let fetched = match &self.jwks {
+            Some(jwks) => jwks.keys_for(header.alg, header.kid.as_deref()),
+            None => Vec::new(),
+        };
+        let configured = self.config.keys.iter().filter(|(a, _)| *a == header.alg).map(|(_, key)| key);
         let mut last = AuthError::Signature;
-        for (algorithm, key) in self.config.keys.iter().filter(|(a, _)| *a == header.alg) {
-            let mut validation = Validation::new(*algorithm);
+        for key in configured.chain(&fetched) {
+            let mut validation = Validation::new(header.alg);
             validation.leeway = self.config.leeway.as_secs();
             validation.set_required_spec_claims(&["exp"]);
             validation.validate_nbf = true;

@@ -91,6 +91,8 @@ struct JwtSection {
     hs256_secret_file: Option<PathBuf>,
     #[serde(default)]
     public_key: Vec<PublicKeySection>,
+    jwks_url: Option<String>,
+    jwks_refresh: Option<u64>,
     cookie: Option<String>,
     rooms_claim: Option<String>,
     room_patterns_claim: Option<String>,
@@ -145,11 +147,22 @@ pub struct NamespaceConfig {
     pub auth: AuthMode,
 }
 
+/// Where the backend publishes its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksConfig {
+    /// The `http://` URL of the JWK set.
+    pub url: http::Uri,
+    /// How often it is fetched again (default 5 minutes); an unknown key id fetches it sooner.
+    pub refresh: Duration,
+}
+
 /// How JWTs are checked.
 #[derive(Clone)]
 pub struct JwtConfig {
     /// The keys a token may be signed with, by algorithm, tried in order.
     pub keys: Vec<(Algorithm, DecodingKey)>,
+    /// Keys fetched from the backend too, if set.
+    pub jwks: Option<JwksConfig>,
     /// A cookie that may carry the token (none: cookies are not read).
     pub cookie: Option<String>,
     /// The claim listing the rooms joined at connect.
@@ -346,10 +359,24 @@ impl Checker<'_> {
         for (i, key) in jwt.public_key.iter().enumerate() {
             keys.push(self.public_key(i, key)?);
         }
-        if keys.is_empty() {
+        let jwks = match &jwt.jwks_url {
+            Some(url) => {
+                let refresh = jwt.jwks_refresh.unwrap_or(300_000);
+                if !(1_000..=86_400_000).contains(&refresh) {
+                    return Err(self.invalid("jwt.jwks-refresh", "milliseconds between 1000 and 86400000"));
+                }
+                let url = self.url("jwt.jwks-url", url)?;
+                Some(JwksConfig { url, refresh: Duration::from_millis(refresh) })
+            }
+            None if jwt.jwks_refresh.is_some() => {
+                return Err(self.invalid("jwt.jwks-refresh", "only with jwks-url"));
+            }
+            None => None,
+        };
+        if keys.is_empty() && jwks.is_none() {
             return Err(self.invalid(
                 "jwt",
-                "no key: set hs256-secret or add a [[gateway.jwt.public-key]] (RS256, ES256 or EdDSA)",
+                "no key: set hs256-secret, jwks-url or add a [[gateway.jwt.public-key]] (RS256, ES256 or EdDSA)",
             ));
         }
         let leeway = Duration::from_millis(jwt.leeway);
@@ -363,6 +390,7 @@ impl Checker<'_> {
         }
         Ok(JwtConfig {
             keys,
+            jwks,
             cookie: jwt.cookie,
             rooms_claim: jwt.rooms_claim.unwrap_or_else(|| "rooms".to_owned()),
             room_patterns_claim: jwt.room_patterns_claim.unwrap_or_else(|| "room_patterns".to_owned()),
@@ -474,7 +502,7 @@ impl Checker<'_> {
             Some("http") if url.host().is_some() => Ok(url),
             Some("https") => Err(self.invalid(
                 key,
-                "https webhooks are not supported yet: reach the backend over http inside the cluster (or through a TLS sidecar)",
+                "https is not supported yet: reach the backend over http inside the cluster (or through a TLS sidecar)",
             )),
             _ => Err(self.invalid(key, format!("{text:?} is not an http://host/... URL"))),
         }
@@ -600,6 +628,14 @@ mod tests {
                 "[gateway] api-keys[0]: an API key needs at least 16 bytes, not 5",
             ),
             (
+                "[[gateway.namespace]]\nname = \"/\"\n[gateway.jwt]\njwks-url = \"https://idp/jwks\"\n",
+                "[gateway] jwt.jwks-url: https is not supported yet",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\n[gateway.jwt]\nhs256-secret = \"0123456789abcdef0123456789abcdef\"\njwks-refresh = 5000\n",
+                "[gateway] jwt.jwks-refresh: only with jwks-url",
+            ),
+            (
                 "api-rate-limit = 0\n[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n",
                 "[gateway] api-rate-limit: must be at least 1 (requests per second)",
             ),
@@ -618,7 +654,7 @@ mod tests {
             ),
             (
                 "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[[gateway.route]]\nevent = \"a\"\nurl = \"https://b/\"\n",
-                "[gateway] route[0].url: https webhooks are not supported yet",
+                "[gateway] route[0].url: https is not supported yet",
             ),
             (
                 "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[[gateway.route]]\nevent = \"a\"\nurl = \"b\"\n",

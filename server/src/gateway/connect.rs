@@ -38,6 +38,9 @@ struct Routes {
 /// Installs every configured namespace on `io`: authentication, rooms, routes.
 pub fn install(io: &SocketIo, config: &GatewayConfig, webhooks: Arc<Webhooks>, metrics: &GatewayMetrics) {
     let verifier = config.jwt.clone().map(Verifier::new);
+    if let Some(verifier) = &verifier {
+        verifier.start();
+    }
     for namespace in &config.namespaces {
         let mut routes = Routes::default();
         for route in config.routes.iter().filter(|r| r.namespace == namespace.name) {
@@ -56,10 +59,10 @@ pub fn install(io: &SocketIo, config: &GatewayConfig, webhooks: Arc<Webhooks>, m
         if let (AuthMode::Jwt, Some(verifier)) = (namespace.auth, verifier.clone()) {
             let failures = metrics.auth_failures.clone();
             nsp.use_middleware(move |socket: SocketRef| {
-                let result = verifier.authenticate(socket.handshake());
+                let verifier = verifier.clone();
                 let failures = failures.clone();
                 async move {
-                    let identity = result.map_err(|e| {
+                    let identity = verifier.authenticate_fresh(socket.handshake()).await.map_err(|e| {
                         failures.with_label_values(&[e.reason()]).inc();
                         ConnectError::new(e.to_string()).with_data(serde_json::json!({"code": e.reason()}))
                     })?;
@@ -152,9 +155,11 @@ fn connected(
     });
     if let Some(verifier) = verifier {
         socket.on(REFRESH_EVENT, move |socket: SocketRef, mut event: Event| {
-            let answer = refresh(&socket, &grant, &verifier, &event);
-            event.ack(vec![answer]);
-            async {}
+            let (grant, verifier) = (grant.clone(), verifier.clone());
+            async move {
+                let answer = refresh(&socket, &grant, &verifier, &event).await;
+                event.ack(vec![answer]);
+            }
         });
     }
     socket.on(LEAVE_EVENT, |socket: SocketRef, mut event: Event| {
@@ -209,11 +214,11 @@ fn join(socket: &SocketRef, identity: &Identity, event: &Event) -> Value {
 
 /// `refresh(token)`: a valid token for the same user replaces the socket's grant (patterns,
 /// expiry) and joins its rooms; a refused one changes nothing.
-fn refresh(socket: &SocketRef, grant: &Grant, verifier: &Verifier, event: &Event) -> Value {
+async fn refresh(socket: &SocketRef, grant: &Grant, verifier: &Verifier, event: &Event) -> Value {
     let Some(token) = event.args.first().and_then(Value::as_str) else {
         return refusal("bad_request", "refresh takes a token");
     };
-    let fresh = match verifier.verify(token) {
+    let fresh = match verifier.verify_fresh(token).await {
         Ok(fresh) => fresh,
         Err(e) => return refusal(e.reason(), &e.to_string()),
     };

@@ -1,5 +1,5 @@
 //! The gateway: puts a Switchboard cluster in front of any backend. Clients authenticate with a
-//! JWT at connect (`auth.rs`, `connect.rs`), their events go to the backend's webhooks
+//! JWT at connect (`auth.rs` with `jwks.rs`, `connect.rs`), their events go to the backend's webhooks
 //! (`webhook.rs`, values as JSON by `json.rs`), and the backend drives them through an HTTP API
 //! (`api/`); all of it from the `[gateway]` section of the config file (`config.rs`), on the
 //! public API of `socketio` like any Rust application.
@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod connect;
 pub mod json;
+pub mod jwks;
 pub mod metrics;
 pub mod webhook;
 

@@ -28,6 +28,7 @@ const WEBHOOK_TIMEOUT_MS = 500;
 const CLUSTER_SECRET = "gateway-e2e-cluster-secret";
 const MAX_API_BODY = 4096;
 const RATE_LIMIT = 50;
+const MAX_QUEUED_BYTES = 16384;
 const ed25519 = crypto.generateKeyPairSync("ed25519");
 // The backend's JWKS keys: it publishes A, then rotates to B.
 const jwksA = crypto.generateKeyPairSync("ed25519");
@@ -140,6 +141,7 @@ ${publicPem}"""
 
 [gateway.webhook]
 timeout = ${WEBHOOK_TIMEOUT_MS}
+max-queued-bytes = ${MAX_QUEUED_BYTES}
 
 [[gateway.route]]
 event = "echo"
@@ -318,7 +320,7 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
     assert.deepEqual(Buffer.from(answers[2].reply[1]), Buffer.from([2, 255]));
   });
 
-  it("answers an error ack when the backend is down or too slow, and keeps serving", async () => {
+  it("answers an error ack when the backend is down, too slow or the node too full, and keeps serving", async () => {
     const socket = await connected(open({ auth: { token: jwt(claims()) } }));
     const down = await socket.timeout(5000).emitWithAck("down", 1);
     assert.equal(down.error.code, "backend_unreachable");
@@ -326,6 +328,8 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
     const slow = await socket.timeout(5000).emitWithAck("slow", 1);
     assert.equal(slow.error.code, "backend_timeout");
     assert.ok(Date.now() - started >= WEBHOOK_TIMEOUT_MS - 50, "answered before the timeout");
+    const huge = await socket.timeout(5000).emitWithAck("echo", "x".repeat(MAX_QUEUED_BYTES + 1));
+    assert.equal(huge.error.code, "busy", "more than the node's max-queued-bytes waits for nothing");
     const echo = await socket.timeout(5000).emitWithAck("echo", { n: 9 });
     assert.deepEqual(echo.reply, [{ n: 9 }]);
     await connected(open({ auth: { token: jwt(claims()) } }));

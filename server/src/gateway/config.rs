@@ -18,6 +18,8 @@ pub const MIN_HS256_SECRET_BYTES: usize = 32;
 const MAX_WEBHOOK_TIMEOUT_MS: u64 = 5 * 60 * 1000;
 /// The most events a socket may have waiting for the backend.
 const MAX_PENDING_PER_SOCKET: usize = 1024;
+/// The most webhook calls a node may have in flight.
+const MAX_CONCURRENCY: usize = 65_536;
 
 /// Why the `[gateway]` section was refused.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +118,7 @@ struct WebhookSection {
     timeout: Option<u64>,
     max_concurrency: Option<usize>,
     max_pending_per_socket: Option<usize>,
+    max_queued_bytes: Option<usize>,
     max_answer_bytes: Option<usize>,
 }
 
@@ -204,6 +207,9 @@ pub struct WebhookConfig {
     pub max_concurrency: usize,
     /// Events one socket may have waiting (default 16); more get a `busy` error ack.
     pub max_pending_per_socket: usize,
+    /// Bytes of arguments the node's sockets may have waiting in all (default 64 MiB); more get
+    /// a `busy` error ack.
+    pub max_queued_bytes: usize,
     /// The largest answer read (default 64 KiB); a larger one is a `backend_answer_too_large`
     /// error ack.
     pub max_answer_bytes: usize,
@@ -447,14 +453,34 @@ impl Checker<'_> {
         }
         Ok(WebhookConfig {
             timeout: Duration::from_millis(timeout),
-            max_concurrency: self.positive("webhook.max-concurrency", section.max_concurrency, 64)?,
+            max_concurrency: self.concurrency(section.max_concurrency)?,
             max_pending_per_socket: pending,
+            max_queued_bytes: self.queued_bytes(section.max_queued_bytes)?,
             max_answer_bytes: self.positive(
                 "webhook.max-answer-bytes",
                 section.max_answer_bytes,
                 64 << 10,
             )?,
         })
+    }
+
+    /// `webhook.max-concurrency`: at most [`MAX_CONCURRENCY`].
+    fn concurrency(&self, value: Option<usize>) -> Result<usize, GatewayConfigError> {
+        match self.positive("webhook.max-concurrency", value, 64)? {
+            n if n > MAX_CONCURRENCY => {
+                Err(self.invalid("webhook.max-concurrency", format!("at most {MAX_CONCURRENCY}, not {n}")))
+            }
+            n => Ok(n),
+        }
+    }
+
+    /// `webhook.max-queued-bytes`: at most 4 GiB, the most one semaphore counts here.
+    fn queued_bytes(&self, value: Option<usize>) -> Result<usize, GatewayConfigError> {
+        let bytes = self.positive("webhook.max-queued-bytes", value, 64 << 20)?;
+        match u32::try_from(bytes) {
+            Ok(_) => Ok(bytes),
+            Err(_) => Err(self.invalid("webhook.max-queued-bytes", format!("at most {}", u32::MAX))),
+        }
     }
 
     fn routes(
@@ -546,6 +572,7 @@ mod tests {
                 timeout: Duration::from_secs(5),
                 max_concurrency: 64,
                 max_pending_per_socket: 16,
+                max_queued_bytes: 64 << 20,
                 max_answer_bytes: 64 << 10
             }
         );
@@ -634,6 +661,14 @@ mod tests {
             (
                 "[[gateway.namespace]]\nname = \"/\"\n[gateway.jwt]\nhs256-secret = \"0123456789abcdef0123456789abcdef\"\njwks-refresh = 5000\n",
                 "[gateway] jwt.jwks-refresh: only with jwks-url",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[gateway.webhook]\nmax-concurrency = 100000\n",
+                "[gateway] webhook.max-concurrency: at most 65536, not 100000",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[gateway.webhook]\nmax-queued-bytes = 5000000000\n",
+                "[gateway] webhook.max-queued-bytes: at most 4294967295",
             ),
             (
                 "api-rate-limit = 0\n[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n",

@@ -1,6 +1,7 @@
 //! Client events to the backend: each socket's routed events wait in its own bounded queue and
 //! are POSTed one at a time (so they reach the backend in order) through one pooled keep-alive
-//! HTTP client per node, at most `max-concurrency` calls in flight. The backend's JSON answer
+//! HTTP client per node, at most `max-concurrency` calls in flight and `max-queued-bytes` of
+//! arguments waiting on the node. The backend's JSON answer
 //! becomes the client's ack; a failure becomes an error ack (`{"error": {"code", "message"}}`)
 //! and a metric, so a client never waits for an answer that will not come.
 
@@ -13,7 +14,7 @@ use http_body_util::{BodyExt as _, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
 use super::config::WebhookConfig;
@@ -29,7 +30,8 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WebhookError {
-    /// The socket already had `max-pending-per-socket` events waiting.
+    /// The socket already had `max-pending-per-socket` events waiting, or the node
+    /// `max-queued-bytes` of arguments.
     #[error("too many events waiting for the backend")]
     Busy,
     /// No answer within `webhook.timeout` (waiting for a free slot included).
@@ -82,6 +84,8 @@ pub struct Route {
 pub struct Webhooks {
     client: Client<HttpConnector, Body>,
     permits: Semaphore,
+    /// One permit per byte of arguments waiting (an estimate: [`weight`]).
+    queued: Arc<Semaphore>,
     config: WebhookConfig,
     metrics: GatewayMetrics,
 }
@@ -96,7 +100,13 @@ impl Webhooks {
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(config.max_concurrency)
             .build(connector);
-        Self { client, permits: Semaphore::new(config.max_concurrency), config, metrics }
+        Self {
+            client,
+            permits: Semaphore::new(config.max_concurrency),
+            queued: Arc::new(Semaphore::new(config.max_queued_bytes)),
+            config,
+            metrics,
+        }
     }
 
     /// POSTs `body` (JSON) to `route`: the answer's JSON, or `None` for an empty answer.
@@ -159,38 +169,46 @@ pub struct Job {
 /// is dropped (the socket's handlers hold it and are dropped when it disconnects).
 #[derive(Debug, Clone)]
 pub struct SocketQueue {
-    tx: mpsc::Sender<Job>,
+    /// Each job with the bytes it holds of the node's `max-queued-bytes`.
+    tx: mpsc::Sender<(Job, OwnedSemaphorePermit)>,
     webhooks: Arc<Webhooks>,
 }
 
 impl SocketQueue {
     /// Starts the queue of `socket`.
     pub fn start(webhooks: Arc<Webhooks>, socket: &SocketRef) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Job>(webhooks.config.max_pending_per_socket);
+        let (tx, mut rx) = mpsc::channel(webhooks.config.max_pending_per_socket);
         let weak = Arc::downgrade(socket);
         let worker = webhooks.clone();
         tokio::spawn(async move {
-            while let Some(job) = rx.recv().await {
+            while let Some((job, _bytes)) = rx.recv().await {
                 run(&worker, &weak, job).await;
             }
         });
         Self { tx, webhooks }
     }
 
-    /// Queues `job`, or answers it with a `busy` error at once when the queue is full.
+    /// Queues `job`, or answers it with a `busy` error at once when the socket's queue or the
+    /// node's bytes are full.
     pub fn push(&self, job: Job) {
-        if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
-            self.tx.try_send(job)
-        {
-            let error = WebhookError::Busy;
-            self.webhooks
-                .metrics
-                .webhook_requests
-                .with_label_values(&[job.route.label.as_str(), error.code()])
-                .inc();
-            if let Some(ack) = job.ack {
-                ack.send(vec![error.to_ack()]);
-            }
+        let size = u32::try_from(weight(&job.args) + job.event.len()).unwrap_or(u32::MAX);
+        let job = match self.webhooks.queued.clone().try_acquire_many_owned(size) {
+            Ok(bytes) => match self.tx.try_send((job, bytes)) {
+                Ok(()) => return,
+                Err(
+                    mpsc::error::TrySendError::Full((job, _)) | mpsc::error::TrySendError::Closed((job, _)),
+                ) => job,
+            },
+            Err(_) => job,
+        };
+        let error = WebhookError::Busy;
+        self.webhooks
+            .metrics
+            .webhook_requests
+            .with_label_values(&[job.route.label.as_str(), error.code()])
+            .inc();
+        if let Some(ack) = job.ack {
+            ack.send(vec![error.to_ack()]);
         }
     }
 }
@@ -207,6 +225,21 @@ async fn run(webhooks: &Webhooks, socket: &Weak<Socket>, job: Job) {
         Ok(None) => ack.send(Vec::new()),
         Err(error) => ack.send(vec![error.to_ack()]),
     }
+}
+
+/// About how many bytes `args` hold: their strings and binary, plus a little per value.
+pub fn weight(args: &[Value]) -> usize {
+    args.iter()
+        .map(|value| match value {
+            Value::String(s) => s.len() + 8,
+            Value::Binary(b) => b.len() + 8,
+            Value::Array(items) => weight(items) + 8,
+            Value::Object(entries) => {
+                entries.iter().map(|(k, v)| k.len() + weight(std::slice::from_ref(v))).sum::<usize>() + 8
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        })
+        .sum()
 }
 
 /// `{namespace, socket, user, data, rooms, event, args}`, as docs/gateway.md describes it.

@@ -30,6 +30,9 @@ const MAX_API_BODY = 4096;
 const RATE_LIMIT = 50;
 const MAX_QUEUED_BYTES = 16384;
 const ed25519 = crypto.generateKeyPairSync("ed25519");
+const p256 = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
+const rsa = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
+const COOKIE = "sb_token";
 // The backend's JWKS keys: it publishes A, then rotates to B.
 const jwksA = crypto.generateKeyPairSync("ed25519");
 const jwksB = crypto.generateKeyPairSync("ed25519");
@@ -38,13 +41,16 @@ const jwkOf = (pair, kid) => ({ ...pair.publicKey.export({ format: "jwk" }), kid
 const b64url = (data) => Buffer.from(data).toString("base64url");
 const now = () => Math.floor(Date.now() / 1000);
 
-/** A JWT of `claims`, signed with HS256 (`secret`) or EdDSA (`key`, named `kid`). */
-function jwt(claims, { secret = SECRET, key, kid } = {}) {
-  const header = b64url(JSON.stringify({ alg: key ? "EdDSA" : "HS256", typ: "JWT", ...(kid ? { kid } : {}) }));
-  const data = `${header}.${b64url(JSON.stringify(claims))}`;
-  const signature = key
-    ? crypto.sign(null, Buffer.from(data), key)
-    : crypto.createHmac("sha256", secret).update(data).digest();
+/** A JWT of `claims`, signed with HS256 (`secret`), or `alg` (EdDSA, ES256, RS256) with `key`, named `kid`. */
+function jwt(claims, { secret = SECRET, key, alg = key ? "EdDSA" : "HS256", kid } = {}) {
+  const header = b64url(JSON.stringify({ alg, typ: "JWT", ...(kid ? { kid } : {}) }));
+  const data = Buffer.from(`${header}.${b64url(JSON.stringify(claims))}`);
+  const signature = {
+    HS256: () => crypto.createHmac("sha256", secret).update(data).digest(),
+    EdDSA: () => crypto.sign(null, data, key),
+    ES256: () => crypto.sign("sha256", data, { key, dsaEncoding: "ieee-p1363" }),
+    RS256: () => crypto.sign("sha256", data, key),
+  }[alg]();
   return `${data}.${b64url(signature)}`;
 }
 
@@ -114,7 +120,7 @@ function connected(socket) {
 /** Writes the gateway's config file into `dir` (with `api-port` when given): its path. */
 function writeConfig(dir, { apiPort, backendPort, deadPort }) {
   const config = path.join(dir, "switchboard.toml");
-  const publicPem = ed25519.publicKey.export({ type: "spki", format: "pem" });
+  const pem = (pair) => pair.publicKey.export({ type: "spki", format: "pem" });
   writeFileSync(
     config,
     `host = "127.0.0.1"
@@ -130,6 +136,7 @@ name = "/"
 
 [gateway.jwt]
 hs256-secret = "${SECRET}"
+cookie = "${COOKIE}"
 
 jwks-url = "http://127.0.0.1:${backendPort}/jwks"
 jwks-refresh = 1000
@@ -137,7 +144,17 @@ jwks-refresh = 1000
 [[gateway.jwt.public-key]]
 algorithm = "EdDSA"
 pem = """
-${publicPem}"""
+${pem(ed25519)}"""
+
+[[gateway.jwt.public-key]]
+algorithm = "ES256"
+pem = """
+${pem(p256)}"""
+
+[[gateway.jwt.public-key]]
+algorithm = "RS256"
+pem = """
+${pem(rsa)}"""
 
 [gateway.webhook]
 timeout = ${WEBHOOK_TIMEOUT_MS}
@@ -222,10 +239,16 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
 
   const api = (endpoint, body, key) => post(apiUrl, endpoint, body, key);
 
-  it("accepts a valid HS256 or EdDSA token from auth or the Authorization header", async () => {
+  it("accepts a valid HS256, EdDSA, ES256 or RS256 token from auth, the Authorization header or the cookie", async () => {
     await connected(open({ auth: { token: jwt(claims()) } }));
     await connected(open({ auth: { token: jwt(claims(), { key: ed25519.privateKey }) } }));
+    await connected(open({ auth: { token: jwt(claims(), { alg: "ES256", key: p256.privateKey }) } }));
+    await connected(open({ auth: { token: jwt(claims(), { alg: "RS256", key: rsa.privateKey }) } }));
     await connected(open({ extraHeaders: { authorization: `Bearer ${jwt(claims())}` } }));
+    await connected(open({ extraHeaders: { cookie: `other=1; ${COOKIE}=${jwt(claims())}` } }));
+    await assert.rejects(connected(open({ extraHeaders: { cookie: `token=${jwt(claims())}` } })), { data: { code: "missing" } });
+    // A key of another algorithm does not verify: an ES256 token is not checked against the RSA key.
+    await assert.rejects(connected(open({ auth: { token: jwt(claims(), { alg: "ES256", key: crypto.generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey }) } })), { data: { code: "signature" } });
   });
 
   it("refuses an expired, wrongly signed or missing token with a clear connect_error", async () => {

@@ -9,6 +9,7 @@
 // Run: `cargo build -p switchboard && npm ci && node --test test/gateway.test.js`.
 // SWITCHBOARD_BIN overrides the binary (default: ../../target/debug/switchboard).
 
+import { spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -506,4 +507,43 @@ describe("gateway: two nodes over a real redis-server", () => {
     const asked = await post(apiUrls[1], "/v1/emit", { rooms: ["chat:1"], event: "ask", ack: true, timeout: 5000 });
     assert.deepEqual(asked.json, { responses: [{ socket: member.id, node: memberNode, args: ["answer"] }], missing: 0 });
   });
+});
+
+describe("gateway: a config that cannot work is refused at start-up, naming the file and the key", () => {
+  let dir;
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "switchboard-gateway-"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Runs the binary with `args` (and a config file of `text`, if given): its exit code and stderr. */
+  function run(args, text) {
+    const file = path.join(dir, "bad.toml");
+    if (text !== undefined) writeFileSync(file, text);
+    const done = spawnSync(BIN, [...args, ...(text !== undefined ? ["--config", file] : [])], {
+      encoding: "utf8",
+      timeout: 10_000,
+      env: { ...process.env, RUST_BACKTRACE: "0", RUST_LOG: "error" },
+    });
+    return { code: done.status, stderr: done.stderr, file };
+  }
+
+  const gateway = `[gateway]\n[[gateway.namespace]]\nname = "/"\nauth = "none"\n`;
+  const cases = [
+    [["--app", "gateway"], undefined, "--app gateway needs --config with a [gateway] section"],
+    [["--app", "gateway", "--config", "/nonexistent/switchboard.toml"], undefined, "cannot read the config file /nonexistent/switchboard.toml"],
+    [["--app", "gateway"], `prot = 3000\n${gateway}`, "bad.toml: unknown key `prot`"],
+    [["--app", "gateway"], `port = "http"\n${gateway}`, "bad.toml: key `port`: invalid value 'http'"],
+    [["--app", "gateway"], `${gateway}apikeys = []\n`, "unknown field `apikeys`"],
+    [["--app", "gateway"], `${gateway}[[gateway.route]]\nevent = "a"\nurl = "ftp://b/"\n`, "[gateway] route[0].url: \"ftp://b/\" is not an http://host/... URL"],
+    [["--app", "gateway", "--api-port", "0"], gateway, "--api-port needs at least one key in [gateway] api-keys"],
+    [["--app", "demo"], gateway, "the config file's [gateway] section is read only by --app gateway"],
+  ];
+  for (const [args, text, message] of cases) {
+    it(`refuses: ${message}`, () => {
+      const { code, stderr } = run(args, text);
+      assert.notEqual(code, 0, stderr);
+      assert.ok(stderr.includes(message), `stderr lacks ${JSON.stringify(message)}:\n${stderr}`);
+    });
+  }
 });

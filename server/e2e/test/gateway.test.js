@@ -11,6 +11,7 @@
 
 import { spawnSync } from "node:child_process";
 import crypto from "node:crypto";
+import { EventEmitter } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -63,7 +64,7 @@ const claims = (extra = {}) => ({ sub: "alice", exp: now() + 600, ...extra });
  */
 function startBackend() {
   const received = [];
-  const backend = { jwks: { keys: [jwkOf(jwksA, "a")] }, received };
+  const backend = { jwks: { keys: [jwkOf(jwksA, "a")] }, received, hooks: new EventEmitter() };
   const server = http.createServer((req, res) => {
     if (req.method === "GET" && req.url === "/jwks") {
       res.writeHead(200, { "content-type": "application/json" });
@@ -76,6 +77,7 @@ function startBackend() {
       if (req.url === "/slow") return; // never answers: the gateway's timeout must
       const hook = JSON.parse(body);
       received.push(hook);
+      backend.hooks.emit("hook", hook);
       const delay = hook.args[0]?.delayMs ?? 0;
       setTimeout(() => {
         res.writeHead(200, { "content-type": "application/json" });
@@ -172,6 +174,10 @@ url = "http://127.0.0.1:${deadPort}/events"
 [[gateway.route]]
 event = "slow"
 url = "http://127.0.0.1:${backendPort}/slow"
+
+[[gateway.route]]
+event = "*"
+url = "http://127.0.0.1:${backendPort}/events"
 `,
   );
   return config;
@@ -342,6 +348,17 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
     assert.equal(answers[2].user, "alice");
     assert.deepEqual(answers[2].reply[0], { n: 2, delayMs: 40 });
     assert.deepEqual(Buffer.from(answers[2].reply[1]), Buffer.from([2, 255]));
+  });
+
+  it("forwards every other event through a `*` route (without an ack)", async () => {
+    const socket = await connected(open({ auth: { token: jwt(claims()) } }));
+    const hook = new Promise((resolve) => {
+      const seen = (h) => h.event === "anything" && (backend.hooks.off("hook", seen), resolve(h));
+      backend.hooks.on("hook", seen);
+    });
+    socket.emit("anything", { x: 1 });
+    const got = await withTimeout(hook, 5000, "the `*` route's webhook");
+    assert.deepEqual([got.socket, got.args], [socket.id, [{ x: 1 }]]);
   });
 
   it("answers an error ack when the backend is down, too slow or the node too full, and keeps serving", async () => {

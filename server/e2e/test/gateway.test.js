@@ -373,6 +373,14 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
     assert.equal(huge.error.code, "busy", "more than the node's max-queued-bytes waits for nothing");
     const echo = await socket.timeout(5000).emitWithAck("echo", { n: 9 });
     assert.deepEqual(echo.reply, [{ n: 9 }]);
+    const scrape = await (await fetch(`${server.url}/metrics`)).text();
+    for (const series of [
+      'switchboard_gateway_webhook_requests_total{result="backend_unreachable",route="/ down"} 1',
+      'switchboard_gateway_webhook_requests_total{result="backend_timeout",route="/ slow"} 1',
+      'switchboard_gateway_webhook_requests_total{result="busy",route="/ echo"} 1',
+    ]) {
+      assert.ok(scrape.includes(series), `${series} not in the scrape`);
+    }
     await connected(open({ auth: { token: jwt(claims()) } }));
   });
 

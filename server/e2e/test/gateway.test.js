@@ -528,9 +528,39 @@ describe("gateway: two nodes over a real redis-server", () => {
     const memberNode = nodes[0].nodeId.replace(/[^A-Za-z0-9_-]/g, "_");
     const fetched = await post(apiUrls[1], "/v1/sockets/fetch", { rooms: ["chat:1"] });
     assert.deepEqual(fetched.json.sockets.map((s) => [s.id, s.node]), [[member.id, memberNode]]);
+    const listed = await post(apiUrls[1], "/v1/nodes", {});
+    assert.equal(listed.json.missing, 0);
+    assert.deepEqual(
+      listed.json.nodes.map((n) => [n.id, n.sockets]).sort(),
+      [[memberNode, 1], [nodes[1].nodeId.replace(/[^A-Za-z0-9_-]/g, "_"), 0]].sort(),
+    );
     member.on("ask", (ack) => ack("answer"));
     const asked = await post(apiUrls[1], "/v1/emit", { rooms: ["chat:1"], event: "ask", ack: true, timeout: 5000 });
     assert.deepEqual(asked.json, { responses: [{ socket: member.id, node: memberNode, args: ["answer"] }], missing: 0 });
+  });
+});
+
+describe("gateway: only the configured namespaces", () => {
+  let dir;
+  let server;
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "switchboard-gateway-"));
+    const config = path.join(dir, "switchboard.toml");
+    writeFileSync(config, `host = "127.0.0.1"\n[gateway]\n[[gateway.namespace]]\nname = "/chat"\nauth = "none"\n`);
+    server = await startGateway(config);
+  });
+  after(async () => {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("refuses the main namespace when it is not configured, and lets anyone into an auth = none one", async () => {
+    const main = client(server.url);
+    await assert.rejects(connected(main), { message: "Invalid namespace" });
+    main.close();
+    const chat = await connected(client(`${server.url}/chat`));
+    assert.equal((await chat.emitWithAck("join", "any")).error.code, "forbidden", "no token, no room patterns");
+    chat.close();
   });
 });
 

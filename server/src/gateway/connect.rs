@@ -41,6 +41,10 @@ pub fn install(io: &SocketIo, config: &GatewayConfig, webhooks: Arc<Webhooks>, m
     if let Some(verifier) = &verifier {
         verifier.start();
     }
+    if !config.namespaces.iter().any(|n| n.name == "/") {
+        // The main namespace always exists: without this, anyone could join it unchecked.
+        io.main_namespace().use_middleware(|_| async { Err(ConnectError::new("Invalid namespace")) });
+    }
     for namespace in &config.namespaces {
         let mut routes = Routes::default();
         for route in config.routes.iter().filter(|r| r.namespace == namespace.name) {

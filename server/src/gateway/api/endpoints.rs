@@ -1,6 +1,6 @@
 //! The API's operations, each on a selection of sockets (`namespace`, `rooms`, `except`,
 //! `socket`) and done cluster-wide through the namespace's adapter: emit (with acks or not),
-//! sockets join and leave, disconnect, fetch, and the member counts of rooms.
+//! sockets join and leave, disconnect, fetch, the member counts of rooms, and the nodes.
 
 use std::time::Duration;
 
@@ -16,13 +16,14 @@ use crate::socketio::{
 };
 
 /// Every endpoint's path (also the metric's `endpoint` label).
-pub const ENDPOINTS: [&str; 6] = [
+pub const ENDPOINTS: [&str; 7] = [
     "/v1/emit",
     "/v1/sockets/join",
     "/v1/sockets/leave",
     "/v1/sockets/disconnect",
     "/v1/sockets/fetch",
     "/v1/rooms",
+    "/v1/nodes",
 ];
 /// The fields that choose sockets, known to every endpoint.
 const SELECTION: [&str; 4] = ["namespace", "rooms", "except", "socket"];
@@ -114,6 +115,12 @@ pub async fn call(api: &Api, path: &str, fields: Fields) -> Result<serde_json::V
                 })
                 .collect();
             return Ok(serde_json::json!({ "rooms": counts }));
+        }
+        "/v1/nodes" => {
+            fields.only(&[])?;
+            let (nodes, missing) =
+                crate::gateway::nodes::list(&api.io, &api.namespaces).await.map_err(unavailable)?;
+            return Ok(serde_json::json!({ "nodes": nodes, "missing": missing }));
         }
         _ => return Err(ApiError::field("", "no such endpoint")),
     }

@@ -4,13 +4,14 @@
 //! [`body`], [`version`] and [`metrics`] (shared by every layer) → [`engine`] (Engine.IO v4: sessions,
 //! transports, heartbeats, its options) → [`socketio`] (Socket.IO v5 on the engine) → [`cluster`]
 //! (the adapter a node joins its peers with) → [`http`] (accept, routing, forwarding, the
-//! operator's endpoints) → [`node`] (a node assembled from its options) → [`apps`] (what the
+//! operator's endpoints) → [`gateway`] (JWT auth, webhooks and the HTTP API for any backend) → [`node`] (a node assembled from its options) → [`apps`] (what the
 //! binary runs). `docs/architecture.md` draws it.
 
 pub mod apps;
 pub mod body;
 pub mod cluster;
 pub mod engine;
+pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod node;

@@ -1,0 +1,246 @@
+//! What happens to a client of a gateway namespace: its token is checked before it joins (a
+//! refusal is its `connect_error`), then it joins the rooms its token lists, may `join` and
+//! `leave` rooms its token's patterns allow, is disconnected when its token expires unless it
+//! sends a fresh one (`refresh`), and its routed events go to its webhook queue (`webhook.rs`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::AbortHandle;
+
+use super::auth::{Identity, Verifier};
+use super::config::{AuthMode, GatewayConfig};
+use super::json;
+use super::metrics::GatewayMetrics;
+use super::webhook::{Job, Route, SocketQueue, Webhooks};
+use crate::socketio::{ConnectError, Event, SocketIo, SocketRef, Value};
+
+/// `join(room, ack)`: joins a room the token's patterns allow.
+pub const JOIN_EVENT: &str = "join";
+/// `leave(room, ack)`: leaves a room.
+pub const LEAVE_EVENT: &str = "leave";
+/// `refresh(token, ack)`: a fresh token for the same user, so the socket outlives the first one.
+pub const REFRESH_EVENT: &str = "refresh";
+/// The client events the gateway answers itself: no route may take them.
+pub const CLIENT_EVENTS: [&str; 3] = [JOIN_EVENT, LEAVE_EVENT, REFRESH_EVENT];
+/// The key of `socket.data` the middleware leaves the identity under for the connection handler,
+/// which removes it.
+const PENDING: &str = "gateway.identity";
+
+/// One namespace's routes.
+#[derive(Debug, Default)]
+struct Routes {
+    by_event: HashMap<String, Arc<Route>>,
+    any: Option<Arc<Route>>,
+}
+
+/// Installs every configured namespace on `io`: authentication, rooms, routes.
+pub fn install(io: &SocketIo, config: &GatewayConfig, webhooks: Arc<Webhooks>, metrics: &GatewayMetrics) {
+    let verifier = config.jwt.clone().map(Verifier::new);
+    if let Some(verifier) = &verifier {
+        verifier.start();
+    }
+    if !config.namespaces.iter().any(|n| n.name == "/") {
+        // The main namespace always exists: without this, anyone could join it unchecked.
+        io.main_namespace().use_middleware(|_| async { Err(ConnectError::new("Invalid namespace")) });
+    }
+    for namespace in &config.namespaces {
+        let mut routes = Routes::default();
+        for route in config.routes.iter().filter(|r| r.namespace == namespace.name) {
+            let target = Arc::new(Route {
+                url: route.url.clone(),
+                label: format!("{} {}", route.namespace, route.event),
+            });
+            match route.event.as_str() {
+                "*" => routes.any = Some(target),
+                event => {
+                    routes.by_event.insert(event.to_owned(), target);
+                }
+            }
+        }
+        let nsp = io.of(&namespace.name);
+        if let (AuthMode::Jwt, Some(verifier)) = (namespace.auth, verifier.clone()) {
+            let failures = metrics.auth_failures.clone();
+            nsp.use_middleware(move |socket: SocketRef| {
+                let verifier = verifier.clone();
+                let failures = failures.clone();
+                async move {
+                    let identity = verifier.authenticate_fresh(socket.handshake()).await.map_err(|e| {
+                        failures.with_label_values(&[e.reason()]).inc();
+                        ConnectError::new(e.to_string()).with_data(serde_json::json!({"code": e.reason()}))
+                    })?;
+                    socket
+                        .set_data(&serde_json::json!({ PENDING: identity }))
+                        .map_err(|_| ConnectError::new("internal error"))?;
+                    Ok(())
+                }
+            });
+        }
+        let routes = Arc::new(routes);
+        let webhooks = webhooks.clone();
+        let leeway = config.jwt.as_ref().map(|j| j.leeway).unwrap_or_default();
+        let verifier = verifier.clone().filter(|_| namespace.auth == AuthMode::Jwt);
+        nsp.on_connection(move |socket: SocketRef| {
+            connected(&socket, &routes, &webhooks, verifier.clone(), leeway);
+            async {}
+        });
+    }
+}
+
+/// What a socket's token grants now (a refresh replaces it), and the timer that ends the socket
+/// when it expires.
+struct Grant {
+    identity: Mutex<Identity>,
+    expiry: Mutex<Option<AbortHandle>>,
+    leeway: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Grant {
+    /// (Re)starts the timer that disconnects `socket` when the token expires (plus the leeway).
+    fn arm(&self, socket: &SocketRef) {
+        let remaining = lock(&self.identity).remaining();
+        let timer = remaining.map(|remaining| {
+            let weak = Arc::downgrade(socket);
+            let after = remaining + self.leeway;
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                if let Some(socket) = weak.upgrade() {
+                    tracing::debug!(socket = %socket.id(), "gateway: token expired, disconnecting");
+                    socket.disconnect(false);
+                }
+            })
+            .abort_handle()
+        });
+        if let Some(old) = std::mem::replace(&mut *lock(&self.expiry), timer) {
+            old.abort();
+        }
+    }
+
+    fn disarm(&self) {
+        if let Some(timer) = lock(&self.expiry).take() {
+            timer.abort();
+        }
+    }
+}
+
+/// Sets a connected socket up; synchronous, so its handlers exist before its first event runs.
+fn connected(
+    socket: &SocketRef,
+    routes: &Routes,
+    webhooks: &Arc<Webhooks>,
+    verifier: Option<Verifier>,
+    leeway: Duration,
+) {
+    let data: serde_json::Value = socket.data().unwrap_or_default();
+    let identity: Identity =
+        data.get(PENDING).and_then(|i| serde_json::from_value(i.clone()).ok()).unwrap_or_default();
+    if let Err(e) = socket.set_data(&serde_json::json!({ "user": identity.user })) {
+        tracing::warn!(socket = %socket.id(), error = %e, "gateway: socket data not set");
+    }
+    if !identity.rooms.is_empty() {
+        if let Err(e) = socket.try_join(identity.rooms.iter().map(String::as_str)) {
+            tracing::debug!(socket = %socket.id(), error = %e, "gateway: the token's rooms were not joined");
+        }
+    }
+    let grant = Arc::new(Grant { identity: Mutex::new(identity), expiry: Mutex::new(None), leeway });
+    grant.arm(socket);
+    let disarm = grant.clone();
+    socket.on_disconnect(move |_, _| disarm.disarm());
+    let may = grant.clone();
+    socket.on(JOIN_EVENT, move |socket: SocketRef, mut event: Event| {
+        let answer = join(&socket, &lock(&may.identity), &event);
+        event.ack(vec![answer]);
+        async {}
+    });
+    if let Some(verifier) = verifier {
+        socket.on(REFRESH_EVENT, move |socket: SocketRef, mut event: Event| {
+            let (grant, verifier) = (grant.clone(), verifier.clone());
+            async move {
+                let answer = refresh(&socket, &grant, &verifier, &event).await;
+                event.ack(vec![answer]);
+            }
+        });
+    }
+    socket.on(LEAVE_EVENT, |socket: SocketRef, mut event: Event| {
+        let answer = match event.args.first().and_then(Value::as_str) {
+            Some(room) if room != socket.id().as_str() => {
+                socket.leave(room);
+                ok()
+            }
+            _ => refusal("bad_request", "leave takes a room name"),
+        };
+        event.ack(vec![answer]);
+        async {}
+    });
+    if routes.by_event.is_empty() && routes.any.is_none() {
+        return;
+    }
+    let queue = SocketQueue::start(webhooks.clone(), socket);
+    for (name, route) in &routes.by_event {
+        let queue = queue.clone();
+        let route = route.clone();
+        socket.on(name.as_str(), move |_socket: SocketRef, mut event: Event| {
+            let args = std::mem::take(&mut event.args);
+            queue.push(Job { route: route.clone(), event: event.name, args, ack: event.ack.take() });
+            async {}
+        });
+    }
+    if let Some(any) = routes.any.clone() {
+        // An event without a handler of its own has no ack to answer (see docs/gateway.md).
+        let named: Vec<String> = routes.by_event.keys().cloned().collect();
+        socket.on_any(move |_socket, event, args| {
+            if CLIENT_EVENTS.contains(&event) || named.iter().any(|n| n == event) {
+                return;
+            }
+            queue.push(Job { route: any.clone(), event: event.to_owned(), args: args.to_vec(), ack: None });
+        });
+    }
+}
+
+/// `join(room)`: allowed when a pattern of the token matches the room.
+fn join(socket: &SocketRef, identity: &Identity, event: &Event) -> Value {
+    let Some(room) = event.args.first().and_then(Value::as_str) else {
+        return refusal("bad_request", "join takes a room name");
+    };
+    if !identity.may_join(room) {
+        return refusal("forbidden", "the token does not allow this room");
+    }
+    match socket.try_join([room]) {
+        Ok(_) => ok(),
+        Err(e) => refusal("bad_request", &e.to_string()),
+    }
+}
+
+/// `refresh(token)`: a valid token for the same user replaces the socket's grant (patterns,
+/// expiry) and joins its rooms; a refused one changes nothing.
+async fn refresh(socket: &SocketRef, grant: &Grant, verifier: &Verifier, event: &Event) -> Value {
+    let Some(token) = event.args.first().and_then(Value::as_str) else {
+        return refusal("bad_request", "refresh takes a token");
+    };
+    let fresh = match verifier.verify_fresh(token).await {
+        Ok(fresh) => fresh,
+        Err(e) => return refusal(e.reason(), &e.to_string()),
+    };
+    if fresh.user != lock(&grant.identity).user {
+        return refusal("forbidden", "the token is for another user: connect again with it");
+    }
+    if let Err(e) = socket.try_join(fresh.rooms.iter().map(String::as_str)) {
+        return refusal("bad_request", &e.to_string());
+    }
+    *lock(&grant.identity) = fresh;
+    grant.arm(socket);
+    ok()
+}
+
+fn ok() -> Value {
+    json::from_json(serde_json::json!({"ok": true}))
+}
+
+fn refusal(code: &str, message: &str) -> Value {
+    json::from_json(serde_json::json!({"error": {"code": code, "message": message}}))
+}

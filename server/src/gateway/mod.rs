@@ -1,0 +1,34 @@
+//! The gateway: puts a Switchboard cluster in front of any backend. Clients authenticate with a
+//! JWT at connect (`auth.rs` with `jwks.rs`, `connect.rs`), their events go to the backend's webhooks
+//! (`webhook.rs`, values as JSON by `json.rs`), and the backend drives them through an HTTP API
+//! (`api/`, with `nodes.rs`); all of it from the `[gateway]` section of the config file (`config.rs`), on the
+//! public API of `socketio` like any Rust application.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod connect;
+pub mod json;
+pub mod jwks;
+pub mod metrics;
+pub mod nodes;
+pub mod webhook;
+
+use std::sync::Arc;
+
+pub use api::Api;
+pub use config::{GatewayConfig, GatewayConfigError};
+
+use crate::socketio::SocketIo;
+use metrics::GatewayMetrics;
+use webhook::Webhooks;
+
+/// Installs the gateway's namespaces on `io`; returns its API, for the caller to serve.
+pub fn install(io: &SocketIo, config: &GatewayConfig) -> Arc<Api> {
+    let metrics = GatewayMetrics::register(io.engine().registry());
+    let webhooks = Arc::new(Webhooks::new(config.webhook.clone(), metrics.clone()));
+    connect::install(io, config, webhooks, &metrics);
+    let namespaces: Vec<String> = config.namespaces.iter().map(|n| n.name.clone()).collect();
+    nodes::answer(io, namespaces.clone());
+    Arc::new(Api::new(io.clone(), config, namespaces, metrics))
+}

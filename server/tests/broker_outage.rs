@@ -72,6 +72,7 @@ async fn broadcast_crosses(from: &mut Bystander, to: &mut Bystander) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_without_redis_serves_its_clients_then_joins_the_cluster_when_redis_appears() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut redis = RedisServer::start();
     redis.kill();
     let url = redis.url();
@@ -113,6 +114,7 @@ async fn a_node_started_without_redis_serves_its_clients_then_joins_the_cluster_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_started_without_nats_serves_its_clients_then_connects_when_nats_appears() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut nats = NatsServer::start();
     nats.kill();
     let url = nats.url();

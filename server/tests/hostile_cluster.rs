@@ -104,6 +104,7 @@ fn errors(node: &Node, kind: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_frames_and_forged_counts_on_the_cluster_channels() {
+    let _alone = common::hostile::one_at_a_time().await;
     // Bounds: frames over the 4 MiB limit cost up to 4 times the largest, once (the Redis
     // client's read buffer and the allocator's arenas keep it): four of 5 MiB stay under 32 MiB.
     // After them, a socketsJoin naming 200,000 rooms, a room of 5,000 bytes, a client count of
@@ -206,6 +207,7 @@ fn poll_session_of(addr: SocketAddr, owner: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_forwarding_addresses_and_huge_answers() {
+    let _alone = common::hostile::one_at_a_time().await;
     // Bound: 16 MiB of RSS growth, while the lure answers a forwarded poll with 256 MiB.
     const BOUND_KIB: u64 = 16 * 1024;
     let redis = RedisServer::start();
@@ -250,6 +252,7 @@ async fn forged_forwarding_addresses_and_huge_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutated_cluster_messages_replayed_on_redis() {
+    let _alone = common::hostile::one_at_a_time().await;
     // Bound: 16 MiB of RSS growth over 6,000 mutated frames and 140 forged messages.
     const BOUND_KIB: u64 = 16 * 1024;
     let redis = RedisServer::start();

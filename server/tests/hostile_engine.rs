@@ -216,6 +216,7 @@ fn node_side(node: &Node, client: &TcpStream) -> Option<NodeSide> {
 /// dropped by the heartbeat (1 s interval and timeout here). RSS bound: +16 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_pings_from_a_client_that_never_reads() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut node = Node::start(&["--ping-interval", "1000", "--ping-timeout", "1000"]);
     let before = node.rss_kib();
     let mut bystander = Bystander::connect(&node).await;
@@ -242,6 +243,7 @@ async fn websocket_pings_from_a_client_that_never_reads() {
 /// attackers stay connected: they are just given no work. RSS bound: +16 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsolicited_engine_io_pongs() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut node = Node::start(&[]);
     let before = node.rss_kib();
     let mut bystander = Bystander::connect(&node).await;
@@ -282,6 +284,7 @@ async fn unsolicited_engine_io_pongs() {
 /// connection closed, so no session is made. RSS bound: +8 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshakes_with_huge_headers() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut node = Node::start(&[]);
     let before = node.rss_kib();
     let mut bystander = Bystander::connect(&node).await;
@@ -320,6 +323,7 @@ async fn handshakes_with_huge_headers() {
 /// is closed. RSS bound: +8 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_bodies_that_trickle_or_stop() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut node = Node::start(&["--ping-timeout", "1000"]);
     let before = node.rss_kib();
     let mut bystander = Bystander::connect(&node).await;
@@ -382,6 +386,7 @@ async fn post_bodies_that_trickle_or_stop() {
 /// encoded), where the four waves held 80 MB of responses before. RSS bound: +64 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_responses_the_client_never_reads() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut node = Node::start(&["--ping-timeout", "1000", "--max-http-buffer-size", "6000000"]);
     let before = node.rss_kib();
     let mut bystander = Bystander::connect(&node).await;
@@ -432,6 +437,7 @@ async fn long_poll_responses_the_client_never_reads() {
 /// RSS bound: +8 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_connections_have_tcp_keepalive() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut node = Node::start(&[]);
     let before = node.rss_kib();
     let mut bystander = Bystander::connect(&node).await;
@@ -457,6 +463,7 @@ async fn quiet_connections_have_tcp_keepalive() {
 /// second is answered 400 and the session closed, as socket.io does. RSS bound: +8 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_concurrent_post_on_one_session() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut node = Node::start(&[]);
     let before = node.rss_kib();
     let mut bystander = Bystander::connect(&node).await;
@@ -485,6 +492,7 @@ async fn a_second_concurrent_post_on_one_session() {
 /// origin and clients that send no Origin (not browsers) still connect. RSS bound: +8 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_from_other_origins() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut node = Node::start(&["--cors-origin", "https://good.example"]);
     let before = node.rss_kib();
     let mut bystander = Bystander::connect(&node).await;

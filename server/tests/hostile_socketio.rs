@@ -61,6 +61,7 @@ async fn attach_without_end(mut raw: Raw) -> bool {
 /// attachments together pass 1 MB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attachments_past_max_http_buffer_size_close_the_attacker() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut node = Node::start(&[]);
     let before = node.rss_kib();
     let mut bystander = Bystander::connect(&node).await;
@@ -89,6 +90,7 @@ async fn attachments_past_max_http_buffer_size_close_the_attacker() {
 /// closed) well before the 10 s a kept queue would make each wait. Bound: +16 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_and_what_was_queued_for_it_freed() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut node = Node::start(&[]);
     let before = node.rss_kib();
     let mut bystander = Bystander::connect(&node).await;
@@ -138,6 +140,7 @@ fn flood_room(i: usize) -> String {
 /// 5,000-byte namespace gets CONNECT_ERROR and the connection stays. Bound: +8 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_names_are_refused_and_rooms_per_socket_capped() {
+    let _alone = common::hostile::one_at_a_time().await;
     let mut node = Node::start(&[]);
     let before = node.rss_kib();
     let mut bystander = Bystander::connect(&node).await;
@@ -230,6 +233,7 @@ async fn crosses(from: &mut Raw, to: &mut Raw, event: &str, first_id: u64) -> bo
 /// crosses to another node. Bound: +8 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_room_never_reaches_nats() {
+    let _alone = common::hostile::one_at_a_time().await;
     let nats = NatsServer::start();
     let mut node = nats_node(&nats);
     let other = nats_node(&nats);

@@ -19,6 +19,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 /// How long a node may take to answer its first handshake.
 const START_WITHIN: Duration = Duration::from_secs(10);
 
+/// Serialises the tests of one test binary that call it: each attack gets the machine's cores to
+/// itself (two attacks at once on a 2-core runner would starve each other's bystander, and the
+/// 1 s echo bound would measure the test's own contention instead of the node).
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    // tokio's: held across the test's awaits, and not poisoned by a test that failed with it.
+    static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    ALONE.lock().await
+}
+
 /// A `switchboard --app bench` process on 127.0.0.1; killed when dropped.
 pub struct Node {
     child: Child,

@@ -81,7 +81,8 @@ enum Command {
     Cluster(ClusterArgs),
     /// Start a node and run churn plus fan-out for an hour; fail if its RSS or open files grow after the warm-up.
     Soak(SoakArgs),
-    /// Draw SVG bar charts (one per scenario) from the JSON lines of `compare` or of single runs.
+    /// Draw SVG bar charts (one per scenario) from the JSON lines of `compare` or of single runs, or a
+    /// soak's chart over time (`soak.svg`) from the lines of a soak.
     Chart {
         /// JSON lines, as `compare` or a scenario printed them on stdout.
         #[arg(long, short = 'i')]
@@ -470,7 +471,7 @@ fn run_soak(runtime: &tokio::runtime::Runtime, args: &SoakArgs, shards: usize) -
         return Err(e).with_context(|| format!("cannot write {}", args.out.display()));
     }
     eprint!("{}", summary.table());
-    let svg = summary.chart(&samples, params.warmup)?;
+    let svg = summary.chart(&samples)?;
     std::fs::write(&args.chart, svg).with_context(|| format!("cannot write {}", args.chart.display()))?;
     eprintln!("samples and summary: {}\nchart: {}", args.out.display(), args.chart.display());
     anyhow::ensure!(summary.passed, "soak failed: {}", summary.verdict.join("; "));
@@ -619,6 +620,15 @@ fn main() -> anyhow::Result<()> {
         Command::Soak(args) => return run_soak(&runtime, &args, shards),
         Command::Chart { input, out } => {
             let lines = chart::read_json_lines(&input)?;
+            // A soak's lines get its chart over time; anything else, the bar charts.
+            if lines.iter().any(|l| l.get("kind").and_then(serde_json::Value::as_str) == Some("soak")) {
+                std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+                let path = out.join("soak.svg");
+                std::fs::write(&path, soak::chart(&lines)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("{}", path.display());
+                return Ok(());
+            }
             for path in chart::write_charts(&lines, &out)? {
                 println!("{}", path.display());
             }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::ServerError;
 use crate::chart::ChartError;
@@ -243,73 +244,90 @@ impl SoakSummary {
         out
     }
 
-    /// The chart over time: RSS, descriptors and sockets, CPU.
-    pub fn chart(&self, samples: &[Sample], warmup: Duration) -> Result<String, ChartError> {
-        let series = |value: &dyn Fn(&Sample) -> Option<f64>| -> Vec<(f64, f64)> {
-            samples.iter().filter_map(|s| Some((s.t_s, value(s)?))).collect()
-        };
-        let line = |label: &str, points| Line { label: label.to_owned(), points };
-        let load = serde_json::from_value::<LoadWords>(self.report.params.clone()).ok();
-        let minutes = self.report.figures.get("load_s").unwrap_or(0.0) / 60.0;
-        let header = Header {
-            title: format!("soak: one Switchboard node, {} min of churn and fan-out", minutes.round()),
-            subtitle: load.map(|l| l.describe()).unwrap_or_default(),
-            status: format!(
-                "{} · {}",
-                if self.passed { "passed" } else { "FAILED" },
-                self.verdict
-                    .iter()
-                    .map(|v| v.split(" (").next().unwrap_or(v))
-                    .collect::<Vec<_>>()
-                    .join(" · ")
-            ),
-            failed: !self.passed,
-            warmup_s: warmup.as_secs_f64(),
-        };
-        let panels = [
-            Panel {
-                title: "server RSS".into(),
-                unit: "MiB".into(),
-                lines: vec![line("RSS", series(&|s| s.rss_kib.map(|v| v as f64 / 1024.0)))],
-            },
-            Panel {
-                title: "server open file descriptors and Socket.IO sockets".into(),
-                unit: "count".into(),
-                lines: vec![
-                    line("open fds", series(&|s| s.fds.map(|v| v as f64))),
-                    line("sockets", series(&|s| s.sockets)),
-                ],
-            },
-            Panel {
-                title: "CPU (10 s averages)".into(),
-                unit: "% of one core".into(),
-                lines: vec![
-                    line("server", series(&|s| s.server_cpu_pct)),
-                    line("load generator", series(&|s| s.client_cpu_pct)),
-                ],
-            },
-        ];
-        timeline::render(&header, &panels)
+    /// The chart over time of this summary and its samples (see [`chart`]).
+    pub fn chart(&self, samples: &[Sample]) -> Result<String, ChartError> {
+        let mut lines: Vec<Value> = samples.iter().filter_map(|s| serde_json::to_value(s).ok()).collect();
+        lines.extend(serde_json::to_value(self).ok());
+        chart(&lines)
     }
 }
 
-/// The sizes of the load, read back from the summary's parameters for the chart's subtitle.
-#[derive(Debug, serde::Deserialize)]
-struct LoadWords {
-    base: u64,
-    rooms: u64,
-    churn_rate: f64,
-    broadcast_rate: f64,
-    all_every: u64,
-}
-
-impl LoadWords {
-    fn describe(&self) -> String {
-        format!(
+/// Draws the chart over time (RSS; open fds and sockets; CPU of the node and of the generator) from the
+/// JSON lines a soak wrote (its samples and its summary), so a saved run can be drawn again.
+pub fn chart(lines: &[Value]) -> Result<String, ChartError> {
+    let kind = |l: &&Value| l.get("kind").and_then(Value::as_str) == Some("soak_sample");
+    let samples: Vec<&Value> = lines.iter().filter(kind).collect();
+    let Some(summary) = lines.iter().rev().find(|l| l.get("kind").and_then(Value::as_str) == Some("soak"))
+    else {
+        return Err(ChartError::NoData("no soak summary line".into()));
+    };
+    let series = |key: &str, scale: f64| -> Vec<(f64, f64)> {
+        samples
+            .iter()
+            .filter_map(|l| Some((l.get("t_s")?.as_f64()?, l.get(key)?.as_f64()? * scale)))
+            .collect()
+    };
+    let line = |label: &str, points| Line { label: label.to_owned(), points };
+    let param = |key: &str| summary.pointer(&format!("/params/{key}")).and_then(Value::as_f64);
+    let words = |key: &str| param(key).map_or_else(|| "?".to_owned(), |v| format!("{v}"));
+    let passed = summary.get("passed").and_then(Value::as_bool) == Some(true);
+    let rise = |series: &str, bound: &str| match summary
+        .pointer(&format!("/{series}/growth_pct"))
+        .and_then(Value::as_f64)
+    {
+        Some(g) => format!("{g:+.2} % (bound {} %)", words(bound)),
+        None => "no verdict".to_owned(),
+    };
+    let interval = match samples.as_slice() {
+        [a, b, ..] => {
+            b.get("t_s").and_then(Value::as_f64).zip(a.get("t_s").and_then(Value::as_f64)).map(|(b, a)| b - a)
+        }
+        _ => None,
+    };
+    let minutes = summary.pointer("/figures/load_s").and_then(Value::as_f64).unwrap_or(0.0) / 60.0;
+    let header = Header {
+        title: format!("soak: one Switchboard node, {} min of churn and fan-out", minutes.round()),
+        subtitle: format!(
             "{} persistent clients in {} rooms · {}/s churning · {}/s broadcasts, 1 in {} to all",
-            self.base, self.rooms, self.churn_rate, self.broadcast_rate, self.all_every
-        )
-    }
+            words("base"),
+            words("rooms"),
+            words("churn_rate"),
+            words("broadcast_rate"),
+            words("all_every")
+        ),
+        status: format!(
+            "{} · rise after the warm-up: RSS {}, open fds {}",
+            if passed { "passed" } else { "FAILED" },
+            rise("rss_kib", "rss_bound_pct"),
+            rise("fds", "fd_bound_pct")
+        ),
+        failed: !passed,
+        warmup_s: param("warmup").unwrap_or(0.0),
+    };
+    let panels = [
+        Panel {
+            title: "server RSS".into(),
+            unit: "MiB".into(),
+            lines: vec![line("RSS", series("rss_kib", 1.0 / 1024.0))],
+        },
+        Panel {
+            title: "server open file descriptors and Socket.IO sockets".into(),
+            unit: "count".into(),
+            lines: vec![line("open fds", series("fds", 1.0)), line("sockets", series("sockets", 1.0))],
+        },
+        Panel {
+            title: format!(
+                "CPU (mean over each {} s between samples)",
+                interval.map_or("-".into(), |i| format!("{i:.0}"))
+            ),
+            unit: "% of one core".into(),
+            lines: vec![
+                line("server", series("server_cpu_pct", 1.0)),
+                line("load generator", series("client_cpu_pct", 1.0)),
+            ],
+        },
+    ];
+    timeline::render(&header, &panels)
 }
 
 #[cfg(test)]
@@ -361,5 +379,30 @@ mod tests {
         assert!(!passed && lines[0].contains("no verdict"), "{lines:?}");
         let (passed, lines) = verdict(Some(&with_growth(0.0)), Some(&with_growth(0.0)), &p, true);
         assert!(!passed && lines[0].contains("went away"), "{lines:?}");
+    }
+
+    #[test]
+    fn charts_a_saved_run_from_its_lines() -> Result<(), ChartError> {
+        let sample = |t: f64| {
+            serde_json::json!({"kind": "soak_sample", "t_s": t, "rss_kib": 40_960, "fds": 2_100,
+                "sockets": 2_300.0, "server_cpu_pct": 12.5, "client_cpu_pct": 8.0})
+        };
+        let mut lines: Vec<Value> = (0..=30).map(|i| sample(f64::from(i) * 10.0)).collect();
+        lines.push(serde_json::json!({"kind": "soak", "passed": true,
+            "params": {"base": 2000, "rooms": 20, "churn_rate": 50.0, "broadcast_rate": 20.0, "all_every": 4,
+                "warmup": 60.0, "rss_bound_pct": 5.0, "fd_bound_pct": 1.0},
+            "figures": {"load_s": 300.0}, "rss_kib": {"growth_pct": 0.42}, "fds": {"growth_pct": -0.01}}));
+        let svg = chart(&lines)?;
+        for text in [
+            "5 min of churn",
+            "passed",
+            "RSS +0.42 % (bound 5 %)",
+            "open fds -0.01 % (bound 1 %)",
+            "mean over each 10 s",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        assert!(matches!(chart(&lines[..3]), Err(ChartError::NoData(_))));
+        Ok(())
     }
 }

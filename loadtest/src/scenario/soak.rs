@@ -478,8 +478,9 @@ pub async fn run(
         let page = scrape::fetch(target.addr(), Duration::from_secs(5)).await.ok();
         let gauge = |name| page.as_deref().and_then(|p| scrape::gauge_sum(p, name));
         let span = t_s - prev_t;
+        // The first sample closes no interval.
         let pct = |now: Option<f64>, before: Option<f64>| {
-            (span > 0.0).then(|| super::cpu_delta(before, now).map(|d| d / span * 100.0)).flatten()
+            (k > 0 && span > 0.0).then(|| super::cpu_delta(before, now).map(|d| d / span * 100.0)).flatten()
         };
         let sample = Sample {
             kind: "soak_sample",

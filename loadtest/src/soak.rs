@@ -140,6 +140,7 @@ fn summarize(params: &SoakParams, ctx: &Context, run: &SoakRun) -> SoakSummary {
     f.push("base_expected_deliveries", run.base_expected as f64);
     f.push("base_deliveries", run.base_deliveries as f64);
     f.push("churn_deliveries", run.churn_deliveries as f64);
+    f.push("idle_wait_s", run.idle_wait_s);
     f.push("latency_p50_ms", run.latency.p50_ms);
     f.push("latency_p99_ms", run.latency.p99_ms);
     f.push("latency_max_ms", run.latency.max_ms);

@@ -145,6 +145,9 @@ pub struct SoakRun {
     pub samples: Vec<Sample>,
     /// The server before the first client and after the last one was gone.
     pub idle: [Idle; 2],
+    /// Seconds from the last client's leave until the node reported no socket and no session (the
+    /// ping timeout of a dropped polling session, or at once when every client left cleanly).
+    pub idle_wait_s: f64,
     /// Base clients that joined their room.
     pub base_ready: u64,
     /// Churning clients that opened.
@@ -513,7 +516,9 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let base_stopped = stop_all(&base_stop, &base_tracker).await;
+    let left = clock::now_ns();
     let idle_after = wait_idle(ctx).await;
+    let idle_wait_s = (clock::now_ns() - left) as f64 / 1e9;
 
     let base_expected = load.base_expected();
     let base_deliveries = load.base_delivered.load(Relaxed);
@@ -533,6 +538,7 @@ pub async fn run(
     Ok(SoakRun {
         samples,
         idle: [idle_before, idle_after],
+        idle_wait_s,
         base_ready: load.base_ready.load(Relaxed),
         churn_opened: load.churn_opened.load(Relaxed),
         churn_clean: load.churn_clean.load(Relaxed),
@@ -593,7 +599,8 @@ async fn idle(ctx: &Context) -> Idle {
     }
 }
 
-/// Waits until the node reports no socket and no session (or [`IDLE_LIMIT`] passed), then reads it.
+/// Waits until the node reports no socket and no session (or [`IDLE_LIMIT`] passed), then reads it
+/// once more a second later.
 async fn wait_idle(ctx: &Context) -> Idle {
     let deadline = clock::now_ns() + clock::ns(IDLE_LIMIT);
     loop {
@@ -647,7 +654,7 @@ async fn churn(
     }
 }
 
-/// One churning client: connect, join, receive for `churn_hold`, leave.
+/// One churning client: connect, join, receive for `churn_hold` (or until the stop), leave.
 async fn churn_one<C: Connection>(
     target: &Target,
     params: &SoakLoad,
@@ -656,36 +663,36 @@ async fn churn_one<C: Connection>(
     abrupt: bool,
     stop: &CancellationToken,
 ) {
-    let mut conn = tokio::select! {
-        opened = C::open(target, params.timeout) => match opened {
-            Ok(conn) => conn,
-            Err(e) => return load.churn.opening(&e),
-        },
-        () = stop.cancelled() => return,
+    // Not cut short by the stop (the open has its own timeout): a session half opened and then
+    // abandoned would hold the node until its ping timeout.
+    let mut conn = match C::open(target, params.timeout).await {
+        Ok(conn) => conn,
+        Err(e) => return load.churn.opening(&e),
     };
     load.churn_opened.fetch_add(1, Relaxed);
     let mut call = Call::new(join, clock::ns(params.timeout));
-    match conn.drive(&mut call, stop.cancelled()).await {
-        Ok(Outcome::Finished) if call.answered() => {}
+    // Stopped or not, a client that got this far leaves as planned, so the node ends up idle
+    // without waiting for the ping timeouts of sessions the stop would otherwise abandon.
+    let joined = match conn.drive(&mut call, stop.cancelled()).await {
+        Ok(Outcome::Finished) if call.answered() => true,
         Ok(Outcome::Finished) => {
             load.churn_join_failed.fetch_add(1, Relaxed);
-            return;
+            false
         }
-        Ok(Outcome::Interrupted) => return,
+        Ok(Outcome::Interrupted) => false,
         Err(e) => return load.churn.running(&e),
-    }
-    let mut receiver = Receiver { load: load.clone(), base: false, rank: 0 };
-    let hold = async {
-        tokio::select! {
-            () = tokio::time::sleep(params.churn_hold) => {}
-            () = stop.cancelled() => {}
-        }
     };
-    if let Err(e) = conn.drive(&mut receiver, hold).await {
-        return load.churn.running(&e);
-    }
-    if stop.is_cancelled() {
-        return;
+    if joined {
+        let mut receiver = Receiver { load: load.clone(), base: false, rank: 0 };
+        let hold = async {
+            tokio::select! {
+                () = tokio::time::sleep(params.churn_hold) => {}
+                () = stop.cancelled() => {}
+            }
+        };
+        if let Err(e) = conn.drive(&mut receiver, hold).await {
+            return load.churn.running(&e);
+        }
     }
     if abrupt {
         drop(conn);

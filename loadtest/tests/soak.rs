@@ -1,9 +1,12 @@
 //! A few seconds of `switchboard-loadtest soak` against the real server binary, with tiny sizes: the
 //! run starts its own node, every base client gets every broadcast of its audience exactly once, the
 //! churning clients (websocket and long-polling) leave with a DISCONNECT and the node lets them go at
-//! once (0 sockets and sessions afterwards, its descriptors back to the idle count), and the samples,
+//! once (0 sockets and sessions afterwards, no more descriptors than before the first client), and the samples,
 //! summary and chart are written. Bounds are set out of reach: a 4-second run is all warm-up, and the
 //! verdict itself is unit-tested in `soak.rs` and `drift.rs`.
+//!
+//! Not part of `cargo test` (the soak stays out of CI, and this runs a timed load for about 6 s):
+//! `cargo build -p switchboard && cargo test -p switchboard-loadtest --test soak -- --ignored`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,6 +19,7 @@ mod common;
 use common::{LOADTEST, server_binary};
 
 #[test]
+#[ignore = "a timed soak run, kept out of CI: cargo test -p switchboard-loadtest --test soak -- --ignored"]
 fn a_short_soak_delivers_everything_and_leaves_the_node_idle() {
     let dir = std::env::temp_dir().join(format!("switchboard-soak-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create the test directory");
@@ -60,7 +64,10 @@ fn a_short_soak_delivers_everything_and_leaves_the_node_idle() {
     let (before, after) = (&summary["idle_before"], &summary["idle_after"]);
     assert_eq!(after["sockets"], 0.0, "{after}");
     assert_eq!(after["sessions"], 0.0, "{after}");
-    assert_eq!(after["fds"], before["fds"], "descriptors before {before}, after {after}");
+    // No more descriptors than before the first client (a node still starting up may hold a file
+    // or two more then).
+    let fds = |idle: &Value| idle["fds"].as_u64().unwrap_or_else(|| panic!("no fds in {idle}"));
+    assert!(fds(after) <= fds(before), "descriptors before {before}, after {after}");
     // Not the 45 s ping timeout of an abandoned polling session (plus the second the reading waits).
     assert!(figure("idle_wait_s") < 10.0, "{summary}");
 

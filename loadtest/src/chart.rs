@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::compare::median;
 
 /// Width of every chart in pixels: fits GitHub's markdown column without scaling the text down much.
-const WIDTH: u32 = 720;
+pub(crate) const WIDTH: u32 = 720;
 /// Height of every chart in pixels.
 const HEIGHT: u32 = 360;
 
@@ -240,14 +240,14 @@ impl Series {
     }
 }
 
-const SWITCHBOARD_COLOR: RGBColor = RGBColor(0xd9, 0x5f, 0x0e);
+pub(crate) const SWITCHBOARD_COLOR: RGBColor = RGBColor(0xd9, 0x5f, 0x0e);
 const NODE_COLOR: RGBColor = RGBColor(0x3c, 0x87, 0x3a);
-const OTHER_COLORS: [RGBColor; 3] =
+pub(crate) const OTHER_COLORS: [RGBColor; 3] =
     [RGBColor(0x44, 0x77, 0xaa), RGBColor(0x88, 0x44, 0xaa), RGBColor(0x66, 0x66, 0x66)];
-const TEXT: RGBColor = RGBColor(0x22, 0x22, 0x22);
-const MUTED: RGBColor = RGBColor(0x55, 0x55, 0x55);
-const ALERT: RGBColor = RGBColor(0xc0, 0x10, 0x10);
-const GRID: RGBColor = RGBColor(0xdd, 0xdd, 0xdd);
+pub(crate) const TEXT: RGBColor = RGBColor(0x22, 0x22, 0x22);
+pub(crate) const MUTED: RGBColor = RGBColor(0x55, 0x55, 0x55);
+pub(crate) const ALERT: RGBColor = RGBColor(0xc0, 0x10, 0x10);
+pub(crate) const GRID: RGBColor = RGBColor(0xdd, 0xdd, 0xdd);
 
 /// Everything one scenario's chart shows.
 struct ScenarioData {
@@ -504,11 +504,11 @@ const HEADER: i32 = 66;
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
-fn font(size: f64) -> TextStyle<'static> {
+pub(crate) fn font(size: f64) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&TEXT)
 }
 
-fn bold(size: f64) -> TextStyle<'static> {
+pub(crate) fn bold(size: f64) -> TextStyle<'static> {
     ("sans-serif", size).into_font().style(FontStyle::Bold).color(&TEXT)
 }
 
@@ -659,7 +659,7 @@ fn ratio_text(r: f64) -> String {
 }
 
 /// A value as a bar label: three significant digits, k and M for the large ones.
-fn short(v: f64) -> String {
+pub(crate) fn short(v: f64) -> String {
     match v.abs() {
         a if a >= 1e6 => format!("{}M", sig3(v / 1e6)),
         a if a >= 1e4 => format!("{}k", sig3(v / 1e3)),

@@ -253,7 +253,7 @@ pub fn run(
 }
 
 /// A bench node on `port` with the in-memory adapter (the caller adds the cluster options).
-fn node_spec(bin: &Path, port: u16) -> ServerSpec {
+pub(crate) fn node_spec(bin: &Path, port: u16) -> ServerSpec {
     ServerSpec {
         name: "switchboard",
         program: bin.to_owned(),
@@ -282,7 +282,7 @@ fn find_broker(params: &ClusterParams) -> Result<PathBuf, ServerError> {
 }
 
 /// A loopback port that was free a moment ago (a node that then fails to bind says so in its log).
-fn free_port() -> Result<u16, ServerError> {
+pub(crate) fn free_port() -> Result<u16, ServerError> {
     let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).map(|a| a.port());
     port.map_err(|source| ServerError::Spawn { name: "cluster", source })
 }

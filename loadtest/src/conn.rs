@@ -126,6 +126,14 @@ impl Conn {
         pong_frame(&mut self.writer, payload).await
     }
 
+    /// Leaves as `socket.io-client`'s `disconnect()` does: Socket.IO DISCONNECT (`41`), then a WebSocket
+    /// close frame; the TCP connection closes when the halves drop.
+    pub async fn close(mut self) -> Result<(), ConnError> {
+        self.out.push(b"41");
+        self.flush().await?;
+        self.writer.write_frame(Frame::close(1000, b"")).await.map_err(ConnError::from_ws)
+    }
+
     /// The halves and the outbox at once, so a driver can read and write in one task.
     pub fn parts(&mut self) -> (&mut Reader, &mut Writer, &mut Outbox) {
         (&mut self.reader, &mut self.writer, &mut self.out)

@@ -38,6 +38,10 @@ pub trait Connection: Send + Sized + 'static {
     where
         B: Behaviour + Send,
         F: Future<Output = ()> + Send;
+
+    /// Disconnects cleanly (Socket.IO DISCONNECT, then the transport's close), as a client leaving a page
+    /// does; dropping the connection instead is the abrupt way (the server sees EOF or a ping timeout).
+    fn close(self) -> impl Future<Output = Result<(), ConnError>> + Send;
 }
 
 impl Connection for Conn {
@@ -62,6 +66,10 @@ impl Connection for Conn {
         F: Future<Output = ()> + Send,
     {
         Conn::drive(self, behaviour, until)
+    }
+
+    fn close(self) -> impl Future<Output = Result<(), ConnError>> + Send {
+        Conn::close(self)
     }
 }
 

@@ -6,7 +6,8 @@
 //! one scenario ([`scenario`]), reads the server's CPU and memory from `/proc` ([`procfs`]) and ends in a
 //! [`report::Report`]: one JSON line on stdout and a table on stderr. [`compare`] starts Switchboard and
 //! the Node reference itself and runs the scenarios against both; [`cluster`] starts a broker and several
-//! nodes and compares a fan-out over them with the same fan-out on one node.
+//! nodes and compares a fan-out over them with the same fan-out on one node. [`soak`] starts a node and runs
+//! an hour of churn and fan-out, checking that its memory and open files stay flat after a warm-up.
 
 pub mod acks;
 pub mod chart;
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod cluster;
 pub mod compare;
 pub mod conn;
+pub mod drift;
 pub mod driver;
 mod error;
 pub mod failures;
@@ -27,8 +29,11 @@ pub mod progress;
 pub mod report;
 pub mod scenario;
 pub mod schedule;
+pub mod scrape;
 pub mod server_process;
+pub mod soak;
 pub mod target;
+pub mod timeline;
 pub mod wire;
 
 pub use error::{ConnError, ServerError, SetupError};

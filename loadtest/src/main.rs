@@ -18,6 +18,8 @@ use switchboard_loadtest::scenario::connect::{self, ConnectParams};
 use switchboard_loadtest::scenario::echo::{self, EchoParams};
 use switchboard_loadtest::scenario::fanout::{self, FanoutParams};
 use switchboard_loadtest::scenario::polling;
+use switchboard_loadtest::scenario::soak::SoakLoad;
+use switchboard_loadtest::soak::{self, SoakParams};
 use switchboard_loadtest::target::Target;
 
 /// Socket.IO v5 load generator for Switchboard (and any server speaking its bench contract).
@@ -77,7 +79,10 @@ enum Command {
     Compare(CompareArgs),
     /// Start a broker and N nodes, fan out over them, then the same on one in-memory node; compare.
     Cluster(ClusterArgs),
-    /// Draw SVG bar charts (one per scenario) from the JSON lines of `compare` or of single runs.
+    /// Start a node and run churn plus fan-out for an hour; fail if its RSS or open files grow after the warm-up.
+    Soak(SoakArgs),
+    /// Draw SVG bar charts (one per scenario) from the JSON lines of `compare` or of single runs, or a
+    /// soak's chart over time (`soak.svg`) from the lines of a soak.
     Chart {
         /// JSON lines, as `compare` or a scenario printed them on stdout.
         #[arg(long, short = 'i')]
@@ -348,6 +353,131 @@ struct ClusterArgs {
     limit: f64,
 }
 
+#[derive(Debug, Args)]
+struct SoakArgs {
+    /// The Switchboard binary.
+    #[arg(long, default_value = "target/release/switchboard")]
+    switchboard_bin: PathBuf,
+    /// Where the node's log goes.
+    #[arg(long, default_value = "target/loadtest-logs")]
+    log_dir: PathBuf,
+    /// Seconds of load once the base is connected.
+    #[arg(long, short = 'd', default_value_t = 3600.0)]
+    duration: f64,
+    /// Seconds at the start left out of the verdict.
+    #[arg(long, default_value_t = 300.0)]
+    warmup: f64,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 10.0)]
+    sample_every: f64,
+    /// Persistent WebSocket clients, dealt over the rooms.
+    #[arg(long, default_value_t = 2000)]
+    base: usize,
+    /// Rooms.
+    #[arg(long, default_value_t = 20)]
+    rooms: usize,
+    /// Churning clients started per second (each connects, joins a room, receives, leaves).
+    #[arg(long, default_value_t = 50.0)]
+    churn_rate: f64,
+    /// Seconds a churning client stays after its join.
+    #[arg(long, default_value_t = 2.0)]
+    churn_hold: f64,
+    /// Every n-th churning client long-polls instead of using WebSocket (0: none).
+    #[arg(long, default_value_t = 5)]
+    polling_every: u64,
+    /// Every n-th churning client drops its connection instead of disconnecting (0: none).
+    #[arg(long, default_value_t = 2)]
+    abrupt_every: u64,
+    /// Churning clients in progress at most (more are skipped and counted).
+    #[arg(long, default_value_t = 1000)]
+    churn_max: usize,
+    /// Broadcasts per second.
+    #[arg(long, default_value_t = 20.0)]
+    broadcast_rate: f64,
+    /// Every n-th broadcast goes to everyone, the others to one room at a time (0: rooms only).
+    #[arg(long, default_value_t = 4)]
+    all_every: u64,
+    /// Bytes of the broadcast data (at least 16: the send time).
+    #[arg(long, short = 'b', default_value_t = 64)]
+    payload: usize,
+    /// Seconds a handshake, join or broadcast ack may take.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Largest RSS rise after the warm-up (fitted line), in per cent.
+    #[arg(long, default_value_t = soak::RSS_BOUND_PCT)]
+    rss_bound: f64,
+    /// Largest rise of open file descriptors after the warm-up (fitted line), in per cent.
+    #[arg(long, default_value_t = soak::FD_BOUND_PCT)]
+    fd_bound: f64,
+    /// The samples and the summary as JSON lines (also printed on stdout).
+    #[arg(long, default_value = "target/loadtest-soak/soak.jsonl")]
+    out: PathBuf,
+    /// The chart over time (SVG).
+    #[arg(long, default_value = "target/loadtest-soak/soak.svg")]
+    chart: PathBuf,
+}
+
+impl SoakArgs {
+    fn params(&self, shards: usize) -> SoakParams {
+        SoakParams {
+            switchboard_bin: self.switchboard_bin.clone(),
+            log_dir: self.log_dir.clone(),
+            load: SoakLoad {
+                duration: Duration::from_secs_f64(self.duration),
+                sample_every: Duration::from_secs_f64(self.sample_every),
+                base: self.base,
+                rooms: self.rooms,
+                churn_rate: self.churn_rate,
+                churn_hold: Duration::from_secs_f64(self.churn_hold),
+                polling_every: self.polling_every,
+                abrupt_every: self.abrupt_every,
+                churn_max: self.churn_max,
+                broadcast_rate: self.broadcast_rate,
+                all_every: self.all_every,
+                payload: self.payload,
+                timeout: Duration::from_secs_f64(self.timeout),
+            },
+            warmup: Duration::from_secs_f64(self.warmup),
+            rss_bound_pct: self.rss_bound,
+            fd_bound_pct: self.fd_bound,
+            shards,
+        }
+    }
+}
+
+/// Runs the soak, writing each sample to stdout and `--out` as it comes, then the summary and the chart.
+fn run_soak(runtime: &tokio::runtime::Runtime, args: &SoakArgs, shards: usize) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    for path in [&args.out, &args.chart] {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+    }
+    let mut out =
+        std::fs::File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut write_error = None;
+    let params = args.params(shards);
+    let (summary, samples) = soak::run(runtime, &params, |sample| {
+        let line = serde_json::to_string(sample).unwrap_or_default();
+        println!("{line}");
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            write_error.get_or_insert(e);
+        }
+    })?;
+    let line = summary.json_line();
+    println!("{line}");
+    writeln!(out, "{line}").with_context(|| format!("cannot write {}", args.out.display()))?;
+    if let Some(e) = write_error {
+        return Err(e).with_context(|| format!("cannot write {}", args.out.display()));
+    }
+    eprint!("{}", summary.table());
+    let svg = summary.chart(&samples)?;
+    std::fs::write(&args.chart, svg).with_context(|| format!("cannot write {}", args.chart.display()))?;
+    eprintln!("samples and summary: {}\nchart: {}", args.out.display(), args.chart.display());
+    anyhow::ensure!(summary.passed, "soak failed: {}", summary.verdict.join("; "));
+    Ok(())
+}
+
 impl ClusterArgs {
     fn params(&self, shards: usize) -> ClusterParams {
         let mut fanout = FanoutParams::default();
@@ -487,8 +617,18 @@ fn main() -> anyhow::Result<()> {
             eprintln!("\n{}", summary.table());
             return Ok(());
         }
+        Command::Soak(args) => return run_soak(&runtime, &args, shards),
         Command::Chart { input, out } => {
             let lines = chart::read_json_lines(&input)?;
+            // A soak's lines get its chart over time; anything else, the bar charts.
+            if lines.iter().any(|l| l.get("kind").and_then(serde_json::Value::as_str) == Some("soak")) {
+                std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+                let path = out.join("soak.svg");
+                std::fs::write(&path, soak::chart(&lines)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("{}", path.display());
+                return Ok(());
+            }
             for path in chart::write_charts(&lines, &out)? {
                 println!("{}", path.display());
             }
@@ -553,6 +693,10 @@ mod tests {
             }
             Command::Fanout { open, .. } => (open.plan(&FanoutParams::default().open).connections, None),
             Command::Cluster(args) => (args.params(1).fanout.open.connections, None),
+            Command::Soak(args) => {
+                let p = args.params(1);
+                (p.load.base, Some(p.load.churn_rate))
+            }
             Command::Compare(_) | Command::Chart { .. } => (0, None),
         })
     }
@@ -565,6 +709,7 @@ mod tests {
         assert_eq!(sizes(&["polling"])?, (50, Some(2000.0)));
         assert_eq!(sizes(&["polling", "-n", "7", "--rate", "30"])?, (7, Some(30.0)));
         assert_eq!(sizes(&["cluster", "--adapter", "redis"])?, (2000, None));
+        assert_eq!(sizes(&["soak"])?, (2000, Some(50.0)));
         Ok(())
     }
 }

@@ -98,7 +98,7 @@ impl Lane {
 }
 
 /// Opens a keep-alive HTTP/1.1 connection; hyper's connection task runs until the sender is dropped.
-async fn connect(addr: SocketAddr) -> Result<Sender, ConnError> {
+pub(crate) async fn connect(addr: SocketAddr) -> Result<Sender, ConnError> {
     let stream = TcpStream::connect(addr).await.map_err(|e| ConnError::from_connect(&e))?;
     stream.set_nodelay(true).map_err(|e| ConnError::from_io(&e))?;
     let (sender, connection) =
@@ -251,6 +251,20 @@ impl PollingConn {
         }
     }
 
+    /// Leaves as `socket.io-client`'s `disconnect()` does over polling: one POST of Socket.IO DISCONNECT
+    /// (`41`) and Engine.IO close (`1`), after any POST still in flight; the GET waiting is dropped.
+    pub async fn close(mut self) -> Result<(), ConnError> {
+        self.out.push(b"41");
+        self.out.push(b"1");
+        loop {
+            self.start_post();
+            if !self.post.is_busy() {
+                return Ok(());
+            }
+            post_accepted(&self.post.done().await?)?;
+        }
+    }
+
     /// POSTs what is queued, unless a POST is in flight (then it goes out when that one is answered).
     fn start_post(&mut self) {
         if self.post.is_busy() || self.out.is_empty() {
@@ -294,6 +308,10 @@ impl Connection for PollingConn {
         F: Future<Output = ()> + Send,
     {
         PollingConn::drive(self, behaviour, until)
+    }
+
+    fn close(self) -> impl Future<Output = Result<(), ConnError>> + Send {
+        PollingConn::close(self)
     }
 }
 

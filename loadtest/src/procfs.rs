@@ -1,5 +1,6 @@
-//! What the kernel says about a process: resident memory (`VmRSS` in `/proc/<pid>/status`) and CPU time
-//! (`utime + stime` in `/proc/<pid>/stat`, in clock ticks, converted with `getconf CLK_TCK`).
+//! What the kernel says about a process: resident memory (`VmRSS` in `/proc/<pid>/status`), CPU time
+//! (`utime + stime` in `/proc/<pid>/stat`, in clock ticks, converted with `getconf CLK_TCK`), and, for the
+//! soak, its threads (`Threads` in `/proc/<pid>/status`) and open file descriptors (`/proc/<pid>/fd`).
 
 use std::path::Path;
 use std::process::Command;
@@ -29,6 +30,18 @@ impl Probe {
     pub fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
         parse_vm_rss_kib(&status)
+    }
+
+    /// Threads of the process (a task or runtime that never ends shows here first).
+    pub fn threads(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
+        parse_status_field(&status, "Threads:")
+    }
+
+    /// Open file descriptors: sockets, the epoll instance, log files (a socket never closed shows here).
+    pub fn open_fds(&self) -> Option<u64> {
+        let entries = std::fs::read_dir(format!("/proc/{}/fd", self.pid?)).ok()?;
+        Some(entries.filter(|e| e.is_ok()).count() as u64)
     }
 
     /// User + system CPU seconds used so far.
@@ -82,8 +95,13 @@ pub fn read_pid_file(path: &Path) -> Result<u32, SetupError> {
 
 /// `VmRSS:   12345 kB` → 12345.
 pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line["VmRSS:".len()..].split_whitespace().next()?.parse().ok()
+    parse_status_field(status, "VmRSS:")
+}
+
+/// The first number after `field` (e.g. `Threads:`) in `/proc/<pid>/status`.
+fn parse_status_field(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].split_whitespace().next()?.parse().ok()
 }
 
 /// Fields 14 and 15 (utime, stime) of `/proc/<pid>/stat`, counted after the `)` that ends the command
@@ -110,6 +128,7 @@ mod tests {
         let status = "Name:\tswitchboard\nVmPeak:\t  99999 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
         assert_eq!(parse_vm_rss_kib(status), Some(12345));
         assert_eq!(parse_vm_rss_kib("Name:\tx\n"), None);
+        assert_eq!(parse_status_field(status, "Threads:"), Some(3));
     }
 
     #[test]
@@ -124,7 +143,11 @@ mod tests {
         let me = Probe::new(Some(std::process::id()));
         assert!(me.rss_kib().is_some_and(|kib| kib > 0));
         assert!(me.cpu_seconds().is_some());
+        assert!(me.threads().is_some_and(|n| n >= 1));
+        // stdin, stdout and stderr at least.
+        assert!(me.open_fds().is_some_and(|n| n >= 3));
         assert!(Probe::new(None).rss_kib().is_none());
+        assert!(Probe::new(None).open_fds().is_none());
         assert!(open_files_limit().is_some());
     }
 }

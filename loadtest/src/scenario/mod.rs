@@ -1,10 +1,11 @@
-//! The scenarios (`connect`, `echo`, `fanout`, `polling`) and what they share: the target, the server probe, and
+//! The scenarios (`connect`, `echo`, `fanout`, `polling`, and `soak`'s load) and what they share: the target, the server probe, and
 //! the end of a run (stop every connection, wait for the tasks within a limit).
 
 pub mod connect;
 pub mod echo;
 pub mod fanout;
 pub mod polling;
+pub mod soak;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -162,6 +162,15 @@ async fn metrics_can_be_kept_off_the_public_port() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_without_sessions_ends_at_once_instead_of_waiting_the_window() {
+    let io = io(config());
+    let (server, ops) = serve_with(&io, |s| s).await;
+    // STEP is far below the window: a drain that waited it out would fail here.
+    within(STEP, "a drain with nobody connected", ops.drain(Duration::from_secs(600))).await;
+    assert_eq!(get(&server, "/readyz").await, (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_turns_readiness_off_refuses_handshakes_and_spreads_the_closes() {
     const CLIENTS: usize = 20;
     let window = Duration::from_millis(1000);

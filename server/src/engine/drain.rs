@@ -34,6 +34,11 @@ impl Engine {
                 session.close_with(CloseReason::ServerShuttingDown, true);
             }
             closed = due;
+            // Nobody left to spread (a node without clients): waiting out the window would only
+            // delay the exit (a rollout, a scale-in).
+            if closed == total {
+                break;
+            }
             if tick < ticks {
                 tokio::time::sleep_until(started + TICK * tick as u32).await;
             }

@@ -1,17 +1,14 @@
 //! The `switchboard` binary: parses the command line (or `SWITCHBOARD_*` env, or the `--config`
 //! file beneath both) into a node's options and the application to run, and runs the node.
 
-#[path = "node/config_file.rs"]
-mod config_file;
-
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser};
-use config_file::ConfigFile;
 use switchboard::apps;
 use switchboard::apps::gateway::GatewayOptions;
 use switchboard::gateway::GatewayConfig;
+use switchboard::node::config_file::{self, ConfigFile};
 use switchboard::node::log::LogOptions;
 use switchboard::node::{self, App, NodeOptions};
 

@@ -213,7 +213,7 @@ mod tests {
     use clap::{FromArgMatches as _, Parser};
 
     use super::*;
-    use switchboard::node::NodeOptions;
+    use crate::node::NodeOptions;
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -242,7 +242,7 @@ mod tests {
             o,
             Ok((
                 4000,
-                switchboard::node::AdapterKind::Redis,
+                crate::node::AdapterKind::Redis,
                 vec!["redis://a:1".into(), "redis://b:2".into()],
                 false
             ))

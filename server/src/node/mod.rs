@@ -4,6 +4,7 @@
 //! command line into [`NodeOptions`] and calls [`run`].
 
 pub mod app;
+pub mod config_file;
 pub mod log;
 pub mod options;
 pub mod signal;

@@ -59,6 +59,19 @@ fn complete(mut partial: PartialBinary, attachments: impl IntoIterator<Item = By
     None
 }
 
+/// Checks two decodings of one text agree (a pending binary packet by what it tells, as its
+/// limits differ).
+fn assert_same_decoding(a: &Result<Decoded, SocketIoError>, b: &Result<Decoded, SocketIoError>) {
+    match (a, b) {
+        (Ok(Decoded::Complete(a)), Ok(Decoded::Complete(b))) => assert_eq!(a, b),
+        (Ok(Decoded::NeedsAttachments(a)), Ok(Decoded::NeedsAttachments(b))) => {
+            assert_eq!((a.expected(), a.nsp(), a.bytes()), (b.expected(), b.nsp(), b.bytes()));
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (a, b) => panic!("two decodings of one text differ: {a:?} / {b:?}"),
+    }
+}
+
 /// Decodes what [`Packet::encode`] wrote, with its own attachments and the default limits.
 fn decode_encoded(encoded: &Encoded) -> Packet {
     let text = std::str::from_utf8(&encoded.text).expect("encoded text is UTF-8");
@@ -108,16 +121,14 @@ pub fn decode(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(&text) else { return };
     let limits = DecodeLimits::new(MAX_ATTACHMENTS, MAX_BYTES);
     let decoded = Packet::decode_with_limits(text, limits);
-    if text.len() <= MAX_BYTES {
-        // The byte limit is the only difference for a short text, except counts over ours.
-        match (Packet::decode(text), &decoded) {
-            (Ok(Decoded::Complete(a)), Ok(Decoded::Complete(b))) => assert_eq!(&a, b),
-            (Ok(Decoded::NeedsAttachments(a)), Ok(Decoded::NeedsAttachments(b))) => {
-                assert_eq!((a.expected(), a.nsp(), a.bytes()), (b.expected(), b.nsp(), b.bytes()));
-            }
-            (Err(_), Err(_)) | (Ok(_), Err(SocketIoError::TooManyAttachments(MAX_ATTACHMENTS))) => {}
-            (a, b) => panic!("the limits changed more than the count: {a:?} / {b:?}"),
-        }
+    // The other entry points differ only by their limits: no byte limit, and for `decode` the
+    // default attachment count.
+    let no_byte_limit = Packet::decode_with_max_attachments(text, MAX_ATTACHMENTS);
+    if !matches!(decoded, Err(SocketIoError::PacketTooLarge(MAX_BYTES))) {
+        assert_same_decoding(&no_byte_limit, &decoded);
+    }
+    if !matches!(no_byte_limit, Err(SocketIoError::TooManyAttachments(MAX_ATTACHMENTS))) {
+        assert_same_decoding(&Packet::decode(text), &no_byte_limit);
     }
     let packet = match decoded {
         Ok(Decoded::Complete(packet)) => packet,

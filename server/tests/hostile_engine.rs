@@ -187,6 +187,8 @@ struct NodeSide {
     timer: u8,
     /// Bytes received that the node has not read yet.
     unread: u64,
+    /// When the running timer fires, in clock ticks (USER_HZ, 100 a second) from now.
+    when: u64,
 }
 
 /// The node's side of the connection whose client end is `client`; `None` once the node let go.
@@ -202,8 +204,9 @@ fn node_side(node: &Node, client: &TcpStream) -> Option<NodeSide> {
         }
         let state = u8::from_str_radix(fields.get(3)?, 16).ok()?;
         let unread = u64::from_str_radix(fields.get(4)?.split(':').nth(1)?, 16).ok()?;
-        let timer = u8::from_str_radix(fields.get(5)?.split(':').next()?, 16).ok()?;
-        Some(NodeSide { state, timer, unread })
+        let (timer, when) = fields.get(5)?.split_once(':')?;
+        let (timer, when) = (u8::from_str_radix(timer, 16).ok()?, u64::from_str_radix(when, 16).ok()?);
+        Some(NodeSide { state, timer, unread, when })
     })
 }
 
@@ -433,8 +436,9 @@ async fn long_poll_responses_the_client_never_reads() {
 }
 
 /// A connection that goes quiet (its peer may have vanished without a FIN) has TCP keepalive on,
-/// so the kernel probes it and ends it if the peer is gone; before, no timer ran on it at all.
-/// RSS bound: +8 MiB.
+/// so the kernel probes it and ends it if the peer is gone; before, no timer ran on it at all, and
+/// then only at the host's timing (2 hours by default): its first probe is due within the node's
+/// 60 s. RSS bound: +8 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_connections_have_tcp_keepalive() {
     let _alone = common::hostile::one_at_a_time().await;
@@ -445,7 +449,12 @@ async fn quiet_connections_have_tcp_keepalive() {
     let started = Instant::now();
     loop {
         bystander.echo_within(ECHO).await;
-        if node_side(&node, &quiet).is_some_and(|side| side.state == 1 && side.timer == 2) {
+        if let Some(side) = node_side(&node, &quiet).filter(|side| side.state == 1 && side.timer == 2) {
+            assert!(
+                side.when <= 60 * 100,
+                "the first keepalive probe is due in {} ticks, not within 60 s",
+                side.when
+            );
             break;
         }
         assert!(

@@ -216,3 +216,20 @@ async fn drain_turns_readiness_off_refuses_handshakes_and_spreads_the_closes() {
     assert_eq!(sample(&m, "switchboard_draining"), 1.0);
     assert_eq!(sample(&m, r#"switchboard_handshake_errors_total{code="4"}"#), 1.0);
 }
+
+/// Connections the node accepts carry its keepalive timing and `TCP_USER_TIMEOUT` (set on the
+/// listener, inherited on Linux), not the host's 2-hour keepalive and ~15 minutes of retries.
+#[tokio::test]
+async fn accepted_connections_carry_the_nodes_keepalive_and_user_timeout() {
+    use switchboard::http::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES, TCP_USER_TIMEOUT, bind};
+    let listener = bind("127.0.0.1", 0).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let _client = within(STEP, "connect", tokio::net::TcpStream::connect(addr)).await.expect("connect");
+    let (accepted, _) = within(STEP, "accept", listener.accept()).await.expect("accept");
+    let sock = socket2::SockRef::from(&accepted);
+    assert!(sock.keepalive().expect("SO_KEEPALIVE"));
+    assert_eq!(sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"), KEEPALIVE_IDLE);
+    assert_eq!(sock.tcp_keepalive_interval().expect("TCP_KEEPINTVL"), KEEPALIVE_INTERVAL);
+    assert_eq!(sock.tcp_keepalive_retries().expect("TCP_KEEPCNT"), KEEPALIVE_PROBES);
+    assert_eq!(sock.tcp_user_timeout().expect("TCP_USER_TIMEOUT"), Some(TCP_USER_TIMEOUT));
+}

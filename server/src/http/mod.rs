@@ -42,11 +42,23 @@ pub type Fallback = Arc<dyn Fn(Request<Incoming>) -> FallbackFuture + Send + Syn
 /// hundred clients reconnect at once, as they do after a node restarts; Node listens with 511.
 pub const LISTEN_BACKLOG: u32 = 1024;
 
+/// Keepalive on accepted connections: the first probe after this much silence...
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// ...then one probe every this long...
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and the connection ends after this many unanswered probes (60 s + 3 × 10 s = 90 s).
+pub const KEEPALIVE_PROBES: u32 = 3;
+/// How long data the kernel sent may stay unacknowledged before it gives the connection up
+/// (`TCP_USER_TIMEOUT`): past the heartbeat's 45 s by default, so a live but slow client is
+/// closed by Engine.IO first, while what a vanished peer never took is freed within a minute
+/// instead of after the host's ~15 minutes of retransmissions (memory a pod pays for).
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Binds a listener with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, so a restarted node gets its port
-/// back). `SO_KEEPALIVE` is set on the listener, which accepted sockets inherit (Linux): the
-/// kernel then probes idle peers and ends connections to hosts that vanished without a FIN
-/// (a half-open connection would otherwise hold its task and buffers for ever). The probe timing
-/// is the host's (`net.ipv4.tcp_keepalive_*`, per network namespace, so per pod).
+/// back). Keepalive ([`KEEPALIVE_IDLE`], [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_PROBES`]) and
+/// [`TCP_USER_TIMEOUT`] are set on the listener, which accepted sockets inherit (Linux): the
+/// kernel then ends connections to hosts that vanished without a FIN (a half-open connection
+/// would otherwise hold its task and buffers for ever) and frees what such a peer never took.
 pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
     let mut last = None;
     for addr in tokio::net::lookup_host((host, port)).await? {
@@ -54,6 +66,14 @@ pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
             if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
         socket.set_reuseaddr(true)?;
         socket.set_keepalive(true)?;
+        let sock = socket2::SockRef::from(&socket);
+        sock.set_tcp_keepalive(
+            &socket2::TcpKeepalive::new()
+                .with_time(KEEPALIVE_IDLE)
+                .with_interval(KEEPALIVE_INTERVAL)
+                .with_retries(KEEPALIVE_PROBES),
+        )?;
+        sock.set_tcp_user_timeout(Some(TCP_USER_TIMEOUT))?;
         match socket.bind(addr).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
             Ok(listener) => return Ok(listener),
             Err(e) => last = Some(e),

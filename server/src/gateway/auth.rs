@@ -49,7 +49,7 @@ impl AuthError {
     }
 }
 
-/// What a valid token grants.
+/// What a valid token (and the connect webhook, `connect_webhook.rs`) grants.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// `sub`: the user id.
@@ -60,6 +60,9 @@ pub struct Identity {
     pub room_patterns: Vec<String>,
     /// `exp`, in seconds since the Unix epoch.
     pub expires: Option<u64>,
+    /// What the connect webhook put in `socket.data` besides `user` (a token adds nothing).
+    #[serde(default)]
+    pub data: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Identity {
@@ -213,6 +216,7 @@ impl Verifier {
             rooms: strings(claims, &self.config.rooms_claim)?,
             room_patterns: strings(claims, &self.config.room_patterns_claim)?,
             expires: claims.get("exp").and_then(serde_json::Value::as_u64),
+            data: serde_json::Map::new(),
         })
     }
 }

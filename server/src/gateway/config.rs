@@ -72,6 +72,8 @@ struct Section {
     webhook: WebhookSection,
     #[serde(default)]
     route: Vec<RouteSection>,
+    #[serde(default)]
+    connect: ConnectSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +82,7 @@ struct NamespaceSection {
     name: String,
     #[serde(default = "default_auth")]
     auth: AuthMode,
+    connect_url: Option<String>,
 }
 
 fn default_auth() -> AuthMode {
@@ -122,6 +125,16 @@ struct WebhookSection {
     max_answer_bytes: Option<usize>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ConnectSection {
+    #[serde(default)]
+    headers: Vec<String>,
+    timeout: Option<u64>,
+    max_concurrency: Option<usize>,
+    max_answer_bytes: Option<usize>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RouteSection {
@@ -148,6 +161,8 @@ pub struct NamespaceConfig {
     pub name: String,
     /// How its clients authenticate.
     pub auth: AuthMode,
+    /// The connect webhook asked after the JWT check (or alone, with `auth = "none"`), if any.
+    pub connect_url: Option<http::Uri>,
 }
 
 /// Where the backend publishes its keys.
@@ -215,6 +230,35 @@ pub struct WebhookConfig {
     pub max_answer_bytes: usize,
 }
 
+/// Bounds of the connect webhook, and what of the handshake it is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectConfig {
+    /// The request headers sent along (lower case); cookies and `authorization` only if listed,
+    /// so credentials reach the backend only when the operator chose so.
+    pub headers: Vec<http::HeaderName>,
+    /// How long the backend may take, waiting for a free slot included (default 5 s); past it,
+    /// the connect is refused.
+    pub timeout: Duration,
+    /// Connect webhook calls in flight from this node at once (default 64).
+    pub max_concurrency: usize,
+    /// The largest answer read (default 64 KiB).
+    pub max_answer_bytes: usize,
+}
+
+impl ConnectConfig {
+    /// The event webhooks' bounds these make: connects are not queued, so the queue bounds are
+    /// the least there is.
+    pub fn as_webhook(&self) -> WebhookConfig {
+        WebhookConfig {
+            timeout: self.timeout,
+            max_concurrency: self.max_concurrency,
+            max_pending_per_socket: 1,
+            max_queued_bytes: 1,
+            max_answer_bytes: self.max_answer_bytes,
+        }
+    }
+}
+
 /// The gateway's checked configuration; see the module docs.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -232,6 +276,8 @@ pub struct GatewayConfig {
     pub webhook: WebhookConfig,
     /// Event routes.
     pub routes: Vec<RouteConfig>,
+    /// Connect webhook bounds.
+    pub connect: ConnectConfig,
 }
 
 impl GatewayConfig {
@@ -294,6 +340,7 @@ impl Checker<'_> {
         };
         let webhook = self.webhook(section.webhook)?;
         let routes = self.routes(section.route, &namespaces)?;
+        let connect = self.connect(section.connect)?;
         Ok(GatewayConfig {
             api_keys: section.api_keys,
             api_max_body_bytes,
@@ -302,7 +349,42 @@ impl Checker<'_> {
             jwt,
             webhook,
             routes,
+            connect,
         })
+    }
+
+    fn connect(&self, section: ConnectSection) -> Result<ConnectConfig, GatewayConfigError> {
+        let mut headers = Vec::with_capacity(section.headers.len());
+        for (i, name) in section.headers.iter().enumerate() {
+            match http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+                Ok(header) => headers.push(header),
+                Err(_) => {
+                    return Err(self
+                        .invalid(format!("connect.headers[{i}]"), format!("{name:?} is not a header name")));
+                }
+            }
+        }
+        Ok(ConnectConfig {
+            headers,
+            timeout: self.timeout("connect.timeout", section.timeout)?,
+            max_concurrency: self.concurrency("connect.max-concurrency", section.max_concurrency)?,
+            max_answer_bytes: self.positive(
+                "connect.max-answer-bytes",
+                section.max_answer_bytes,
+                64 << 10,
+            )?,
+        })
+    }
+
+    /// A webhook timeout in milliseconds (default 5 s): at most [`MAX_WEBHOOK_TIMEOUT_MS`].
+    fn timeout(&self, key: &str, value: Option<u64>) -> Result<Duration, GatewayConfigError> {
+        match value.unwrap_or(5_000) {
+            ms @ 1..=MAX_WEBHOOK_TIMEOUT_MS => Ok(Duration::from_millis(ms)),
+            ms => {
+                Err(self
+                    .invalid(key, format!("milliseconds between 1 and {MAX_WEBHOOK_TIMEOUT_MS}, not {ms}")))
+            }
+        }
     }
 
     fn positive(&self, key: &str, value: Option<usize>, default: usize) -> Result<usize, GatewayConfigError> {
@@ -333,7 +415,11 @@ impl Checker<'_> {
             if !seen.insert(ns.name.clone()) {
                 return Err(self.invalid(key, format!("{:?} is listed twice", ns.name)));
             }
-            namespaces.push(NamespaceConfig { name: ns.name, auth: ns.auth });
+            let connect_url = match &ns.connect_url {
+                Some(url) => Some(self.url(&format!("namespace[{i}].connect-url"), url)?),
+                None => None,
+            };
+            namespaces.push(NamespaceConfig { name: ns.name, auth: ns.auth, connect_url });
         }
         Ok(namespaces)
     }
@@ -437,13 +523,7 @@ impl Checker<'_> {
     }
 
     fn webhook(&self, section: WebhookSection) -> Result<WebhookConfig, GatewayConfigError> {
-        let timeout = section.timeout.unwrap_or(5_000);
-        if timeout == 0 || timeout > MAX_WEBHOOK_TIMEOUT_MS {
-            return Err(self.invalid(
-                "webhook.timeout",
-                format!("milliseconds between 1 and {MAX_WEBHOOK_TIMEOUT_MS}, not {timeout}"),
-            ));
-        }
+        let timeout = self.timeout("webhook.timeout", section.timeout)?;
         let pending = self.positive("webhook.max-pending-per-socket", section.max_pending_per_socket, 16)?;
         if pending > MAX_PENDING_PER_SOCKET {
             return Err(self.invalid(
@@ -452,8 +532,8 @@ impl Checker<'_> {
             ));
         }
         Ok(WebhookConfig {
-            timeout: Duration::from_millis(timeout),
-            max_concurrency: self.concurrency(section.max_concurrency)?,
+            timeout,
+            max_concurrency: self.concurrency("webhook.max-concurrency", section.max_concurrency)?,
             max_pending_per_socket: pending,
             max_queued_bytes: self.queued_bytes(section.max_queued_bytes)?,
             max_answer_bytes: self.positive(
@@ -464,12 +544,10 @@ impl Checker<'_> {
         })
     }
 
-    /// `webhook.max-concurrency`: at most [`MAX_CONCURRENCY`].
-    fn concurrency(&self, value: Option<usize>) -> Result<usize, GatewayConfigError> {
-        match self.positive("webhook.max-concurrency", value, 64)? {
-            n if n > MAX_CONCURRENCY => {
-                Err(self.invalid("webhook.max-concurrency", format!("at most {MAX_CONCURRENCY}, not {n}")))
-            }
+    /// A `max-concurrency` (default 64): at most [`MAX_CONCURRENCY`].
+    fn concurrency(&self, key: &str, value: Option<usize>) -> Result<usize, GatewayConfigError> {
+        match self.positive(key, value, 64)? {
+            n if n > MAX_CONCURRENCY => Err(self.invalid(key, format!("at most {MAX_CONCURRENCY}, not {n}"))),
             n => Ok(n),
         }
     }
@@ -563,7 +641,10 @@ mod tests {
             Ok(config) => config,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(config.namespaces, vec![NamespaceConfig { name: "/".into(), auth: AuthMode::Jwt }]);
+        assert_eq!(
+            config.namespaces,
+            vec![NamespaceConfig { name: "/".into(), auth: AuthMode::Jwt, connect_url: None }]
+        );
         assert_eq!(config.api_max_body_bytes, 1 << 20);
         assert_eq!(config.api_rate_limit.get(), 1000);
         assert_eq!(
@@ -573,6 +654,15 @@ mod tests {
                 max_concurrency: 64,
                 max_pending_per_socket: 16,
                 max_queued_bytes: 64 << 20,
+                max_answer_bytes: 64 << 10
+            }
+        );
+        assert_eq!(
+            config.connect,
+            ConnectConfig {
+                headers: Vec::new(),
+                timeout: Duration::from_secs(5),
+                max_concurrency: 64,
                 max_answer_bytes: 64 << 10
             }
         );
@@ -702,6 +792,18 @@ mod tests {
             (
                 "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[[gateway.route]]\nevent = \"join\"\nurl = \"http://b/\"\n",
                 "[gateway] route[0].event: \"join\" is reserved",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\nconnect-url = \"/hook\"\n",
+                "[gateway] namespace[0].connect-url: \"/hook\" is not an http://host/... URL",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[gateway.connect]\nheaders = [\"x y\"]\n",
+                "[gateway] connect.headers[0]: \"x y\" is not a header name",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[gateway.connect]\ntimeout = 300001\n",
+                "[gateway] connect.timeout: milliseconds between 1 and 300000, not 300001",
             ),
             (
                 "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[gateway.webhook]\ntimeout = 0\n",

@@ -1,5 +1,5 @@
-//! What happens to a client of a gateway namespace: its token is checked before it joins (a
-//! refusal is its `connect_error`), then it joins the rooms its token lists, may `join` and
+//! What happens to a client of a gateway namespace: its token is checked, then the connect
+//! webhook asked (`connect_webhook.rs`), before it joins (a refusal is its `connect_error`), then it joins the rooms its token lists, may `join` and
 //! `leave` rooms its token's patterns allow, is disconnected when its token expires unless it
 //! sends a fresh one (`refresh`), and its routed events go to its webhook queue (`webhook.rs`).
 
@@ -11,6 +11,7 @@ use tokio::task::AbortHandle;
 
 use super::auth::{Identity, Verifier};
 use super::config::{AuthMode, GatewayConfig};
+use super::connect_webhook::ConnectWebhook;
 use super::json;
 use super::metrics::GatewayMetrics;
 use super::webhook::{Job, Route, SocketQueue, Webhooks};
@@ -36,7 +37,13 @@ struct Routes {
 }
 
 /// Installs every configured namespace on `io`: authentication, rooms, routes.
-pub fn install(io: &SocketIo, config: &GatewayConfig, webhooks: Arc<Webhooks>, metrics: &GatewayMetrics) {
+pub fn install(
+    io: &SocketIo,
+    config: &GatewayConfig,
+    webhooks: Arc<Webhooks>,
+    admission: Option<Arc<ConnectWebhook>>,
+    metrics: &GatewayMetrics,
+) {
     let verifier = config.jwt.clone().map(Verifier::new);
     if let Some(verifier) = &verifier {
         verifier.start();
@@ -60,16 +67,37 @@ pub fn install(io: &SocketIo, config: &GatewayConfig, webhooks: Arc<Webhooks>, m
             }
         }
         let nsp = io.of(&namespace.name);
-        if let (AuthMode::Jwt, Some(verifier)) = (namespace.auth, verifier.clone()) {
+        let jwt = verifier.clone().filter(|_| namespace.auth == AuthMode::Jwt);
+        let hook = match (&namespace.connect_url, &admission) {
+            (Some(url), Some(admission)) => Some((
+                admission.clone(),
+                Arc::new(Route { url: url.clone(), label: format!("{} connect", namespace.name) }),
+            )),
+            _ => None,
+        };
+        if jwt.is_some() || hook.is_some() {
             let failures = metrics.auth_failures.clone();
+            let name = namespace.name.clone();
             nsp.use_middleware(move |socket: SocketRef| {
-                let verifier = verifier.clone();
-                let failures = failures.clone();
+                let (jwt, hook, failures, name) = (jwt.clone(), hook.clone(), failures.clone(), name.clone());
                 async move {
-                    let identity = verifier.authenticate_fresh(socket.handshake()).await.map_err(|e| {
-                        failures.with_label_values(&[e.reason()]).inc();
-                        ConnectError::new(e.to_string()).with_data(serde_json::json!({"code": e.reason()}))
-                    })?;
+                    let mut identity = Identity::default();
+                    if let Some(verifier) = jwt {
+                        identity = verifier.authenticate_fresh(socket.handshake()).await.map_err(|e| {
+                            failures.with_label_values(&[e.reason()]).inc();
+                            ConnectError::new(e.to_string())
+                                .with_data(serde_json::json!({"code": e.reason()}))
+                        })?;
+                    }
+                    if let Some((admission, route)) = hook {
+                        identity = admission
+                            .admit(&route, &name, socket.id(), socket.handshake(), identity)
+                            .await
+                            .map_err(|e| {
+                                failures.with_label_values(&[e.reason()]).inc();
+                                e.to_connect_error()
+                            })?;
+                    }
                     socket
                         .set_data(&serde_json::json!({ PENDING: identity }))
                         .map_err(|_| ConnectError::new("internal error"))?;
@@ -139,7 +167,9 @@ fn connected(
     let data: serde_json::Value = socket.data().unwrap_or_default();
     let identity: Identity =
         data.get(PENDING).and_then(|i| serde_json::from_value(i.clone()).ok()).unwrap_or_default();
-    if let Err(e) = socket.set_data(&serde_json::json!({ "user": identity.user })) {
+    let mut shown = identity.data.clone();
+    shown.insert("user".to_owned(), serde_json::json!(identity.user));
+    if let Err(e) = socket.set_data(&shown) {
         tracing::warn!(socket = %socket.id(), error = %e, "gateway: socket data not set");
     }
     if !identity.rooms.is_empty() {

@@ -3,6 +3,7 @@
 // process started on a config file, and a JSON POST to its API or a backend.
 
 import crypto from "node:crypto";
+import { rmSync } from "node:fs";
 
 import { io } from "socket.io-client";
 
@@ -91,4 +92,12 @@ export async function post(apiUrl, endpoint, body, key = API_KEYS[0]) {
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
   return { status: res.status, json: await res.json() };
+}
+
+/** A describe's `after`: closes `sockets`, stops `server` and the `backend`'s HTTP server, removes `dir`. */
+export async function cleanUp({ sockets, server, backend, dir }) {
+  for (const s of sockets) s.close();
+  await server?.stop();
+  backend?.server.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 }

@@ -1,27 +1,29 @@
 // The gateway's webhooks besides the event routes, as a backend developer uses them: the connect
 // webhook (allow with user, data and rooms; deny with the message and data the client's
-// `connect_error` shows; the backend down, slow or answering nonsense), against the official
+// `connect_error` shows; the backend down, slow or answering nonsense) and the lifecycle webhook
+// (connect, disconnect with its reason, join, leave: in order with the socket's events, dropped
+// and counted when its queue is full), against the official
 // socket.io-client and a real node:http backend started here.
 // Run: `cargo build -p switchboard && npm ci && node --test test/gateway-hooks.test.js`.
 // SWITCHBOARD_BIN overrides the binary (default: ../../target/debug/switchboard).
 
 import { EventEmitter } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 
-import { API_KEYS, SECRET, claims, client, connected, jwt, post, startGateway } from "../gateway/support.js";
-import { freePort } from "../harness.js";
+import { API_KEYS, SECRET, claims, cleanUp, client, connected, jwt, post, startGateway } from "../gateway/support.js";
+import { freePort, withTimeout } from "../harness.js";
 
 const CONNECT_TIMEOUT_MS = 400;
 
 /**
  * The backend: records every POST by path (`backend.received`, and a `hook` event); `/connect`
  * answers what the client put in `auth.answer` (allow by default), `/slow` never answers, `/junk`
- * answers text that is not JSON.
+ * answers text that is not JSON, the others `{}` after the `delayMs` of the first argument.
  */
 function startBackend() {
   const received = [];
@@ -37,8 +39,10 @@ function startBackend() {
       if (req.url === "/slow") return;
       if (req.url === "/junk") return res.end("<html>");
       const answer = req.url === "/connect" ? (hook.auth.answer ?? { allow: true }) : {};
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify(answer));
+      setTimeout(() => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify(answer));
+      }, hook.args?.[0]?.delayMs ?? 0);
     });
   });
   return new Promise((resolve) => {
@@ -99,12 +103,7 @@ timeout = ${CONNECT_TIMEOUT_MS}
     server = await startGateway(config);
   });
 
-  after(async () => {
-    for (const s of sockets) s.close();
-    await server?.stop();
-    backend?.server.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => cleanUp({ sockets, server, backend, dir }));
 
   it("posts the handshake after the JWT check, with only the allow-listed headers, and applies the allow", async () => {
     const token = jwt(claims({ rooms: ["from-token"] }));
@@ -171,5 +170,120 @@ timeout = ${CONNECT_TIMEOUT_MS}
       assert.ok(scrape.includes(series), `${series} not in the scrape`);
     }
     await connected(open("/open"));
+  });
+});
+
+describe("gateway: the lifecycle webhook", () => {
+  let backend;
+  let server;
+  let dir;
+  const sockets = [];
+  const open = (nsp, options) => {
+    const socket = client(`${server.url}${nsp}`, options);
+    sockets.push(socket);
+    return socket;
+  };
+  /** Resolves with the first webhook body `matches` accepts from now on. */
+  const nextHook = (matches) =>
+    withTimeout(
+      new Promise((resolve) => {
+        const seen = (h) => matches(h) && (backend.hooks.off("hook", seen), resolve(h));
+        backend.hooks.on("hook", seen);
+      }),
+      5000,
+      "a webhook",
+    );
+  const scrape = async () => (await fetch(`${server.url}/metrics`)).text();
+
+  before(async () => {
+    backend = await startBackend();
+    dir = mkdtempSync(path.join(os.tmpdir(), "switchboard-gateway-hooks-"));
+    const config = path.join(dir, "switchboard.toml");
+    const base = `http://127.0.0.1:${backend.port}`;
+    writeFileSync(
+      config,
+      `host = "127.0.0.1"
+
+[gateway]
+
+[[gateway.namespace]]
+name = "/live"
+auth = "none"
+connect-url = "${base}/connect"
+lifecycle-url = "${base}/lifecycle"
+
+[[gateway.namespace]]
+name = "/quiet"
+auth = "none"
+lifecycle-url = "${base}/lifecycle"
+lifecycle-events = ["disconnect"]
+
+[gateway.webhook]
+max-pending-per-socket = 2
+
+[[gateway.route]]
+namespace = "/live"
+event = "msg"
+url = "${base}/events"
+`,
+    );
+    server = await startGateway(config);
+  });
+
+  after(() => cleanUp({ sockets, server, backend, dir }));
+
+  it("tells connect, join, leave and disconnect (with the reason), in order with the socket's events", async () => {
+    const socket = await connected(open("/live", { auth: { answer: { allow: true, user: "ann", room_patterns: ["r:*"] } } }));
+    const id = socket.id;
+    const gone = nextHook((h) => h.socket === id && h.event === "disconnect");
+    // The event's answer comes late: the join after it must still reach the backend after it.
+    const joined = nextHook((h) => h.socket === id && h.event === "join");
+    socket.emit("msg", { delayMs: 200 });
+    assert.deepEqual(await socket.emitWithAck("join", "r:1"), { ok: true });
+    await joined; // (the queue holds 2: the next two wait for room)
+    assert.deepEqual(await socket.emitWithAck("leave", "r:1"), { ok: true });
+    socket.disconnect();
+    const disconnect = await gone;
+    assert.deepEqual(disconnect.args, ["client namespace disconnect"]);
+    const seen = backend.received.filter((h) => h.socket === id && h.path !== "/connect");
+    assert.deepEqual(
+      seen.map((h) => [h.path, h.event, h.args]),
+      [
+        ["/lifecycle", "connect", []],
+        ["/events", "msg", [{ delayMs: 200 }]],
+        ["/lifecycle", "join", ["r:1"]],
+        ["/lifecycle", "leave", ["r:1"]],
+        ["/lifecycle", "disconnect", ["client namespace disconnect"]],
+      ],
+    );
+    assert.deepEqual([seen[0].namespace, seen[0].user, seen[0].data], ["/live", "ann", { user: "ann" }]);
+    assert.deepEqual(seen[2].rooms, ["r:1"], "the join's notice shows the room joined");
+  });
+
+  it("sends only the configured events", async () => {
+    const socket = await connected(open("/quiet"));
+    const id = socket.id;
+    const gone = nextHook((h) => h.socket === id);
+    socket.disconnect();
+    assert.equal((await gone).event, "disconnect");
+    assert.deepEqual(backend.received.filter((h) => h.socket === id).map((h) => h.event), ["disconnect"]);
+  });
+
+  it("drops a notice and counts it when the socket's queue is full, and the socket carries on", async () => {
+    const socket = await connected(open("/live", { auth: { answer: { allow: true, room_patterns: ["r:*"] } } }));
+    const id = socket.id;
+    const first = nextHook((h) => h.socket === id && h.event === "msg");
+    socket.emit("msg", { delayMs: 800 });
+    await first; // in flight: the queue behind it holds 2 (max-pending-per-socket)
+    socket.emit("msg", { delayMs: 0 });
+    socket.emit("msg", { delayMs: 1 });
+    assert.deepEqual(await socket.emitWithAck("join", "r:full"), { ok: true }, "the join itself is done");
+    await nextHook((h) => h.socket === id && h.args[0]?.delayMs === 1);
+    const gone = nextHook((h) => h.socket === id && h.event === "disconnect");
+    socket.disconnect();
+    await gone;
+    const events = backend.received.filter((h) => h.socket === id && h.path !== "/connect").map((h) => h.event);
+    assert.deepEqual(events, ["connect", "msg", "msg", "msg", "disconnect"]);
+    assert.ok((await scrape()).includes('switchboard_gateway_webhook_requests_total{result="dropped",route="/live join"} 1'));
   });
 });

@@ -19,7 +19,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 
-import { API_KEYS, BIN, SECRET, claims, client, connected, eventually, jwt, now, post, startGateway } from "../gateway/support.js";
+import { API_KEYS, BIN, SECRET, claims, cleanUp, client, connected, eventually, jwt, now, post, startGateway } from "../gateway/support.js";
 import { freePort, startRedis, withTimeout } from "../harness.js";
 
 const WEBHOOK_TIMEOUT_MS = 500;
@@ -153,12 +153,7 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
     server = await startGateway(config);
   });
 
-  after(async () => {
-    for (const s of sockets) s.close();
-    await server?.stop();
-    backend?.server.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => cleanUp({ sockets, server, backend, dir }));
 
   const api = (endpoint, body, key) => post(apiUrl, endpoint, body, key);
 

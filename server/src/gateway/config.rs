@@ -83,6 +83,46 @@ struct NamespaceSection {
     #[serde(default = "default_auth")]
     auth: AuthMode,
     connect_url: Option<String>,
+    lifecycle_url: Option<String>,
+    lifecycle_events: Option<Vec<LifecycleEvent>>,
+}
+
+/// What happened to a socket that the lifecycle webhook is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LifecycleEvent {
+    /// It joined the namespace.
+    Connect,
+    /// It left the namespace, with the reason.
+    Disconnect,
+    /// It joined a room itself (`join`).
+    Join,
+    /// It left a room itself (`leave`).
+    Leave,
+}
+
+impl LifecycleEvent {
+    /// Every one: what `lifecycle-events` defaults to.
+    pub const ALL: [Self; 4] = [Self::Connect, Self::Disconnect, Self::Join, Self::Leave];
+
+    /// Its name in the webhook's `event` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Disconnect => "disconnect",
+            Self::Join => "join",
+            Self::Leave => "leave",
+        }
+    }
+}
+
+/// Where a namespace's lifecycle notices go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleConfig {
+    /// The `http://` URL the node POSTs them to.
+    pub url: http::Uri,
+    /// The ones sent (default: all).
+    pub events: Vec<LifecycleEvent>,
 }
 
 fn default_auth() -> AuthMode {
@@ -163,6 +203,8 @@ pub struct NamespaceConfig {
     pub auth: AuthMode,
     /// The connect webhook asked after the JWT check (or alone, with `auth = "none"`), if any.
     pub connect_url: Option<http::Uri>,
+    /// Where its sockets' lifecycle notices go, if anywhere.
+    pub lifecycle: Option<LifecycleConfig>,
 }
 
 /// Where the backend publishes its keys.
@@ -419,7 +461,19 @@ impl Checker<'_> {
                 Some(url) => Some(self.url(&format!("namespace[{i}].connect-url"), url)?),
                 None => None,
             };
-            namespaces.push(NamespaceConfig { name: ns.name, auth: ns.auth, connect_url });
+            let lifecycle = match (&ns.lifecycle_url, ns.lifecycle_events) {
+                (Some(url), events) => Some(LifecycleConfig {
+                    url: self.url(&format!("namespace[{i}].lifecycle-url"), url)?,
+                    events: events.unwrap_or_else(|| LifecycleEvent::ALL.to_vec()),
+                }),
+                (None, Some(_)) => {
+                    return Err(
+                        self.invalid(format!("namespace[{i}].lifecycle-events"), "only with lifecycle-url")
+                    );
+                }
+                (None, None) => None,
+            };
+            namespaces.push(NamespaceConfig { name: ns.name, auth: ns.auth, connect_url, lifecycle });
         }
         Ok(namespaces)
     }
@@ -643,7 +697,12 @@ mod tests {
         };
         assert_eq!(
             config.namespaces,
-            vec![NamespaceConfig { name: "/".into(), auth: AuthMode::Jwt, connect_url: None }]
+            vec![NamespaceConfig {
+                name: "/".into(),
+                auth: AuthMode::Jwt,
+                connect_url: None,
+                lifecycle: None
+            }]
         );
         assert_eq!(config.api_max_body_bytes, 1 << 20);
         assert_eq!(config.api_rate_limit.get(), 1000);
@@ -796,6 +855,10 @@ mod tests {
             (
                 "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\nconnect-url = \"/hook\"\n",
                 "[gateway] namespace[0].connect-url: \"/hook\" is not an http://host/... URL",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\nlifecycle-events = [\"join\"]\n",
+                "[gateway] namespace[0].lifecycle-events: only with lifecycle-url",
             ),
             (
                 "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[gateway.connect]\nheaders = [\"x y\"]\n",

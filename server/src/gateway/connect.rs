@@ -10,12 +10,12 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 
 use super::auth::{Identity, Verifier};
-use super::config::{AuthMode, GatewayConfig};
+use super::config::{AuthMode, GatewayConfig, LifecycleEvent};
 use super::connect_webhook::ConnectWebhook;
 use super::json;
 use super::metrics::GatewayMetrics;
-use super::webhook::{Job, Route, SocketQueue, Webhooks};
-use crate::socketio::{ConnectError, Event, SocketIo, SocketRef, Value};
+use super::webhook::{Job, Notice, Route, SocketQueue, Webhooks, request_body};
+use crate::socketio::{ConnectError, Event, Socket, SocketIo, SocketRef, Value};
 
 /// `join(room, ack)`: joins a room the token's patterns allow.
 pub const JOIN_EVENT: &str = "join";
@@ -34,6 +34,12 @@ const PENDING: &str = "gateway.identity";
 struct Routes {
     by_event: HashMap<String, Arc<Route>>,
     any: Option<Arc<Route>>,
+}
+
+impl Routes {
+    fn is_empty(&self) -> bool {
+        self.by_event.is_empty() && self.any.is_none()
+    }
 }
 
 /// Installs every configured namespace on `io`: authentication, rooms, routes.
@@ -105,14 +111,59 @@ pub fn install(
                 }
             });
         }
-        let routes = Arc::new(routes);
-        let webhooks = webhooks.clone();
-        let leeway = config.jwt.as_ref().map(|j| j.leeway).unwrap_or_default();
-        let verifier = verifier.clone().filter(|_| namespace.auth == AuthMode::Jwt);
+        let lifecycle = namespace.lifecycle.as_ref().map(|lifecycle| Lifecycle {
+            routes: lifecycle
+                .events
+                .iter()
+                .map(|event| {
+                    let label = format!("{} {}", namespace.name, event.as_str());
+                    (*event, Arc::new(Route { url: lifecycle.url.clone(), label }))
+                })
+                .collect(),
+        });
+        let setup = Arc::new(Setup {
+            routes,
+            lifecycle,
+            webhooks: webhooks.clone(),
+            verifier: verifier.clone().filter(|_| namespace.auth == AuthMode::Jwt),
+            leeway: config.jwt.as_ref().map(|j| j.leeway).unwrap_or_default(),
+        });
         nsp.on_connection(move |socket: SocketRef| {
-            connected(&socket, &routes, &webhooks, verifier.clone(), leeway);
+            connected(&socket, &setup);
             async {}
         });
+    }
+}
+
+/// What a namespace does with each of its sockets.
+struct Setup {
+    routes: Routes,
+    lifecycle: Option<Lifecycle>,
+    webhooks: Arc<Webhooks>,
+    /// Set for `auth = "jwt"` namespaces: `refresh` checks tokens with it.
+    verifier: Option<Verifier>,
+    leeway: Duration,
+}
+
+/// A namespace's lifecycle webhook: a route per event it is told.
+struct Lifecycle {
+    routes: HashMap<LifecycleEvent, Arc<Route>>,
+}
+
+/// Tells a socket's lifecycle webhook what happened to it, in order with its events.
+#[derive(Clone)]
+struct Notifier {
+    queue: SocketQueue,
+    routes: Arc<HashMap<LifecycleEvent, Arc<Route>>>,
+}
+
+impl Notifier {
+    /// Queues `event` (with `args`: the room, or the disconnect reason) if the webhook wants it.
+    fn notify(&self, socket: &Socket, event: LifecycleEvent, args: &[Value]) {
+        if let Some(route) = self.routes.get(&event) {
+            let body = request_body(socket, event.as_str(), args);
+            self.queue.notify(Notice { route: route.clone(), body });
+        }
     }
 }
 
@@ -157,13 +208,7 @@ impl Grant {
 }
 
 /// Sets a connected socket up; synchronous, so its handlers exist before its first event runs.
-fn connected(
-    socket: &SocketRef,
-    routes: &Routes,
-    webhooks: &Arc<Webhooks>,
-    verifier: Option<Verifier>,
-    leeway: Duration,
-) {
+fn connected(socket: &SocketRef, setup: &Setup) {
     let data: serde_json::Value = socket.data().unwrap_or_default();
     let identity: Identity =
         data.get(PENDING).and_then(|i| serde_json::from_value(i.clone()).ok()).unwrap_or_default();
@@ -177,17 +222,41 @@ fn connected(
             tracing::debug!(socket = %socket.id(), error = %e, "gateway: the token's rooms were not joined");
         }
     }
-    let grant = Arc::new(Grant { identity: Mutex::new(identity), expiry: Mutex::new(None), leeway });
+    let grant =
+        Arc::new(Grant { identity: Mutex::new(identity), expiry: Mutex::new(None), leeway: setup.leeway });
     grant.arm(socket);
+    let queue = (setup.lifecycle.is_some() || !setup.routes.is_empty())
+        .then(|| SocketQueue::start(setup.webhooks.clone(), socket));
+    let notifier = match (&setup.lifecycle, &queue) {
+        (Some(lifecycle), Some(queue)) => {
+            Some(Notifier { queue: queue.clone(), routes: Arc::new(lifecycle.routes.clone()) })
+        }
+        _ => None,
+    };
+    if let Some(notifier) = &notifier {
+        notifier.notify(socket, LifecycleEvent::Connect, &[]);
+    }
     let disarm = grant.clone();
-    socket.on_disconnect(move |_, _| disarm.disarm());
+    let gone = notifier.clone();
+    socket.on_disconnect(move |socket, reason| {
+        disarm.disarm();
+        if let Some(notifier) = gone {
+            notifier.notify(&socket, LifecycleEvent::Disconnect, &[Value::from(reason.as_str())]);
+        }
+    });
     let may = grant.clone();
+    let joined = notifier.clone();
     socket.on(JOIN_EVENT, move |socket: SocketRef, mut event: Event| {
         let answer = join(&socket, &lock(&may.identity), &event);
+        if let (Some(notifier), Some(room)) = (&joined, event.args.first()) {
+            if answer == ok() {
+                notifier.notify(&socket, LifecycleEvent::Join, std::slice::from_ref(room));
+            }
+        }
         event.ack(vec![answer]);
         async {}
     });
-    if let Some(verifier) = verifier {
+    if let Some(verifier) = setup.verifier.clone() {
         socket.on(REFRESH_EVENT, move |socket: SocketRef, mut event: Event| {
             let (grant, verifier) = (grant.clone(), verifier.clone());
             async move {
@@ -196,10 +265,14 @@ fn connected(
             }
         });
     }
-    socket.on(LEAVE_EVENT, |socket: SocketRef, mut event: Event| {
+    let left = notifier;
+    socket.on(LEAVE_EVENT, move |socket: SocketRef, mut event: Event| {
         let answer = match event.args.first().and_then(Value::as_str) {
             Some(room) if room != socket.id().as_str() => {
                 socket.leave(room);
+                if let Some(notifier) = &left {
+                    notifier.notify(&socket, LifecycleEvent::Leave, &[Value::from(room)]);
+                }
                 ok()
             }
             _ => refusal("bad_request", "leave takes a room name"),
@@ -207,10 +280,8 @@ fn connected(
         event.ack(vec![answer]);
         async {}
     });
-    if routes.by_event.is_empty() && routes.any.is_none() {
-        return;
-    }
-    let queue = SocketQueue::start(webhooks.clone(), socket);
+    let Some(queue) = queue else { return };
+    let routes = &setup.routes;
     for (name, route) in &routes.by_event {
         let queue = queue.clone();
         let route = route.clone();

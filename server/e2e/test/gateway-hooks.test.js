@@ -2,7 +2,9 @@
 // webhook (allow with user, data and rooms; deny with the message and data the client's
 // `connect_error` shows; the backend down, slow or answering nonsense) and the lifecycle webhook
 // (connect, disconnect with its reason, join, leave: in order with the socket's events, dropped
-// and counted when its queue is full), against the official
+// and counted when its queue is full), and client-side rooms: joins and publishes allowed by the
+// token's patterns (a publish reaching the other node's member with no backend call) or by the
+// subscribe webhook, against the official
 // socket.io-client and a real node:http backend started here.
 // Run: `cargo build -p switchboard && npm ci && node --test test/gateway-hooks.test.js`.
 // SWITCHBOARD_BIN overrides the binary (default: ../../target/debug/switchboard).
@@ -16,13 +18,14 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 
 import { API_KEYS, SECRET, claims, cleanUp, client, connected, jwt, post, startGateway } from "../gateway/support.js";
-import { freePort, withTimeout } from "../harness.js";
+import { freePort, startRedis, withTimeout } from "../harness.js";
 
 const CONNECT_TIMEOUT_MS = 400;
 
 /**
  * The backend: records every POST by path (`backend.received`, and a `hook` event); `/connect`
- * answers what the client put in `auth.answer` (allow by default), `/slow` never answers, `/junk`
+ * answers what the client put in `auth.answer` (allow by default), `/subscribe` allows the rooms
+ * starting with `ok:` and refuses the others, `/slow` never answers, `/junk`
  * answers text that is not JSON, the others `{}` after the `delayMs` of the first argument.
  */
 function startBackend() {
@@ -38,7 +41,11 @@ function startBackend() {
       backend.hooks.emit("hook", hook);
       if (req.url === "/slow") return;
       if (req.url === "/junk") return res.end("<html>");
-      const answer = req.url === "/connect" ? (hook.auth.answer ?? { allow: true }) : {};
+      const answers = {
+        "/connect": () => hook.auth?.answer ?? { allow: true },
+        "/subscribe": () => ({ allow: hook.args[0].startsWith("ok:"), message: `not ${hook.args[0]}` }),
+      };
+      const answer = answers[req.url]?.() ?? {};
       setTimeout(() => {
         res.writeHead(200, { "content-type": "application/json" });
         res.end(JSON.stringify(answer));
@@ -285,5 +292,91 @@ url = "${base}/events"
     const events = backend.received.filter((h) => h.socket === id && h.path !== "/connect").map((h) => h.event);
     assert.deepEqual(events, ["connect", "msg", "msg", "msg", "disconnect"]);
     assert.ok((await scrape()).includes('switchboard_gateway_webhook_requests_total{result="dropped",route="/live join"} 1'));
+  });
+});
+
+describe("gateway: client-side rooms on two nodes over a real redis-server", () => {
+  let backend;
+  let redis;
+  let dir;
+  const nodes = [];
+  const sockets = [];
+  const open = (node, token) => {
+    const socket = client(nodes[node].url, { auth: { token } });
+    sockets.push(socket);
+    return connected(socket);
+  };
+  const heard = (socket, event) => withTimeout(new Promise((resolve) => socket.once(event, (...args) => resolve(args))), 5000, event);
+  const subscribeHooks = () => backend.received.filter((h) => h.path === "/subscribe");
+
+  before(async () => {
+    backend = await startBackend();
+    redis = await startRedis();
+    dir = mkdtempSync(path.join(os.tmpdir(), "switchboard-gateway-rooms-"));
+    const config = path.join(dir, "switchboard.toml");
+    writeFileSync(
+      config,
+      `host = "127.0.0.1"
+
+[gateway]
+
+[[gateway.namespace]]
+name = "/"
+subscribe-url = "http://127.0.0.1:${backend.port}/subscribe"
+
+[gateway.jwt]
+hs256-secret = "${SECRET}"
+`,
+    );
+    const prefix = `gwrooms${process.pid}`;
+    for (let i = 0; i < 2; i++) {
+      const cluster = ["--adapter", "redis", "--redis-url", redis.url, "--cluster-prefix", prefix, "--cluster-secret", "rooms-e2e-cluster-secret"];
+      nodes.push(await startGateway(config, cluster));
+    }
+  });
+
+  after(async () => {
+    await cleanUp({ sockets, backend, dir });
+    await Promise.all(nodes.map((n) => n.stop()));
+    await redis?.stop();
+  });
+
+  it("publishes to a room its token allows, reaching a member on the other node without asking the backend", async () => {
+    const member = await open(1, jwt(claims({ sub: "bob", room_patterns: ["chat:*"] })));
+    const other = await open(1, jwt(claims({ sub: "carol", rooms: ["elsewhere"] })));
+    assert.deepEqual(await member.emitWithAck("join", "chat:1"), { ok: true });
+    const publisher = await open(0, jwt(claims({ publish_patterns: ["chat:*"], room_patterns: ["chat:*"] })));
+    assert.deepEqual(await publisher.emitWithAck("join", "chat:1"), { ok: true });
+    let echoed = 0;
+    let otherGot = 0;
+    publisher.on("said", () => echoed++);
+    other.on("said", () => otherGot++);
+    const said = heard(member, "said");
+    assert.deepEqual(await publisher.emitWithAck("publish", "chat:1", "said", "hi", { n: 1 }), { ok: true });
+    assert.deepEqual(await said, ["hi", { n: 1 }]);
+    assert.deepEqual([echoed, otherGot], [0, 0], "the publisher and non-members hear nothing");
+    assert.equal(subscribeHooks().length, 0, "no backend call on the claim's path");
+    const refused = [
+      [["chat:1", "connect", 1], "bad_request"],
+      [["chat:1"], "bad_request"],
+    ];
+    for (const [args, code] of refused) {
+      assert.equal((await publisher.emitWithAck("publish", ...args)).error.code, code, JSON.stringify(args));
+    }
+  });
+
+  it("asks the subscribe webhook about joins and publishes the token does not allow", async () => {
+    const token = jwt(claims({ sub: "dave" }));
+    const member = await open(1, token);
+    const asker = await open(0, token);
+    assert.deepEqual(await member.emitWithAck("join", "ok:team"), { ok: true });
+    assert.deepEqual(await asker.emitWithAck("join", "no:team"), { error: { code: "forbidden", message: "not no:team" } });
+    const hooks = subscribeHooks();
+    assert.deepEqual(hooks.map((h) => [h.event, h.args, h.user]), [["join", ["ok:team"], "dave"], ["join", ["no:team"], "dave"]]);
+    const got = heard(member, "news");
+    assert.deepEqual(await asker.emitWithAck("publish", "ok:team", "news", 42), { ok: true });
+    assert.deepEqual(await got, [42]);
+    assert.deepEqual(subscribeHooks().at(-1).args, ["ok:team", "news"], "the webhook is shown the room and the event, not the payload");
+    assert.equal((await asker.emitWithAck("publish", "no:team", "news", 1)).error.code, "forbidden");
   });
 });

@@ -85,6 +85,7 @@ struct NamespaceSection {
     connect_url: Option<String>,
     lifecycle_url: Option<String>,
     lifecycle_events: Option<Vec<LifecycleEvent>>,
+    subscribe_url: Option<String>,
 }
 
 /// What happened to a socket that the lifecycle webhook is told.
@@ -141,6 +142,7 @@ struct JwtSection {
     cookie: Option<String>,
     rooms_claim: Option<String>,
     room_patterns_claim: Option<String>,
+    publish_patterns_claim: Option<String>,
     #[serde(default)]
     leeway: u64,
     audience: Option<String>,
@@ -205,6 +207,8 @@ pub struct NamespaceConfig {
     pub connect_url: Option<http::Uri>,
     /// Where its sockets' lifecycle notices go, if anywhere.
     pub lifecycle: Option<LifecycleConfig>,
+    /// The subscribe webhook, asked about joins and publishes the patterns do not allow, if any.
+    pub subscribe_url: Option<http::Uri>,
 }
 
 /// Where the backend publishes its keys.
@@ -229,6 +233,8 @@ pub struct JwtConfig {
     pub rooms_claim: String,
     /// The claim listing the room patterns the client may join itself.
     pub room_patterns_claim: String,
+    /// The claim listing the room patterns the client may publish to itself.
+    pub publish_patterns_claim: String,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Duration,
     /// `aud` required, if set.
@@ -473,7 +479,17 @@ impl Checker<'_> {
                 }
                 (None, None) => None,
             };
-            namespaces.push(NamespaceConfig { name: ns.name, auth: ns.auth, connect_url, lifecycle });
+            let subscribe_url = match &ns.subscribe_url {
+                Some(url) => Some(self.url(&format!("namespace[{i}].subscribe-url"), url)?),
+                None => None,
+            };
+            namespaces.push(NamespaceConfig {
+                name: ns.name,
+                auth: ns.auth,
+                connect_url,
+                lifecycle,
+                subscribe_url,
+            });
         }
         Ok(namespaces)
     }
@@ -540,6 +556,9 @@ impl Checker<'_> {
             cookie: jwt.cookie,
             rooms_claim: jwt.rooms_claim.unwrap_or_else(|| "rooms".to_owned()),
             room_patterns_claim: jwt.room_patterns_claim.unwrap_or_else(|| "room_patterns".to_owned()),
+            publish_patterns_claim: jwt
+                .publish_patterns_claim
+                .unwrap_or_else(|| "publish_patterns".to_owned()),
             leeway,
             audience: jwt.audience,
             issuer: jwt.issuer,
@@ -639,7 +658,7 @@ impl Checker<'_> {
                 return Err(self.invalid(
                     key("event"),
                     format!(
-                        "{:?} is reserved (Socket.IO's own events, and the gateway's join, leave and refresh)",
+                        "{:?} is reserved (Socket.IO's own events, and the gateway's join, leave, publish and refresh)",
                         route.event
                     ),
                 ));
@@ -701,7 +720,8 @@ mod tests {
                 name: "/".into(),
                 auth: AuthMode::Jwt,
                 connect_url: None,
-                lifecycle: None
+                lifecycle: None,
+                subscribe_url: None
             }]
         );
         assert_eq!(config.api_max_body_bytes, 1 << 20);
@@ -725,8 +745,9 @@ mod tests {
                 max_answer_bytes: 64 << 10
             }
         );
-        let jwt = config.jwt.map(|j| (j.rooms_claim, j.room_patterns_claim, j.cookie));
-        assert_eq!(jwt, Some(("rooms".into(), "room_patterns".into(), None)));
+        let jwt =
+            config.jwt.map(|j| (j.rooms_claim, j.room_patterns_claim, j.publish_patterns_claim, j.cookie));
+        assert_eq!(jwt, Some(("rooms".into(), "room_patterns".into(), "publish_patterns".into(), None)));
         assert_eq!(
             GatewayConfig::from_toml(Path::new("g.toml"), "port = 1\n").map(|c| c.is_none()).ok(),
             Some(true)
@@ -855,6 +876,10 @@ mod tests {
             (
                 "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\nconnect-url = \"/hook\"\n",
                 "[gateway] namespace[0].connect-url: \"/hook\" is not an http://host/... URL",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\nsubscribe-url = \"https://b/\"\n",
+                "[gateway] namespace[0].subscribe-url: https is not supported yet",
             ),
             (
                 "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\nlifecycle-events = [\"join\"]\n",

@@ -12,19 +12,16 @@ use tokio::task::AbortHandle;
 use super::auth::{Identity, Verifier};
 use super::config::{AuthMode, GatewayConfig, LifecycleEvent};
 use super::connect_webhook::ConnectWebhook;
-use super::json;
+use super::lifecycle::{Lifecycle, notify};
 use super::metrics::GatewayMetrics;
-use super::webhook::{Job, Notice, Route, SocketQueue, Webhooks, request_body};
-use crate::socketio::{ConnectError, Event, Socket, SocketIo, SocketRef, Value};
+use super::rooms::{ClientRooms, JOIN_EVENT, LEAVE_EVENT, PUBLISH_EVENT, Subscribe, ok, refusal};
+use super::webhook::{Job, Route, SocketQueue, Webhooks};
+use crate::socketio::{ConnectError, Event, SocketIo, SocketRef, Value};
 
-/// `join(room, ack)`: joins a room the token's patterns allow.
-pub const JOIN_EVENT: &str = "join";
-/// `leave(room, ack)`: leaves a room.
-pub const LEAVE_EVENT: &str = "leave";
 /// `refresh(token, ack)`: a fresh token for the same user, so the socket outlives the first one.
 pub const REFRESH_EVENT: &str = "refresh";
 /// The client events the gateway answers itself: no route may take them.
-pub const CLIENT_EVENTS: [&str; 3] = [JOIN_EVENT, LEAVE_EVENT, REFRESH_EVENT];
+pub const CLIENT_EVENTS: [&str; 4] = [JOIN_EVENT, LEAVE_EVENT, PUBLISH_EVENT, REFRESH_EVENT];
 /// The key of `socket.data` the middleware leaves the identity under for the connection handler,
 /// which removes it.
 const PENDING: &str = "gateway.identity";
@@ -111,19 +108,12 @@ pub fn install(
                 }
             });
         }
-        let lifecycle = namespace.lifecycle.as_ref().map(|lifecycle| Lifecycle {
-            routes: lifecycle
-                .events
-                .iter()
-                .map(|event| {
-                    let label = format!("{} {}", namespace.name, event.as_str());
-                    (*event, Arc::new(Route { url: lifecycle.url.clone(), label }))
-                })
-                .collect(),
-        });
         let setup = Arc::new(Setup {
             routes,
-            lifecycle,
+            lifecycle: namespace.lifecycle.as_ref().map(|config| Lifecycle::new(&namespace.name, config)),
+            subscribe: namespace.subscribe_url.as_ref().map(|url| {
+                Arc::new(Route { url: url.clone(), label: format!("{} subscribe", namespace.name) })
+            }),
             webhooks: webhooks.clone(),
             verifier: verifier.clone().filter(|_| namespace.auth == AuthMode::Jwt),
             leeway: config.jwt.as_ref().map(|j| j.leeway).unwrap_or_default(),
@@ -139,38 +129,17 @@ pub fn install(
 struct Setup {
     routes: Routes,
     lifecycle: Option<Lifecycle>,
+    subscribe: Option<Arc<Route>>,
     webhooks: Arc<Webhooks>,
     /// Set for `auth = "jwt"` namespaces: `refresh` checks tokens with it.
     verifier: Option<Verifier>,
     leeway: Duration,
 }
 
-/// A namespace's lifecycle webhook: a route per event it is told.
-struct Lifecycle {
-    routes: HashMap<LifecycleEvent, Arc<Route>>,
-}
-
-/// Tells a socket's lifecycle webhook what happened to it, in order with its events.
-#[derive(Clone)]
-struct Notifier {
-    queue: SocketQueue,
-    routes: Arc<HashMap<LifecycleEvent, Arc<Route>>>,
-}
-
-impl Notifier {
-    /// Queues `event` (with `args`: the room, or the disconnect reason) if the webhook wants it.
-    fn notify(&self, socket: &Socket, event: LifecycleEvent, args: &[Value]) {
-        if let Some(route) = self.routes.get(&event) {
-            let body = request_body(socket, event.as_str(), args);
-            self.queue.notify(Notice { route: route.clone(), body });
-        }
-    }
-}
-
 /// What a socket's token grants now (a refresh replaces it), and the timer that ends the socket
 /// when it expires.
 struct Grant {
-    identity: Mutex<Identity>,
+    identity: Arc<Mutex<Identity>>,
     expiry: Mutex<Option<AbortHandle>>,
     leeway: Duration,
 }
@@ -222,40 +191,30 @@ fn connected(socket: &SocketRef, setup: &Setup) {
             tracing::debug!(socket = %socket.id(), error = %e, "gateway: the token's rooms were not joined");
         }
     }
-    let grant =
-        Arc::new(Grant { identity: Mutex::new(identity), expiry: Mutex::new(None), leeway: setup.leeway });
+    let grant = Arc::new(Grant {
+        identity: Arc::new(Mutex::new(identity)),
+        expiry: Mutex::new(None),
+        leeway: setup.leeway,
+    });
     grant.arm(socket);
-    let queue = (setup.lifecycle.is_some() || !setup.routes.is_empty())
+    let queue = (setup.lifecycle.is_some() || setup.subscribe.is_some() || !setup.routes.is_empty())
         .then(|| SocketQueue::start(setup.webhooks.clone(), socket));
     let notifier = match (&setup.lifecycle, &queue) {
-        (Some(lifecycle), Some(queue)) => {
-            Some(Notifier { queue: queue.clone(), routes: Arc::new(lifecycle.routes.clone()) })
-        }
+        (Some(lifecycle), Some(queue)) => Some(lifecycle.notifier(queue.clone())),
         _ => None,
     };
-    if let Some(notifier) = &notifier {
-        notifier.notify(socket, LifecycleEvent::Connect, &[]);
-    }
+    notify(notifier.as_ref(), socket, LifecycleEvent::Connect, &[]);
     let disarm = grant.clone();
     let gone = notifier.clone();
     socket.on_disconnect(move |socket, reason| {
         disarm.disarm();
-        if let Some(notifier) = gone {
-            notifier.notify(&socket, LifecycleEvent::Disconnect, &[Value::from(reason.as_str())]);
-        }
+        notify(gone.as_ref(), &socket, LifecycleEvent::Disconnect, &[Value::from(reason.as_str())]);
     });
-    let may = grant.clone();
-    let joined = notifier.clone();
-    socket.on(JOIN_EVENT, move |socket: SocketRef, mut event: Event| {
-        let answer = join(&socket, &lock(&may.identity), &event);
-        if let (Some(notifier), Some(room)) = (&joined, event.args.first()) {
-            if answer == ok() {
-                notifier.notify(&socket, LifecycleEvent::Join, std::slice::from_ref(room));
-            }
-        }
-        event.ack(vec![answer]);
-        async {}
-    });
+    let subscribe = match (&setup.subscribe, &queue) {
+        (Some(route), Some(queue)) => Some(Subscribe { route: route.clone(), queue: queue.clone() }),
+        _ => None,
+    };
+    Arc::new(ClientRooms { identity: grant.identity.clone(), subscribe, notifier }).install(socket);
     if let Some(verifier) = setup.verifier.clone() {
         socket.on(REFRESH_EVENT, move |socket: SocketRef, mut event: Event| {
             let (grant, verifier) = (grant.clone(), verifier.clone());
@@ -265,21 +224,6 @@ fn connected(socket: &SocketRef, setup: &Setup) {
             }
         });
     }
-    let left = notifier;
-    socket.on(LEAVE_EVENT, move |socket: SocketRef, mut event: Event| {
-        let answer = match event.args.first().and_then(Value::as_str) {
-            Some(room) if room != socket.id().as_str() => {
-                socket.leave(room);
-                if let Some(notifier) = &left {
-                    notifier.notify(&socket, LifecycleEvent::Leave, &[Value::from(room)]);
-                }
-                ok()
-            }
-            _ => refusal("bad_request", "leave takes a room name"),
-        };
-        event.ack(vec![answer]);
-        async {}
-    });
     let Some(queue) = queue else { return };
     let routes = &setup.routes;
     for (name, route) in &routes.by_event {
@@ -303,20 +247,6 @@ fn connected(socket: &SocketRef, setup: &Setup) {
     }
 }
 
-/// `join(room)`: allowed when a pattern of the token matches the room.
-fn join(socket: &SocketRef, identity: &Identity, event: &Event) -> Value {
-    let Some(room) = event.args.first().and_then(Value::as_str) else {
-        return refusal("bad_request", "join takes a room name");
-    };
-    if !identity.may_join(room) {
-        return refusal("forbidden", "the token does not allow this room");
-    }
-    match socket.try_join([room]) {
-        Ok(_) => ok(),
-        Err(e) => refusal("bad_request", &e.to_string()),
-    }
-}
-
 /// `refresh(token)`: a valid token for the same user replaces the socket's grant (patterns,
 /// expiry) and joins its rooms; a refused one changes nothing.
 async fn refresh(socket: &SocketRef, grant: &Grant, verifier: &Verifier, event: &Event) -> Value {
@@ -336,12 +266,4 @@ async fn refresh(socket: &SocketRef, grant: &Grant, verifier: &Verifier, event: 
     *lock(&grant.identity) = fresh;
     grant.arm(socket);
     ok()
-}
-
-fn ok() -> Value {
-    json::from_json(serde_json::json!({"ok": true}))
-}
-
-fn refusal(code: &str, message: &str) -> Value {
-    json::from_json(serde_json::json!({"error": {"code": code, "message": message}}))
 }

@@ -1,7 +1,7 @@
 //! The connect webhook: before a client joins a namespace that has a `connect-url`, the node
 //! POSTs its handshake (namespace, socket id, query, `auth`, the allow-listed headers, address,
 //! and what its JWT granted, if any) to the backend, which answers allow (user id, data, rooms,
-//! patterns) or deny (a message and data for the client's `connect_error`). A failed call denies
+//! room and publish patterns) or deny (a message and data for the client's `connect_error`). A failed call denies
 //! too. What an allow grants goes on to the namespace's connection (`connect.rs`).
 
 use std::collections::BTreeMap;
@@ -72,6 +72,8 @@ struct Answer {
     rooms: Vec<String>,
     #[serde(default)]
     room_patterns: Vec<String>,
+    #[serde(default)]
+    publish_patterns: Vec<String>,
 }
 
 /// Asks the backend about connects; one per node, its calls bounded by `[gateway.connect]`.
@@ -152,7 +154,10 @@ fn grant(answer: Answer, mut granted: Identity) -> Result<Identity, AdmissionErr
         Some(serde_json::Value::Object(data)) => data,
         Some(_) => return Err(AdmissionError::Backend(WebhookError::BadAnswer)),
     };
-    if answer.rooms.len() > MAX_CLAIM_ENTRIES || answer.room_patterns.len() > MAX_CLAIM_ENTRIES {
+    if [answer.rooms.len(), answer.room_patterns.len(), answer.publish_patterns.len()]
+        .iter()
+        .any(|n| *n > MAX_CLAIM_ENTRIES)
+    {
         return Err(AdmissionError::Backend(WebhookError::BadAnswer));
     }
     if answer.user.is_some() {
@@ -160,6 +165,7 @@ fn grant(answer: Answer, mut granted: Identity) -> Result<Identity, AdmissionErr
     }
     granted.rooms.extend(answer.rooms);
     granted.room_patterns.extend(answer.room_patterns);
+    granted.publish_patterns.extend(answer.publish_patterns);
     granted.data = data;
     Ok(granted)
 }

@@ -12,8 +12,10 @@ pub mod connect;
 pub mod connect_webhook;
 pub mod json;
 pub mod jwks;
+pub mod lifecycle;
 pub mod metrics;
 pub mod nodes;
+pub mod rooms;
 pub mod webhook;
 
 use std::sync::Arc;

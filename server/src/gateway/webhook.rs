@@ -1,5 +1,5 @@
-//! Client events to the backend: each socket's routed events wait in its own bounded queue and
-//! are POSTed one at a time (so they reach the backend in order) through one pooled keep-alive
+//! Client events to the backend: each socket's routed events (and its lifecycle notices and
+//! subscribe questions) wait in its own bounded queue and are POSTed one at a time (so they reach the backend in order) through one pooled keep-alive
 //! HTTP client per node, at most `max-concurrency` calls in flight and `max-queued-bytes` of
 //! arguments waiting on the node. The backend's JSON answer
 //! becomes the client's ack; a failure becomes an error ack (`{"error": {"code", "message"}}`)
@@ -21,7 +21,7 @@ use super::config::WebhookConfig;
 use super::json;
 use super::metrics::GatewayMetrics;
 use crate::body::Body;
-use crate::socketio::{AckResponder, Socket, SocketRef, Value};
+use crate::socketio::{AckResponder, BoxFuture, Socket, SocketRef, Value};
 
 /// How long an idle pooled connection to the backend is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -175,11 +175,32 @@ pub struct Notice {
     pub body: Bytes,
 }
 
+/// What the gateway does with a [`Question`]'s answer (or the call's failure).
+pub type Then = Box<dyn FnOnce(Result<Option<serde_json::Value>, WebhookError>) -> BoxFuture<()> + Send>;
+
+/// A call whose answer the gateway acts on before the socket's next call (a subscribe
+/// webhook's allow or deny).
+pub struct Question {
+    /// Where it goes.
+    pub route: Arc<Route>,
+    /// The JSON body.
+    pub body: Bytes,
+    /// Run with the answer, in the socket's turn.
+    pub then: Then,
+}
+
+impl std::fmt::Debug for Question {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Question").field("route", &self.route).finish_non_exhaustive()
+    }
+}
+
 /// What a socket's queue holds, in the order it happened.
 #[derive(Debug)]
 enum Work {
     Event(Job),
     Notice(Notice),
+    Question(Question),
 }
 
 /// A socket's queue of routed events and lifecycle notices, drained in order by one task; the
@@ -205,6 +226,10 @@ impl SocketQueue {
                     // Fire and forget: the call's metric says how it went.
                     Work::Notice(notice) => {
                         let _ = worker.call(&notice.route, notice.body).await;
+                    }
+                    Work::Question(question) => {
+                        let answer = worker.call(&question.route, question.body).await;
+                        (question.then)(answer).await;
                     }
                 }
             }
@@ -238,6 +263,21 @@ impl SocketQueue {
                 .webhook_requests
                 .with_label_values(&[notice.route.label.as_str(), DROPPED])
                 .inc();
+        }
+    }
+
+    /// Queues `question` behind the socket's events, or answers it with a `busy` error at once
+    /// when the socket's queue or the node's bytes are full.
+    pub fn ask(&self, question: Question) {
+        let size = question.body.len();
+        if let Err(Work::Question(question)) = self.enqueue(Work::Question(question), size) {
+            let error = WebhookError::Busy;
+            self.webhooks
+                .metrics
+                .webhook_requests
+                .with_label_values(&[question.route.label.as_str(), error.code()])
+                .inc();
+            tokio::spawn((question.then)(Err(error)));
         }
     }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The backend of a chat on the Switchboard gateway, with only Python's standard library.
 
-It issues the clients' tokens (POST /login), receives the gateway's webhooks (POST /events for the
+It serves the chat's page (GET /, index.html), issues the clients' tokens (POST /login), receives the gateway's webhooks (POST /events for the
 clients' `message` and `private` events, POST /lifecycle for connects and disconnects) and talks
 to the clients through the gateway's HTTP API. It reads the API key, the JWT secret and the API
 port from the gateway's own config file. README.md says how to run it.
@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import pathlib
 import threading
 import time
 import tomllib
@@ -19,6 +20,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MAX_BODY = 64 * 1024
+PAGE = pathlib.Path(__file__).with_name("index.html")
 
 
 def b64url(data):
@@ -91,6 +93,11 @@ class Chat:
 
 
 class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path.split("?")[0] != "/":
+            return self.reply(404, refusal("not_found", self.path))
+        self.reply(200, PAGE.read_bytes(), "text/html; charset=utf-8")
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
@@ -104,10 +111,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(404, refusal("not_found", self.path))
         self.reply(200, route[self.path](body))
 
-    def reply(self, status, body):
-        data = json.dumps(body).encode()
+    def reply(self, status, body, content_type="application/json"):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
 use super::auth::{Identity, Verifier};
@@ -115,6 +116,7 @@ pub fn install(
                 Arc::new(Route { url: url.clone(), label: format!("{} subscribe", namespace.name) })
             }),
             webhooks: webhooks.clone(),
+            max_pending: config.webhook.max_pending_per_socket,
             verifier: verifier.clone().filter(|_| namespace.auth == AuthMode::Jwt),
             leeway: config.jwt.as_ref().map(|j| j.leeway).unwrap_or_default(),
         });
@@ -131,6 +133,8 @@ struct Setup {
     lifecycle: Option<Lifecycle>,
     subscribe: Option<Arc<Route>>,
     webhooks: Arc<Webhooks>,
+    /// `webhook.max-pending-per-socket`: also the most publishes a socket may have in flight.
+    max_pending: usize,
     /// Set for `auth = "jwt"` namespaces: `refresh` checks tokens with it.
     verifier: Option<Verifier>,
     leeway: Duration,
@@ -214,7 +218,9 @@ fn connected(socket: &SocketRef, setup: &Setup) {
         (Some(route), Some(queue)) => Some(Subscribe { route: route.clone(), queue: queue.clone() }),
         _ => None,
     };
-    Arc::new(ClientRooms { identity: grant.identity.clone(), subscribe, notifier }).install(socket);
+    let publishing = Arc::new(Semaphore::new(setup.max_pending));
+    Arc::new(ClientRooms { identity: grant.identity.clone(), subscribe, notifier, publishing })
+        .install(socket);
     if let Some(verifier) = setup.verifier.clone() {
         socket.on(REFRESH_EVENT, move |socket: SocketRef, mut event: Event| {
             let (grant, verifier) = (grant.clone(), verifier.clone());

@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
+use tokio::sync::Semaphore;
 
 use super::auth::Identity;
 use super::config::LifecycleEvent;
@@ -41,6 +42,9 @@ pub struct ClientRooms {
     pub subscribe: Option<Subscribe>,
     /// The lifecycle webhook, if the namespace has one.
     pub notifier: Option<Notifier>,
+    /// Publishes of this socket still being handed to the broker: at most
+    /// `webhook.max-pending-per-socket`, so a flood of them cannot pile up tasks and payloads.
+    pub publishing: Arc<Semaphore>,
 }
 
 /// What is asked of the subscribe webhook.
@@ -122,6 +126,9 @@ impl ClientRooms {
         }
         let payload: Vec<Value> = args.collect();
         if self.may(Ask::Publish, &room) {
+            let Ok(_turn) = self.publishing.clone().try_acquire_owned() else {
+                return event.ack(vec![WebhookError::Busy.to_ack()]);
+            };
             return event.ack(vec![published(socket, &room, &name, payload).await]);
         }
         let shown = [Value::from(name.as_str())];
@@ -220,4 +227,27 @@ pub fn ok() -> Value {
 /// The ack of a request refused: `{"error": {"code", "message"}}`.
 pub fn refusal(code: &str, message: &str) -> Value {
     json::from_json(serde_json::json!({"error": {"code": code, "message": message}}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(result: Result<(), Value>) -> Option<String> {
+        let refused = result.err()?;
+        json::to_json(&refused).pointer("/error/code").and_then(|c| c.as_str()).map(str::to_owned)
+    }
+
+    #[test]
+    fn the_subscribe_webhook_allows_only_with_a_boolean_allow() {
+        assert_eq!(verdict(Ok(Some(serde_json::json!({"allow": true})))), Ok(()));
+        let denied = verdict(Ok(Some(serde_json::json!({"allow": false, "message": "members only"}))));
+        assert_eq!(denied, Err(refusal("forbidden", "members only")));
+        for answer in
+            [Ok(None), Ok(Some(serde_json::json!({"allow": "yes"}))), Ok(Some(serde_json::json!([true])))]
+        {
+            assert_eq!(code(verdict(answer)).as_deref(), Some("backend_bad_answer"));
+        }
+        assert_eq!(code(verdict(Err(WebhookError::Timeout))).as_deref(), Some("backend_timeout"));
+    }
 }

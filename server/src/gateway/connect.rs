@@ -1,7 +1,8 @@
 //! What happens to a client of a gateway namespace: its token is checked, then the connect
-//! webhook asked (`connect_webhook.rs`), before it joins (a refusal is its `connect_error`), then it joins the rooms its token lists, may `join` and
-//! `leave` rooms its token's patterns allow, is disconnected when its token expires unless it
-//! sends a fresh one (`refresh`), and its routed events go to its webhook queue (`webhook.rs`).
+//! webhook asked (`connect_webhook.rs`), before it joins (a refusal is its `connect_error`); then
+//! it joins the rooms its grant lists, its `join`, `leave` and `publish` go to `rooms.rs`, it is
+//! disconnected when its token expires unless it sends a fresh one (`refresh`), and its routed
+//! events and lifecycle notices go to its webhook queue (`webhook.rs`, `lifecycle.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,9 +1,10 @@
 //! The gateway: puts a Switchboard cluster in front of any backend. Clients authenticate with a
-//! JWT at connect and/or the
-//! backend's connect webhook (`auth.rs` with `jwks.rs`, `connect_webhook.rs`, `connect.rs`), their events go to the backend's webhooks
-//! (`webhook.rs`, values as JSON by `json.rs`), and the backend drives them through an HTTP API
-//! (`api/`, with `nodes.rs`); all of it from the `[gateway]` section of the config file (`config.rs`), on the
-//! public API of `socketio` like any Rust application.
+//! JWT and/or the backend's connect webhook at connect (`auth.rs` with `jwks.rs`,
+//! `connect_webhook.rs`, `connect.rs`), join, leave and publish to rooms as their grant or the
+//! subscribe webhook allows (`rooms.rs`), their events and lifecycle go to the backend's webhooks
+//! (`webhook.rs`, `lifecycle.rs`, values as JSON by `json.rs`), and the backend drives them
+//! through an HTTP API (`api/`, with `nodes.rs`); all of it from the `[gateway]` section of the
+//! config file (`config.rs`), on the public API of `socketio` like any Rust application.
 
 pub mod api;
 pub mod auth;

@@ -5,7 +5,10 @@
       Cross-object rules of one rendered kustomization: the grace period covers preStop and the
       drain, the probes and ports match the ConfigMap, every SWITCHBOARD_* key is a flag of the
       binary, proxy timeouts exceed pingInterval + pingTimeout, broker URLs name a Service of the
-      set, selectors and references resolve, the memory overlay never scales.
+      set, selectors and references resolve, the memory overlay never scales, no ConfigMap holds a
+      secret (a *SECRET*/*PASSWORD*/*API_KEY*/*TOKEN* key, or a secret setting of a .toml file),
+      and a gateway reads its config file from a mounted ConfigMap, its key files from a mounted
+      Secret, and serves its API on the container's `api` port behind a Service.
   validate.py grafana DASHBOARD.json --rules-out FILE
       Dashboard structure, and every query written out as a recording rule for `promtool check
       rules` (which parses PromQL), with Grafana's variables replaced.
@@ -29,6 +32,7 @@ import argparse
 import json
 import re
 import sys
+import tomllib
 from urllib.parse import urlparse
 
 import yaml
@@ -275,6 +279,76 @@ def check_k8s(docs, overlay, help_text):
 
     if overlay in ("memory", "redis", "nats") and adapter != overlay:
         error(f"overlay {overlay} runs adapter {adapter}")
+
+    for cm in by_kind(docs, "ConfigMap"):
+        check_no_secret(cm)
+    if env.get("SWITCHBOARD_APP") == "gateway":
+        check_gateway(docs, spec, node, env, ports)
+
+
+# ConfigMap keys (SWITCHBOARD_* variables) and config-file settings that are secrets: they belong
+# in a Secret, mounted as a file or referenced from env.
+SECRET_VARIABLES = re.compile(r"SECRET|PASSWORD|API_KEY|TOKEN")
+SECRET_SETTINGS = {("gateway", "api-keys"), ("gateway", "jwt", "hs256-secret"), ("cluster-secret",)}
+
+
+def check_no_secret(cm):
+    name = cm["metadata"]["name"]
+    for key, value in cm.get("data", {}).items():
+        if SECRET_VARIABLES.search(key):
+            error(f"ConfigMap {name} holds {key}: a secret belongs in a Secret")
+        if not key.endswith(".toml"):
+            continue
+        try:
+            settings = tomllib.loads(value)
+        except tomllib.TOMLDecodeError as e:
+            error(f"ConfigMap {name}: {key} is not TOML: {e}")
+            continue
+        for path in SECRET_SETTINGS:
+            found = settings
+            for part in path:
+                found = found.get(part) if isinstance(found, dict) else None
+            if found:
+                error(f"ConfigMap {name}: {key} sets {'.'.join(path)}: a secret belongs in a Secret (use the -file key)")
+
+
+def check_gateway(docs, spec, node, env, ports):
+    """The gateway's config file is a mounted ConfigMap key, its key files are in a mounted
+    Secret, and its API port is the container's `api` port behind a Service."""
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = {m["mountPath"].rstrip("/"): volumes.get(m["name"], {}) for m in node.get("volumeMounts", [])}
+
+    def source(path):
+        directory, _, file = path.rpartition("/")
+        return mounts.get(directory), file
+
+    config_path = env.get("SWITCHBOARD_CONFIG", "")
+    volume, file = source(config_path)
+    cm = one(docs, "ConfigMap", (volume or {}).get("configMap", {}).get("name"))
+    if not cm or file not in cm.get("data", {}):
+        return error(f"SWITCHBOARD_CONFIG {config_path!r} is not a key of a ConfigMap mounted in the container")
+    try:
+        gateway = tomllib.loads(cm["data"][file]).get("gateway")
+    except tomllib.TOMLDecodeError:
+        return  # check_no_secret said so
+    if not gateway:
+        error(f"{config_path} has no [gateway] section")
+        return
+    for key, path in (("api-keys-file", gateway.get("api-keys-file")), ("jwt.hs256-secret-file", gateway.get("jwt", {}).get("hs256-secret-file"))):
+        if path is None:
+            continue
+        volume, _ = source(path)
+        if not volume or "secret" not in volume:
+            error(f"{key} {path!r} is not in a Secret mounted in the container")
+    api_port = env.get("SWITCHBOARD_API_PORT")
+    if api_port is not None:
+        if str(ports.get("api")) != api_port:
+            error(f"containerPort api {ports.get('api')} != SWITCHBOARD_API_PORT {api_port}")
+        if not (gateway.get("api-keys") or gateway.get("api-keys-file")):
+            error("SWITCHBOARD_API_PORT without api-keys-file: the node refuses to start")
+        services = [s for s in by_kind(docs, "Service") if "api" in {p.get("targetPort") for p in s["spec"]["ports"]}]
+        if not services:
+            error("no Service targets the container's api port")
 
 
 def check_backends(docs, backends):

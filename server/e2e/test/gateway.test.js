@@ -19,13 +19,9 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 
-import { io } from "socket.io-client";
+import { API_KEYS, BIN, SECRET, claims, cleanUp, client, connected, eventually, jwt, now, post, startGateway } from "../gateway/support.js";
+import { freePort, startRedis, withTimeout } from "../harness.js";
 
-import { binaryPath, freePort, startRedis, startServer, withTimeout } from "../harness.js";
-
-const BIN = binaryPath("SWITCHBOARD_BIN", "target/debug/switchboard");
-const SECRET = "e2e-secret-0123456789abcdef-0123456789";
-const API_KEYS = ["first-key-0123456789", "second-key-0123456789"];
 const WEBHOOK_TIMEOUT_MS = 500;
 const CLUSTER_SECRET = "gateway-e2e-cluster-secret";
 const MAX_API_BODY = 4096;
@@ -39,24 +35,6 @@ const COOKIE = "sb_token";
 const jwksA = crypto.generateKeyPairSync("ed25519");
 const jwksB = crypto.generateKeyPairSync("ed25519");
 const jwkOf = (pair, kid) => ({ ...pair.publicKey.export({ format: "jwk" }), kid, alg: "EdDSA", use: "sig" });
-
-const b64url = (data) => Buffer.from(data).toString("base64url");
-const now = () => Math.floor(Date.now() / 1000);
-
-/** A JWT of `claims`, signed with HS256 (`secret`), or `alg` (EdDSA, ES256, RS256) with `key`, named `kid`. */
-function jwt(claims, { secret = SECRET, key, alg = key ? "EdDSA" : "HS256", kid } = {}) {
-  const header = b64url(JSON.stringify({ alg, typ: "JWT", ...(kid ? { kid } : {}) }));
-  const data = Buffer.from(`${header}.${b64url(JSON.stringify(claims))}`);
-  const signature = {
-    HS256: () => crypto.createHmac("sha256", secret).update(data).digest(),
-    EdDSA: () => crypto.sign(null, data, key),
-    ES256: () => crypto.sign("sha256", data, { key, dsaEncoding: "ieee-p1363" }),
-    RS256: () => crypto.sign("sha256", data, key),
-  }[alg]();
-  return `${data}.${b64url(signature)}`;
-}
-
-const claims = (extra = {}) => ({ sub: "alice", exp: now() + 600, ...extra });
 
 /**
  * The backend: publishes `backend.jwks` at `/jwks`, records every webhook body; `/events` answers
@@ -88,36 +66,6 @@ function startBackend() {
   return new Promise((resolve) => {
     server.listen(0, "127.0.0.1", () => resolve(Object.assign(backend, { server, port: server.address().port })));
   });
-}
-
-/** A socket.io-client socket on `url` (websocket, no reconnection). */
-function client(url, options = {}) {
-  return io(url, { transports: ["websocket"], forceNew: true, reconnection: false, ...options });
-}
-
-/** Resolves with `attempt()`'s value once it stops throwing; throws its last error after `ms`. */
-async function eventually(attempt, ms, what) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (e) {
-      if (Date.now() > deadline) throw new Error(`${what}: still failing after ${ms} ms: ${e.message}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
-
-/** Resolves once `socket` is connected; rejects with the `connect_error` message. */
-function connected(socket) {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      socket.once("connect", () => resolve(socket));
-      socket.once("connect_error", (err) => reject(Object.assign(new Error(err.message), { data: err.data })));
-    }),
-    5000,
-    "connect or connect_error",
-  );
 }
 
 /** Writes the gateway's config file into `dir` (with `api-port` when given): its path. */
@@ -183,38 +131,6 @@ url = "http://127.0.0.1:${backendPort}/events"
   return config;
 }
 
-/** Starts `switchboard --app gateway --config <config>` plus `extra` flags. */
-function startGateway(config, extra = []) {
-  return startServer({
-    bin: BIN,
-    hint: "Build it first with `cargo build -p switchboard` (from the workspace root).",
-    nodeIdPrefix: "gw",
-    args: ({ port, nodeId }) => [
-      "--app",
-      "gateway",
-      "--config",
-      config,
-      "--port",
-      String(port),
-      "--node-id",
-      nodeId.replace(/[^A-Za-z0-9_-]/g, "_"),
-      ...extra,
-    ],
-    env: { RUST_LOG: "warn" },
-    outputLimit: 8000,
-  });
-}
-
-/** POSTs `body` to the API at `apiUrl` with `key`: `{status, json}`. */
-async function post(apiUrl, endpoint, body, key = API_KEYS[0]) {
-  const res = await fetch(`${apiUrl}${endpoint}`, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
-    body: typeof body === "string" ? body : JSON.stringify(body),
-  });
-  return { status: res.status, json: await res.json() };
-}
-
 describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () => {
   let backend;
   let server;
@@ -237,12 +153,7 @@ describe("gateway: JWT connect, rooms by claims, event webhooks, HTTP API", () =
     server = await startGateway(config);
   });
 
-  after(async () => {
-    for (const s of sockets) s.close();
-    await server?.stop();
-    backend?.server.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => cleanUp({ sockets, server, backend, dir }));
 
   const api = (endpoint, body, key) => post(apiUrl, endpoint, body, key);
 

@@ -49,7 +49,7 @@ impl AuthError {
     }
 }
 
-/// What a valid token grants.
+/// What a valid token (and the connect webhook, `connect_webhook.rs`) grants.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// `sub`: the user id.
@@ -58,14 +58,25 @@ pub struct Identity {
     pub rooms: Vec<String>,
     /// Patterns of the rooms the client may join itself (`*` matches any run of characters).
     pub room_patterns: Vec<String>,
+    /// Patterns of the rooms the client may publish to itself (`publish`).
+    #[serde(default)]
+    pub publish_patterns: Vec<String>,
     /// `exp`, in seconds since the Unix epoch.
     pub expires: Option<u64>,
+    /// What the connect webhook put in `socket.data` besides `user` (a token adds nothing).
+    #[serde(default)]
+    pub data: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Identity {
     /// Whether the client may join `room` itself.
     pub fn may_join(&self, room: &str) -> bool {
         self.room_patterns.iter().any(|pattern| matches(pattern, room))
+    }
+
+    /// Whether the client may publish to `room` itself.
+    pub fn may_publish(&self, room: &str) -> bool {
+        self.publish_patterns.iter().any(|pattern| matches(pattern, room))
     }
 
     /// How long until the token expires (zero if it has), if it does.
@@ -212,7 +223,9 @@ impl Verifier {
             user,
             rooms: strings(claims, &self.config.rooms_claim)?,
             room_patterns: strings(claims, &self.config.room_patterns_claim)?,
+            publish_patterns: strings(claims, &self.config.publish_patterns_claim)?,
             expires: claims.get("exp").and_then(serde_json::Value::as_u64),
+            data: serde_json::Map::new(),
         })
     }
 }

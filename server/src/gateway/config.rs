@@ -72,6 +72,8 @@ struct Section {
     webhook: WebhookSection,
     #[serde(default)]
     route: Vec<RouteSection>,
+    #[serde(default)]
+    connect: ConnectSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +82,48 @@ struct NamespaceSection {
     name: String,
     #[serde(default = "default_auth")]
     auth: AuthMode,
+    connect_url: Option<String>,
+    lifecycle_url: Option<String>,
+    lifecycle_events: Option<Vec<LifecycleEvent>>,
+    subscribe_url: Option<String>,
+}
+
+/// What happened to a socket that the lifecycle webhook is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LifecycleEvent {
+    /// It joined the namespace.
+    Connect,
+    /// It left the namespace, with the reason.
+    Disconnect,
+    /// It joined a room itself (`join`).
+    Join,
+    /// It left a room itself (`leave`).
+    Leave,
+}
+
+impl LifecycleEvent {
+    /// Every one: what `lifecycle-events` defaults to.
+    pub const ALL: [Self; 4] = [Self::Connect, Self::Disconnect, Self::Join, Self::Leave];
+
+    /// Its name in the webhook's `event` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Disconnect => "disconnect",
+            Self::Join => "join",
+            Self::Leave => "leave",
+        }
+    }
+}
+
+/// Where a namespace's lifecycle notices go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleConfig {
+    /// The `http://` URL the node POSTs them to.
+    pub url: http::Uri,
+    /// The ones sent (default: all).
+    pub events: Vec<LifecycleEvent>,
 }
 
 fn default_auth() -> AuthMode {
@@ -98,6 +142,7 @@ struct JwtSection {
     cookie: Option<String>,
     rooms_claim: Option<String>,
     room_patterns_claim: Option<String>,
+    publish_patterns_claim: Option<String>,
     #[serde(default)]
     leeway: u64,
     audience: Option<String>,
@@ -119,6 +164,16 @@ struct WebhookSection {
     max_concurrency: Option<usize>,
     max_pending_per_socket: Option<usize>,
     max_queued_bytes: Option<usize>,
+    max_answer_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ConnectSection {
+    #[serde(default)]
+    headers: Vec<String>,
+    timeout: Option<u64>,
+    max_concurrency: Option<usize>,
     max_answer_bytes: Option<usize>,
 }
 
@@ -148,6 +203,12 @@ pub struct NamespaceConfig {
     pub name: String,
     /// How its clients authenticate.
     pub auth: AuthMode,
+    /// The connect webhook asked after the JWT check (or alone, with `auth = "none"`), if any.
+    pub connect_url: Option<http::Uri>,
+    /// Where its sockets' lifecycle notices go, if anywhere.
+    pub lifecycle: Option<LifecycleConfig>,
+    /// The subscribe webhook, asked about joins and publishes the patterns do not allow, if any.
+    pub subscribe_url: Option<http::Uri>,
 }
 
 /// Where the backend publishes its keys.
@@ -172,6 +233,8 @@ pub struct JwtConfig {
     pub rooms_claim: String,
     /// The claim listing the room patterns the client may join itself.
     pub room_patterns_claim: String,
+    /// The claim listing the room patterns the client may publish to itself.
+    pub publish_patterns_claim: String,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Duration,
     /// `aud` required, if set.
@@ -215,6 +278,35 @@ pub struct WebhookConfig {
     pub max_answer_bytes: usize,
 }
 
+/// Bounds of the connect webhook, and what of the handshake it is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectConfig {
+    /// The request headers sent along (lower case); cookies and `authorization` only if listed,
+    /// so credentials reach the backend only when the operator chose so.
+    pub headers: Vec<http::HeaderName>,
+    /// How long the backend may take, waiting for a free slot included (default 5 s); past it,
+    /// the connect is refused.
+    pub timeout: Duration,
+    /// Connect webhook calls in flight from this node at once (default 64).
+    pub max_concurrency: usize,
+    /// The largest answer read (default 64 KiB).
+    pub max_answer_bytes: usize,
+}
+
+impl ConnectConfig {
+    /// The event webhooks' bounds these make: connects are not queued, so the queue bounds are
+    /// the least there is.
+    pub fn as_webhook(&self) -> WebhookConfig {
+        WebhookConfig {
+            timeout: self.timeout,
+            max_concurrency: self.max_concurrency,
+            max_pending_per_socket: 1,
+            max_queued_bytes: 1,
+            max_answer_bytes: self.max_answer_bytes,
+        }
+    }
+}
+
 /// The gateway's checked configuration; see the module docs.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -232,6 +324,8 @@ pub struct GatewayConfig {
     pub webhook: WebhookConfig,
     /// Event routes.
     pub routes: Vec<RouteConfig>,
+    /// Connect webhook bounds.
+    pub connect: ConnectConfig,
 }
 
 impl GatewayConfig {
@@ -294,6 +388,7 @@ impl Checker<'_> {
         };
         let webhook = self.webhook(section.webhook)?;
         let routes = self.routes(section.route, &namespaces)?;
+        let connect = self.connect(section.connect)?;
         Ok(GatewayConfig {
             api_keys: section.api_keys,
             api_max_body_bytes,
@@ -302,7 +397,42 @@ impl Checker<'_> {
             jwt,
             webhook,
             routes,
+            connect,
         })
+    }
+
+    fn connect(&self, section: ConnectSection) -> Result<ConnectConfig, GatewayConfigError> {
+        let mut headers = Vec::with_capacity(section.headers.len());
+        for (i, name) in section.headers.iter().enumerate() {
+            match http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+                Ok(header) => headers.push(header),
+                Err(_) => {
+                    return Err(self
+                        .invalid(format!("connect.headers[{i}]"), format!("{name:?} is not a header name")));
+                }
+            }
+        }
+        Ok(ConnectConfig {
+            headers,
+            timeout: self.timeout("connect.timeout", section.timeout)?,
+            max_concurrency: self.concurrency("connect.max-concurrency", section.max_concurrency)?,
+            max_answer_bytes: self.positive(
+                "connect.max-answer-bytes",
+                section.max_answer_bytes,
+                64 << 10,
+            )?,
+        })
+    }
+
+    /// A webhook timeout in milliseconds (default 5 s): at most [`MAX_WEBHOOK_TIMEOUT_MS`].
+    fn timeout(&self, key: &str, value: Option<u64>) -> Result<Duration, GatewayConfigError> {
+        match value.unwrap_or(5_000) {
+            ms @ 1..=MAX_WEBHOOK_TIMEOUT_MS => Ok(Duration::from_millis(ms)),
+            ms => {
+                Err(self
+                    .invalid(key, format!("milliseconds between 1 and {MAX_WEBHOOK_TIMEOUT_MS}, not {ms}")))
+            }
+        }
     }
 
     fn positive(&self, key: &str, value: Option<usize>, default: usize) -> Result<usize, GatewayConfigError> {
@@ -333,7 +463,33 @@ impl Checker<'_> {
             if !seen.insert(ns.name.clone()) {
                 return Err(self.invalid(key, format!("{:?} is listed twice", ns.name)));
             }
-            namespaces.push(NamespaceConfig { name: ns.name, auth: ns.auth });
+            let connect_url = match &ns.connect_url {
+                Some(url) => Some(self.url(&format!("namespace[{i}].connect-url"), url)?),
+                None => None,
+            };
+            let lifecycle = match (&ns.lifecycle_url, ns.lifecycle_events) {
+                (Some(url), events) => Some(LifecycleConfig {
+                    url: self.url(&format!("namespace[{i}].lifecycle-url"), url)?,
+                    events: events.unwrap_or_else(|| LifecycleEvent::ALL.to_vec()),
+                }),
+                (None, Some(_)) => {
+                    return Err(
+                        self.invalid(format!("namespace[{i}].lifecycle-events"), "only with lifecycle-url")
+                    );
+                }
+                (None, None) => None,
+            };
+            let subscribe_url = match &ns.subscribe_url {
+                Some(url) => Some(self.url(&format!("namespace[{i}].subscribe-url"), url)?),
+                None => None,
+            };
+            namespaces.push(NamespaceConfig {
+                name: ns.name,
+                auth: ns.auth,
+                connect_url,
+                lifecycle,
+                subscribe_url,
+            });
         }
         Ok(namespaces)
     }
@@ -400,6 +556,9 @@ impl Checker<'_> {
             cookie: jwt.cookie,
             rooms_claim: jwt.rooms_claim.unwrap_or_else(|| "rooms".to_owned()),
             room_patterns_claim: jwt.room_patterns_claim.unwrap_or_else(|| "room_patterns".to_owned()),
+            publish_patterns_claim: jwt
+                .publish_patterns_claim
+                .unwrap_or_else(|| "publish_patterns".to_owned()),
             leeway,
             audience: jwt.audience,
             issuer: jwt.issuer,
@@ -437,13 +596,7 @@ impl Checker<'_> {
     }
 
     fn webhook(&self, section: WebhookSection) -> Result<WebhookConfig, GatewayConfigError> {
-        let timeout = section.timeout.unwrap_or(5_000);
-        if timeout == 0 || timeout > MAX_WEBHOOK_TIMEOUT_MS {
-            return Err(self.invalid(
-                "webhook.timeout",
-                format!("milliseconds between 1 and {MAX_WEBHOOK_TIMEOUT_MS}, not {timeout}"),
-            ));
-        }
+        let timeout = self.timeout("webhook.timeout", section.timeout)?;
         let pending = self.positive("webhook.max-pending-per-socket", section.max_pending_per_socket, 16)?;
         if pending > MAX_PENDING_PER_SOCKET {
             return Err(self.invalid(
@@ -452,8 +605,8 @@ impl Checker<'_> {
             ));
         }
         Ok(WebhookConfig {
-            timeout: Duration::from_millis(timeout),
-            max_concurrency: self.concurrency(section.max_concurrency)?,
+            timeout,
+            max_concurrency: self.concurrency("webhook.max-concurrency", section.max_concurrency)?,
             max_pending_per_socket: pending,
             max_queued_bytes: self.queued_bytes(section.max_queued_bytes)?,
             max_answer_bytes: self.positive(
@@ -464,12 +617,10 @@ impl Checker<'_> {
         })
     }
 
-    /// `webhook.max-concurrency`: at most [`MAX_CONCURRENCY`].
-    fn concurrency(&self, value: Option<usize>) -> Result<usize, GatewayConfigError> {
-        match self.positive("webhook.max-concurrency", value, 64)? {
-            n if n > MAX_CONCURRENCY => {
-                Err(self.invalid("webhook.max-concurrency", format!("at most {MAX_CONCURRENCY}, not {n}")))
-            }
+    /// A `max-concurrency` (default 64): at most [`MAX_CONCURRENCY`].
+    fn concurrency(&self, key: &str, value: Option<usize>) -> Result<usize, GatewayConfigError> {
+        match self.positive(key, value, 64)? {
+            n if n > MAX_CONCURRENCY => Err(self.invalid(key, format!("at most {MAX_CONCURRENCY}, not {n}"))),
             n => Ok(n),
         }
     }
@@ -507,7 +658,7 @@ impl Checker<'_> {
                 return Err(self.invalid(
                     key("event"),
                     format!(
-                        "{:?} is reserved (Socket.IO's own events, and the gateway's join, leave and refresh)",
+                        "{:?} is reserved (Socket.IO's own events, and the gateway's join, leave, publish and refresh)",
                         route.event
                     ),
                 ));
@@ -563,7 +714,16 @@ mod tests {
             Ok(config) => config,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(config.namespaces, vec![NamespaceConfig { name: "/".into(), auth: AuthMode::Jwt }]);
+        assert_eq!(
+            config.namespaces,
+            vec![NamespaceConfig {
+                name: "/".into(),
+                auth: AuthMode::Jwt,
+                connect_url: None,
+                lifecycle: None,
+                subscribe_url: None
+            }]
+        );
         assert_eq!(config.api_max_body_bytes, 1 << 20);
         assert_eq!(config.api_rate_limit.get(), 1000);
         assert_eq!(
@@ -576,8 +736,18 @@ mod tests {
                 max_answer_bytes: 64 << 10
             }
         );
-        let jwt = config.jwt.map(|j| (j.rooms_claim, j.room_patterns_claim, j.cookie));
-        assert_eq!(jwt, Some(("rooms".into(), "room_patterns".into(), None)));
+        assert_eq!(
+            config.connect,
+            ConnectConfig {
+                headers: Vec::new(),
+                timeout: Duration::from_secs(5),
+                max_concurrency: 64,
+                max_answer_bytes: 64 << 10
+            }
+        );
+        let jwt =
+            config.jwt.map(|j| (j.rooms_claim, j.room_patterns_claim, j.publish_patterns_claim, j.cookie));
+        assert_eq!(jwt, Some(("rooms".into(), "room_patterns".into(), "publish_patterns".into(), None)));
         assert_eq!(
             GatewayConfig::from_toml(Path::new("g.toml"), "port = 1\n").map(|c| c.is_none()).ok(),
             Some(true)
@@ -702,6 +872,26 @@ mod tests {
             (
                 "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[[gateway.route]]\nevent = \"join\"\nurl = \"http://b/\"\n",
                 "[gateway] route[0].event: \"join\" is reserved",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\nconnect-url = \"/hook\"\n",
+                "[gateway] namespace[0].connect-url: \"/hook\" is not an http://host/... URL",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\nsubscribe-url = \"https://b/\"\n",
+                "[gateway] namespace[0].subscribe-url: https is not supported yet",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\nlifecycle-events = [\"join\"]\n",
+                "[gateway] namespace[0].lifecycle-events: only with lifecycle-url",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[gateway.connect]\nheaders = [\"x y\"]\n",
+                "[gateway] connect.headers[0]: \"x y\" is not a header name",
+            ),
+            (
+                "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[gateway.connect]\ntimeout = 300001\n",
+                "[gateway] connect.timeout: milliseconds between 1 and 300000, not 300001",
             ),
             (
                 "[[gateway.namespace]]\nname = \"/\"\nauth = \"none\"\n[gateway.webhook]\ntimeout = 0\n",

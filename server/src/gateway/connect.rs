@@ -1,29 +1,29 @@
-//! What happens to a client of a gateway namespace: its token is checked before it joins (a
-//! refusal is its `connect_error`), then it joins the rooms its token lists, may `join` and
-//! `leave` rooms its token's patterns allow, is disconnected when its token expires unless it
-//! sends a fresh one (`refresh`), and its routed events go to its webhook queue (`webhook.rs`).
+//! What happens to a client of a gateway namespace: its token is checked, then the connect
+//! webhook asked (`connect_webhook.rs`), before it joins (a refusal is its `connect_error`); then
+//! it joins the rooms its grant lists, its `join`, `leave` and `publish` go to `rooms.rs`, it is
+//! disconnected when its token expires unless it sends a fresh one (`refresh`), and its routed
+//! events and lifecycle notices go to its webhook queue (`webhook.rs`, `lifecycle.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
 use super::auth::{Identity, Verifier};
-use super::config::{AuthMode, GatewayConfig};
-use super::json;
+use super::config::{AuthMode, GatewayConfig, LifecycleEvent};
+use super::connect_webhook::ConnectWebhook;
+use super::lifecycle::{Lifecycle, notify};
 use super::metrics::GatewayMetrics;
+use super::rooms::{ClientRooms, JOIN_EVENT, LEAVE_EVENT, PUBLISH_EVENT, Subscribe, ok, refusal};
 use super::webhook::{Job, Route, SocketQueue, Webhooks};
 use crate::socketio::{ConnectError, Event, SocketIo, SocketRef, Value};
 
-/// `join(room, ack)`: joins a room the token's patterns allow.
-pub const JOIN_EVENT: &str = "join";
-/// `leave(room, ack)`: leaves a room.
-pub const LEAVE_EVENT: &str = "leave";
 /// `refresh(token, ack)`: a fresh token for the same user, so the socket outlives the first one.
 pub const REFRESH_EVENT: &str = "refresh";
 /// The client events the gateway answers itself: no route may take them.
-pub const CLIENT_EVENTS: [&str; 3] = [JOIN_EVENT, LEAVE_EVENT, REFRESH_EVENT];
+pub const CLIENT_EVENTS: [&str; 4] = [JOIN_EVENT, LEAVE_EVENT, PUBLISH_EVENT, REFRESH_EVENT];
 /// The key of `socket.data` the middleware leaves the identity under for the connection handler,
 /// which removes it.
 const PENDING: &str = "gateway.identity";
@@ -35,8 +35,20 @@ struct Routes {
     any: Option<Arc<Route>>,
 }
 
+impl Routes {
+    fn is_empty(&self) -> bool {
+        self.by_event.is_empty() && self.any.is_none()
+    }
+}
+
 /// Installs every configured namespace on `io`: authentication, rooms, routes.
-pub fn install(io: &SocketIo, config: &GatewayConfig, webhooks: Arc<Webhooks>, metrics: &GatewayMetrics) {
+pub fn install(
+    io: &SocketIo,
+    config: &GatewayConfig,
+    webhooks: Arc<Webhooks>,
+    admission: Option<Arc<ConnectWebhook>>,
+    metrics: &GatewayMetrics,
+) {
     let verifier = config.jwt.clone().map(Verifier::new);
     if let Some(verifier) = &verifier {
         verifier.start();
@@ -60,16 +72,37 @@ pub fn install(io: &SocketIo, config: &GatewayConfig, webhooks: Arc<Webhooks>, m
             }
         }
         let nsp = io.of(&namespace.name);
-        if let (AuthMode::Jwt, Some(verifier)) = (namespace.auth, verifier.clone()) {
+        let jwt = verifier.clone().filter(|_| namespace.auth == AuthMode::Jwt);
+        let hook = match (&namespace.connect_url, &admission) {
+            (Some(url), Some(admission)) => Some((
+                admission.clone(),
+                Arc::new(Route { url: url.clone(), label: format!("{} connect", namespace.name) }),
+            )),
+            _ => None,
+        };
+        if jwt.is_some() || hook.is_some() {
             let failures = metrics.auth_failures.clone();
+            let name = namespace.name.clone();
             nsp.use_middleware(move |socket: SocketRef| {
-                let verifier = verifier.clone();
-                let failures = failures.clone();
+                let (jwt, hook, failures, name) = (jwt.clone(), hook.clone(), failures.clone(), name.clone());
                 async move {
-                    let identity = verifier.authenticate_fresh(socket.handshake()).await.map_err(|e| {
-                        failures.with_label_values(&[e.reason()]).inc();
-                        ConnectError::new(e.to_string()).with_data(serde_json::json!({"code": e.reason()}))
-                    })?;
+                    let mut identity = Identity::default();
+                    if let Some(verifier) = jwt {
+                        identity = verifier.authenticate_fresh(socket.handshake()).await.map_err(|e| {
+                            failures.with_label_values(&[e.reason()]).inc();
+                            ConnectError::new(e.to_string())
+                                .with_data(serde_json::json!({"code": e.reason()}))
+                        })?;
+                    }
+                    if let Some((admission, route)) = hook {
+                        identity = admission
+                            .admit(&route, &name, socket.id(), socket.handshake(), identity)
+                            .await
+                            .map_err(|e| {
+                                failures.with_label_values(&[e.reason()]).inc();
+                                e.to_connect_error()
+                            })?;
+                    }
                     socket
                         .set_data(&serde_json::json!({ PENDING: identity }))
                         .map_err(|_| ConnectError::new("internal error"))?;
@@ -77,21 +110,41 @@ pub fn install(io: &SocketIo, config: &GatewayConfig, webhooks: Arc<Webhooks>, m
                 }
             });
         }
-        let routes = Arc::new(routes);
-        let webhooks = webhooks.clone();
-        let leeway = config.jwt.as_ref().map(|j| j.leeway).unwrap_or_default();
-        let verifier = verifier.clone().filter(|_| namespace.auth == AuthMode::Jwt);
+        let setup = Arc::new(Setup {
+            routes,
+            lifecycle: namespace.lifecycle.as_ref().map(|config| Lifecycle::new(&namespace.name, config)),
+            subscribe: namespace.subscribe_url.as_ref().map(|url| {
+                Arc::new(Route { url: url.clone(), label: format!("{} subscribe", namespace.name) })
+            }),
+            webhooks: webhooks.clone(),
+            max_pending: config.webhook.max_pending_per_socket,
+            verifier: verifier.clone().filter(|_| namespace.auth == AuthMode::Jwt),
+            leeway: config.jwt.as_ref().map(|j| j.leeway).unwrap_or_default(),
+        });
         nsp.on_connection(move |socket: SocketRef| {
-            connected(&socket, &routes, &webhooks, verifier.clone(), leeway);
+            connected(&socket, &setup);
             async {}
         });
     }
 }
 
+/// What a namespace does with each of its sockets.
+struct Setup {
+    routes: Routes,
+    lifecycle: Option<Lifecycle>,
+    subscribe: Option<Arc<Route>>,
+    webhooks: Arc<Webhooks>,
+    /// `webhook.max-pending-per-socket`: also the most publishes a socket may have in flight.
+    max_pending: usize,
+    /// Set for `auth = "jwt"` namespaces: `refresh` checks tokens with it.
+    verifier: Option<Verifier>,
+    leeway: Duration,
+}
+
 /// What a socket's token grants now (a refresh replaces it), and the timer that ends the socket
 /// when it expires.
 struct Grant {
-    identity: Mutex<Identity>,
+    identity: Arc<Mutex<Identity>>,
     expiry: Mutex<Option<AbortHandle>>,
     leeway: Duration,
 }
@@ -129,17 +182,13 @@ impl Grant {
 }
 
 /// Sets a connected socket up; synchronous, so its handlers exist before its first event runs.
-fn connected(
-    socket: &SocketRef,
-    routes: &Routes,
-    webhooks: &Arc<Webhooks>,
-    verifier: Option<Verifier>,
-    leeway: Duration,
-) {
+fn connected(socket: &SocketRef, setup: &Setup) {
     let data: serde_json::Value = socket.data().unwrap_or_default();
     let identity: Identity =
         data.get(PENDING).and_then(|i| serde_json::from_value(i.clone()).ok()).unwrap_or_default();
-    if let Err(e) = socket.set_data(&serde_json::json!({ "user": identity.user })) {
+    let mut shown = identity.data.clone();
+    shown.insert("user".to_owned(), serde_json::json!(identity.user));
+    if let Err(e) = socket.set_data(&shown) {
         tracing::warn!(socket = %socket.id(), error = %e, "gateway: socket data not set");
     }
     if !identity.rooms.is_empty() {
@@ -147,17 +196,33 @@ fn connected(
             tracing::debug!(socket = %socket.id(), error = %e, "gateway: the token's rooms were not joined");
         }
     }
-    let grant = Arc::new(Grant { identity: Mutex::new(identity), expiry: Mutex::new(None), leeway });
-    grant.arm(socket);
-    let disarm = grant.clone();
-    socket.on_disconnect(move |_, _| disarm.disarm());
-    let may = grant.clone();
-    socket.on(JOIN_EVENT, move |socket: SocketRef, mut event: Event| {
-        let answer = join(&socket, &lock(&may.identity), &event);
-        event.ack(vec![answer]);
-        async {}
+    let grant = Arc::new(Grant {
+        identity: Arc::new(Mutex::new(identity)),
+        expiry: Mutex::new(None),
+        leeway: setup.leeway,
     });
-    if let Some(verifier) = verifier {
+    grant.arm(socket);
+    let queue = (setup.lifecycle.is_some() || setup.subscribe.is_some() || !setup.routes.is_empty())
+        .then(|| SocketQueue::start(setup.webhooks.clone(), socket));
+    let notifier = match (&setup.lifecycle, &queue) {
+        (Some(lifecycle), Some(queue)) => Some(lifecycle.notifier(queue.clone())),
+        _ => None,
+    };
+    notify(notifier.as_ref(), socket, LifecycleEvent::Connect, &[]);
+    let disarm = grant.clone();
+    let gone = notifier.clone();
+    socket.on_disconnect(move |socket, reason| {
+        disarm.disarm();
+        notify(gone.as_ref(), &socket, LifecycleEvent::Disconnect, &[Value::from(reason.as_str())]);
+    });
+    let subscribe = match (&setup.subscribe, &queue) {
+        (Some(route), Some(queue)) => Some(Subscribe { route: route.clone(), queue: queue.clone() }),
+        _ => None,
+    };
+    let publishing = Arc::new(Semaphore::new(setup.max_pending));
+    Arc::new(ClientRooms { identity: grant.identity.clone(), subscribe, notifier, publishing })
+        .install(socket);
+    if let Some(verifier) = setup.verifier.clone() {
         socket.on(REFRESH_EVENT, move |socket: SocketRef, mut event: Event| {
             let (grant, verifier) = (grant.clone(), verifier.clone());
             async move {
@@ -166,21 +231,8 @@ fn connected(
             }
         });
     }
-    socket.on(LEAVE_EVENT, |socket: SocketRef, mut event: Event| {
-        let answer = match event.args.first().and_then(Value::as_str) {
-            Some(room) if room != socket.id().as_str() => {
-                socket.leave(room);
-                ok()
-            }
-            _ => refusal("bad_request", "leave takes a room name"),
-        };
-        event.ack(vec![answer]);
-        async {}
-    });
-    if routes.by_event.is_empty() && routes.any.is_none() {
-        return;
-    }
-    let queue = SocketQueue::start(webhooks.clone(), socket);
+    let Some(queue) = queue else { return };
+    let routes = &setup.routes;
     for (name, route) in &routes.by_event {
         let queue = queue.clone();
         let route = route.clone();
@@ -199,20 +251,6 @@ fn connected(
             }
             queue.push(Job { route: any.clone(), event: event.to_owned(), args: args.to_vec(), ack: None });
         });
-    }
-}
-
-/// `join(room)`: allowed when a pattern of the token matches the room.
-fn join(socket: &SocketRef, identity: &Identity, event: &Event) -> Value {
-    let Some(room) = event.args.first().and_then(Value::as_str) else {
-        return refusal("bad_request", "join takes a room name");
-    };
-    if !identity.may_join(room) {
-        return refusal("forbidden", "the token does not allow this room");
-    }
-    match socket.try_join([room]) {
-        Ok(_) => ok(),
-        Err(e) => refusal("bad_request", &e.to_string()),
     }
 }
 
@@ -235,12 +273,4 @@ async fn refresh(socket: &SocketRef, grant: &Grant, verifier: &Verifier, event: 
     *lock(&grant.identity) = fresh;
     grant.arm(socket);
     ok()
-}
-
-fn ok() -> Value {
-    json::from_json(serde_json::json!({"ok": true}))
-}
-
-fn refusal(code: &str, message: &str) -> Value {
-    json::from_json(serde_json::json!({"error": {"code": code, "message": message}}))
 }

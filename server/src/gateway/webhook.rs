@@ -1,5 +1,5 @@
-//! Client events to the backend: each socket's routed events wait in its own bounded queue and
-//! are POSTed one at a time (so they reach the backend in order) through one pooled keep-alive
+//! Client events to the backend: each socket's routed events (and its lifecycle notices and
+//! subscribe questions) wait in its own bounded queue and are POSTed one at a time (so they reach the backend in order) through one pooled keep-alive
 //! HTTP client per node, at most `max-concurrency` calls in flight and `max-queued-bytes` of
 //! arguments waiting on the node. The backend's JSON answer
 //! becomes the client's ack; a failure becomes an error ack (`{"error": {"code", "message"}}`)
@@ -21,7 +21,7 @@ use super::config::WebhookConfig;
 use super::json;
 use super::metrics::GatewayMetrics;
 use crate::body::Body;
-use crate::socketio::{AckResponder, Socket, SocketRef, Value};
+use crate::socketio::{AckResponder, BoxFuture, Socket, SocketRef, Value};
 
 /// How long an idle pooled connection to the backend is kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -165,12 +165,51 @@ pub struct Job {
     pub ack: Option<AckResponder>,
 }
 
-/// A socket's queue of routed events, drained in order by one task; the task ends when the queue
-/// is dropped (the socket's handlers hold it and are dropped when it disconnects).
+/// A lifecycle webhook call (connect, disconnect, join, leave): its body is made when it happened,
+/// it is sent even after the socket is gone, and its answer is dropped.
+#[derive(Debug)]
+pub struct Notice {
+    /// Where it goes.
+    pub route: Arc<Route>,
+    /// The JSON body.
+    pub body: Bytes,
+}
+
+/// What the gateway does with a [`Question`]'s answer (or the call's failure).
+pub type Then = Box<dyn FnOnce(Result<Option<serde_json::Value>, WebhookError>) -> BoxFuture<()> + Send>;
+
+/// A call whose answer the gateway acts on before the socket's next call (a subscribe
+/// webhook's allow or deny).
+pub struct Question {
+    /// Where it goes.
+    pub route: Arc<Route>,
+    /// The JSON body.
+    pub body: Bytes,
+    /// Run with the answer, in the socket's turn.
+    pub then: Then,
+}
+
+impl std::fmt::Debug for Question {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Question").field("route", &self.route).finish_non_exhaustive()
+    }
+}
+
+/// What a socket's queue holds, in the order it happened.
+#[derive(Debug)]
+enum Work {
+    Event(Job),
+    Notice(Notice),
+    Question(Question),
+}
+
+/// A socket's queue of routed events and lifecycle notices, drained in order by one task; the
+/// task ends when the queue is dropped (the socket's handlers hold it and are dropped when it
+/// disconnects; its disconnect handler last).
 #[derive(Debug, Clone)]
 pub struct SocketQueue {
-    /// Each job with the bytes it holds of the node's `max-queued-bytes`.
-    tx: mpsc::Sender<(Job, OwnedSemaphorePermit)>,
+    /// Each piece of work with the bytes it holds of the node's `max-queued-bytes`.
+    tx: mpsc::Sender<(Work, OwnedSemaphorePermit)>,
     webhooks: Arc<Webhooks>,
 }
 
@@ -181,8 +220,18 @@ impl SocketQueue {
         let weak = Arc::downgrade(socket);
         let worker = webhooks.clone();
         tokio::spawn(async move {
-            while let Some((job, _bytes)) = rx.recv().await {
-                run(&worker, &weak, job).await;
+            while let Some((work, _bytes)) = rx.recv().await {
+                match work {
+                    Work::Event(job) => run(&worker, &weak, job).await,
+                    // Fire and forget: the call's metric says how it went.
+                    Work::Notice(notice) => {
+                        let _ = worker.call(&notice.route, notice.body).await;
+                    }
+                    Work::Question(question) => {
+                        let answer = worker.call(&question.route, question.body).await;
+                        (question.then)(answer).await;
+                    }
+                }
             }
         });
         Self { tx, webhooks }
@@ -191,16 +240,8 @@ impl SocketQueue {
     /// Queues `job`, or answers it with a `busy` error at once when the socket's queue or the
     /// node's bytes are full.
     pub fn push(&self, job: Job) {
-        let size = u32::try_from(weight(&job.args) + job.event.len()).unwrap_or(u32::MAX);
-        let job = match self.webhooks.queued.clone().try_acquire_many_owned(size) {
-            Ok(bytes) => match self.tx.try_send((job, bytes)) {
-                Ok(()) => return,
-                Err(
-                    mpsc::error::TrySendError::Full((job, _)) | mpsc::error::TrySendError::Closed((job, _)),
-                ) => job,
-            },
-            Err(_) => job,
-        };
+        let size = weight(&job.args) + job.event.len();
+        let Err(Work::Event(job)) = self.enqueue(Work::Event(job), size) else { return };
         let error = WebhookError::Busy;
         self.webhooks
             .metrics
@@ -211,7 +252,47 @@ impl SocketQueue {
             ack.send(vec![error.to_ack()]);
         }
     }
+
+    /// Queues `notice` behind the socket's events, or drops it (counted as `dropped`) when the
+    /// socket's queue or the node's bytes are full: lifecycle webhooks are best effort.
+    pub fn notify(&self, notice: Notice) {
+        let size = notice.body.len();
+        if let Err(Work::Notice(notice)) = self.enqueue(Work::Notice(notice), size) {
+            self.webhooks
+                .metrics
+                .webhook_requests
+                .with_label_values(&[notice.route.label.as_str(), DROPPED])
+                .inc();
+        }
+    }
+
+    /// Queues `question` behind the socket's events, or answers it with a `busy` error at once
+    /// when the socket's queue or the node's bytes are full.
+    pub fn ask(&self, question: Question) {
+        let size = question.body.len();
+        if let Err(Work::Question(question)) = self.enqueue(Work::Question(question), size) {
+            let error = WebhookError::Busy;
+            self.webhooks
+                .metrics
+                .webhook_requests
+                .with_label_values(&[question.route.label.as_str(), error.code()])
+                .inc();
+            tokio::spawn((question.then)(Err(error)));
+        }
+    }
+
+    /// Queues `work` holding `size` bytes of the node's allowance; gives it back if it does not fit.
+    fn enqueue(&self, work: Work, size: usize) -> Result<(), Work> {
+        let size = u32::try_from(size).unwrap_or(u32::MAX);
+        let Ok(bytes) = self.webhooks.queued.clone().try_acquire_many_owned(size) else { return Err(work) };
+        self.tx.try_send((work, bytes)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full((work, _)) | mpsc::error::TrySendError::Closed((work, _)) => work,
+        })
+    }
 }
+
+/// The `result` of a lifecycle notice that did not fit in the queue.
+pub const DROPPED: &str = "dropped";
 
 /// Calls the backend for one event and answers the client's ack.
 async fn run(webhooks: &Webhooks, socket: &Weak<Socket>, job: Job) {
@@ -242,8 +323,9 @@ pub fn weight(args: &[Value]) -> usize {
         .sum()
 }
 
-/// `{namespace, socket, user, data, rooms, event, args}`, as docs/gateway.md describes it.
-fn request_body(socket: &Socket, event: &str, args: &[Value]) -> Bytes {
+/// `{namespace, socket, user, data, rooms, event, args}`, as docs/gateway.md describes it: the
+/// body of event webhooks and lifecycle notices.
+pub fn request_body(socket: &Socket, event: &str, args: &[Value]) -> Bytes {
     let data: serde_json::Value = socket.data().unwrap_or_default();
     let user = data.get("user").cloned().unwrap_or_default();
     let rooms: Vec<String> = socket

@@ -1,11 +1,11 @@
 // The socket.io admin UI (`@socket.io/admin-ui`, served by the node itself at /admin/) in headless
-// Chromium against a 3-node cluster over a real redis-server: three `switchboard --app bench
-// --adapter redis --admin-ui` nodes, one official socket.io-client on each, each in its own room and
+// Chromium against a 3-node cluster over a real redis-server, then over a real nats-server: three
+// `switchboard --app bench --adapter redis|nats --admin-ui` nodes, one official socket.io-client on each, each in its own room and
 // a shared one. The UI, opened from node 0, refuses a wrong password, logs in, and lists every
 // node (server_stats from each), every socket and every room: what node 0 knows of nodes 1 and 2
 // came over the adapter. Screenshots go to target/admin-ui-*.png.
 // Run: `cargo build -p switchboard && npm ci && node --test test/admin.test.js` (needs
-// redis-server and chromium: `sudo apt-get install redis-server chromium`).
+// redis-server, nats-server and chromium: `sudo apt-get install redis-server nats-server chromium`).
 // SWITCHBOARD_BIN overrides the binary, CHROMIUM_BIN the browser (as in demo.test.js).
 
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -17,7 +17,7 @@ import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { io } from "socket.io-client";
 
-import { assertExecutable, binaryPath, REPO_ROOT, startRedis, startServer, withTimeout } from "../harness.js";
+import { assertExecutable, binaryPath, REPO_ROOT, startNats, startRedis, startServer, withTimeout } from "../harness.js";
 
 const BIN = binaryPath("SWITCHBOARD_BIN", "target/debug/switchboard");
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
@@ -28,14 +28,20 @@ const USERNAME = "admin";
 const PASSWORD = "s3cret";
 const HASH = "$2a$04$ssdl9rDuYlOOiPkBlXGwae/9K8jVFRzOiwT2bLwgZAHERWD3EPf.m";
 
-function startNode(redisUrl, prefix) {
+/** The brokers the cluster is tried over: how to start one, and the node flags that use it. */
+const BROKERS = {
+  redis: { start: startRedis, flags: (url) => ["--adapter", "redis", "--redis-url", url] },
+  nats: { start: startNats, flags: (url) => ["--adapter", "nats", "--nats-url", url] },
+};
+
+function startNode(adapterFlags, prefix) {
   return startServer({
     bin: BIN,
     hint: "Build it first: run `cargo build -p switchboard` (from the workspace root), or set SWITCHBOARD_BIN.",
     nodeIdPrefix: "e2e-admin",
     args: ({ port, nodeId }) => [
       "--app", "bench", "--host", "127.0.0.1", "--port", String(port), "--node-id", nodeId,
-      "--adapter", "redis", "--redis-url", redisUrl, "--cluster-prefix", prefix,
+      ...adapterFlags, "--cluster-prefix", prefix,
       "--admin-ui", "--admin-username", USERNAME,
     ],
     // From the environment, as an operator would keep it out of the process list.
@@ -68,8 +74,8 @@ async function shows(page, texts, what) {
     });
 }
 
-describe("admin UI in headless Chromium, 3 nodes over redis", () => {
-  let redis;
+for (const [adapter, broker] of Object.entries(BROKERS)) describe(`admin UI in headless Chromium, 3 nodes over ${adapter}`, () => {
+  let brokerProcess;
   let nodes = [];
   let sockets = [];
   let browser;
@@ -77,9 +83,9 @@ describe("admin UI in headless Chromium, 3 nodes over redis", () => {
 
   before(async () => {
     assertExecutable(CHROMIUM, "Install it with `apt-get install -y chromium` (or set CHROMIUM_BIN).");
-    redis = await startRedis();
+    brokerProcess = await broker.start();
     const prefix = `admin${process.pid}`;
-    nodes = await Promise.all([0, 1, 2].map(() => startNode(redis.url, prefix)));
+    nodes = await Promise.all([0, 1, 2].map(() => startNode(broker.flags(brokerProcess.url), prefix)));
     sockets = await Promise.all(nodes.map((node, i) => member(node, [`room-${i}`, "everyone"])));
     userDataDir = mkdtempSync(path.join(os.tmpdir(), "switchboard-chromium-"));
     browser = await chromium.launchPersistentContext(userDataDir, {
@@ -99,7 +105,7 @@ describe("admin UI in headless Chromium, 3 nodes over redis", () => {
       await browser?.close();
     } finally {
       await Promise.all(nodes.map((node) => node.stop()));
-      await redis?.stop();
+      await brokerProcess?.stop();
       if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
     }
   });
@@ -132,19 +138,19 @@ describe("admin UI in headless Chromium, 3 nodes over redis", () => {
       await page.goto(`${first.url}/admin/#/servers/`);
       await shows(page, nodes.map((node) => node.nodeId), "the servers page");
       mkdirSync(SHOTS, { recursive: true });
-      await page.screenshot({ path: path.join(SHOTS, "admin-ui-servers.png"), fullPage: true });
+      await page.screenshot({ path: path.join(SHOTS, `admin-ui-${adapter}-servers.png`), fullPage: true });
 
       await page.goto(`${first.url}/admin/#/sockets/`);
       await shows(page, sockets.map((socket) => socket.id), "the sockets page");
-      await page.screenshot({ path: path.join(SHOTS, "admin-ui-sockets.png"), fullPage: true });
+      await page.screenshot({ path: path.join(SHOTS, `admin-ui-${adapter}-sockets.png`), fullPage: true });
 
       await page.goto(`${first.url}/admin/#/rooms/`);
       await shows(page, ["room-0", "room-1", "room-2", "everyone"], "the rooms page");
-      await page.screenshot({ path: path.join(SHOTS, "admin-ui-rooms.png"), fullPage: true });
+      await page.screenshot({ path: path.join(SHOTS, `admin-ui-${adapter}-rooms.png`), fullPage: true });
 
       assert.deepEqual(pageErrors, []);
       assert.deepEqual(offline, [], "the page loaded something from elsewhere");
-      t.diagnostic(`screenshots: ${SHOTS}/admin-ui-{servers,sockets,rooms}.png`);
+      t.diagnostic(`screenshots: ${SHOTS}/admin-ui-${adapter}-{servers,sockets,rooms}.png`);
     } finally {
       await page.close();
     }

@@ -4,8 +4,10 @@
 //!
 //! The same `npm ci` installs `@socket.io/admin-ui`, whose `ui/dist` (the admin UI's static files,
 //! source maps left out) is embedded too and served at `/admin/` when `--admin-ui` is on. Its
-//! `index.html` loads a font and an icon font from CDNs; those two links are taken out here so
-//! the page asks nothing of the network (the UI falls back to the system font, icons are blank).
+//! `index.html` loads the Roboto font and the Material Design icon font from CDNs: the first link
+//! is taken out (the UI falls back to the system font), the second points to the icon font of the
+//! npm package `@mdi/font` (its minified CSS and woff2 font, embedded under `/admin/mdi/`), so the
+//! page asks nothing of the network.
 //!
 //! When npm is missing or fails, the build goes on with an empty bundle and a warning.
 //!
@@ -57,10 +59,13 @@ fn main() {
         .ok()
         .and_then(|json| json_string_after(&json, "\"@socket.io/admin-ui\""));
     let admin_stale = admin_pinned.is_some() && installed_version(&admin_package) != admin_pinned;
+    let mdi_package = bundle_dir.join("node_modules").join("@mdi").join("font");
+    let mdi_missing = !mdi_package.join(MDI_FILES[0]).is_file();
     if !dist.join("socket.io.js").is_file()
         || stale
         || admin_stale
         || !admin_dist.join("index.html").is_file()
+        || mdi_missing
     {
         npm_ci(&bundle_dir);
     }
@@ -81,16 +86,29 @@ fn main() {
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_default());
     write_embedded(&out_dir, "client_bundle.rs", "socket.io-client", "`dist/`", &version, &files);
-    embed_admin_ui(&admin_package, &out_dir);
+    embed_admin_ui(&admin_package, &mdi_package, &out_dir);
 }
 
+/// The files of `@mdi/font` the admin UI uses: the stylesheet, and the one font format every
+/// browser it runs in reads (the stylesheet lists it before the older ones).
+const MDI_FILES: [&str; 2] = ["css/materialdesignicons.min.css", "fonts/materialdesignicons-webfont.woff2"];
+/// Where the page finds that stylesheet, relative to `/admin/`.
+const MDI_STYLESHEET: &str = "mdi/css/materialdesignicons.min.css";
+
 /// Writes `admin_ui.rs` (version and files of `@socket.io/admin-ui`'s `ui/dist`, maps left out,
-/// `index.html` without its CDN links) to `out_dir`; see the module docs.
-fn embed_admin_ui(package_dir: &Path, out_dir: &Path) {
+/// `index.html` without its CDN links; the icon font of `mdi_dir` under `mdi/`) to `out_dir`; see
+/// the module docs.
+fn embed_admin_ui(package_dir: &Path, mdi_dir: &Path, out_dir: &Path) {
     let dist = package_dir.join("ui").join("dist");
     let mut files = Vec::new();
     collect_files(&dist, &dist, &mut files);
     files.retain(|(name, _)| !name.ends_with(".map"));
+    let icons = MDI_FILES.iter().all(|name| mdi_dir.join(name).is_file());
+    if icons {
+        files.extend(MDI_FILES.iter().map(|name| (format!("mdi/{name}"), mdi_dir.join(name))));
+    } else {
+        println!("cargo:warning=the icon font (@mdi/font) is missing, so the admin UI shows no icons: {FIX}");
+    }
     files.sort();
     let index = out_dir.join("admin-ui-index.html");
     let mut found_index = false;
@@ -99,7 +117,13 @@ fn embed_admin_ui(package_dir: &Path, out_dir: &Path) {
             let html = fs::read_to_string(&*path).unwrap_or_default();
             let offline: String = html
                 .split_inclusive('>')
-                .filter(|tag| !(tag.starts_with("<link") && tag.contains("href=\"https://")))
+                .filter_map(|tag| match tag.starts_with("<link") && tag.contains("href=\"https://") {
+                    false => Some(tag.to_owned()),
+                    true if icons && tag.contains("materialdesignicons") => {
+                        Some(format!("<link rel=\"stylesheet\" href=\"{MDI_STYLESHEET}\">"))
+                    }
+                    true => None,
+                })
                 .collect();
             if fs::write(&index, offline).is_ok() {
                 *path = index.clone();

@@ -120,6 +120,10 @@ for (const [adapter, broker] of Object.entries(BROKERS)) describe(`admin UI in h
     page.on("request", (req) => {
       if (!req.url().startsWith(first.url)) offline.push(req.url());
     });
+    const failed = [];
+    page.on("response", (res) => {
+      if (res.status() >= 400) failed.push(`${res.status()} ${res.url()}`);
+    });
     try {
       const response = await page.goto(`${first.url}/admin/`, { waitUntil: "load" });
       assert.equal(response.status(), 200);
@@ -148,6 +152,13 @@ for (const [adapter, broker] of Object.entries(BROKERS)) describe(`admin UI in h
       await shows(page, ["room-0", "room-1", "room-2", "everyone"], "the rooms page");
       await page.screenshot({ path: path.join(SHOTS, `admin-ui-${adapter}-rooms.png`), fullPage: true });
 
+      // The icons come from the embedded @mdi/font.
+      const icons = await page.evaluate(async () => {
+        await document.fonts.ready;
+        return document.fonts.check('24px "Material Design Icons"');
+      });
+      assert.equal(icons, true, "the icon font did not load");
+      assert.deepEqual(failed, [], "requests that failed");
       assert.deepEqual(pageErrors, []);
       assert.deepEqual(offline, [], "the page loaded something from elsewhere");
       t.diagnostic(`screenshots: ${SHOTS}/admin-ui-${adapter}-{servers,sockets,rooms}.png`);

@@ -1,4 +1,5 @@
-//! The admin UI's static files (npm `@socket.io/admin-ui`, `ui/dist`), embedded at build time by
+//! The admin UI's static files (npm `@socket.io/admin-ui`, `ui/dist`, and its icon font from
+//! `@mdi/font` under `mdi/`), embedded at build time by
 //! `build.rs` like the client bundle and served at `/admin/` when `--admin-ui` is on, so an
 //! operator opens the UI from the node itself and nothing is fetched from the network. The page
 //! then connects back to the node's admin namespace (`super`). Empty when npm was unavailable at
@@ -30,6 +31,7 @@ pub fn file(name: &str) -> Option<(&'static [u8], &'static str)> {
         Some("css") => "text/css; charset=utf-8",
         Some("svg") => "image/svg+xml",
         Some("png") => "image/png",
+        Some("woff2") => "font/woff2",
         _ => "application/octet-stream",
     };
     Some((bytes, content_type))
@@ -88,6 +90,11 @@ mod tests {
             assert!(file(name).is_some(), "{name} is not embedded");
         }
         assert!(FILES.iter().all(|(name, _)| !name.ends_with(".map")));
+        // The icon font, from the page's own stylesheet link.
+        assert!(page.contains("href=\"mdi/css/materialdesignicons.min.css\""), "{page}");
+        let css = std::str::from_utf8(file("mdi/css/materialdesignicons.min.css").unwrap().0).unwrap();
+        assert!(css.contains("../fonts/materialdesignicons-webfont.woff2"));
+        assert_eq!(file("mdi/fonts/materialdesignicons-webfont.woff2").unwrap().1, "font/woff2");
     }
 
     #[test]

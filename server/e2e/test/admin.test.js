@@ -8,6 +8,7 @@
 // redis-server, nats-server and chromium: `sudo apt-get install redis-server nats-server chromium`).
 // SWITCHBOARD_BIN overrides the binary, CHROMIUM_BIN the browser (as in demo.test.js).
 
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -165,5 +166,28 @@ for (const [adapter, broker] of Object.entries(BROKERS)) describe(`admin UI in h
     } finally {
       await page.close();
     }
+  });
+});
+
+describe("admin UI start-up checks", () => {
+  /** Runs the binary with `args` until it exits (it should not start). */
+  function refused(args) {
+    const run = spawnSync(BIN, ["--host", "127.0.0.1", "--port", "0", ...args], {
+      env: { ...process.env, RUST_LOG: "warn" },
+      encoding: "utf8",
+      timeout: 10_000,
+    });
+    assert.equal(run.signal, null, `still running after 10 s: ${run.stdout}${run.stderr}`);
+    assert.notEqual(run.status, 0, `it exited 0: ${run.stdout}${run.stderr}`);
+    return run.stdout + run.stderr;
+  }
+
+  it("refuses --admin-ui without credentials, with a bad hash, or on a plain Engine.IO app", () => {
+    assert.match(refused(["--admin-ui"]), /--admin-username and --admin-password-hash.*--admin-auth none/s);
+    assert.match(
+      refused(["--admin-ui", "--admin-username", "a", "--admin-password-hash", "hunter2"]),
+      /not a bcrypt hash/,
+    );
+    assert.match(refused(["--admin-ui", "--admin-auth", "none", "--app", "engine-echo"]), /needs a Socket\.IO app/);
   });
 });

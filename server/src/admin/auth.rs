@@ -23,7 +23,7 @@ const CONCURRENT_CHECKS: usize = 2;
 /// Longest password or session id looked at; bcrypt reads 72 bytes anyway.
 const MAX_SECRET_BYTES: usize = 1024;
 /// Sessions remembered, and for how long: a UI reconnecting within a day skips the login.
-const MAX_SESSIONS: usize = 1000;
+pub(crate) const MAX_SESSIONS: usize = 1000;
 const SESSION_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Checks the admin UI's credentials; see the module docs.

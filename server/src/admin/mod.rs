@@ -215,7 +215,11 @@ impl Admin {
         admin.use_middleware(move |socket: SocketRef| {
             let shared = middleware.clone();
             async move {
-                if let Some(session) = shared.gate.check(&socket.handshake().auth).await? {
+                if let Some(session) = shared.gate.check(&socket.handshake().auth).await?
+                    // Bounded like the sessions: a socket whose connection went before its
+                    // handler ran leaves its entry behind; past this the UI just logs in again.
+                    && shared.new_sessions.len() < auth::MAX_SESSIONS
+                {
                     shared.new_sessions.insert(socket.id().clone(), session);
                 }
                 Ok(())
@@ -259,7 +263,11 @@ impl Admin {
         let answer = io.clone();
         admin.on_server_side(SOCKETS_EVENT, move |event| {
             if let Some(ack) = event.ack {
-                ack.send(vec![Value::from(serde_json::Value::Array(commands::local_sockets(&answer)))]);
+                // Up to 10,000 sockets to serialize: not on the adapter's receive task.
+                let io = answer.clone();
+                tokio::spawn(async move {
+                    ack.send(vec![Value::from(serde_json::Value::Array(commands::local_sockets(&io)))]);
+                });
             }
         });
         if !config.read_only {

@@ -115,13 +115,23 @@ async fn only_the_right_password_or_its_session_opens_the_admin_namespace() {
 }
 
 #[tokio::test]
-async fn read_only_offers_no_commands() {
+async fn read_only_offers_no_commands_and_ignores_them() {
     let config = AdminConfig::new(basic()).unwrap().with_read_only(true);
     let (io, _admin) = node("a", config, Arc::new(MemoryAdapterFactory));
     let server = serve_io(&io).await;
+    let (_user, user_id) = Client::ws_connected(&server).await;
     let mut ui = admin_client(&server, json!({"username": "admin", "password": "s3cret"})).await.unwrap();
     let config = next(&mut ui, "config").await;
     assert_eq!(config[0]["supportedFeatures"], json!(["AGGREGATED_EVENTS", "ALL_EVENTS"]));
+
+    ui.emit_to(NSP, "join", vec![json(json!("/")), json(json!("extra")), json(json!(null))], None).await;
+    ui.emit_to(NSP, "_disconnect", vec![json(json!("/")), json(json!(true)), json(json!(null))], None).await;
+    // The UI's packets are handled in order: once a later connect is announced, the commands
+    // before it have been dropped, not merely delayed.
+    let (_later, later_id) = Client::ws_connected(&server).await;
+    next_where(&mut ui, "socket_connected", |args| args[0]["id"] == later_id.as_str()).await;
+    let user = io.main_namespace().socket(&user_id.as_str().into()).expect("the user is still connected");
+    assert!(!user.rooms().iter().any(|r| r.as_str() == "extra"), "{:?}", user.rooms());
 }
 
 #[tokio::test]

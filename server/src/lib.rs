@@ -3,10 +3,12 @@
 //! Modules in layers, each using only those listed before it (`scripts/check-layers` keeps it so):
 //! [`body`], [`version`] and [`metrics`] (shared by every layer) → [`engine`] (Engine.IO v4: sessions,
 //! transports, heartbeats, its options) → [`socketio`] (Socket.IO v5 on the engine) → [`cluster`]
-//! (the adapter a node joins its peers with) → [`http`] (accept, routing, forwarding, the
+//! (the adapter a node joins its peers with) → [`admin`] (the socket.io admin UI's namespace and
+//! page) → [`http`] (accept, routing, forwarding, the
 //! operator's endpoints) → [`gateway`] (JWT auth, webhooks and the HTTP API for any backend) → [`node`] (a node assembled from its options) → [`apps`] (what the
 //! binary runs). `docs/architecture.md` draws it.
 
+pub mod admin;
 pub mod apps;
 pub mod body;
 pub mod cluster;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub use app::App;
 pub use options::{AdapterKind, NodeOptions, OptionsError};
 
+use crate::admin::Admin;
 use crate::cluster::{Cluster, SetupError};
 use crate::engine::Engine;
 use crate::http::{Body, Fallback, Forwarder, Server};
@@ -63,6 +64,14 @@ pub enum NodeError {
 pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
     NodeOptions::check_renamed(|name| std::env::var(name).ok())?;
     let config = options.engine_config()?;
+    let admin_config = options.admin_config()?;
+    if admin_config.is_some() && !app.uses_cluster() {
+        return Err(OptionsError::Admin(format!(
+            "--admin-ui needs a Socket.IO app, and --app {} is not one",
+            app.name
+        ))
+        .into());
+    }
     let drain = options.drain();
     let backend = options.backend(app.uses_cluster());
     let listen = |port: u16, what: &str| {
@@ -92,15 +101,21 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
     );
     cluster.spawn_health_log();
     let registry = Registry::new();
+    // Kept until the node stops: dropping it stops the admin UI's reports.
+    let admin = admin_config.map(Admin::new);
     let engine = match app.layer {
         Layer::Engine(handler) => Engine::with_registry(config, handler, registry),
         Layer::SocketIo(install) => {
-            let io = SocketIo::with_registry(
-                config,
-                options.socketio_config()?.with_adapter(cluster.adapter_factory()),
-                registry,
-            );
+            let factory = match &admin {
+                Some(admin) => admin.adapter_factory(cluster.adapter_factory()),
+                None => cluster.adapter_factory(),
+            };
+            let io =
+                SocketIo::with_registry(config, options.socketio_config()?.with_adapter(factory), registry);
             install(&io);
+            if let Some(admin) = &admin {
+                admin.install(&io);
+            }
             io.engine().clone()
         }
     };
@@ -132,7 +147,7 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
     // switchboard_adapter_connected (alerted on) and the log.
     let server = server
         .with_forwarder(forwarder)
-        .with_fallback(index_page(app.page))
+        .with_fallback(index_page(app.page, admin.is_some()))
         .with_public_metrics(options.metrics_port.is_none());
     let signal = signal::on_signal();
     let stop = CancellationToken::new();
@@ -172,10 +187,17 @@ fn register_process_metrics(registry: &Registry) {
     }
 }
 
-/// `GET /` answers `page`; everything else outside Engine.IO is 404.
-fn index_page(page: &'static str) -> Fallback {
+/// `GET /` answers `page`, and `/admin/…` the admin UI when it is on; everything else outside
+/// Engine.IO is 404.
+fn index_page(page: &'static str, admin_ui: bool) -> Fallback {
     Arc::new(move |req| {
         Box::pin(async move {
+            if admin_ui
+                && let Some(response) =
+                    crate::admin::ui::response(req.uri().path(), req.headers().get(header::IF_NONE_MATCH))
+            {
+                return response;
+            }
             if req.uri().path() != "/" {
                 let mut r = Response::new(Body::new(Bytes::from_static(b"Not Found")));
                 *r.status_mut() = StatusCode::NOT_FOUND;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use switchboard_adapter::cluster::{ClusterConfig, NodeId};
 
+use crate::admin::{AdminAuth, AdminConfig, AdminConfigError};
 use crate::cluster::{Backend, BrokerAuth};
 use crate::engine::{ConfigError, CookieConfig, CorsConfig, EngineConfig, Transports};
 use crate::socketio::{RecoveryConfig, SocketIoConfig};
@@ -223,6 +224,34 @@ pub struct NodeOptions {
     /// on all interfaces.
     #[arg(long, env = "SWITCHBOARD_ADVERTISE_ADDRESS")]
     pub advertise_address: Option<String>,
+    /// Open the socket.io admin UI: its page at `/admin/` and its namespace (docs/admin-ui.md).
+    #[arg(long, env = "SWITCHBOARD_ADMIN_UI", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub admin_ui: bool,
+    /// How the admin UI logs in: `basic` (--admin-username and --admin-password-hash) or `none`
+    /// (anyone who reaches the node; logged as a warning).
+    #[arg(long, env = "SWITCHBOARD_ADMIN_AUTH", value_enum, default_value_t = AdminAuthKind::Basic)]
+    pub admin_auth: AdminAuthKind,
+    /// The admin UI's username (basic auth).
+    #[arg(long, env = "SWITCHBOARD_ADMIN_USERNAME")]
+    pub admin_username: Option<String>,
+    /// The bcrypt hash of the admin UI's password (basic auth), e.g. from `htpasswd -nbBC 10 "" pw`.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_PASSWORD_HASH", hide_env_values = true)]
+    pub admin_password_hash: Option<String>,
+    /// The admin UI may look but not emit, join, leave or disconnect.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_READ_ONLY", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub admin_read_only: bool,
+    /// The admin UI's Socket.IO namespace.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_NAMESPACE", default_value = crate::admin::DEFAULT_NAMESPACE)]
+    pub admin_namespace: String,
+}
+
+/// How the admin UI logs in (`--admin-auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdminAuthKind {
+    /// Username and bcrypt password hash, as the admin-ui's `auth: {type: "basic"}`.
+    Basic,
+    /// No login: said explicitly, never the default.
+    None,
 }
 
 /// A secret from the command line or the environment, never printed.
@@ -301,6 +330,9 @@ pub enum OptionsError {
         /// The replacement's unit.
         unit: &'static str,
     },
+    /// The admin UI's options are missing or wrong.
+    #[error("{0}")]
+    Admin(String),
 }
 
 /// A [`ConfigError`] in the words of the command line: `--ping-interval`, not `ping_interval`.
@@ -386,6 +418,32 @@ impl NodeOptions {
             Some(recovery) => config.with_connection_state_recovery(recovery),
             None => config,
         })
+    }
+
+    /// The admin UI's settings, `None` when `--admin-ui` is off. Basic auth (the default) needs a
+    /// username and a bcrypt hash: without them the node does not start, rather than open the
+    /// admin namespace to anyone.
+    pub fn admin_config(&self) -> Result<Option<AdminConfig>, OptionsError> {
+        if !self.admin_ui {
+            return Ok(None);
+        }
+        let auth = match (self.admin_auth, &self.admin_username, &self.admin_password_hash) {
+            (AdminAuthKind::None, ..) => AdminAuth::None,
+            (AdminAuthKind::Basic, Some(username), Some(hash)) => {
+                AdminAuth::Basic { username: username.clone(), password_hash: hash.trim().to_owned() }
+            }
+            (AdminAuthKind::Basic, ..) => {
+                return Err(OptionsError::Admin(
+                    "--admin-ui needs --admin-username and --admin-password-hash (a bcrypt hash), or \
+                     --admin-auth none to open it to anyone who reaches the node"
+                        .into(),
+                ));
+            }
+        };
+        let admin = |e: AdminConfigError| OptionsError::Admin(format!("--admin-ui: {e}"));
+        let config =
+            AdminConfig::new(auth).map_err(admin)?.with_namespace(&self.admin_namespace).map_err(admin)?;
+        Ok(Some(config.with_read_only(self.admin_read_only)))
     }
 
     /// Connection state recovery's options, `None` when it is off; refused on a cluster adapter
@@ -626,6 +684,32 @@ mod tests {
             "SWITCHBOARD_DRAIN_SECONDS is no longer read: use SWITCHBOARD_DRAIN_WINDOW (--drain-window) (milliseconds)"
         );
         assert_eq!(NodeOptions::check_renamed(|_| None), Ok(()));
+    }
+
+    #[test]
+    fn the_admin_ui_needs_credentials_or_an_explicit_none() {
+        assert_eq!(parse(&[]).map(|o| o.admin_config().map(|c| c.is_none())).ok(), Some(Ok(true)));
+        let bare = parse(&["--admin-ui"]).map(|o| o.admin_config().map(|_| ()));
+        assert!(matches!(bare.ok(), Some(Err(OptionsError::Admin(m))) if m.contains("--admin-auth none")));
+        let bad_hash = parse(&["--admin-ui", "--admin-username", "a", "--admin-password-hash", "secret"])
+            .map(|o| o.admin_config().map(|_| ()));
+        assert!(
+            matches!(bad_hash.ok(), Some(Err(OptionsError::Admin(m))) if m.contains("not a bcrypt hash"))
+        );
+        let hash = "$2a$04$ssdl9rDuYlOOiPkBlXGwae/9K8jVFRzOiwT2bLwgZAHERWD3EPf.m";
+        let good = parse(&[
+            "--admin-ui",
+            "--admin-username",
+            "a",
+            "--admin-password-hash",
+            hash,
+            "--admin-read-only",
+        ])
+        .map(|o| o.admin_config().map(|c| c.map(|c| c.namespace().to_owned())));
+        assert_eq!(good.ok(), Some(Ok(Some("/admin".to_owned()))));
+        let none = parse(&["--admin-ui", "--admin-auth", "none", "--admin-namespace", "/ops"])
+            .map(|o| o.admin_config().map(|c| c.map(|c| c.namespace().to_owned())));
+        assert_eq!(none.ok(), Some(Ok(Some("/ops".to_owned()))));
     }
 
     #[test]

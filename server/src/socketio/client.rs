@@ -301,6 +301,9 @@ impl Client {
         }
         drop(order);
         entered.into_socket();
+        if let Some(io) = self.io.upgrade() {
+            io.notify_connection(&socket);
+        }
         if let Some(on_connection) = ns.handlers.connection() {
             let s = socket.clone();
             handler::run(on_connection(socket.clone()), None, move |error| {

@@ -267,6 +267,7 @@ impl SocketIoConfig {
 }
 
 type Predicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+type ConnectionObserver = Arc<dyn Fn(&SocketRef) + Send + Sync>;
 
 pub(crate) struct IoInner {
     config: SocketIoConfig,
@@ -281,9 +282,19 @@ pub(crate) struct IoInner {
     dynamic: RwLock<Vec<(Predicate, Arc<NamespaceHandlers>)>>,
     /// Whether the task that removes emptied child namespaces runs.
     sweeping: AtomicBool,
+    /// [`SocketIo::on_any_connection`]'s observers.
+    observers: RwLock<Vec<ConnectionObserver>>,
 }
 
 impl IoInner {
+    /// Tells the [`SocketIo::on_any_connection`] observers that `socket` connected.
+    pub(crate) fn notify_connection(&self, socket: &SocketRef) {
+        let observers = self.observers.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for observe in observers {
+            observe(socket);
+        }
+    }
+
     fn create_namespace(&self, name: &str, handlers: Arc<NamespaceHandlers>) -> Arc<Namespace> {
         self.namespaces
             .entry(name.to_owned())
@@ -421,6 +432,7 @@ impl SocketIo {
             namespaces: DashMap::new(),
             dynamic: RwLock::new(Vec::new()),
             sweeping: AtomicBool::new(false),
+            observers: RwLock::new(Vec::new()),
         });
         inner.create_namespace("/", Arc::default());
         let engine = Engine::with_registry(engine_config, Arc::new(IoHandler(inner.clone())), registry);
@@ -468,6 +480,20 @@ impl SocketIo {
     /// Emits to every socket of the main namespace.
     pub async fn emit(&self, event: &str, args: Vec<Value>) -> Result<usize, BroadcastError> {
         self.broadcast().emit(event, args).await
+    }
+
+    /// A namespace that exists, by name; unlike [`SocketIo::of`] it creates none (a removed child
+    /// namespace stays removed).
+    pub fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.inner.namespaces.get(name).map(|e| e.value().clone())
+    }
+
+    /// Runs `f` for every socket that connects to any namespace, before that namespace's own
+    /// connection handler and whatever handler the application set: how an observer of the whole
+    /// server (the admin UI) sees sockets without taking an application's `on_connection`.
+    /// It runs on the connecting task: it must not block.
+    pub fn on_any_connection(&self, f: impl Fn(&SocketRef) + Send + Sync + 'static) {
+        self.inner.observers.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(f));
     }
 
     /// Names of the namespaces that exist.

@@ -9,19 +9,17 @@
 // SWITCHBOARD_BIN overrides the binary, CHROMIUM_BIN the browser (as in demo.test.js).
 
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 
-import { chromium } from "playwright-core";
+import { assertChromium, launchChromium } from "../browser.js";
 import { io } from "socket.io-client";
 
-import { assertExecutable, binaryPath, REPO_ROOT, startNats, startRedis, startServer, withTimeout } from "../harness.js";
+import { binaryPath, REPO_ROOT, startNats, startRedis, startServer, withTimeout } from "../harness.js";
 
 const BIN = binaryPath("SWITCHBOARD_BIN", "target/debug/switchboard");
-const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const SHOTS = path.join(REPO_ROOT, "target");
 const UI_TIMEOUT_MS = 15_000;
 // bcrypt (cost 4, so logins stay fast) of PASSWORD.
@@ -80,24 +78,14 @@ for (const [adapter, broker] of Object.entries(BROKERS)) describe(`admin UI in h
   let nodes = [];
   let sockets = [];
   let browser;
-  let userDataDir;
 
   before(async () => {
-    assertExecutable(CHROMIUM, "Install it with `apt-get install -y chromium` (or set CHROMIUM_BIN).");
+    assertChromium();
     brokerProcess = await broker.start();
     const prefix = `admin${process.pid}`;
     nodes = await Promise.all([0, 1, 2].map(() => startNode(broker.flags(brokerProcess.url), prefix)));
     sockets = await Promise.all(nodes.map((node, i) => member(node, [`room-${i}`, "everyone"])));
-    userDataDir = mkdtempSync(path.join(os.tmpdir(), "switchboard-chromium-"));
-    browser = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30_000,
-      args: [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {
@@ -107,7 +95,6 @@ for (const [adapter, broker] of Object.entries(BROKERS)) describe(`admin UI in h
     } finally {
       await Promise.all(nodes.map((node) => node.stop()));
       await brokerProcess?.stop();
-      if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
     }
   });
 

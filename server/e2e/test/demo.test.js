@@ -6,17 +6,15 @@
 // SWITCHBOARD_BIN overrides the binary (default: ../../target/debug/switchboard from this package);
 // CHROMIUM_BIN overrides the browser (default: /usr/bin/chromium).
 
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 
-import { chromium } from "playwright-core";
+import { launchChromium } from "../browser.js";
 
 // The server-process harness of the Node e2e tests (node: modules only, no npm dependencies).
 import {
-  assertExecutable,
   binaryPath,
   REPO_ROOT,
   sleep,
@@ -24,7 +22,6 @@ import {
 } from "../harness.js";
 
 const BIN = binaryPath("SWITCHBOARD_BIN", "target/debug/switchboard");
-const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const SCREENSHOT = path.join(REPO_ROOT, "target", "demo-screenshot.png");
 const EVENTS_TIMEOUT_MS = 10_000;
 const LOG_TIMEOUT_MS = 5_000;
@@ -56,28 +53,10 @@ async function waitFor(predicate, timeoutMs, what) {
 describe("demo page in headless Chromium", () => {
   let server;
   let browser; // a BrowserContext; closing it closes Chromium
-  let userDataDir;
 
   before(async () => {
     server = await startServer();
-    assertExecutable(CHROMIUM, "Install it with `apt-get install -y chromium` (or set CHROMIUM_BIN).");
-    userDataDir = mkdtempSync(path.join(os.tmpdir(), "switchboard-chromium-"));
-    // A persistent context is how playwright takes an explicit (here: fresh, temporary) --user-data-dir.
-    browser = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30_000,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {
@@ -85,7 +64,6 @@ describe("demo page in headless Chromium", () => {
       await browser?.close();
     } finally {
       await server?.stop();
-      if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
     }
   });
 

@@ -8,18 +8,17 @@
 // browser (default: /usr/bin/chromium, driven by playwright-core, which never downloads one).
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 
-import { chromium } from "playwright-core";
+import { launchChromium } from "../browser.js";
 
 import { cleanUp, client, connected, eventually, startGateway } from "../gateway/support.js";
-import { REPO_ROOT, assertExecutable, findExecutable, freePort, withTimeout } from "../harness.js";
+import { REPO_ROOT, findExecutable, freePort, withTimeout } from "../harness.js";
 
-const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 
 const EXAMPLE = path.join(REPO_ROOT, "examples/chat-backend-python");
 
@@ -113,19 +112,11 @@ describe("examples/chat-backend-python: its page in headless Chromium", () => {
   let server;
   let dir;
   let browser;
-  let profile;
   const sockets = [];
 
   before(async () => {
     ({ backend, server, dir } = await startExample());
-    assertExecutable(CHROMIUM, "Install it with `apt-get install -y chromium` (or set CHROMIUM_BIN).");
-    profile = mkdtempSync(path.join(os.tmpdir(), "switchboard-chromium-"));
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30_000,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {
@@ -133,7 +124,6 @@ describe("examples/chat-backend-python: its page in headless Chromium", () => {
       await browser?.close();
     } finally {
       await cleanUp({ sockets, server, backend, dir });
-      if (profile) rmSync(profile, { recursive: true, force: true });
     }
   });
 

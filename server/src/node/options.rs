@@ -43,6 +43,16 @@ impl AdapterKind {
     }
 }
 
+/// Which wire format `--adapter redis` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisFormat {
+    /// Switchboard's own cluster format (sharded over `--redis-url`s, heartbeats, interest routing).
+    Native,
+    /// `@socket.io/redis-adapter` 8.x (classic): a member of a Node socket.io cluster, and a
+    /// receiver of `@socket.io/redis-emitter`.
+    Node,
+}
+
 /// A node's options (every flag but `--app` and `--workers`, which pick what runs and the runtime).
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeOptions {
@@ -163,6 +173,13 @@ pub struct NodeOptions {
     /// PEM private key of `--redis-tls-cert`.
     #[arg(long, env = "SWITCHBOARD_REDIS_TLS_KEY", requires = "redis_tls_cert")]
     pub redis_tls_key: Option<PathBuf>,
+    /// Wire format of `--adapter redis`: `native` (Switchboard's) or `node`
+    /// (`@socket.io/redis-adapter` 8.x, to join a Node socket.io cluster; one `--redis-url`).
+    #[arg(long, env = "SWITCHBOARD_REDIS_FORMAT", value_enum, default_value_t = RedisFormat::Native)]
+    pub redis_format: RedisFormat,
+    /// Channel key of `--redis-format node` (the Node adapter's and emitter's `key` option).
+    #[arg(long, env = "SWITCHBOARD_REDIS_NODE_KEY", default_value = "socket.io")]
+    pub redis_node_key: String,
     /// NATS URLs for `--adapter nats` (servers of one NATS cluster), repeatable or comma-separated.
     /// `nats://user:password@host:port` or `nats://token@host:port` authenticates; `tls://`
     /// requires TLS. The values are never printed.
@@ -431,6 +448,10 @@ impl NodeOptions {
         match self.adapter {
             _ if !uses_cluster => Backend::Memory,
             AdapterKind::Memory => Backend::Memory,
+            AdapterKind::Redis if self.redis_format == RedisFormat::Node => Backend::RedisNode {
+                url: self.redis_urls.first().cloned().unwrap_or_default(),
+                key: self.redis_node_key.clone(),
+            },
             AdapterKind::Redis => Backend::Redis { urls: self.redis_urls.clone() },
             AdapterKind::Nats => Backend::Nats { urls: self.nats_urls.clone() },
         }
@@ -485,6 +506,18 @@ impl NodeOptions {
             config = config.with_secret(secret.expose());
         }
         config.validate().map_err(|e| OptionsError::Cluster(e.to_string()))?;
+        if self.adapter == AdapterKind::Redis && self.redis_format == RedisFormat::Node {
+            if self.redis_urls.len() != 1 {
+                return Err(OptionsError::Cluster(
+                    "--redis-format node takes exactly one --redis-url: Node's redis-adapter does not spread channels over instances".into(),
+                ));
+            }
+            if self.redis_node_key.is_empty() || self.redis_node_key.contains('#') {
+                return Err(OptionsError::Cluster(
+                    "--redis-node-key must be non-empty without '#', which separates the parts of a channel name".into(),
+                ));
+            }
+        }
         Ok(config)
     }
 

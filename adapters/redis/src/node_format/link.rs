@@ -1,0 +1,193 @@
+//! The Node format's Redis connections: one subscriber and one publisher
+//! [`ConnectionManager`](redis::aio::ConnectionManager) on a single Redis, as a Node server holds
+//! its `subClient` and `pubClient`. Both reconnect by themselves (the redis crate's manager), and
+//! the subscriber re-issues every SUBSCRIBE and PSUBSCRIBE after a reconnect, so this file holds
+//! no reconnect loop of its own.
+//!
+//! Publishing never waits: messages go into a bounded queue drained by one task that pipelines
+//! them (order kept per channel); a full queue drops and counts. Received messages are handed,
+//! with their channel (and pattern), to the [`Dispatch`] on the connection's read path.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{PushInfo, PushKind, Value};
+use tokio::sync::mpsc;
+
+use crate::instance::crossed_power_of_two;
+
+/// Messages one pipeline carries at most.
+const PUBLISH_BATCH: usize = 256;
+
+/// Where received messages go (the factory's namespace registry).
+pub(crate) trait Dispatch: Send + Sync + 'static {
+    /// A message on `channel`, received through the pattern subscription `pattern` if any.
+    fn message(&self, pattern: Option<&[u8]>, channel: &[u8], payload: Bytes);
+}
+
+/// Counters of the link, monotonic.
+#[derive(Debug, Default)]
+pub(crate) struct LinkCounters {
+    pub(crate) published: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) received: AtomicU64,
+}
+
+/// The two connections and the publish queue; see the module docs.
+pub(crate) struct Link {
+    subscriber: ConnectionManager,
+    publisher: ConnectionManager,
+    queue: mpsc::Sender<(String, Bytes)>,
+    connected: Arc<AtomicBool>,
+    pub(crate) counters: Arc<LinkCounters>,
+}
+
+impl Link {
+    /// Connects both connections (each retries with backoff; the first attempt's failure is
+    /// returned) and starts the publisher task; received messages go to `dispatch` while it lives.
+    pub(crate) async fn connect(
+        client: redis::Client,
+        dispatch: Weak<dyn Dispatch>,
+        queue: usize,
+        response_timeout: Duration,
+    ) -> redis::RedisResult<Self> {
+        let counters = Arc::new(LinkCounters::default());
+        let connected = Arc::new(AtomicBool::new(false));
+        let received = counters.clone();
+        let on_push = move |info: PushInfo| -> Result<(), std::convert::Infallible> {
+            let Some(dispatch) = dispatch.upgrade() else { return Ok(()) };
+            let mut data = info.data.into_iter();
+            let (pattern, channel, payload) = match info.kind {
+                PushKind::Message => (None, data.next(), data.next()),
+                PushKind::PMessage => (data.next(), data.next(), data.next()),
+                _ => return Ok(()),
+            };
+            let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) = (channel, payload)
+            else {
+                return Ok(());
+            };
+            let pattern = match pattern {
+                Some(Value::BulkString(p)) => Some(p),
+                _ => None,
+            };
+            received.received.fetch_add(1, Ordering::Relaxed);
+            dispatch.message(pattern.as_deref(), &channel, Bytes::from(payload));
+            Ok(())
+        };
+        let base = || {
+            ConnectionManagerConfig::new()
+                .set_response_timeout(Some(response_timeout))
+                .set_connection_timeout(Some(response_timeout))
+                .set_max_delay(Duration::from_secs(1))
+        };
+        let subscriber = ConnectionManager::new_with_config(
+            client.clone(),
+            base().set_push_sender(on_push).set_automatic_resubscription(),
+        )
+        .await?;
+        let publisher = ConnectionManager::new_with_config(client, base()).await?;
+        connected.store(true, Ordering::Release);
+        let (queue, rx) = mpsc::channel(queue);
+        tokio::spawn(publish_loop(publisher.clone(), rx, counters.clone(), connected.clone()));
+        Ok(Self { subscriber, publisher, queue, connected, counters })
+    }
+
+    /// Queues `payload` for `channel`; `false` (counted) when the queue is full or closed.
+    pub(crate) fn publish(&self, channel: String, payload: Vec<u8>) -> bool {
+        match self.queue.try_send((channel, Bytes::from(payload))) {
+            Ok(()) => true,
+            Err(_) => {
+                let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if crossed_power_of_two(dropped, 1) {
+                    tracing::warn!(
+                        dropped,
+                        "redis (node format): publish queue full or closed; message dropped"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Whether the last publish pipeline went through (the publisher reconnects on its own).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// `PUBSUB NUMSUB channel`: how many connections subscribe to it (Node's server count).
+    pub(crate) async fn numsub(&self, channel: &str) -> redis::RedisResult<usize> {
+        let mut conn = self.publisher.clone();
+        let (_, count): (String, usize) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async::<Vec<(String, usize)>>(&mut conn)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        Ok(count)
+    }
+
+    /// The subscriber connection, to (un)subscribe from a task of its own.
+    pub(crate) fn subscriber_handle(&self) -> ConnectionManager {
+        self.subscriber.clone()
+    }
+}
+
+/// SUBSCRIBEs `channels` and PSUBSCRIBEs `pattern` on `conn` (kept across reconnects).
+pub(crate) async fn subscribe(
+    mut conn: ConnectionManager,
+    channels: &[String],
+    pattern: &str,
+) -> redis::RedisResult<()> {
+    for channel in channels {
+        conn.subscribe(channel).await?;
+    }
+    conn.psubscribe(pattern).await
+}
+
+/// Undoes [`subscribe`].
+pub(crate) async fn unsubscribe(
+    mut conn: ConnectionManager,
+    channels: &[String],
+    pattern: &str,
+) -> redis::RedisResult<()> {
+    for channel in channels {
+        conn.unsubscribe(channel).await?;
+    }
+    conn.punsubscribe(pattern).await
+}
+
+/// Drains the queue in pipelines of up to [`PUBLISH_BATCH`] until every sender is gone.
+async fn publish_loop(
+    mut conn: ConnectionManager,
+    mut rx: mpsc::Receiver<(String, Bytes)>,
+    counters: Arc<LinkCounters>,
+    connected: Arc<AtomicBool>,
+) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for (channel, payload) in &batch {
+            pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref()).ignore();
+        }
+        let n = batch.len() as u64;
+        batch.clear();
+        match pipe.exec_async(&mut conn).await {
+            Ok(()) => {
+                connected.store(true, Ordering::Release);
+                counters.published.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                connected.store(false, Ordering::Release);
+                let dropped = counters.dropped.fetch_add(n, Ordering::Relaxed) + n;
+                if crossed_power_of_two(dropped, n) {
+                    tracing::warn!(error = %e, dropped, "redis (node format): publish pipeline failed; messages dropped");
+                }
+            }
+        }
+    }
+}

@@ -12,10 +12,11 @@
 // - `serverCount` → io.of("/").adapter.serverCount();
 // - `fetch {to?}` → [{id, rooms, data, auth}];
 // - `socketsJoin|socketsLeave {to?, rooms}`, `disconnectSockets {to?, close}`;
-// - `serverSideEmit {event, args}`, `serverSideEmitWithAck {event, args, timeout}` → the answers;
+// - `serverSideEmit {event, args}`, `serverSideEmitWithAck {event, args}` → the answers (within requestsTimeout);
 // - `serverSideReceived` → the server-side events this server got, as `[event, ...args]`.
 // `join(room, ack)` joins a room and acks the socket's rooms.
-// Server-side `ping(...args, ack)` is answered with `"pong-node"`.
+// Server-side `ping(...args, ack)` is answered with `"pong-node"`, and `gateway:node(ack)` with
+// `{id: NODE_ID, sockets}` (what a Switchboard gateway node answers for its `/v1/nodes`).
 
 import { createServer } from "node:http";
 
@@ -42,6 +43,11 @@ io.on("ping", (...args) => {
   ack?.("pong-node");
 });
 io.on("news", (...args) => received.push(["news", ...args]));
+// What a Switchboard gateway node answers for /v1/nodes, so the API lists this server too.
+io.on("gateway:node", (...args) => {
+  received.push(["gateway:node"]);
+  args.at(-1)?.({ id: process.env.NODE_ID, sockets: io.of("/").sockets.size });
+});
 
 /** `to` and `except` of a request applied to an operator. */
 function select(request, target = io) {
@@ -72,7 +78,7 @@ const ops = {
   socketsLeave: (r) => select(r).socketsLeave(r.rooms),
   disconnectSockets: (r) => select(r).disconnectSockets(r.close ?? false),
   serverSideEmit: (r) => io.serverSideEmit(r.event, ...(r.args ?? [])),
-  serverSideEmitWithAck: (r) => io.timeout(r.timeout ?? 2000).serverSideEmitWithAck(r.event, ...(r.args ?? [])),
+  serverSideEmitWithAck: (r) => io.serverSideEmitWithAck(r.event, ...(r.args ?? [])),
   serverSideReceived: () => received,
 };
 

@@ -2,12 +2,15 @@
 // server with @socket.io/redis-adapter 8.3 (node/cluster-server.mjs, which documents its `do`
 // operations) and a `switchboard --app bench --adapter redis --redis-format node` node on one real
 // redis-server; the official socket.io-client on each; @socket.io/redis-emitter 5.1 publishing from
-// this process. Each operation is asserted in the directions the Switchboard side can drive: the
-// bench app's `join` and `broadcast`, and everything a Node server or an emitter asks of it.
+// this process. Two suites: a bench node (its `join` and `broadcast`, and everything a Node server
+// or an emitter asks of it), and a gateway node whose HTTP API makes the requests Node answers
+// (fetchSockets, acked broadcasts, socketsJoin/Leave, disconnectSockets, serverSideEmit with ack).
 // Run: `cargo build -p switchboard --bins && npm ci && node --test test/node-interop.test.js`
 // (needs redis-server: `sudo apt-get install redis-server`).
 
-import { randomBytes } from "node:crypto";
+import crypto, { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -16,7 +19,7 @@ import { Emitter } from "@socket.io/redis-emitter";
 import { createClient } from "redis";
 import { io } from "socket.io-client";
 
-import { REPO_ROOT, binaryPath, sleep, startRedis, startServer, withTimeout } from "../harness.js";
+import { REPO_ROOT, binaryPath, freePort, sleep, startRedis, startServer, withTimeout } from "../harness.js";
 
 const SWITCHBOARD = binaryPath("SWITCHBOARD_BIN", "target/debug/switchboard");
 const NODE_SERVER = path.join(REPO_ROOT, "server/e2e/node/cluster-server.mjs");
@@ -42,14 +45,50 @@ let counter = 0;
 /** A unique room name or tag. */
 const unique = (what) => `${what}-${++counter}-${randomBytes(3).toString("hex")}`;
 
+/** The Node socket.io server (node/cluster-server.mjs) on `redis`. */
+function startNodeServer(redis) {
+  return startServer({
+    bin: process.execPath,
+    args: [NODE_SERVER],
+    nodeIdPrefix: "node",
+    env: ({ port, nodeId }) => ({ PORT: String(port), NODE_ID: nodeId, REDIS_URL: redis.url }),
+    readyCheck: async (server) => {
+      await eventually(() => assert.ok(server.output().includes(`ready ${server.nodeId}`), server.output()));
+      return true;
+    },
+    hint: "Install the e2e dependencies with `npm ci` in server/e2e.",
+    outputLimit: 8000,
+  });
+}
+
+/** A Switchboard node in the Node format on `redis`, running `app` (flags). */
+function startSwitchboard(redis, app) {
+  return startServer({
+    bin: SWITCHBOARD,
+    hint: "Build it first with `cargo build -p switchboard --bins` (from the workspace root).",
+    nodeIdPrefix: "sb",
+    args: ({ port, nodeId }) => [
+      ...app,
+      "--host", "127.0.0.1",
+      "--port", String(port),
+      "--node-id", nodeId,
+      "--adapter", "redis",
+      "--redis-format", "node",
+      "--redis-url", redis.url,
+    ],
+    env: { RUST_LOG: process.env.RUST_LOG ?? "warn" },
+    outputLimit: 8000,
+  });
+}
+
 /** A socket.io-client socket that records what it receives and answers `question`. */
 class Client {
-  constructor(name, server) {
+  constructor(name, server, auth = {}) {
     this.name = name;
     this.events = [];
     this.waiters = new Set();
     this.disconnects = [];
-    this.socket = io(server.url, { transports: ["websocket"], forceNew: true, reconnection: false });
+    this.socket = io(server.url, { transports: ["websocket"], forceNew: true, reconnection: false, auth });
     this.socket.onAny((event, ...args) => {
       this.events.push({ event, args });
       this.wake();
@@ -138,31 +177,8 @@ describe("Switchboard as a member of a Node socket.io cluster (@socket.io/redis-
 
   before(async () => {
     redis = await startRedis();
-    nodeServer = await startServer({
-      bin: process.execPath,
-      args: [NODE_SERVER],
-      nodeIdPrefix: "node",
-      env: ({ port, nodeId }) => ({ PORT: String(port), NODE_ID: nodeId, REDIS_URL: redis.url }),
-      readyCheck: (server) => eventually(() => assert.match(server.output(), new RegExp(`ready ${server.nodeId}`))).then(() => true),
-      hint: "Install the e2e dependencies with `npm ci` in server/e2e.",
-      outputLimit: 8000,
-    });
-    switchboard = await startServer({
-      bin: SWITCHBOARD,
-      hint: "Build it first with `cargo build -p switchboard --bins` (from the workspace root).",
-      nodeIdPrefix: "sb",
-      args: ({ port, nodeId }) => [
-        "--app", "bench",
-        "--host", "127.0.0.1",
-        "--port", String(port),
-        "--node-id", nodeId,
-        "--adapter", "redis",
-        "--redis-format", "node",
-        "--redis-url", redis.url,
-      ],
-      env: { RUST_LOG: process.env.RUST_LOG ?? "warn" },
-      outputLimit: 8000,
-    });
+    nodeServer = await startNodeServer(redis);
+    switchboard = await startSwitchboard(redis, ["--app", "bench"]);
     emitterClient = createClient({ url: redis.url });
     await emitterClient.connect();
     emitter = new Emitter(emitterClient);
@@ -291,5 +307,132 @@ describe("Switchboard as a member of a Node socket.io cluster (@socket.io/redis-
     const started = Date.now();
     assert.deepEqual(await driver.node({ op: "emitWithAck", to: unique("empty"), event: "question", args: ["y"], timeout: 2000 }), []);
     assert.ok(Date.now() - started < 1500, "the acked broadcast waited for its timeout");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The other direction: requests a Switchboard node makes, through the gateway's HTTP API
+// (docs/gateway.md), answered by the Node server.
+// ---------------------------------------------------------------------------------------------
+
+const SECRET = "node-interop-hs256-secret-0123456789";
+const API_KEY = "node-interop-api-key-0123456789";
+
+/** An HS256 JWT for the gateway. */
+function jwt(claims) {
+  const b64url = (data) => Buffer.from(data).toString("base64url");
+  const data = `${b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }))}.${b64url(JSON.stringify(claims))}`;
+  return `${data}.${b64url(crypto.createHmac("sha256", SECRET).update(data).digest())}`;
+}
+
+describe("a Switchboard gateway's cluster requests answered by a Node socket.io server", () => {
+  let redis;
+  let nodeServer;
+  let gateway;
+  let apiPort;
+  let dir;
+  const clients = [];
+  let driver;
+
+  /** Calls the gateway's API; resolves with the JSON answer (fails the test on another status). */
+  async function api(endpoint, body) {
+    const response = await fetch(`http://127.0.0.1:${apiPort}/v1/${endpoint}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const answer = await response.json();
+    assert.equal(response.status, 200, `${endpoint}: ${JSON.stringify(answer)}`);
+    return answer;
+  }
+
+  /** A connected client on `server`; on the gateway it carries a token that joins `rooms`. */
+  async function client(name, server, rooms = []) {
+    const c = new Client(name, server, { token: jwt({ sub: name, exp: Math.floor(Date.now() / 1000) + 600, rooms }) });
+    clients.push(c);
+    return c.connected();
+  }
+
+  before(async () => {
+    redis = await startRedis();
+    nodeServer = await startNodeServer(redis);
+    apiPort = await freePort();
+    dir = mkdtempSync(path.join(tmpdir(), "node-interop-"));
+    const config = path.join(dir, "switchboard.toml");
+    writeFileSync(
+      config,
+      `host = "127.0.0.1"
+api-port = ${apiPort}
+
+[gateway]
+api-keys = ["${API_KEY}"]
+
+[[gateway.namespace]]
+name = "/"
+
+[gateway.jwt]
+hs256-secret = "${SECRET}"
+`,
+    );
+    gateway = await startSwitchboard(redis, ["--app", "gateway", "--config", config]);
+    driver = await client("driver", nodeServer);
+    await eventually(async () => assert.equal(await driver.node({ op: "serverCount" }), 2));
+  });
+
+  after(async () => {
+    for (const c of clients) c.close();
+    await gateway?.stop();
+    await nodeServer?.stop();
+    await redis?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("fetchSockets from Switchboard lists the Node server's sockets with their rooms and data", async () => {
+    const room = unique("fetch");
+    const [n, g] = [await client("node-f", nodeServer), await client("gw-f", gateway, [room])];
+    await n.call("join", room);
+    const { sockets } = await api("sockets/fetch", { rooms: [room] });
+    const byId = Object.fromEntries(sockets.map((s) => [s.id, s]));
+    assert.deepEqual(Object.keys(byId).sort(), [n.id, g.id].sort());
+    assert.deepEqual(byId[n.id].data, { node: "node" });
+    assert.ok(byId[n.id].rooms.includes(room), JSON.stringify(byId[n.id]));
+  });
+
+  it("a Switchboard broadcast with acks collects the Node clients' acks and its own", async () => {
+    const room = unique("acks");
+    const [n, g] = [await client("node-a", nodeServer), await client("gw-a", gateway, [room])];
+    await n.call("join", room);
+    const answer = await api("emit", { rooms: [room], event: "question", args: ["q"], ack: true, timeout: 3000 });
+    assert.equal(answer.missing, 0, JSON.stringify(answer));
+    assert.deepEqual(answer.responses.map((r) => r.args[0]).sort(), ["gw-a:q", "node-a:q"]);
+    // Volatile, except, binary-free JSON: a plain emit reaches the Node client too.
+    const tag = unique("plain");
+    await api("emit", { rooms: [room], except: [g.id], event: "plain", args: [tag], volatile: true });
+    await n.waitFor("plain", tag);
+    await sleep(QUIET_MS);
+    assert.equal(g.got("plain", tag).length, 0, "except was ignored");
+  });
+
+  it("socketsJoin, socketsLeave and disconnectSockets from Switchboard reach Node's sockets", async () => {
+    const n = await client("node-j", nodeServer);
+    const target = unique("joined-by-sb");
+    await api("sockets/join", { rooms: [n.id], join: [target] });
+    await eventually(async () => {
+      const found = await driver.node({ op: "fetch", to: target });
+      assert.deepEqual(found.map((s) => s.id), [n.id]);
+    });
+    await api("sockets/leave", { rooms: [n.id], leave: [target] });
+    await eventually(async () => assert.deepEqual(await driver.node({ op: "fetch", to: target }), []));
+    await api("sockets/disconnect", { rooms: [n.id] });
+    await n.until(() => n.disconnects.length > 0, "to be disconnected");
+    assert.deepEqual(n.disconnects, ["io server disconnect"]);
+  });
+
+  it("serverSideEmit with ack goes both ways (the gateway's /v1/nodes, and Node asking the gateway)", async () => {
+    const { nodes, missing } = await api("nodes", {});
+    assert.equal(missing, 0);
+    assert.deepEqual(nodes.map((n) => n.id).sort(), [gateway.nodeId, nodeServer.nodeId].sort());
+    const answers = await driver.node({ op: "serverSideEmitWithAck", event: "gateway:node" });
+    assert.deepEqual(answers.map((a) => a.id), [gateway.nodeId]);
   });
 });

@@ -269,7 +269,7 @@ impl Dispatch for Registry {
         let Some((route, adapter)) = found else { return };
         let Some(adapter) = adapter.upgrade() else { return };
         if payload.len() > adapter.shared.config.max_message_size {
-            adapter.shared.malformed(&adapter.nsp, &MessageError::TooManyRooms);
+            adapter.shared.malformed(&adapter.nsp, &MessageError::TooLarge(payload.len()));
             return;
         }
         match (route, pattern.is_some()) {

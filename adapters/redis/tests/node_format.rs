@@ -14,7 +14,7 @@ use switchboard_adapter::{
 };
 use switchboard_protocol::socketio::{Value, encode_event};
 use switchboard_redis::RedisConfig;
-use switchboard_redis::node_format::{NodeFormatAdapter, NodeFormatConfig, NodeFormatFactory};
+use switchboard_redis::node_format::{NodeFormatAdapter, NodeFormatConfig, NodeFormatFactory, notepack};
 use switchboard_testkit::contract::TestSocket;
 use switchboard_testkit::{RedisServer, eventually};
 
@@ -36,6 +36,28 @@ fn packet(event: &str) -> BroadcastPacket {
 
 fn to(room: &str) -> BroadcastOptions {
     BroadcastOptions { rooms: vec![Room::from(room)], ..Default::default() }
+}
+
+/// A broadcast as `@socket.io/redis-emitter` 5.1 writes it: uid `emitter`, and its own key order
+/// in the options (`rooms, flags, except`).
+fn emitter_message(nsp: &str, data: &[Value], rooms: &[&str], volatile: bool) -> Vec<u8> {
+    let flags = match volatile {
+        true => vec![("volatile".to_owned(), Value::Bool(true))],
+        false => Vec::new(),
+    };
+    notepack::encode(&Value::Array(vec![
+        Value::from("emitter"),
+        Value::Object(vec![
+            ("type".into(), Value::from(2u64)),
+            ("data".into(), Value::Array(data.to_vec())),
+            ("nsp".into(), Value::from(nsp)),
+        ]),
+        Value::Object(vec![
+            ("rooms".into(), Value::Array(rooms.iter().map(|r| Value::from(*r)).collect())),
+            ("flags".into(), Value::Object(flags)),
+            ("except".into(), Value::Array(Vec::new())),
+        ]),
+    ]))
 }
 
 /// Records server-side emits; answers those with an ack with `"pong"`.
@@ -182,20 +204,7 @@ async fn hostile_messages_are_counted_and_dropped() {
     assert!(eventually(WAIT, || async { factory.stats().malformed == n }).await, "{:?}", factory.stats());
     assert!(sa.deliveries().is_empty() && sa.disconnects().is_empty());
     // Still serving: an emitter's broadcast arrives.
-    let emitter = [
-        &[0x93, 0xa7][..],
-        b"emitter",
-        &[0x83, 0xa4],
-        b"type",
-        &[0x02, 0xa4],
-        b"data",
-        &[0x91, 0xa2],
-        b"ok",
-        &[0xa3],
-        b"nsp",
-        &[0xa1, b'/', 0x80],
-    ]
-    .concat();
+    let emitter = emitter_message("/", &["ok".into()], &[], false);
     server.publish("socket.io#/#", &emitter).await;
     assert!(eventually(WAIT, || async { sa.count(r#"2["ok"]"#) == 1 }).await, "{:?}", sa.deliveries());
 }
@@ -209,34 +218,8 @@ async fn an_emitter_reaches_other_namespaces_and_room_channels() {
     admin.add_socket(member.clone());
     admin.add_socket(outsider.clone());
     admin.join(&"m".into(), &[Room::from("room1")]);
-    // `emitter.of("/admin").to("room1").volatile.emit("hello", 2)`, as the emitter writes it:
-    // on the room's channel, flags before except.
-    let message = [
-        &[0x93, 0xa7][..],
-        b"emitter",
-        &[0x83, 0xa4],
-        b"type",
-        &[0x02, 0xa4],
-        b"data",
-        &[0x92, 0xa5],
-        b"hello",
-        &[0x02, 0xa3],
-        b"nsp",
-        &[0xa6],
-        b"/admin",
-        &[0x83, 0xa5],
-        b"rooms",
-        &[0x91, 0xa5],
-        b"room1",
-        &[0xa5],
-        b"flags",
-        &[0x81, 0xa8],
-        b"volatile",
-        &[0xc3, 0xa6],
-        b"except",
-        &[0x90],
-    ]
-    .concat();
+    // `emitter.of("/admin").to("room1").volatile.emit("hello", 2)`, on the room's channel.
+    let message = emitter_message("/admin", &["hello".into(), Value::from(2u64)], &["room1"], true);
     assert_eq!(server.publish("socket.io#/admin#room1#", &message).await, 1);
     let text = r#"2/admin,["hello",2]"#;
     assert!(eventually(WAIT, || async { member.count(text) == 1 }).await, "{:?}", member.deliveries());

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchboard_adapter::{
-    Adapter, AdapterError, BroadcastOptions, BroadcastPacket, InboundHandler, PartialReplies, Room,
-    ServerSideAck,
+    Adapter, AdapterError, AdapterFactory, BroadcastOptions, BroadcastPacket, InboundHandler, PartialReplies,
+    Room, ServerSideAck,
 };
 use switchboard_protocol::socketio::{Value, encode_event};
 use switchboard_redis::RedisConfig;
@@ -230,4 +230,17 @@ async fn an_emitter_reaches_other_namespaces_and_room_channels() {
     server.publish("socket.io#/admin#", b"after").await;
     assert!(eventually(WAIT, || async { factory.stats().malformed == 1 }).await);
     assert_eq!(member.count(text), 1);
+}
+
+#[tokio::test]
+async fn a_namespace_is_counted_while_it_lives_and_never_twice() {
+    let server = RedisServer::start();
+    let (factory, _root) = node(&server, "a", NodeFormatConfig::new()).await;
+    let made = AdapterFactory::create(&factory, "/brief");
+    drop(made);
+    // Changes apply in order: once a later namespace is subscribed, the earlier one is gone.
+    let _kept = factory.create_subscribed("/kept").await.unwrap();
+    assert_eq!(server.subscribers("socket.io-request#/brief#").await, 0);
+    assert_eq!(server.subscribers("socket.io-request#/kept#").await, 1);
+    assert_eq!(server.subscribers("socket.io-request#/#").await, 1);
 }

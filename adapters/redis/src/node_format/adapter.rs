@@ -299,7 +299,7 @@ impl NodeFormatAdapter {
 
     /// A message on one of the namespace's response channels.
     pub(super) fn on_response(&self, payload: Bytes) {
-        let response = match message::decode_response(&payload, self.shared.limits()) {
+        let response = match message::decode_response(&payload) {
             Ok(response) => response,
             Err(e) => return self.shared.malformed(&self.nsp, &e),
         };
@@ -312,6 +312,17 @@ impl NodeFormatAdapter {
             Response::Other => return,
         };
         self.shared.answer(&id, response);
+    }
+}
+
+/// Passes a peer's client ack on to the ack stream, unless `limit` acks were passed on already.
+fn relay(response: Response, sink: &mpsc::UnboundedSender<AckResponse>, relayed: &mut usize, limit: usize) {
+    if let Response::Ack { data, .. } = response {
+        if *relayed < limit {
+            *relayed += 1;
+            // Node's ack carries no socket id.
+            let _ = sink.send(AckResponse { socket: SocketId::from(""), args: vec![data] });
+        }
     }
 }
 
@@ -412,13 +423,11 @@ impl Adapter for NodeFormatAdapter {
                 tracing::debug!(error = %e, "acked broadcast not published; local sockets only");
                 return Ok(AckStream { expected: local, local, deadline, responses });
             }
-            // Wait for every other server's client count (acks that come meanwhile pass on).
-            let relay = move |response: Response, sink: &mpsc::UnboundedSender<AckResponse>| {
-                if let Response::Ack { data, .. } = response {
-                    // Node's ack carries no socket id.
-                    let _ = sink.send(AckResponse { socket: SocketId::from(""), args: vec![data] });
-                }
-            };
+            // Wait for every other server's client count (acks that come meanwhile pass on). No
+            // more acks are passed on than the counts announce (at most `max_remote_acks`), so a
+            // peer repeating acks cannot grow the stream.
+            let max = self.shared.config.max_remote_acks;
+            let mut relayed = 0;
             let mut reported = 1;
             let mut remote: usize = 0;
             while reported < servers {
@@ -426,9 +435,9 @@ impl Adapter for NodeFormatAdapter {
                     Ok(Some(Response::ClientCount { count, .. })) => {
                         reported += 1;
                         let count = usize::try_from(count).unwrap_or(usize::MAX);
-                        remote = remote.saturating_add(count).min(self.shared.config.max_remote_acks);
+                        remote = remote.saturating_add(count).min(max);
                     }
-                    Ok(Some(other)) => relay(other, &sink),
+                    Ok(Some(other)) => relay(other, &sink, &mut relayed, max),
                     Ok(None) | Err(_) => break,
                 }
             }
@@ -436,8 +445,11 @@ impl Adapter for NodeFormatAdapter {
             // ack state for `flags.timeout` too).
             let shared = self.shared.clone();
             tokio::spawn(async move {
-                while let Ok(Some(response)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-                    relay(response, &sink);
+                while relayed < remote {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(response)) => relay(response, &sink, &mut relayed, remote),
+                        Ok(None) | Err(_) => break,
+                    }
                 }
                 shared.close_request(&request_id);
             });

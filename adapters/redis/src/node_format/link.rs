@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::instance::crossed_power_of_two;
 
@@ -38,7 +38,8 @@ pub(crate) struct LinkCounters {
 
 /// The two connections and the publish queue; see the module docs.
 pub(crate) struct Link {
-    subscriber: ConnectionManager,
+    /// Subscription changes, applied in order by one task (the subscriber connection's owner).
+    subscriptions: mpsc::UnboundedSender<Change>,
     publisher: ConnectionManager,
     queue: mpsc::Sender<(String, Bytes)>,
     connected: Arc<AtomicBool>,
@@ -92,7 +93,9 @@ impl Link {
         connected.store(true, Ordering::Release);
         let (queue, rx) = mpsc::channel(queue);
         tokio::spawn(publish_loop(publisher.clone(), rx, counters.clone(), connected.clone()));
-        Ok(Self { subscriber, publisher, queue, connected, counters })
+        let (subscriptions, changes) = mpsc::unbounded_channel();
+        tokio::spawn(apply_changes(subscriber, changes));
+        Ok(Self { subscriptions, publisher, queue, connected, counters })
     }
 
     /// Queues `payload` for `channel`; `false` (counted) when the queue is full or closed.
@@ -131,34 +134,65 @@ impl Link {
         Ok(count)
     }
 
-    /// The subscriber connection, to (un)subscribe from a task of its own.
-    pub(crate) fn subscriber_handle(&self) -> ConnectionManager {
-        self.subscriber.clone()
+    /// SUBSCRIBEs `channels` and PSUBSCRIBEs `pattern` (kept across reconnects); resolves once
+    /// Redis confirmed them. Subscription changes run in the order they are asked for, so a
+    /// namespace removed right after it was made ends unsubscribed.
+    pub(crate) fn subscribe(
+        &self,
+        channels: Vec<String>,
+        pattern: String,
+    ) -> impl std::future::Future<Output = redis::RedisResult<()>> + Send + 'static {
+        let (done, confirmed) = oneshot::channel();
+        let sent = self.subscriptions.send(Change { subscribe: true, channels, pattern, done: Some(done) });
+        async move {
+            match (sent, confirmed.await) {
+                (Ok(()), Ok(result)) => result,
+                _ => Err(redis::RedisError::from((redis::ErrorKind::Client, "redis link closed"))),
+            }
+        }
+    }
+
+    /// Undoes [`subscribe`](Self::subscribe), after every change asked for before.
+    pub(crate) fn unsubscribe(&self, channels: Vec<String>, pattern: String) {
+        let _ = self.subscriptions.send(Change { subscribe: false, channels, pattern, done: None });
     }
 }
 
-/// SUBSCRIBEs `channels` and PSUBSCRIBEs `pattern` on `conn` (kept across reconnects).
-pub(crate) async fn subscribe(
-    mut conn: ConnectionManager,
-    channels: &[String],
-    pattern: &str,
-) -> redis::RedisResult<()> {
-    for channel in channels {
-        conn.subscribe(channel).await?;
-    }
-    conn.psubscribe(pattern).await
+/// One subscription change, applied in order by [`apply_changes`].
+struct Change {
+    subscribe: bool,
+    channels: Vec<String>,
+    pattern: String,
+    done: Option<oneshot::Sender<redis::RedisResult<()>>>,
 }
 
-/// Undoes [`subscribe`].
-pub(crate) async fn unsubscribe(
-    mut conn: ConnectionManager,
-    channels: &[String],
-    pattern: &str,
-) -> redis::RedisResult<()> {
-    for channel in channels {
-        conn.unsubscribe(channel).await?;
+/// Applies subscription changes one after the other until the link is gone.
+async fn apply_changes(mut conn: ConnectionManager, mut changes: mpsc::UnboundedReceiver<Change>) {
+    while let Some(Change { subscribe, channels, pattern, done }) = changes.recv().await {
+        let result = async {
+            for channel in &channels {
+                match subscribe {
+                    true => conn.subscribe(channel).await?,
+                    false => conn.unsubscribe(channel).await?,
+                }
+            }
+            match subscribe {
+                true => conn.psubscribe(&pattern).await,
+                false => conn.punsubscribe(&pattern).await,
+            }
+        }
+        .await;
+        match done {
+            Some(done) => {
+                let _ = done.send(result);
+            }
+            None => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "redis (node format): unsubscribe failed");
+                }
+            }
+        }
     }
-    conn.punsubscribe(pattern).await
 }
 
 /// Drains the queue in pipelines of up to [`PUBLISH_BATCH`] until every sender is gone.

@@ -207,18 +207,14 @@ impl Shared {
     fn unregister(&self, adapter: &NodeFormatAdapter) {
         self.registry.remove(adapter);
         let channels = adapter.channels();
-        let subscribed =
-            vec![channels.request.clone(), channels.response.clone(), channels.own_response.clone()];
-        let pattern = channels.pattern.clone();
-        let link = self.link.subscriber_handle();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = link::unsubscribe(link, &subscribed, &pattern).await {
-                    tracing::debug!(error = %e, "redis (node format): unsubscribe failed");
-                }
-            });
-        }
+        self.link.unsubscribe(exact_channels(channels), channels.pattern.clone());
     }
+}
+
+/// The channels a namespace SUBSCRIBEs (its broadcasts come through the pattern): the request
+/// channel (once: Node counts its subscribers as servers) and both response channels.
+fn exact_channels(c: &channels::Channels) -> Vec<String> {
+    vec![c.request.clone(), c.response.clone(), c.own_response.clone()]
 }
 
 /// Which adapter a received message goes to, by its channel or pattern.
@@ -329,8 +325,9 @@ impl NodeFormatFactory {
     pub async fn create_subscribed(&self, nsp: &str) -> Result<Arc<NodeFormatAdapter>, ConnectError> {
         let adapter = self.make(nsp);
         let c = adapter.channels();
-        let channels = [c.request.clone(), c.response.clone(), c.own_response.clone()];
-        link::subscribe(self.shared.link.subscriber_handle(), &channels, &c.pattern)
+        self.shared
+            .link
+            .subscribe(exact_channels(c), c.pattern.clone())
             .await
             .map_err(|e| ConnectError::Unreachable { address: "redis".into(), reason: e.to_string() })?;
         Ok(adapter)
@@ -364,15 +361,13 @@ impl AdapterFactory for NodeFormatFactory {
     fn create(&self, nsp: &str) -> Arc<dyn Adapter> {
         let adapter = self.make(nsp);
         let c = adapter.channels();
-        let channels = [c.request.clone(), c.response.clone(), c.own_response.clone()];
-        let pattern = c.pattern.clone();
-        let subscriber = self.shared.link.subscriber_handle();
+        let subscribed = self.shared.link.subscribe(exact_channels(c), c.pattern.clone());
         let nsp = nsp.to_owned();
         // `create` is synchronous (a namespace is made on a client's request): the subscriptions
-        // follow at once, on their own task.
+        // follow at once, in order with every other change.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = link::subscribe(subscriber, &channels, &pattern).await {
+                if let Err(e) = subscribed.await {
                     tracing::error!(nsp, error = %e, "redis (node format): subscribing the namespace failed");
                 }
             });

@@ -244,3 +244,30 @@ async fn a_namespace_is_counted_while_it_lives_and_never_twice() {
     assert_eq!(server.subscribers("socket.io-request#/kept#").await, 1);
     assert_eq!(server.subscribers("socket.io-request#/#").await, 1);
 }
+
+#[tokio::test]
+async fn a_lost_redis_is_noticed_and_the_subscriptions_come_back() {
+    let mut server = RedisServer::start();
+    let (factory, a) = node(&server, "a", NodeFormatConfig::new()).await;
+    let sa = TestSocket::new("sa", "/");
+    a.add_socket(sa.clone());
+    assert!(factory.is_connected());
+    server.kill();
+    assert!(eventually(WAIT, || async { !factory.is_connected() }).await, "a dead Redis went unnoticed");
+    assert!(matches!(
+        a.fetch_sockets(BroadcastOptions::default()).await,
+        Err(AdapterError::BrokerUnavailable(_))
+    ));
+    server.restart();
+    assert!(eventually(Duration::from_secs(10), || async { factory.is_connected() }).await);
+    // Resubscribed by itself: counted by Node again, and hearing broadcasts.
+    assert!(eventually(WAIT, || async { server.subscribers("socket.io-request#/#").await == 1 }).await);
+    let message = emitter_message("/", &["back".into()], &[], false);
+    assert!(
+        eventually(WAIT, || async {
+            server.publish("socket.io#/#", &message).await;
+            sa.count(r#"2["back"]"#) > 0
+        })
+        .await
+    );
+}

@@ -22,6 +22,9 @@ use crate::instance::crossed_power_of_two;
 /// Messages one pipeline carries at most.
 const PUBLISH_BATCH: usize = 256;
 
+/// How often an idle link checks that Redis answers.
+const HEALTH_PERIOD: Duration = Duration::from_secs(1);
+
 /// Where received messages go (the factory's namespace registry).
 pub(crate) trait Dispatch: Send + Sync + 'static {
     /// A message on `channel`, received through the pattern subscription `pattern` if any.
@@ -115,7 +118,8 @@ impl Link {
         }
     }
 
-    /// Whether the last publish pipeline went through (the publisher reconnects on its own).
+    /// Whether Redis answered the last publish pipeline or health ping (the connections
+    /// reconnect on their own).
     pub(crate) fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
     }
@@ -195,7 +199,9 @@ async fn apply_changes(mut conn: ConnectionManager, mut changes: mpsc::Unbounded
     }
 }
 
-/// Drains the queue in pipelines of up to [`PUBLISH_BATCH`] until every sender is gone.
+/// Drains the queue in pipelines of up to [`PUBLISH_BATCH`] until every sender is gone; while
+/// idle, pings Redis each [`HEALTH_PERIOD`] so [`Link::is_connected`] tells a lost Redis even when
+/// nothing is published.
 async fn publish_loop(
     mut conn: ConnectionManager,
     mut rx: mpsc::Receiver<(String, Bytes)>,
@@ -203,7 +209,28 @@ async fn publish_loop(
     connected: Arc<AtomicBool>,
 ) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
-    while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+    let mut health = tokio::time::interval(HEALTH_PERIOD);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, PUBLISH_BATCH) => {
+                if n == 0 {
+                    return;
+                }
+            }
+            _ = health.tick() => {
+                // Bounded: while Redis is away the manager's reconnect attempts hold the command.
+                let ping = redis::cmd("PING");
+                let up = matches!(tokio::time::timeout(HEALTH_PERIOD, ping.query_async::<()>(&mut conn)).await, Ok(Ok(())));
+                if connected.swap(up, Ordering::AcqRel) != up {
+                    match up {
+                        true => tracing::info!("redis (node format): reachable again"),
+                        false => tracing::warn!("redis (node format): unreachable; reconnecting"),
+                    }
+                }
+                continue;
+            }
+        }
         let mut pipe = redis::pipe();
         for (channel, payload) in &batch {
             pipe.cmd("PUBLISH").arg(channel).arg(payload.as_ref()).ignore();

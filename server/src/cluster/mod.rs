@@ -208,7 +208,11 @@ impl Cluster {
         auth: &BrokerAuth,
     ) -> Result<Self, SetupError> {
         let node_id = config.node_id().clone();
-        if *backend != Backend::Memory && !config.has_secret() {
+        if matches!(backend, Backend::RedisNode { .. }) {
+            tracing::warn!(
+                "redis format node: cluster messages are not authenticated (Node's redis-adapter has no such option): any program that can publish on this Redis can speak for a node; keep it private"
+            );
+        } else if *backend != Backend::Memory && !config.has_secret() {
             tracing::warn!(
                 "no cluster secret: the broker is trusted, and any program that can publish on it can speak for a node (set a cluster secret to authenticate cluster messages)"
             );

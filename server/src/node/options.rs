@@ -512,6 +512,11 @@ impl NodeOptions {
                     "--redis-format node takes exactly one --redis-url: Node's redis-adapter does not spread channels over instances".into(),
                 ));
             }
+            if self.cluster_secret.is_some() {
+                return Err(OptionsError::Cluster(
+                    "--cluster-secret cannot be used with --redis-format node: Node's redis-adapter does not authenticate messages, so the secret would protect nothing; keep Redis private instead".into(),
+                ));
+            }
             if self.redis_node_key.is_empty() || self.redis_node_key.contains('#') {
                 return Err(OptionsError::Cluster(
                     "--redis-node-key must be non-empty without '#', which separates the parts of a channel name".into(),
@@ -673,5 +678,29 @@ mod tests {
         let good = parse(&["--advertise-address", "10.0.0.7:3000"])
             .map(|o| o.advertise_address().map(|a| a.map(str::to_owned)));
         assert_eq!(good.ok(), Some(Ok(Some("10.0.0.7:3000".to_owned()))));
+    }
+
+    #[test]
+    fn the_node_format_takes_one_redis_and_no_secret() {
+        let refused = |args: &[&str]| {
+            parse(args)
+                .map(|o| matches!(o.cluster_config("n1", None), Err(OptionsError::Cluster(_))))
+                .unwrap_or(false)
+        };
+        let node = ["--adapter", "redis", "--redis-format", "node"];
+        assert!(refused(&[&node[..], &["--redis-url", "redis://a:6379,redis://b:6379"]].concat()));
+        assert!(refused(&[&node[..], &["--cluster-secret", "0123456789abcdef"]].concat()));
+        assert!(refused(&[&node[..], &["--redis-node-key", "a#b"]].concat()));
+        let ok =
+            parse(&node).map(|o| (o.cluster_config("n1", None).is_ok(), format!("{:?}", o.backend(true))));
+        assert_eq!(
+            ok.ok(),
+            Some((
+                true,
+                r#"RedisNode { addresses: ["redis://127.0.0.1:6379"], key: "socket.io" }"#.to_owned()
+            ))
+        );
+        // The native format keeps its defaults.
+        assert_eq!(parse(&[]).map(|o| o.redis_format).ok(), Some(RedisFormat::Native));
     }
 }

@@ -31,7 +31,10 @@ await Promise.all([pub.connect(), sub.connect()]);
 
 const http = createServer();
 const io = new Server(http, {
-  adapter: createAdapter(pub, sub, { key: process.env.KEY ?? "socket.io" }),
+  adapter: createAdapter(pub, sub, {
+    key: process.env.KEY ?? "socket.io",
+    publishOnSpecificResponseChannel: process.env.SPECIFIC_RESPONSE_CHANNEL === "1",
+  }),
   pingInterval: 300,
   pingTimeout: 200,
 });

@@ -46,12 +46,17 @@ let counter = 0;
 const unique = (what) => `${what}-${++counter}-${randomBytes(3).toString("hex")}`;
 
 /** The Node socket.io server (node/cluster-server.mjs) on `redis`. */
-function startNodeServer(redis) {
+function startNodeServer(redis, { specificResponseChannel = false } = {}) {
   return startServer({
     bin: process.execPath,
     args: [NODE_SERVER],
     nodeIdPrefix: "node",
-    env: ({ port, nodeId }) => ({ PORT: String(port), NODE_ID: nodeId, REDIS_URL: redis.url }),
+    env: ({ port, nodeId }) => ({
+      PORT: String(port),
+      NODE_ID: nodeId,
+      REDIS_URL: redis.url,
+      SPECIFIC_RESPONSE_CHANNEL: specificResponseChannel ? "1" : "0",
+    }),
     readyCheck: async (server) => {
       await eventually(() => assert.ok(server.output().includes(`ready ${server.nodeId}`), server.output()));
       return true;
@@ -283,6 +288,11 @@ describe("Switchboard as a member of a Node socket.io cluster (@socket.io/redis-
     const all = await driver.node({ op: "fetch" });
     assert.ok(all.some((s) => s.id === sb.id) && all.some((s) => s.id === driver.id));
 
+    // To the socket's own id (a RemoteSocket's emit): its id room's channel.
+    const direct = unique("direct");
+    await driver.node({ op: "emit", to: sb.id, event: "direct", args: [direct] });
+    await sb.waitFor("direct", direct);
+
     const target = unique("target");
     await driver.node({ op: "socketsJoin", to: sb.id, rooms: [target] });
     const tag = unique("joined");
@@ -325,114 +335,116 @@ function jwt(claims) {
   return `${data}.${b64url(crypto.createHmac("sha256", SECRET).update(data).digest())}`;
 }
 
-describe("a Switchboard gateway's cluster requests answered by a Node socket.io server", () => {
-  let redis;
-  let nodeServer;
-  let gateway;
-  let apiPort;
-  let dir;
-  const clients = [];
-  let driver;
+for (const specificResponseChannel of [false, true]) {
+  describe(`a Switchboard gateway's cluster requests answered by a Node socket.io server (publishOnSpecificResponseChannel: ${specificResponseChannel})`, () => {
+    let redis;
+    let nodeServer;
+    let gateway;
+    let apiPort;
+    let dir;
+    const clients = [];
+    let driver;
 
-  /** Calls the gateway's API; resolves with the JSON answer (fails the test on another status). */
-  async function api(endpoint, body) {
-    const response = await fetch(`http://127.0.0.1:${apiPort}/v1/${endpoint}`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
+    /** Calls the gateway's API; resolves with the JSON answer (fails the test on another status). */
+    async function api(endpoint, body) {
+      const response = await fetch(`http://127.0.0.1:${apiPort}/v1/${endpoint}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const answer = await response.json();
+      assert.equal(response.status, 200, `${endpoint}: ${JSON.stringify(answer)}`);
+      return answer;
+    }
+
+    /** A connected client on `server`; on the gateway it carries a token that joins `rooms`. */
+    async function client(name, server, rooms = []) {
+      const c = new Client(name, server, { token: jwt({ sub: name, exp: Math.floor(Date.now() / 1000) + 600, rooms }) });
+      clients.push(c);
+      return c.connected();
+    }
+
+    before(async () => {
+      redis = await startRedis();
+      nodeServer = await startNodeServer(redis, { specificResponseChannel });
+      apiPort = await freePort();
+      dir = mkdtempSync(path.join(tmpdir(), "node-interop-"));
+      const config = path.join(dir, "switchboard.toml");
+      writeFileSync(
+        config,
+        `host = "127.0.0.1"
+  api-port = ${apiPort}
+
+  [gateway]
+  api-keys = ["${API_KEY}"]
+
+  [[gateway.namespace]]
+  name = "/"
+
+  [gateway.jwt]
+  hs256-secret = "${SECRET}"
+  `,
+      );
+      gateway = await startSwitchboard(redis, ["--app", "gateway", "--config", config]);
+      driver = await client("driver", nodeServer);
+      await eventually(async () => assert.equal(await driver.node({ op: "serverCount" }), 2));
     });
-    const answer = await response.json();
-    assert.equal(response.status, 200, `${endpoint}: ${JSON.stringify(answer)}`);
-    return answer;
-  }
 
-  /** A connected client on `server`; on the gateway it carries a token that joins `rooms`. */
-  async function client(name, server, rooms = []) {
-    const c = new Client(name, server, { token: jwt({ sub: name, exp: Math.floor(Date.now() / 1000) + 600, rooms }) });
-    clients.push(c);
-    return c.connected();
-  }
-
-  before(async () => {
-    redis = await startRedis();
-    nodeServer = await startNodeServer(redis);
-    apiPort = await freePort();
-    dir = mkdtempSync(path.join(tmpdir(), "node-interop-"));
-    const config = path.join(dir, "switchboard.toml");
-    writeFileSync(
-      config,
-      `host = "127.0.0.1"
-api-port = ${apiPort}
-
-[gateway]
-api-keys = ["${API_KEY}"]
-
-[[gateway.namespace]]
-name = "/"
-
-[gateway.jwt]
-hs256-secret = "${SECRET}"
-`,
-    );
-    gateway = await startSwitchboard(redis, ["--app", "gateway", "--config", config]);
-    driver = await client("driver", nodeServer);
-    await eventually(async () => assert.equal(await driver.node({ op: "serverCount" }), 2));
-  });
-
-  after(async () => {
-    for (const c of clients) c.close();
-    await gateway?.stop();
-    await nodeServer?.stop();
-    await redis?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
-  it("fetchSockets from Switchboard lists the Node server's sockets with their rooms and data", async () => {
-    const room = unique("fetch");
-    const [n, g] = [await client("node-f", nodeServer), await client("gw-f", gateway, [room])];
-    await n.call("join", room);
-    const { sockets } = await api("sockets/fetch", { rooms: [room] });
-    const byId = Object.fromEntries(sockets.map((s) => [s.id, s]));
-    assert.deepEqual(Object.keys(byId).sort(), [n.id, g.id].sort());
-    assert.deepEqual(byId[n.id].data, { node: "node" });
-    assert.ok(byId[n.id].rooms.includes(room), JSON.stringify(byId[n.id]));
-  });
-
-  it("a Switchboard broadcast with acks collects the Node clients' acks and its own", async () => {
-    const room = unique("acks");
-    const [n, g] = [await client("node-a", nodeServer), await client("gw-a", gateway, [room])];
-    await n.call("join", room);
-    const answer = await api("emit", { rooms: [room], event: "question", args: ["q"], ack: true, timeout: 3000 });
-    assert.equal(answer.missing, 0, JSON.stringify(answer));
-    assert.deepEqual(answer.responses.map((r) => r.args[0]).sort(), ["gw-a:q", "node-a:q"]);
-    // Volatile, except, binary-free JSON: a plain emit reaches the Node client too.
-    const tag = unique("plain");
-    await api("emit", { rooms: [room], except: [g.id], event: "plain", args: [tag], volatile: true });
-    await n.waitFor("plain", tag);
-    await sleep(QUIET_MS);
-    assert.equal(g.got("plain", tag).length, 0, "except was ignored");
-  });
-
-  it("socketsJoin, socketsLeave and disconnectSockets from Switchboard reach Node's sockets", async () => {
-    const n = await client("node-j", nodeServer);
-    const target = unique("joined-by-sb");
-    await api("sockets/join", { rooms: [n.id], join: [target] });
-    await eventually(async () => {
-      const found = await driver.node({ op: "fetch", to: target });
-      assert.deepEqual(found.map((s) => s.id), [n.id]);
+    after(async () => {
+      for (const c of clients) c.close();
+      await gateway?.stop();
+      await nodeServer?.stop();
+      await redis?.stop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
     });
-    await api("sockets/leave", { rooms: [n.id], leave: [target] });
-    await eventually(async () => assert.deepEqual(await driver.node({ op: "fetch", to: target }), []));
-    await api("sockets/disconnect", { rooms: [n.id] });
-    await n.until(() => n.disconnects.length > 0, "to be disconnected");
-    assert.deepEqual(n.disconnects, ["io server disconnect"]);
-  });
 
-  it("serverSideEmit with ack goes both ways (the gateway's /v1/nodes, and Node asking the gateway)", async () => {
-    const { nodes, missing } = await api("nodes", {});
-    assert.equal(missing, 0);
-    assert.deepEqual(nodes.map((n) => n.id).sort(), [gateway.nodeId, nodeServer.nodeId].sort());
-    const answers = await driver.node({ op: "serverSideEmitWithAck", event: "gateway:node" });
-    assert.deepEqual(answers.map((a) => a.id), [gateway.nodeId]);
+    it("fetchSockets from Switchboard lists the Node server's sockets with their rooms and data", async () => {
+      const room = unique("fetch");
+      const [n, g] = [await client("node-f", nodeServer), await client("gw-f", gateway, [room])];
+      await n.call("join", room);
+      const { sockets } = await api("sockets/fetch", { rooms: [room] });
+      const byId = Object.fromEntries(sockets.map((s) => [s.id, s]));
+      assert.deepEqual(Object.keys(byId).sort(), [n.id, g.id].sort());
+      assert.deepEqual(byId[n.id].data, { node: "node" });
+      assert.ok(byId[n.id].rooms.includes(room), JSON.stringify(byId[n.id]));
+    });
+
+    it("a Switchboard broadcast with acks collects the Node clients' acks and its own", async () => {
+      const room = unique("acks");
+      const [n, g] = [await client("node-a", nodeServer), await client("gw-a", gateway, [room])];
+      await n.call("join", room);
+      const answer = await api("emit", { rooms: [room], event: "question", args: ["q"], ack: true, timeout: 3000 });
+      assert.equal(answer.missing, 0, JSON.stringify(answer));
+      assert.deepEqual(answer.responses.map((r) => r.args[0]).sort(), ["gw-a:q", "node-a:q"]);
+      // Volatile, except, binary-free JSON: a plain emit reaches the Node client too.
+      const tag = unique("plain");
+      await api("emit", { rooms: [room], except: [g.id], event: "plain", args: [tag], volatile: true });
+      await n.waitFor("plain", tag);
+      await sleep(QUIET_MS);
+      assert.equal(g.got("plain", tag).length, 0, "except was ignored");
+    });
+
+    it("socketsJoin, socketsLeave and disconnectSockets from Switchboard reach Node's sockets", async () => {
+      const n = await client("node-j", nodeServer);
+      const target = unique("joined-by-sb");
+      await api("sockets/join", { rooms: [n.id], join: [target] });
+      await eventually(async () => {
+        const found = await driver.node({ op: "fetch", to: target });
+        assert.deepEqual(found.map((s) => s.id), [n.id]);
+      });
+      await api("sockets/leave", { rooms: [n.id], leave: [target] });
+      await eventually(async () => assert.deepEqual(await driver.node({ op: "fetch", to: target }), []));
+      await api("sockets/disconnect", { rooms: [n.id] });
+      await n.until(() => n.disconnects.length > 0, "to be disconnected");
+      assert.deepEqual(n.disconnects, ["io server disconnect"]);
+    });
+
+    it("serverSideEmit with ack goes both ways (the gateway's /v1/nodes, and Node asking the gateway)", async () => {
+      const { nodes, missing } = await api("nodes", {});
+      assert.equal(missing, 0);
+      assert.deepEqual(nodes.map((n) => n.id).sort(), [gateway.nodeId, nodeServer.nodeId].sort());
+      const answers = await driver.node({ op: "serverSideEmitWithAck", event: "gateway:node" });
+      assert.deepEqual(answers.map((a) => a.id), [gateway.nodeId]);
+    });
   });
-});
+}

@@ -8,13 +8,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use switchboard_adapter::{
     Adapter, AdapterError, AdapterFactory, BroadcastOptions, BroadcastPacket, InboundHandler, PartialReplies,
     Room, ServerSideAck,
 };
 use switchboard_protocol::socketio::{Value, encode_event};
 use switchboard_redis::RedisConfig;
-use switchboard_redis::node_format::{NodeFormatAdapter, NodeFormatConfig, NodeFormatFactory, notepack};
+use switchboard_redis::node_format::{
+    NodeFormatAdapter, NodeFormatConfig, NodeFormatFactory, message, notepack,
+};
 use switchboard_testkit::contract::TestSocket;
 use switchboard_testkit::{RedisServer, eventually};
 
@@ -267,6 +271,43 @@ async fn a_lost_redis_is_noticed_and_the_subscriptions_come_back() {
         eventually(WAIT, || async {
             server.publish("socket.io#/#", &message).await;
             sa.count(r#"2["back"]"#) > 0
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn acked_broadcasts_being_relayed_are_bounded() {
+    let server = RedisServer::start();
+    let config = NodeFormatConfig::new().with_max_pending_requests(1);
+    let (factory, a) = node(&server, "a", config).await;
+    let sa = TestSocket::new("sa", "/");
+    a.add_socket(sa.clone());
+    let mut responses = server.subscribe("socket.io-response#/#").await;
+    let all = BroadcastOptions::default();
+    for id in ["first", "second"] {
+        let request = message::encode_ack_broadcast("peer", id, "/", "q", &[], &all, 60_000);
+        server.publish("socket.io-request#/#", &request).await;
+    }
+    let mut counts = Vec::new();
+    while counts.len() < 2 {
+        let Some(bytes) = responses.next(WAIT).await else { break };
+        counts.push(serde_json::from_slice::<serde_json::Value>(&bytes).unwrap());
+    }
+    let count_of = |id: &str| counts.iter().find(|c| c["requestId"] == id).map(|c| c["clientCount"].clone());
+    assert_eq!(count_of("first"), Some(serde_json::json!(1)), "{counts:?}");
+    assert_eq!(count_of("second"), Some(serde_json::json!(0)), "refused: the one relay slot is taken");
+    assert_eq!(factory.stats().malformed, 1);
+    assert_eq!(sa.pending_acks().len(), 1);
+    // The socket answers: its ack reaches the requester, and the slot is free again.
+    assert_eq!(sa.answer_acks(&[Value::from("yes")]), 1);
+    let ack = responses.next(WAIT).await.expect("the relayed ack");
+    assert_eq!(ack, Bytes::from(message::encode_ack("first", &Value::from("yes"))));
+    let third = message::encode_ack_broadcast("peer", "third", "/", "q", &[], &all, 60_000);
+    assert!(
+        eventually(WAIT, || async {
+            server.publish("socket.io-request#/#", &third).await;
+            sa.pending_acks().len() == 1
         })
         .await
     );

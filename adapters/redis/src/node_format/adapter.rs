@@ -262,6 +262,13 @@ impl NodeFormatAdapter {
         if packet.nsp != *self.nsp {
             return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        // Each relay holds a task until its timeout: past the limit, the broadcast is refused
+        // (counted) and answered with a count of 0, so the requester does not wait for us.
+        let Some(relay) = self.shared.start_relay() else {
+            self.shared.malformed(&self.nsp, &message::MessageError::TooManyRelays);
+            return self.respond(message::encode_client_count(&request_id, 0));
+        };
         let ack_id = REMOTE_ACK_IDS + self.next_ack.fetch_add(1, Ordering::Relaxed) % REMOTE_ACK_IDS;
         let encoded = socketio::encode_event(&self.nsp, &packet.event, &packet.args, Some(ack_id));
         let packet = BroadcastPacket::new(encoded);
@@ -282,8 +289,8 @@ impl NodeFormatAdapter {
             .min(MAX_ACK_RELAY);
         let shared = self.shared.clone();
         let channel = self.channels.response.clone();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn(async move {
+            let _relay = relay;
             let deadline = Instant::now() + timeout;
             for _ in 0..count {
                 match tokio::time::timeout_at(deadline, acks.recv()).await {

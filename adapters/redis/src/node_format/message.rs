@@ -42,6 +42,9 @@ pub enum MessageError {
     /// More rooms, or a longer room name, than [`Limits`] allow.
     #[error("too many rooms, or a room name too long")]
     TooManyRooms,
+    /// A broadcast with acks while this node already relays as many as it may.
+    #[error("too many acked broadcasts in flight")]
+    TooManyRelays,
     /// Larger than the node reads (its size in bytes); dropped unread.
     #[error("message of {0} bytes over the size limit")]
     TooLarge(usize),

@@ -32,7 +32,8 @@
 //!   more rooms or longer names than the limits, is counted ([`NodeFormatStats::malformed`]) and
 //!   dropped, logged at each power of two. Nesting is bounded ([`notepack::MAX_DEPTH`]).
 //! - Requests this node waits on are bounded (`max_pending_requests`, node-wide) and end by their
-//!   timeout (`requests_timeout`, 5 s as Node's `requestsTimeout`), with what arrived.
+//!   timeout (`requests_timeout`, 5 s as Node's `requestsTimeout`), with what arrived. So are the
+//!   peers' acked broadcasts whose acks it relays (each until the peer's timeout, 5 min at most).
 //! - Publishing never waits: a full queue drops and counts. Both connections reconnect by
 //!   themselves, and the subscriptions are restored.
 //!
@@ -48,7 +49,7 @@ pub mod message;
 pub mod notepack;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -130,7 +131,8 @@ impl NodeFormatConfig {
         self
     }
 
-    /// Most requests in flight on this node (default 1,024); more fail at once.
+    /// Most requests in flight on this node (default 1,024), and most peers' acked broadcasts
+    /// whose acks it relays at once; more fail at once.
     pub fn with_max_pending_requests(mut self, n: usize) -> Self {
         self.max_pending_requests = n;
         self
@@ -165,6 +167,17 @@ pub(crate) struct Shared {
     registry: Arc<Registry>,
     pending: Mutex<HashMap<String, mpsc::UnboundedSender<Response>>>,
     malformed: AtomicU64,
+    /// Peers' acked broadcasts whose acks this node is relaying (each holds a task).
+    relays: Arc<AtomicUsize>,
+}
+
+/// One relay of a peer's acked broadcast; frees its slot when dropped.
+pub(crate) struct RelaySlot(Arc<AtomicUsize>);
+
+impl Drop for RelaySlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Shared {
@@ -177,6 +190,15 @@ impl Shared {
         if crossed_power_of_two(n, 1) {
             tracing::warn!(nsp, %error, malformed = n, "redis (node format): message dropped");
         }
+    }
+
+    /// A relay slot, unless `max_pending_requests` relays are running.
+    fn start_relay(&self) -> Option<RelaySlot> {
+        let limit = self.config.max_pending_requests;
+        self.relays
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .ok()?;
+        Some(RelaySlot(self.relays.clone()))
     }
 
     fn pending(&self) -> MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Response>>> {
@@ -316,6 +338,7 @@ impl NodeFormatFactory {
             registry,
             pending: Mutex::new(HashMap::new()),
             malformed: AtomicU64::new(0),
+            relays: Arc::new(AtomicUsize::new(0)),
         });
         Ok(Self { shared, node_id: node_id.into(), next_uid: Arc::new(AtomicU64::new(0)) })
     }

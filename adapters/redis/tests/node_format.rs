@@ -24,6 +24,13 @@ use switchboard_testkit::{RedisServer, eventually};
 
 const WAIT: Duration = Duration::from_secs(5);
 
+async fn node_at(url: &str) -> (NodeFormatFactory, Arc<NodeFormatAdapter>) {
+    let factory =
+        NodeFormatFactory::connect(url, "a", NodeFormatConfig::new(), RedisConfig::new()).await.unwrap();
+    let adapter = factory.create_subscribed("/").await.unwrap();
+    (factory, adapter)
+}
+
 async fn node(
     server: &RedisServer,
     id: &str,
@@ -311,4 +318,46 @@ async fn acked_broadcasts_being_relayed_are_bounded() {
         })
         .await
     );
+}
+
+#[tokio::test]
+async fn a_node_started_without_redis_joins_when_it_appears() {
+    let mut server = RedisServer::start();
+    server.kill();
+    let url = server.url();
+    assert!(
+        NodeFormatFactory::connect(&url, "a", NodeFormatConfig::new(), RedisConfig::new()).await.is_err()
+    );
+    let factory =
+        NodeFormatFactory::open(&url, "a", NodeFormatConfig::new(), RedisConfig::new()).await.unwrap();
+    assert!(!factory.is_connected());
+    let root = AdapterFactory::create(&factory, "/");
+    let sa = TestSocket::new("sa", "/");
+    root.add_socket(sa.clone());
+    // Local delivery goes on meanwhile.
+    assert_eq!(root.broadcast(packet("local"), BroadcastOptions::default()).await.unwrap(), 1);
+    server.restart();
+    assert!(eventually(Duration::from_secs(10), || async { factory.is_connected() }).await);
+    assert!(eventually(WAIT, || async { server.subscribers("socket.io-request#/#").await == 1 }).await);
+    let message = emitter_message("/", &["joined".into()], &[], false);
+    assert!(
+        eventually(WAIT, || async {
+            server.publish("socket.io#/#", &message).await;
+            sa.count(r#"2["joined"]"#) > 0
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn a_refused_password_fails_at_start_up() {
+    let server =
+        RedisServer::start_with(switchboard_testkit::Redis::default().with_password("right-password"));
+    let port = server.port();
+    let wrong = format!("redis://:wrong-password@127.0.0.1:{port}");
+    let refused = NodeFormatFactory::open(&wrong, "a", NodeFormatConfig::new(), RedisConfig::new()).await;
+    assert!(matches!(refused, Err(switchboard_redis::ConnectError::Refused { .. })), "{refused:?}");
+    let right = format!("redis://:right-password@127.0.0.1:{port}");
+    let (_factory, a) = node_at(&right).await;
+    assert_eq!(a.server_count().await.unwrap(), 1);
 }

@@ -254,7 +254,7 @@ impl Cluster {
                     .with_max_remote_acks(config.max_remote_acks())
                     .with_room_limits(config.max_rooms_per_join(), config.max_name_bytes());
                 let redis = auth.redis(RedisConfig::default());
-                let factory = NodeFormatFactory::connect(url, node_id.as_str(), format, redis).await?;
+                let factory = NodeFormatFactory::open(url, node_id.as_str(), format, redis).await?;
                 return Ok(Self {
                     factory: Arc::new(factory.clone()),
                     cluster: None,

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{PushInfo, PushKind, Value};
+use redis::{AsyncConnectionConfig, ErrorKind, PushInfo, PushKind, RedisResult, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::driver::refusal;
 use crate::instance::crossed_power_of_two;
 
 /// Messages one pipeline carries at most.
@@ -50,9 +51,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Connects both connections (each retries with backoff; the first attempt's failure is
-    /// returned) and starts the publisher task; received messages go to `dispatch` while it lives.
-    pub(crate) async fn connect(
+    /// Starts both connections and their tasks; received messages go to `dispatch` while it
+    /// lives. One connection attempt is made first: a refusal of this node's credentials or
+    /// certificates is returned (retrying would not help); an unreachable Redis is not an error:
+    /// the link starts disconnected and connects in the background.
+    pub(crate) async fn open(
         client: redis::Client,
         dispatch: Weak<dyn Dispatch>,
         queue: usize,
@@ -87,13 +90,25 @@ impl Link {
                 .set_connection_timeout(Some(response_timeout))
                 .set_max_delay(Duration::from_secs(1))
         };
-        let subscriber = ConnectionManager::new_with_config(
+        let first = async {
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(response_timeout))
+                .set_response_timeout(Some(response_timeout));
+            let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+            redis::cmd("PING").query_async::<()>(&mut conn).await
+        };
+        match first.await {
+            Ok(()) => connected.store(true, Ordering::Release),
+            Err(e) if refusal(&e).is_some() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "redis (node format) unreachable at start-up: serving local clients, connecting in the background")
+            }
+        }
+        let subscriber = ConnectionManager::new_lazy_with_config(
             client.clone(),
             base().set_push_sender(on_push).set_automatic_resubscription(),
-        )
-        .await?;
-        let publisher = ConnectionManager::new_with_config(client, base()).await?;
-        connected.store(true, Ordering::Release);
+        )?;
+        let publisher = ConnectionManager::new_lazy_with_config(client, base())?;
         let (queue, rx) = mpsc::channel(queue);
         tokio::spawn(publish_loop(publisher.clone(), rx, counters.clone(), connected.clone()));
         let (subscriptions, changes) = mpsc::unbounded_channel();
@@ -170,22 +185,26 @@ struct Change {
     done: Option<oneshot::Sender<redis::RedisResult<()>>>,
 }
 
-/// Applies subscription changes one after the other until the link is gone.
+/// Applies subscription changes one after the other until the link is gone; a change Redis could
+/// not take (it is away) is retried each [`HEALTH_PERIOD`] before the next one, so the wanted
+/// subscriptions are in place once it is back (and the manager then keeps them across reconnects).
 async fn apply_changes(mut conn: ConnectionManager, mut changes: mpsc::UnboundedReceiver<Change>) {
     while let Some(Change { subscribe, channels, pattern, done }) = changes.recv().await {
-        let result = async {
-            for channel in &channels {
-                match subscribe {
-                    true => conn.subscribe(channel).await?,
-                    false => conn.unsubscribe(channel).await?,
+        let result = loop {
+            let result = change(&mut conn, subscribe, &channels, &pattern).await;
+            match &result {
+                // Redis away (not a refusal, not an error reply): again once it may be back,
+                // unless the link is gone.
+                Err(e)
+                    if !changes.is_closed()
+                        && refusal(e).is_none()
+                        && !matches!(e.kind(), ErrorKind::Server(_)) =>
+                {
+                    tokio::time::sleep(HEALTH_PERIOD).await;
                 }
+                _ => break result,
             }
-            match subscribe {
-                true => conn.psubscribe(&pattern).await,
-                false => conn.punsubscribe(&pattern).await,
-            }
-        }
-        .await;
+        };
         match done {
             Some(done) => {
                 let _ = done.send(result);
@@ -196,6 +215,25 @@ async fn apply_changes(mut conn: ConnectionManager, mut changes: mpsc::Unbounded
                 }
             }
         }
+    }
+}
+
+/// One (un)subscription: the exact channels, then the pattern.
+async fn change(
+    conn: &mut ConnectionManager,
+    subscribe: bool,
+    channels: &[String],
+    pattern: &str,
+) -> RedisResult<()> {
+    for channel in channels {
+        match subscribe {
+            true => conn.subscribe(channel).await?,
+            false => conn.unsubscribe(channel).await?,
+        }
+    }
+    match subscribe {
+        true => conn.psubscribe(pattern).await,
+        false => conn.punsubscribe(pattern).await,
     }
 }
 

@@ -304,6 +304,8 @@ impl Dispatch for Registry {
 pub struct NodeFormatFactory {
     shared: Arc<Shared>,
     node_id: Arc<str>,
+    /// `host:port` of the Redis, never its credentials.
+    address: Arc<str>,
     next_uid: Arc<AtomicU64>,
 }
 
@@ -316,8 +318,28 @@ impl std::fmt::Debug for NodeFormatFactory {
 impl NodeFormatFactory {
     /// Connects to the Redis at `url` (`redis://`, `rediss://` with `redis`'s certificates) as
     /// node `node_id` (its adapters' uids are `<node_id>-<n>`); fails if Redis cannot be reached
-    /// now or the URL is invalid. Must run inside a tokio runtime.
+    /// now, refuses this node, or the URL is invalid. Must run inside a tokio runtime.
     pub async fn connect(
+        url: &str,
+        node_id: &str,
+        config: NodeFormatConfig,
+        redis: RedisConfig,
+    ) -> Result<Self, ConnectError> {
+        let factory = Self::open(url, node_id, config, redis).await?;
+        match factory.is_connected() {
+            true => Ok(factory),
+            false => Err(ConnectError::Unreachable {
+                address: factory.address.to_string(),
+                reason: "no answer".into(),
+            }),
+        }
+    }
+
+    /// How a node starts: like [`connect`](Self::connect), but a Redis that cannot be reached yet
+    /// does not fail it (it serves its own sockets, and joins the cluster once Redis answers; the
+    /// namespaces' subscriptions are made then). A Redis that refuses this node's credentials or
+    /// certificates fails it with [`ConnectError::Refused`]: retrying would not help.
+    pub async fn open(
         url: &str,
         node_id: &str,
         config: NodeFormatConfig,
@@ -329,9 +351,9 @@ impl NodeFormatFactory {
         let (client, address) = crate::transport::open_client(url, &redis)?;
         let registry = Arc::new(Registry::default());
         let dispatch: Weak<dyn Dispatch> = Arc::downgrade(&registry) as Weak<dyn Dispatch>;
-        let link = Link::connect(client, dispatch, config.publish_queue, config.response_timeout)
+        let link = Link::open(client, dispatch, config.publish_queue, config.response_timeout)
             .await
-            .map_err(|e| ConnectError::Unreachable { address, reason: e.to_string() })?;
+            .map_err(|e| ConnectError::Refused { address: address.clone(), reason: e.to_string() })?;
         let shared = Arc::new(Shared {
             link,
             config,
@@ -340,7 +362,12 @@ impl NodeFormatFactory {
             malformed: AtomicU64::new(0),
             relays: Arc::new(AtomicUsize::new(0)),
         });
-        Ok(Self { shared, node_id: node_id.into(), next_uid: Arc::new(AtomicU64::new(0)) })
+        Ok(Self {
+            shared,
+            node_id: node_id.into(),
+            address: address.into(),
+            next_uid: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// The adapter of `nsp`, with its subscriptions confirmed by Redis (so it counts in
@@ -348,11 +375,9 @@ impl NodeFormatFactory {
     pub async fn create_subscribed(&self, nsp: &str) -> Result<Arc<NodeFormatAdapter>, ConnectError> {
         let adapter = self.make(nsp);
         let c = adapter.channels();
-        self.shared
-            .link
-            .subscribe(exact_channels(c), c.pattern.clone())
-            .await
-            .map_err(|e| ConnectError::Unreachable { address: "redis".into(), reason: e.to_string() })?;
+        self.shared.link.subscribe(exact_channels(c), c.pattern.clone()).await.map_err(|e| {
+            ConnectError::Unreachable { address: self.address.to_string(), reason: e.to_string() }
+        })?;
         Ok(adapter)
     }
 
@@ -363,7 +388,7 @@ impl NodeFormatFactory {
         adapter
     }
 
-    /// Whether the last publish went through.
+    /// Whether Redis answered the last publish or health ping (each second).
     pub fn is_connected(&self) -> bool {
         self.shared.link.is_connected()
     }

@@ -434,7 +434,7 @@ fn receiver(
 /// forbidding the handshake (`NOPERM`), or TLS (a certificate not trusted either way, TLS to a
 /// plain port). The redis crate hands TLS failures over as I/O errors that keep only rustls'
 /// message, so those are told apart by it.
-fn refusal(e: &RedisError) -> Option<&'static str> {
+pub(crate) fn refusal(e: &RedisError) -> Option<&'static str> {
     if e.kind() == ErrorKind::AuthenticationFailed || matches!(e.code(), Some("WRONGPASS" | "NOAUTH")) {
         return Some("authentication failed");
     }

@@ -59,12 +59,16 @@
 //!
 //! Redis Cluster sharded pub/sub (SSUBSCRIBE/SPUBLISH) is not supported: list the instances
 //! (primaries of independent Redis servers) instead.
+//!
+//! [`node_format`] is the other format: a Switchboard node in a Node socket.io cluster
+//! (`@socket.io/redis-adapter`), with its own adapter instead of this transport.
 
 pub mod channel;
 mod config;
 mod driver;
 mod error;
 mod instance;
+pub mod node_format;
 mod shard;
 mod transport;
 

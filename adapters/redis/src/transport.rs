@@ -123,30 +123,10 @@ impl RedisTransport {
         let mut clients = Vec::with_capacity(urls.len());
         let mut addresses: Vec<String> = Vec::with_capacity(urls.len());
         for url in urls {
-            let url = url.as_ref();
-            let invalid = |source| ConnectError::InvalidUrl { url: redact(url), source };
-            let info = url.into_connection_info().map_err(invalid)?;
-            let tls = match info.addr() {
-                ConnectionAddr::TcpTls { insecure: true, .. } => {
-                    return Err(ConnectError::InsecureTls { url: redact(url) });
-                }
-                ConnectionAddr::TcpTls { .. } => true,
-                _ => false,
-            };
-            let address = info.addr().to_string();
+            let (client, address) = open_client(url.as_ref(), &config)?;
             if addresses.contains(&address) {
                 return Err(ConnectError::DuplicateInstance(address));
             }
-            // RESP3: messages arrive as push frames on an ordinary multiplexed connection.
-            let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-            let info = info.set_redis_settings(settings);
-            let certificates = config.tls.ca.is_some() || config.tls.client.is_some();
-            let client = match (tls, certificates) {
-                (true, true) => redis::Client::build_with_tls(info, certificates_of(&config))
-                    .map_err(|e| ConnectError::InvalidTls(e.to_string()))?,
-                (false, true) => return Err(ConnectError::TlsWithoutRediss { url: redact(url) }),
-                (_, false) => redis::Client::open(info).map_err(invalid)?,
-            };
             clients.push(client);
             addresses.push(address);
         }
@@ -247,6 +227,32 @@ impl Transport for RedisTransport {
     fn is_connected(&self) -> bool {
         RedisTransport::is_connected(self)
     }
+}
+
+/// A RESP3 client for one `redis://`/`rediss://`/`unix://` URL with the configured certificates,
+/// and the instance's address (never its credentials); refuses insecure or inconsistent TLS.
+pub(crate) fn open_client(url: &str, config: &RedisConfig) -> Result<(redis::Client, String), ConnectError> {
+    let invalid = |source| ConnectError::InvalidUrl { url: redact(url), source };
+    let info = url.into_connection_info().map_err(invalid)?;
+    let tls = match info.addr() {
+        ConnectionAddr::TcpTls { insecure: true, .. } => {
+            return Err(ConnectError::InsecureTls { url: redact(url) });
+        }
+        ConnectionAddr::TcpTls { .. } => true,
+        _ => false,
+    };
+    let address = info.addr().to_string();
+    // RESP3: messages arrive as push frames on an ordinary multiplexed connection.
+    let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+    let info = info.set_redis_settings(settings);
+    let certificates = config.tls.ca.is_some() || config.tls.client.is_some();
+    let client = match (tls, certificates) {
+        (true, true) => redis::Client::build_with_tls(info, certificates_of(config))
+            .map_err(|e| ConnectError::InvalidTls(e.to_string()))?,
+        (false, true) => return Err(ConnectError::TlsWithoutRediss { url: redact(url) }),
+        (_, false) => redis::Client::open(info).map_err(invalid)?,
+    };
+    Ok((client, address))
 }
 
 /// The configured CA and client certificate, as the redis crate takes them.

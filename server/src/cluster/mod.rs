@@ -14,6 +14,7 @@ use switchboard_adapter::cluster::{
 };
 use switchboard_adapter::{AdapterFactory, MemoryAdapterFactory};
 use switchboard_nats::{NatsConfig, NatsTransport};
+use switchboard_redis::node_format::{NodeFormatConfig, NodeFormatFactory};
 use switchboard_redis::{RedisConfig, RedisTransport};
 
 /// Which adapter carries room emits and cluster requests between nodes. `Debug` shows the
@@ -26,6 +27,13 @@ pub enum Backend {
     Redis {
         /// `redis://` URLs, one per instance.
         urls: Vec<String>,
+    },
+    /// Redis pub/sub in `@socket.io/redis-adapter`'s format: a member of a Node socket.io cluster.
+    RedisNode {
+        /// The one `redis://` URL.
+        url: String,
+        /// The Node adapter's channel key (`socket.io` by default).
+        key: String,
     },
     /// NATS core pub/sub.
     Nats {
@@ -44,6 +52,11 @@ impl std::fmt::Debug for Backend {
             Self::Memory => f.write_str("Memory"),
             Self::Redis { urls } => f.debug_struct("Redis").field("addresses", &addresses(urls)).finish(),
             Self::Nats { urls } => f.debug_struct("Nats").field("addresses", &addresses(urls)).finish(),
+            Self::RedisNode { url, key } => f
+                .debug_struct("RedisNode")
+                .field("addresses", &addresses(std::slice::from_ref(url)))
+                .field("key", key)
+                .finish(),
         }
     }
 }
@@ -128,6 +141,7 @@ pub enum SetupError {
 enum Broker {
     None,
     Redis(RedisTransport),
+    RedisNode(NodeFormatFactory),
     Nats(NatsTransport),
 }
 
@@ -194,7 +208,11 @@ impl Cluster {
         auth: &BrokerAuth,
     ) -> Result<Self, SetupError> {
         let node_id = config.node_id().clone();
-        if *backend != Backend::Memory && !config.has_secret() {
+        if matches!(backend, Backend::RedisNode { .. }) {
+            tracing::warn!(
+                "redis format node: cluster messages are not authenticated (Node's redis-adapter has no such option): any program that can publish on this Redis can speak for a node; keep it private"
+            );
+        } else if *backend != Backend::Memory && !config.has_secret() {
             tracing::warn!(
                 "no cluster secret: the broker is trusted, and any program that can publish on it can speak for a node (set a cluster secret to authenticate cluster messages)"
             );
@@ -228,6 +246,22 @@ impl Cluster {
                     tracing::warn!("redis: subscriptions not confirmed within 5 s at start-up");
                 }
                 (factory, Broker::Redis(transport))
+            }
+            Backend::RedisNode { url, key } => {
+                let format = NodeFormatConfig::new()
+                    .with_key(key)
+                    .with_max_message_size(config.max_message_size())
+                    .with_max_remote_acks(config.max_remote_acks())
+                    .with_room_limits(config.max_rooms_per_join(), config.max_name_bytes());
+                let redis = auth.redis(RedisConfig::default());
+                let factory = NodeFormatFactory::open(url, node_id.as_str(), format, redis).await?;
+                return Ok(Self {
+                    factory: Arc::new(factory.clone()),
+                    cluster: None,
+                    broker: Broker::RedisNode(factory),
+                    publish_latency: latency,
+                    prefix: key.clone(),
+                });
             }
             Backend::Nats { urls } => {
                 let inbound = Inbound::new();
@@ -298,7 +332,7 @@ impl Cluster {
     pub fn backend_name(&self) -> &'static str {
         match self.broker {
             Broker::None => "memory",
-            Broker::Redis(_) => "redis",
+            Broker::Redis(_) | Broker::RedisNode(_) => "redis",
             Broker::Nats(_) => "nats",
         }
     }
@@ -310,6 +344,7 @@ impl Cluster {
         match &self.broker {
             Broker::None => true,
             Broker::Redis(t) => t.is_connected(),
+            Broker::RedisNode(f) => f.is_connected(),
             Broker::Nats(t) => t.is_connected(),
         }
     }
@@ -348,7 +383,7 @@ impl Cluster {
             cluster.close();
         }
         match &self.broker {
-            Broker::None => {}
+            Broker::None | Broker::RedisNode(_) => {}
             Broker::Redis(t) => {
                 // The goodbye is queued: give it a moment to reach Redis, never more.
                 let _ = tokio::time::timeout(Duration::from_secs(2), t.flush()).await;
@@ -384,10 +419,10 @@ impl Cluster {
     /// A snapshot for metrics; cheap, never waits on the broker.
     pub fn health(&self) -> ClusterHealth {
         let Some(cluster) = &self.cluster else {
-            return ClusterHealth { connected: true, nodes: 1, ..ClusterHealth::default() };
+            return ClusterHealth { connected: self.is_connected(), nodes: 1, ..ClusterHealth::default() };
         };
         let (reconnects, publish_lost, receive_dropped) = match &self.broker {
-            Broker::None => (0, 0, 0),
+            Broker::None | Broker::RedisNode(_) => (0, 0, 0),
             Broker::Redis(t) => t
                 .status()
                 .iter()

@@ -44,6 +44,16 @@ impl AdapterKind {
     }
 }
 
+/// Which wire format `--adapter redis` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisFormat {
+    /// Switchboard's own cluster format (sharded over `--redis-url`s, heartbeats, interest routing).
+    Native,
+    /// `@socket.io/redis-adapter` 8.x (classic): a member of a Node socket.io cluster, and a
+    /// receiver of `@socket.io/redis-emitter`.
+    Node,
+}
+
 /// A node's options (every flag but `--app` and `--workers`, which pick what runs and the runtime).
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeOptions {
@@ -164,6 +174,13 @@ pub struct NodeOptions {
     /// PEM private key of `--redis-tls-cert`.
     #[arg(long, env = "SWITCHBOARD_REDIS_TLS_KEY", requires = "redis_tls_cert")]
     pub redis_tls_key: Option<PathBuf>,
+    /// Wire format of `--adapter redis`: `native` (Switchboard's) or `node`
+    /// (`@socket.io/redis-adapter` 8.x, to join a Node socket.io cluster; one `--redis-url`).
+    #[arg(long, env = "SWITCHBOARD_REDIS_FORMAT", value_enum, default_value_t = RedisFormat::Native)]
+    pub redis_format: RedisFormat,
+    /// Channel key of `--redis-format node` (the Node adapter's and emitter's `key` option).
+    #[arg(long, env = "SWITCHBOARD_REDIS_NODE_KEY", default_value = "socket.io")]
+    pub redis_node_key: String,
     /// NATS URLs for `--adapter nats` (servers of one NATS cluster), repeatable or comma-separated.
     /// `nats://user:password@host:port` or `nats://token@host:port` authenticates; `tls://`
     /// requires TLS. The values are never printed.
@@ -489,6 +506,10 @@ impl NodeOptions {
         match self.adapter {
             _ if !uses_cluster => Backend::Memory,
             AdapterKind::Memory => Backend::Memory,
+            AdapterKind::Redis if self.redis_format == RedisFormat::Node => Backend::RedisNode {
+                url: self.redis_urls.first().cloned().unwrap_or_default(),
+                key: self.redis_node_key.clone(),
+            },
             AdapterKind::Redis => Backend::Redis { urls: self.redis_urls.clone() },
             AdapterKind::Nats => Backend::Nats { urls: self.nats_urls.clone() },
         }
@@ -543,6 +564,23 @@ impl NodeOptions {
             config = config.with_secret(secret.expose());
         }
         config.validate().map_err(|e| OptionsError::Cluster(e.to_string()))?;
+        if self.adapter == AdapterKind::Redis && self.redis_format == RedisFormat::Node {
+            if self.redis_urls.len() != 1 {
+                return Err(OptionsError::Cluster(
+                    "--redis-format node takes exactly one --redis-url: Node's redis-adapter does not spread channels over instances".into(),
+                ));
+            }
+            if self.cluster_secret.is_some() {
+                return Err(OptionsError::Cluster(
+                    "--cluster-secret cannot be used with --redis-format node: Node's redis-adapter does not authenticate messages, so the secret would protect nothing; keep Redis private instead".into(),
+                ));
+            }
+            if self.redis_node_key.is_empty() || self.redis_node_key.contains('#') {
+                return Err(OptionsError::Cluster(
+                    "--redis-node-key must be non-empty without '#', which separates the parts of a channel name".into(),
+                ));
+            }
+        }
         Ok(config)
     }
 
@@ -724,5 +762,29 @@ mod tests {
         let good = parse(&["--advertise-address", "10.0.0.7:3000"])
             .map(|o| o.advertise_address().map(|a| a.map(str::to_owned)));
         assert_eq!(good.ok(), Some(Ok(Some("10.0.0.7:3000".to_owned()))));
+    }
+
+    #[test]
+    fn the_node_format_takes_one_redis_and_no_secret() {
+        let refused = |args: &[&str]| {
+            parse(args)
+                .map(|o| matches!(o.cluster_config("n1", None), Err(OptionsError::Cluster(_))))
+                .unwrap_or(false)
+        };
+        let node = ["--adapter", "redis", "--redis-format", "node"];
+        assert!(refused(&[&node[..], &["--redis-url", "redis://a:6379,redis://b:6379"]].concat()));
+        assert!(refused(&[&node[..], &["--cluster-secret", "0123456789abcdef"]].concat()));
+        assert!(refused(&[&node[..], &["--redis-node-key", "a#b"]].concat()));
+        let ok =
+            parse(&node).map(|o| (o.cluster_config("n1", None).is_ok(), format!("{:?}", o.backend(true))));
+        assert_eq!(
+            ok.ok(),
+            Some((
+                true,
+                r#"RedisNode { addresses: ["redis://127.0.0.1:6379"], key: "socket.io" }"#.to_owned()
+            ))
+        );
+        // The native format keeps its defaults.
+        assert_eq!(parse(&[]).map(|o| o.redis_format).ok(), Some(RedisFormat::Native));
     }
 }

@@ -172,6 +172,27 @@ impl ClusterConfig {
         &self.node_id
     }
 
+    /// Largest message sent or read ([`with_max_message_size`](Self::with_max_message_size)), for
+    /// adapters in other formats that take the node's limits.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// Most remote answers an acked broadcast waits for ([`with_max_remote_acks`](Self::with_max_remote_acks)).
+    pub fn max_remote_acks(&self) -> usize {
+        self.max_remote_acks
+    }
+
+    /// Longest room name a peer may send ([`with_max_name_bytes`](Self::with_max_name_bytes)).
+    pub fn max_name_bytes(&self) -> usize {
+        self.max_name_bytes
+    }
+
+    /// Most rooms a peer's message may name ([`with_max_rooms_per_join`](Self::with_max_rooms_per_join)).
+    pub fn max_rooms_per_join(&self) -> usize {
+        self.max_rooms_per_join
+    }
+
     /// Whether messages are sealed with a cluster secret ([`with_secret`](Self::with_secret)).
     pub fn has_secret(&self) -> bool {
         self.key.is_some()

@@ -204,6 +204,21 @@ describe("Switchboard as a member of a Node socket.io cluster (@socket.io/redis-
     assert.equal(await driver.node({ op: "serverCount" }), 2);
   });
 
+  it("exports its link to the Node cluster on /metrics, garbage from Redis counted as malformed", async () => {
+    const metric = async (line) => {
+      const text = await (await fetch(`${switchboard.url}/metrics`)).text();
+      const found = text.split("\n").find((l) => l.startsWith(`${line} `));
+      assert.ok(found, `${line} missing from /metrics`);
+      return Number(found.slice(line.length + 1));
+    };
+    assert.equal(await metric("switchboard_adapter_connected"), 1);
+    const malformed = 'switchboard_adapter_errors_total{kind="malformed"}';
+    const before = await metric(malformed);
+    await emitterClient.publish("socket.io#/#", "not a message");
+    await eventually(async () => assert.equal(await metric(malformed), before + 1));
+    assert.ok((await metric("switchboard_adapter_receives_total")) > 0);
+  });
+
   it("delivers Node's room broadcasts with binary arguments to Switchboard clients in the room only", async () => {
     const room = unique("room");
     const [inRoom, outside] = [await client("sb-in", switchboard), await client("sb-out", switchboard)];

@@ -418,6 +418,22 @@ pub struct ClusterHealth {
 impl Cluster {
     /// A snapshot for metrics; cheap, never waits on the broker.
     pub fn health(&self) -> ClusterHealth {
+        if let Broker::RedisNode(factory) = &self.broker {
+            // Node's format has no membership (its server count is a broker round trip), so the
+            // node count stays 1; the message counters are the format's own.
+            let node = factory.stats();
+            let mut stats = switchboard_adapter::cluster::ClusterStats::default();
+            stats.published = node.published;
+            stats.publish_failed = node.publish_dropped;
+            stats.received = node.received;
+            stats.malformed = node.malformed;
+            return ClusterHealth {
+                connected: self.is_connected(),
+                nodes: 1,
+                stats,
+                ..ClusterHealth::default()
+            };
+        }
         let Some(cluster) = &self.cluster else {
             return ClusterHealth { connected: self.is_connected(), nodes: 1, ..ClusterHealth::default() };
         };

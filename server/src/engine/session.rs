@@ -643,18 +643,10 @@ impl Session {
         self.writer_waker.register(waker);
     }
 
-    /// Forgets the websocket task's waker while the task itself runs: what its handlers queue
-    /// would otherwise wake the running task, which tokio then polls once more for nothing, and a
-    /// multi-thread runtime first wakes an idle worker to take it (a futex wake per message).
-    /// Register again, then check [`has_output`](Self::has_output), before the task sleeps.
+    /// Forgets the websocket task's waker while the task itself runs handlers: what they queue
+    /// would otherwise wake the running task. Register again before looking at the queue.
     pub(crate) fn unregister_writer(&self) {
         drop(self.writer_waker.take());
-    }
-
-    /// Whether the websocket has something to take: writable packets, or the close.
-    pub(crate) fn has_output(&self) -> bool {
-        let inner = self.lock();
-        inner.closed.is_some() || inner.writable() > 0
     }
 
     /// Swaps the queue with `out` (an empty one), or moves only the packets ahead of a hold;

@@ -218,10 +218,9 @@ impl Connection {
         // Set once a read took the whole budget: the rest waits for the next turn, so a client
         // that sends without pause shares its worker thread with the others.
         let mut budget_spent = false;
-        // Nothing queued while this turn runs wakes the task: the turn looks at the queue itself
-        // and registers again before it sleeps.
-        self.session.unregister_writer();
         loop {
+            // Registered before the queue is looked at, so a packet queued after that wakes us.
+            self.session.register_writer(cx.waker());
             if std::mem::take(&mut self.close_due) {
                 self.begin_closing();
             }
@@ -293,20 +292,6 @@ impl Connection {
                         continue;
                     }
                 }
-            }
-            // Registered before the queue is looked at once more, so a packet queued after this
-            // look wakes the task.
-            self.session.register_writer(cx.waker());
-            let output_due = match self.phase {
-                Phase::Attached => {
-                    self.session.is_closed() || (self.writer.is_empty() && self.session.has_output())
-                }
-                Phase::Probing { .. } => self.session.is_closed(),
-                Phase::Closing { .. } => false,
-            };
-            if output_due {
-                self.session.unregister_writer();
-                continue;
             }
             if budget_spent {
                 // Polled again after the tasks already waiting (tokio queues a self-wake last).
@@ -458,6 +443,12 @@ impl Connection {
 
     /// Handles every complete frame the decoder holds.
     fn handle_frames(&mut self) -> Next {
+        // The handlers run inline and queue their answers (an ack) on this task's own session:
+        // with the waker registered, that would wake the running task, which tokio then polls
+        // once more for nothing, after first waking an idle worker of a multi-thread runtime to
+        // take it (a futex wake per message). The turn registers again at the top of its loop,
+        // before it looks at the queue, so nothing queued meanwhile is missed.
+        self.session.unregister_writer();
         loop {
             let frame = match self.decoder.next_frame() {
                 Ok(Some(frame)) => frame,

@@ -133,6 +133,16 @@ pub enum ServerError {
         /// How to get it.
         hint: &'static str,
     },
+    /// A reference server built on demand did not build.
+    #[error("{what} did not build ({status}); run `{command}` to see why")]
+    Build {
+        /// Which server.
+        what: &'static str,
+        /// The command that failed.
+        command: String,
+        /// Its exit status.
+        status: String,
+    },
     /// The process could not be started, or its log not written.
     #[error("cannot start {name}: {source}")]
     Spawn {

@@ -75,7 +75,8 @@ enum Command {
         #[command(flatten)]
         echo: EchoArgs,
     },
-    /// Start Switchboard and the Node reference, run scenarios on both, print medians and ratios.
+    /// Start Switchboard and the Node and socketioxide references, run scenarios on each, print
+    /// medians and ratios.
     Compare(CompareArgs),
     /// Start a broker and N nodes, fan out over them, then the same on one in-memory node; compare.
     Cluster(ClusterArgs),
@@ -166,6 +167,10 @@ struct EchoArgs {
     /// Seconds after which an ack counts as timed out.
     #[arg(long, default_value_t = 5.0)]
     ack_timeout: f64,
+    /// Closed loop: each connection keeps one request in flight and sends the next on its ack
+    /// (`--rate` is then unused; latency is the round trip).
+    #[arg(long)]
+    closed_loop: bool,
 }
 
 impl EchoArgs {
@@ -178,6 +183,7 @@ impl EchoArgs {
             warmup: Duration::from_secs_f64(self.warmup),
             payload: self.payload,
             ack_timeout: Duration::from_secs_f64(self.ack_timeout),
+            closed_loop: self.closed_loop,
         }
     }
 }
@@ -247,6 +253,18 @@ struct CompareArgs {
     /// Port for Node.
     #[arg(long, default_value_t = 3102)]
     node_port: u16,
+    /// The socketioxide reference's manifest (its own workspace; built with cargo before the runs).
+    #[arg(long, default_value = "loadtest/reference/socketioxide/Cargo.toml")]
+    socketioxide_manifest: PathBuf,
+    /// Where the socketioxide reference is built (`cargo --target-dir`).
+    #[arg(long, default_value = "target")]
+    socketioxide_target_dir: PathBuf,
+    /// Port for socketioxide.
+    #[arg(long, default_value_t = 3103)]
+    socketioxide_port: u16,
+    /// Compare with Node only (no socketioxide build or runs).
+    #[arg(long)]
+    no_socketioxide: bool,
     /// Runs per scenario and server.
     #[arg(long, short = 'k', default_value_t = 3)]
     repeats: u32,
@@ -277,6 +295,10 @@ struct CompareArgs {
     /// `echo`: payload bytes.
     #[arg(long, default_value_t = 64)]
     echo_payload: usize,
+    /// `echo-closed`: connections, each with one request in flight (measured seconds and payload
+    /// as `echo`).
+    #[arg(long, default_value_t = 100)]
+    echo_closed_connections: usize,
     /// `polling`: connections.
     #[arg(long, default_value_t = 50)]
     polling_connections: usize,
@@ -513,6 +535,9 @@ impl CompareArgs {
         echo.rate = self.echo_rate;
         echo.duration = Duration::from_secs_f64(self.echo_duration);
         echo.payload = self.echo_payload;
+        let mut echo_closed = echo.clone();
+        echo_closed.open.connections = self.echo_closed_connections;
+        echo_closed.closed_loop = true;
         let mut fanout = FanoutParams::default();
         fanout.open.connections = self.fanout_receivers;
         fanout.messages = self.fanout_messages;
@@ -527,11 +552,14 @@ impl CompareArgs {
             switchboard_bin: self.switchboard_bin.clone(),
             node_script: self.node_script.clone(),
             node_bin: self.node_bin.clone(),
-            ports: [self.switchboard_port, self.node_port],
+            socketioxide_manifest: (!self.no_socketioxide).then(|| self.socketioxide_manifest.clone()),
+            socketioxide_target_dir: self.socketioxide_target_dir.clone(),
+            ports: [self.switchboard_port, self.node_port, self.socketioxide_port],
             repeats: self.repeats.max(1),
             scenarios: self.scenarios.clone(),
             connect,
             echo,
+            echo_closed,
             fanout,
             polling,
             log_dir: self.log_dir.clone(),
@@ -708,6 +736,9 @@ mod tests {
         assert_eq!(sizes(&["fanout"])?, (1000, None));
         assert_eq!(sizes(&["polling"])?, (50, Some(2000.0)));
         assert_eq!(sizes(&["polling", "-n", "7", "--rate", "30"])?, (7, Some(30.0)));
+        let cli = Cli::try_parse_from(["switchboard-loadtest", "echo", "--closed-loop", "-n", "100"])?;
+        let Command::Echo { open, echo, .. } = cli.command else { panic!("not echo") };
+        assert!(echo.params(&open, &EchoParams::default()).closed_loop);
         assert_eq!(sizes(&["cluster", "--adapter", "redis"])?, (2000, None));
         assert_eq!(sizes(&["soak"])?, (2000, Some(50.0)));
         Ok(())

@@ -1,7 +1,7 @@
 //! End-to-end smoke test of the load generator against the real server.
 //!
 //! Starts `switchboard --app bench` on a free loopback port, then runs the `switchboard-loadtest`
-//! binary four times with small sizes (`connect`, `echo`, `fanout`, `polling`), parses the JSON line each run
+//! binary with small sizes (`connect`, `echo` open and closed loop, `fanout`, `polling`), parses the JSON line each run
 //! prints on stdout and checks that the run is complete, that no failure of any kind was counted and
 //! that the key figures are there and make sense. The whole test takes a few seconds.
 //!
@@ -180,6 +180,20 @@ fn connect_echo_fanout_and_polling_against_the_real_server() {
     assert!(figure(&report, "latency_p50_ms") > 0.0, "{report}");
     assert!(figure(&report, "latency_p99_ms") > 0.0, "{report}");
     assert!(figure(&report, "rtt_p99_ms") > 0.0, "{report}");
+
+    // echo, closed loop: 4 connections, each sending the next request on the ack, for 1 s; the
+    // rate is what the server answers, far above the paced 200/s, and nothing is left unanswered.
+    let report = run(
+        &server,
+        "echo",
+        &["--closed-loop", "--connections", "4", "--duration", "1", "--warmup", "0.3", "--open-limit", "10"],
+    );
+    assert_eq!(report["params"]["closed_loop"], true, "{report}");
+    let acked = figure(&report, "acked");
+    assert_eq!(figure(&report, "sent"), acked, "every measured echo acked: {report}");
+    assert!(figure(&report, "throughput_per_s") > 400.0, "{report}");
+    assert!(figure(&report, "latency_p99_ms") > 0.0, "{report}");
+    assert_eq!(figure(&report, "latency_p50_ms"), figure(&report, "rtt_p50_ms"), "{report}");
 
     // fanout: 50 receivers × 50 broadcasts.
     let (receivers, messages) = (50_u32, 50_u32);

@@ -1,6 +1,9 @@
 //! `echo`: C connections send acked `echo` events at a fixed total rate R for D seconds (an open model:
 //! send times are fixed in advance, latency counts from them), and the server's CPU per round trip.
-//! [`run_over`] runs it over any [`Connection`]: `echo` is WebSocket, `polling` long-polling.
+//! With `closed_loop` each connection instead keeps exactly one request in flight and sends the next
+//! as soon as the ack arrives (a closed model: the rate is whatever the server sustains, latency is
+//! the round trip). [`run_over`] runs it over any [`Connection`]: `echo` is WebSocket, `polling`
+//! long-polling.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -44,6 +47,8 @@ pub struct EchoParams {
     /// An ack later than this (from the scheduled send) is a timeout.
     #[serde(serialize_with = "seconds")]
     pub ack_timeout: Duration,
+    /// One request in flight per connection, the next sent on the ack (`rate` is then unused).
+    pub closed_loop: bool,
 }
 
 impl Default for EchoParams {
@@ -61,6 +66,7 @@ impl Default for EchoParams {
             warmup: Duration::from_secs(2),
             payload: 64,
             ack_timeout: Duration::from_secs(5),
+            closed_loop: false,
         }
     }
 }
@@ -87,9 +93,30 @@ struct Start {
     slots: u64,
 }
 
-/// One connection's part of the open model.
+/// How a connection paces its requests.
+enum Pace {
+    /// The open model: send times fixed in advance.
+    Open(Schedule),
+    /// The closed model: one request in flight, the next sent on its ack, until `end`.
+    Closed(ClosedLoop),
+}
+
+/// The closed model's clock for one connection.
+#[derive(Debug, Clone, Copy)]
+struct ClosedLoop {
+    /// When to send the next request if none is in flight (the start, or after a timeout).
+    next: Option<u64>,
+    /// Requests sent from here on are measured.
+    warmup_end: u64,
+    /// No request is sent from here on.
+    end: u64,
+    /// `end` has passed: only the request in flight is still awaited.
+    stopped: bool,
+}
+
+/// One connection's part of the run.
 struct Echo {
-    schedule: Schedule,
+    pace: Pace,
     acks: AckTracker,
     template: Arc<EventTemplate>,
     stats: Arc<Stats>,
@@ -100,29 +127,42 @@ struct Echo {
 impl Behaviour for Echo {
     fn next_tick(&self) -> Option<u64> {
         let deadline = self.acks.next_deadline(self.timeout);
-        match (self.schedule.peek(), deadline) {
-            (Some(p), Some(d)) => Some(p.at.min(d)),
-            (Some(p), None) => Some(p.at),
-            (None, d) => d,
+        let send = match &self.pace {
+            Pace::Open(schedule) => schedule.peek().map(|p| p.at),
+            Pace::Closed(closed) => closed.next.filter(|_| !closed.stopped),
+        };
+        match (send, deadline) {
+            (Some(p), Some(d)) => Some(p.min(d)),
+            (p, d) => p.or(d),
         }
     }
 
     fn on_tick(&mut self, now: u64, out: &mut Outbox) {
-        while let Some(planned) = self.schedule.peek().filter(|p| p.at <= now) {
-            let id = self.acks.issue(planned.at, now, planned.measured);
-            let template = &self.template;
-            out.push_with(|buf| template.write(buf, id, 0));
-            if planned.measured {
-                self.stats.sent.fetch_add(1, Relaxed);
-                self.stats.max_lag_ns.fetch_max(now - planned.at, Relaxed);
+        if let Pace::Open(schedule) = &mut self.pace {
+            while let Some(planned) = schedule.peek().filter(|p| p.at <= now) {
+                let id = self.acks.issue(planned.at, now, planned.measured);
+                let template = &self.template;
+                out.push_with(|buf| template.write(buf, id, 0));
+                if planned.measured {
+                    self.stats.sent.fetch_add(1, Relaxed);
+                    self.stats.max_lag_ns.fetch_max(now - planned.at, Relaxed);
+                }
+                schedule.advance();
             }
-            self.schedule.advance();
         }
         let expired = self.acks.expire(now, self.timeout);
         self.stats.ack_timeouts.fetch_add(expired, Relaxed);
+        // Closed: the first request is due, or the one in flight timed out and the loop goes on.
+        if let Pace::Closed(closed) = &mut self.pace
+            && self.acks.waiting() == 0
+            && closed.next.is_none_or(|at| at <= now)
+        {
+            closed.next = None;
+            self.send_closed(now, out);
+        }
     }
 
-    fn on_message(&mut self, text: &[u8], now: u64, _out: &mut Outbox) {
+    fn on_message(&mut self, text: &[u8], now: u64, out: &mut Outbox) {
         let Some(id) = wire::ack_id(text) else { return };
         match self.acks.ack(id, now, self.timeout) {
             AckOutcome::Answered { latency, round_trip, measured: true } => {
@@ -139,22 +179,53 @@ impl Behaviour for Echo {
             }
             AckOutcome::Unknown => {
                 self.stats.unexpected_acks.fetch_add(1, Relaxed);
+                return;
             }
+        }
+        if matches!(self.pace, Pace::Closed(_)) && self.acks.waiting() == 0 {
+            self.send_closed(now, out);
         }
     }
 
     fn finished(&self) -> bool {
-        self.schedule.peek().is_none() && self.acks.waiting() == 0
+        let sending = match &self.pace {
+            Pace::Open(schedule) => schedule.peek().is_some(),
+            Pace::Closed(closed) => !closed.stopped,
+        };
+        !sending && self.acks.waiting() == 0
     }
 }
 
 impl Echo {
+    /// The closed model's next request, sent at `now` (so latency is the round trip), unless the
+    /// run is over.
+    fn send_closed(&mut self, now: u64, out: &mut Outbox) {
+        let Pace::Closed(closed) = &mut self.pace else { return };
+        if now >= closed.end {
+            closed.stopped = true;
+            return;
+        }
+        let measured = now >= closed.warmup_end;
+        let id = self.acks.issue(now, now, measured);
+        let template = &self.template;
+        out.push_with(|buf| template.write(buf, id, 0));
+        if measured {
+            self.stats.sent.fetch_add(1, Relaxed);
+        }
+    }
+
     /// What is lost when the connection dies: measured sends not made yet, and requests left unanswered.
     fn abandon(&mut self) {
         let mut unsent = 0;
-        while let Some(p) = self.schedule.peek() {
-            unsent += u64::from(p.measured);
-            self.schedule.advance();
+        match &mut self.pace {
+            Pace::Open(schedule) => {
+                while let Some(p) = schedule.peek() {
+                    unsent += u64::from(p.measured);
+                    schedule.advance();
+                }
+            }
+            // A closed loop has no planned sends: what it would have sent depends on the answers.
+            Pace::Closed(closed) => closed.stopped = true,
         }
         self.stats.unsent.fetch_add(unsent, Relaxed);
         let waiting = self.acks.expire(u64::MAX, 0);
@@ -175,7 +246,7 @@ pub async fn run_over<C: Connection>(
 ) -> Result<Report, SetupError> {
     let n = params.open.connections;
     check_open_files(n * C::SOCKETS)?;
-    if !params.rate.is_finite() || params.rate <= 0.0 {
+    if !params.closed_loop && (!params.rate.is_finite() || params.rate <= 0.0) {
         return Err(SetupError::Param("--rate must be positive".into()));
     }
     let fleet = Fleet::new(ctx.shards)?;
@@ -199,6 +270,7 @@ pub async fn run_over<C: Connection>(
 
     let (rate, warmup, duration, timeout) =
         (params.rate, clock::ns(params.warmup), clock::ns(params.duration), clock::ns(params.ack_timeout));
+    let closed_loop = params.closed_loop;
     let (task_fleet, task_stats, task_stop) = (fleet.clone(), stats.clone(), stop.clone());
     fleet.launch(&ctx.target, &params.open, &tracker, &stop, move |rank, mut conn: C| {
         let (fleet, stats, stop, template) =
@@ -220,10 +292,18 @@ pub async fn run_over<C: Connection>(
             };
             let start = *start_rx.borrow();
             if let Some(Start { at, slots }) = start.filter(|s| rank < s.slots) {
-                let schedule = Schedule::new(at, rate, slots, rank, warmup, duration);
+                let pace = match closed_loop {
+                    false => Pace::Open(Schedule::new(at, rate, slots, rank, warmup, duration)),
+                    true => Pace::Closed(ClosedLoop {
+                        next: Some(at),
+                        warmup_end: at + warmup,
+                        end: at + warmup + duration,
+                        stopped: false,
+                    }),
+                };
                 let acks = AckTracker::default();
                 let mut echo =
-                    Echo { schedule, acks, template, stats: stats.clone(), rank: rank as usize, timeout };
+                    Echo { pace, acks, template, stats: stats.clone(), rank: rank as usize, timeout };
                 if !connected {
                     echo.abandon();
                     stats.done.fetch_add(1, Relaxed);

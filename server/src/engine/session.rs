@@ -643,6 +643,12 @@ impl Session {
         self.writer_waker.register(waker);
     }
 
+    /// Forgets the websocket task's waker while the task itself runs handlers: what they queue
+    /// would otherwise wake the running task. Register again before looking at the queue.
+    pub(crate) fn unregister_writer(&self) {
+        drop(self.writer_waker.take());
+    }
+
     /// Swaps the queue with `out` (an empty one), or moves only the packets ahead of a hold;
     /// returns the close reason once closed.
     pub(crate) fn take_queue(&self, out: &mut VecDeque<Encoded>) -> Option<CloseReason> {

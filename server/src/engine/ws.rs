@@ -27,7 +27,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use switchboard_protocol::engineio::{Encoded, Packet};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -240,15 +240,10 @@ impl Connection {
             // While the client has not taken what was written, nothing more is read: what it sends
             // (messages whose answers would queue behind) waits in the kernel's buffers, not here.
             if self.reading && !closing && !budget_spent && self.writer.is_empty() {
-                match self.stream.poll_read_ready(cx) {
-                    Poll::Ready(Ok(())) => {
-                        let (next, read) = self.read();
+                match self.read(cx) {
+                    Poll::Ready((next, read)) => {
                         self.close_due = matches!(next, Next::Close);
                         budget_spent = read >= READ_BUDGET;
-                        continue;
-                    }
-                    Poll::Ready(Err(e)) => {
-                        self.close_due = matches!(self.read_failed(&ReadError::Io(e)), Next::Close);
                         continue;
                     }
                     Poll::Pending => {}
@@ -393,32 +388,42 @@ impl Connection {
     }
 
     /// Reads what the client sent (up to [`READ_BUDGET`]) and handles the complete frames; also
-    /// returns how many bytes it read.
-    fn read(&mut self) -> (Next, usize) {
+    /// returns how many bytes it read. `Pending` when there was nothing to read.
+    ///
+    /// Through `poll_read`, not `try_read`: a read that returns less than asked for shows the
+    /// socket is drained, and tokio then clears its readiness, so the next turn waits for epoll
+    /// instead of calling `recvfrom` once more only to get `EAGAIN` (a system call per message).
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<(Next, usize)> {
         let mut chunk = [0u8; 4096];
         let mut total = 0;
         while total < READ_BUDGET {
-            match self.stream.try_read(&mut chunk) {
-                Ok(0) => {
+            let mut buf = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
                     self.reading = false;
                     // What arrived before the end still counts; either way the connection is over.
                     self.handle_frames();
                     if matches!(self.phase, Phase::Attached) {
                         self.session.close(CloseReason::TransportClose);
                     }
-                    return (Next::Close, total);
+                    return Poll::Ready((Next::Close, total));
                 }
-                Ok(n) => {
-                    self.decoder.extend(&chunk[..n]);
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
+                    self.decoder.extend(buf.filled());
                     total += n;
+                    if n < chunk.len() {
+                        break;
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (self.read_failed(&ReadError::Io(e)), total),
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => return Poll::Ready((self.read_failed(&ReadError::Io(e)), total)),
+                Poll::Pending if total == 0 => return Poll::Pending,
+                Poll::Pending => break,
             }
         }
         self.session.metrics().websocket.bytes_in.inc_by(total as u64);
-        (self.handle_frames(), total)
+        Poll::Ready((self.handle_frames(), total))
     }
 
     fn read_failed(&mut self, error: &ReadError) -> Next {
@@ -438,6 +443,12 @@ impl Connection {
 
     /// Handles every complete frame the decoder holds.
     fn handle_frames(&mut self) -> Next {
+        // The handlers run inline and queue their answers (an ack) on this task's own session:
+        // with the waker registered, that would wake the running task, which tokio then polls
+        // once more for nothing, after first waking an idle worker of a multi-thread runtime to
+        // take it (a futex wake per message). The turn registers again at the top of its loop,
+        // before it looks at the queue, so nothing queued meanwhile is missed.
+        self.session.unregister_writer();
         loop {
             let frame = match self.decoder.next_frame() {
                 Ok(Some(frame)) => frame,

@@ -16,7 +16,9 @@
 //!
 //! The format is kept apart from the transport, for the sharded adapter and Redis Cluster that
 //! come next: [`notepack`] and [`message`] are bytes ⇄ values, [`channels`] the names, `link.rs`
-//! the Redis connections, `adapter.rs` what a namespace does with them.
+//! the Redis connections, `adapter.rs` what a namespace does with them. `emitter.rs`
+//! ([`EmitterBridge`]) reuses the decoding and the link for the native format's nodes
+//! (`--redis-emitter`): the emitter's messages applied to their own sockets.
 //!
 //! # Data flow
 //!
@@ -44,6 +46,7 @@
 
 mod adapter;
 pub mod channels;
+mod emitter;
 mod link;
 pub mod message;
 pub mod notepack;
@@ -58,6 +61,7 @@ use switchboard_adapter::{Adapter, AdapterError, AdapterFactory};
 use tokio::sync::mpsc;
 
 pub use adapter::NodeFormatAdapter;
+pub use emitter::{EmitterBridge, EmitterStats};
 
 use crate::config::RedisConfig;
 use crate::error::ConnectError;

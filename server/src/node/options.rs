@@ -183,7 +183,7 @@ pub struct NodeOptions {
     pub redis_node_key: String,
     /// With `--adapter redis` in the native format, also apply `@socket.io/redis-emitter` messages
     /// (published under `--redis-node-key` on the first `--redis-url`) to this node's sockets.
-    #[arg(long, env = "SWITCHBOARD_REDIS_EMITTER")]
+    #[arg(long, env = "SWITCHBOARD_REDIS_EMITTER", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub redis_emitter: bool,
     /// NATS URLs for `--adapter nats` (servers of one NATS cluster), repeatable or comma-separated.
     /// `nats://user:password@host:port` or `nats://token@host:port` authenticates; `tls://`
@@ -845,5 +845,8 @@ mod tests {
             ))
         );
         assert_eq!(parse(&[]).map(|o| o.redis_emitter).ok(), Some(false), "off by default");
+        let off = parse(&["--adapter", "redis", "--redis-emitter", "false"])
+            .map(|o| format!("{:?}", o.backend(true)));
+        assert_eq!(off.ok().as_deref(), Some(r#"Redis { addresses: ["redis://127.0.0.1:6379"] }"#));
     }
 }

@@ -109,6 +109,7 @@ impl EmitterBridge {
             counters: Counters::default(),
         });
         let dispatch: Weak<dyn Dispatch> = Arc::downgrade(&router) as Weak<dyn Dispatch>;
+        // Nothing is published: a queue of one; the publisher connection only pings Redis.
         let link = Link::open(client, dispatch, 1, config.response_timeout)
             .await
             .map_err(|e| ConnectError::Refused { address, reason: e.to_string() })?;

@@ -10,7 +10,7 @@
 //! uids and request ids), and no membership at all: the server count is `PUBSUB NUMSUB` of the
 //! request channel, and every node receives every broadcast of the namespace (a pattern
 //! subscription) and filters locally. A transport could not carry that without the cluster
-//! adapter learning Node's semantics, so this is an [`Adapter`](switchboard_adapter::Adapter) of its
+//! adapter learning Node's semantics, so this is an [`Adapter`] of its
 //! own ([`NodeFormatAdapter`]) that reuses the core's [`RoomIndex`](switchboard_adapter::RoomIndex)
 //! and local delivery, and this crate's URL and TLS handling.
 //!

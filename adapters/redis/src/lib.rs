@@ -61,7 +61,9 @@
 //! (primaries of independent Redis servers) instead.
 //!
 //! [`node_format`] is the other format: a Switchboard node in a Node socket.io cluster
-//! (`@socket.io/redis-adapter`), with its own adapter instead of this transport.
+//! (`@socket.io/redis-adapter`), with its own adapter instead of this transport; its
+//! [`EmitterBridge`](node_format::EmitterBridge) lets nodes on this transport hear
+//! `@socket.io/redis-emitter` too.
 
 pub mod channel;
 mod config;

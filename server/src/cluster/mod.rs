@@ -14,7 +14,7 @@ use switchboard_adapter::cluster::{
 };
 use switchboard_adapter::{AdapterFactory, MemoryAdapterFactory};
 use switchboard_nats::{NatsConfig, NatsTransport};
-use switchboard_redis::node_format::{NodeFormatConfig, NodeFormatFactory};
+use switchboard_redis::node_format::{EmitterBridge, NodeFormatConfig, NodeFormatFactory};
 use switchboard_redis::{RedisConfig, RedisTransport};
 
 /// Which adapter carries room emits and cluster requests between nodes. `Debug` shows the
@@ -27,6 +27,14 @@ pub enum Backend {
     Redis {
         /// `redis://` URLs, one per instance.
         urls: Vec<String>,
+    },
+    /// As `Redis`, each node also applying the `@socket.io/redis-emitter` messages published under
+    /// `key` on the first instance to its own sockets (`--redis-emitter`).
+    RedisWithEmitter {
+        /// `redis://` URLs, one per instance; the emitter publishes on the first.
+        urls: Vec<String>,
+        /// The emitter's channel key (`socket.io` by default).
+        key: String,
     },
     /// Redis pub/sub in `@socket.io/redis-adapter`'s format: a member of a Node socket.io cluster.
     RedisNode {
@@ -51,6 +59,11 @@ impl std::fmt::Debug for Backend {
         match self {
             Self::Memory => f.write_str("Memory"),
             Self::Redis { urls } => f.debug_struct("Redis").field("addresses", &addresses(urls)).finish(),
+            Self::RedisWithEmitter { urls, key } => f
+                .debug_struct("RedisWithEmitter")
+                .field("addresses", &addresses(urls))
+                .field("key", key)
+                .finish(),
             Self::Nats { urls } => f.debug_struct("Nats").field("addresses", &addresses(urls)).finish(),
             Self::RedisNode { url, key } => f
                 .debug_struct("RedisNode")
@@ -150,6 +163,8 @@ pub struct Cluster {
     factory: Arc<dyn AdapterFactory>,
     cluster: Option<ClusterAdapterFactory>,
     broker: Broker,
+    /// `--redis-emitter`: what applies emitter messages to this node's sockets.
+    emitter: Option<EmitterBridge>,
     publish_latency: Histogram,
     /// `--cluster-prefix`: with the adapter, what tells one cluster's nodes from another's.
     prefix: String,
@@ -217,6 +232,21 @@ impl Cluster {
                 "no cluster secret: the broker is trusted, and any program that can publish on it can speak for a node (set a cluster secret to authenticate cluster messages)"
             );
         }
+        if matches!(backend, Backend::RedisWithEmitter { .. }) {
+            tracing::warn!(
+                "--redis-emitter: emitter messages are not authenticated (the emitter has no such option): any program that can publish on this Redis can emit to this node's clients; keep it private"
+            );
+        }
+        // The emitter's messages get the limits of the cluster's own.
+        let emitter_format = match backend {
+            Backend::RedisWithEmitter { key, .. } => Some(
+                NodeFormatConfig::new()
+                    .with_key(key)
+                    .with_max_message_size(config.max_message_size())
+                    .with_room_limits(config.max_rooms_per_join(), config.max_name_bytes()),
+            ),
+            _ => None,
+        };
         let latency = metrics::publish_latency();
         let timer = {
             let latency = latency.clone();
@@ -228,11 +258,12 @@ impl Cluster {
                     factory: Arc::new(MemoryAdapterFactory),
                     cluster: None,
                     broker: Broker::None,
+                    emitter: None,
                     publish_latency: latency,
                     prefix: prefix.to_owned(),
                 });
             }
-            Backend::Redis { urls } => {
+            Backend::Redis { urls } | Backend::RedisWithEmitter { urls, .. } => {
                 let inbound = Inbound::new();
                 let redis = auth.redis(RedisConfig::default().with_publish_timer(timer));
                 let transport = RedisTransport::open(urls, prefix, inbound.clone(), redis).await?;
@@ -259,6 +290,7 @@ impl Cluster {
                     factory: Arc::new(factory.clone()),
                     cluster: None,
                     broker: Broker::RedisNode(factory),
+                    emitter: None,
                     publish_latency: latency,
                     prefix: key.clone(),
                 });
@@ -282,10 +314,20 @@ impl Cluster {
                 (factory, Broker::Nats(transport))
             }
         };
+        let mut factory: Arc<dyn AdapterFactory> = Arc::new(cluster.clone());
+        let mut emitter = None;
+        if let (Backend::RedisWithEmitter { urls, .. }, Some(format)) = (backend, emitter_format) {
+            let url = urls.first().map(String::as_str).unwrap_or_default();
+            let bridge =
+                EmitterBridge::open(url, factory, &format, auth.redis(RedisConfig::default())).await?;
+            factory = Arc::new(bridge.clone());
+            emitter = Some(bridge);
+        }
         let cluster = Self {
-            factory: Arc::new(cluster.clone()),
+            factory,
             cluster: Some(cluster),
             broker,
+            emitter,
             publish_latency: latency,
             prefix: prefix.to_owned(),
         };
@@ -448,13 +490,22 @@ impl Cluster {
                 (h.reconnects, h.publish_errors, h.slow_consumer_events)
             }
         };
+        let mut stats = cluster.stats();
+        if let Some(emitter) = &self.emitter {
+            // The emitter's messages count with the cluster's: received, and dropped by why.
+            let e = emitter.stats();
+            stats.received += e.received;
+            stats.malformed += e.malformed;
+            stats.unroutable += e.unroutable;
+            stats.unsupported += e.unsupported;
+        }
         ClusterHealth {
             connected: self.is_connected(),
             nodes: cluster.adapter("/").map_or(1, |a| a.peers().len() + 1),
             reconnects,
             publish_lost,
             receive_dropped,
-            stats: cluster.stats(),
+            stats,
         }
     }
 }

@@ -178,9 +178,13 @@ pub struct NodeOptions {
     /// (`@socket.io/redis-adapter` 8.x, to join a Node socket.io cluster; one `--redis-url`).
     #[arg(long, env = "SWITCHBOARD_REDIS_FORMAT", value_enum, default_value_t = RedisFormat::Native)]
     pub redis_format: RedisFormat,
-    /// Channel key of `--redis-format node` (the Node adapter's and emitter's `key` option).
+    /// Channel key of `--redis-format node` and `--redis-emitter` (the Node adapter's and emitter's `key` option).
     #[arg(long, env = "SWITCHBOARD_REDIS_NODE_KEY", default_value = "socket.io")]
     pub redis_node_key: String,
+    /// With `--adapter redis` in the native format, also apply `@socket.io/redis-emitter` messages
+    /// (published under `--redis-node-key` on the first `--redis-url`) to this node's sockets.
+    #[arg(long, env = "SWITCHBOARD_REDIS_EMITTER", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub redis_emitter: bool,
     /// NATS URLs for `--adapter nats` (servers of one NATS cluster), repeatable or comma-separated.
     /// `nats://user:password@host:port` or `nats://token@host:port` authenticates; `tls://`
     /// requires TLS. The values are never printed.
@@ -510,6 +514,9 @@ impl NodeOptions {
                 url: self.redis_urls.first().cloned().unwrap_or_default(),
                 key: self.redis_node_key.clone(),
             },
+            AdapterKind::Redis if self.redis_emitter => {
+                Backend::RedisWithEmitter { urls: self.redis_urls.clone(), key: self.redis_node_key.clone() }
+            }
             AdapterKind::Redis => Backend::Redis { urls: self.redis_urls.clone() },
             AdapterKind::Nats => Backend::Nats { urls: self.nats_urls.clone() },
         }
@@ -564,6 +571,9 @@ impl NodeOptions {
             config = config.with_secret(secret.expose());
         }
         config.validate().map_err(|e| OptionsError::Cluster(e.to_string()))?;
+        if self.redis_emitter {
+            self.check_redis_emitter()?;
+        }
         if self.adapter == AdapterKind::Redis && self.redis_format == RedisFormat::Node {
             if self.redis_urls.len() != 1 {
                 return Err(OptionsError::Cluster(
@@ -582,6 +592,31 @@ impl NodeOptions {
             }
         }
         Ok(config)
+    }
+
+    /// `--redis-emitter` is for the native Redis format only, under a key of its own.
+    fn check_redis_emitter(&self) -> Result<(), OptionsError> {
+        let refuse = |why: &str| Err(OptionsError::Cluster(format!("--redis-emitter {why}")));
+        if self.adapter != AdapterKind::Redis {
+            return refuse(
+                "needs --adapter redis: the emitter publishes on Redis, which this adapter does not read",
+            );
+        }
+        if self.redis_format == RedisFormat::Node {
+            return refuse("is for --redis-format native: the node format applies emitter messages already");
+        }
+        if self.redis_node_key.is_empty() || self.redis_node_key.contains('#') {
+            return refuse(
+                "needs a --redis-node-key that is non-empty without '#', which separates the parts of a channel name",
+            );
+        }
+        let key = self.redis_node_key.as_str();
+        if self.cluster_prefix == key || self.cluster_prefix == format!("{key}-request") {
+            return refuse(
+                "needs a --redis-node-key other than --cluster-prefix: the cluster's own channels would be read as the emitter's",
+            );
+        }
+        Ok(())
     }
 
     /// The drain window.
@@ -786,5 +821,32 @@ mod tests {
         );
         // The native format keeps its defaults.
         assert_eq!(parse(&[]).map(|o| o.redis_format).ok(), Some(RedisFormat::Native));
+    }
+
+    #[test]
+    fn the_emitter_bridge_is_for_the_native_redis_format_only() {
+        let refused = |args: &[&str]| {
+            parse(args)
+                .map(|o| matches!(o.cluster_config("n1", None), Err(OptionsError::Cluster(m)) if m.starts_with("--redis-emitter")))
+                .unwrap_or(false)
+        };
+        assert!(refused(&["--redis-emitter"]), "memory adapter");
+        assert!(refused(&["--adapter", "nats", "--redis-emitter"]));
+        assert!(refused(&["--adapter", "redis", "--redis-format", "node", "--redis-emitter"]));
+        assert!(refused(&["--adapter", "redis", "--redis-emitter", "--cluster-prefix", "socket.io"]));
+        assert!(refused(&["--adapter", "redis", "--redis-emitter", "--redis-node-key", "a#b"]));
+        let ok = parse(&["--adapter", "redis", "--redis-emitter"])
+            .map(|o| (o.cluster_config("n1", None).is_ok(), format!("{:?}", o.backend(true))));
+        assert_eq!(
+            ok.ok(),
+            Some((
+                true,
+                r#"RedisWithEmitter { addresses: ["redis://127.0.0.1:6379"], key: "socket.io" }"#.to_owned()
+            ))
+        );
+        assert_eq!(parse(&[]).map(|o| o.redis_emitter).ok(), Some(false), "off by default");
+        let off = parse(&["--adapter", "redis", "--redis-emitter", "false"])
+            .map(|o| format!("{:?}", o.backend(true)));
+        assert_eq!(off.ok().as_deref(), Some(r#"Redis { addresses: ["redis://127.0.0.1:6379"] }"#));
     }
 }

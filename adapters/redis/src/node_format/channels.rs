@@ -22,14 +22,7 @@ impl Channels {
     /// The names for namespace `nsp` and the adapter `uid`.
     pub fn new(key: &str, nsp: &str, uid: &str) -> Self {
         let broadcast = format!("{key}#{nsp}#");
-        let mut pattern = String::with_capacity(broadcast.len() + 2);
-        for c in broadcast.chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('*');
+        let pattern = prefix_pattern(&broadcast);
         Self {
             broadcast,
             pattern,
@@ -58,6 +51,20 @@ impl Channels {
             _ => None,
         }
     }
+}
+
+/// The PSUBSCRIBE pattern of every channel that starts with `prefix`: its glob characters
+/// escaped, then `*`.
+pub fn prefix_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 2);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
 }
 
 #[cfg(test)]

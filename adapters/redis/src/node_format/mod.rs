@@ -10,13 +10,15 @@
 //! uids and request ids), and no membership at all: the server count is `PUBSUB NUMSUB` of the
 //! request channel, and every node receives every broadcast of the namespace (a pattern
 //! subscription) and filters locally. A transport could not carry that without the cluster
-//! adapter learning Node's semantics, so this is an [`Adapter`](switchboard_adapter::Adapter) of its
+//! adapter learning Node's semantics, so this is an [`Adapter`] of its
 //! own ([`NodeFormatAdapter`]) that reuses the core's [`RoomIndex`](switchboard_adapter::RoomIndex)
 //! and local delivery, and this crate's URL and TLS handling.
 //!
 //! The format is kept apart from the transport, for the sharded adapter and Redis Cluster that
 //! come next: [`notepack`] and [`message`] are bytes ⇄ values, [`channels`] the names, `link.rs`
-//! the Redis connections, `adapter.rs` what a namespace does with them.
+//! the Redis connections, `adapter.rs` what a namespace does with them. `emitter.rs`
+//! ([`EmitterBridge`]) reuses the decoding and the link for the native format's nodes
+//! (`--redis-emitter`): the emitter's messages applied to their own sockets.
 //!
 //! # Data flow
 //!
@@ -44,6 +46,7 @@
 
 mod adapter;
 pub mod channels;
+mod emitter;
 mod link;
 pub mod message;
 pub mod notepack;
@@ -58,6 +61,7 @@ use switchboard_adapter::{Adapter, AdapterError, AdapterFactory};
 use tokio::sync::mpsc;
 
 pub use adapter::NodeFormatAdapter;
+pub use emitter::{EmitterBridge, EmitterStats};
 
 use crate::config::RedisConfig;
 use crate::error::ConnectError;

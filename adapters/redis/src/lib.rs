@@ -65,6 +65,7 @@ mod config;
 mod driver;
 mod error;
 mod instance;
+pub mod recovery;
 mod shard;
 mod transport;
 

@@ -59,6 +59,9 @@ pub enum NodeError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// How long a draining node waits for its recovery sessions to reach the broker.
+const DRAIN_SAVE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs a node until SIGTERM or SIGINT, then drains it and leaves the cluster.
 pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
     NodeOptions::check_renamed(|name| std::env::var(name).ok())?;
@@ -92,12 +95,14 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
     );
     cluster.spawn_health_log();
     let registry = Registry::new();
+    // With recovery on, where its sessions and log are kept in the broker (Redis).
+    let recovery_stores = cluster.session_stores().filter(|_| options.connection_state_recovery);
     let engine = match app.layer {
         Layer::Engine(handler) => Engine::with_registry(config, handler, registry),
         Layer::SocketIo(install) => {
             let io = SocketIo::with_registry(
                 config,
-                options.socketio_config()?.with_adapter(cluster.adapter_factory()),
+                options.socketio_config(recovery_stores.clone())?.with_adapter(cluster.adapter_factory()),
                 registry,
             );
             install(&io);
@@ -151,7 +156,16 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
         ended = &mut serving => return Ok(ended??),
     }
     tokio::select! {
-        () = server.drain(drain) => {}
+        () = async {
+            server.drain(drain).await;
+            // The drain closed the sockets, which queued their sessions for recovery: write them
+            // before the node goes, so their clients are restored on the nodes that stay.
+            if let Some(stores) = &recovery_stores {
+                if tokio::time::timeout(DRAIN_SAVE, stores.flush()).await.is_err() {
+                    tracing::warn!("recovery sessions not all saved within {DRAIN_SAVE:?}");
+                }
+            }
+        } => {}
         () = signal::signal() => tracing::warn!("second signal: skipping the rest of the drain"),
     }
     stop.cancel();

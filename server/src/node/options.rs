@@ -6,9 +6,11 @@
 //! a boolean is `--flag` (true), `--flag true` or `--flag false` (env: `true` or `false`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_adapter::cluster::{ClusterConfig, NodeId};
+use switchboard_adapter::recovery::SessionStoreFactory;
 
 use crate::cluster::{Backend, BrokerAuth};
 use crate::engine::{ConfigError, CookieConfig, CorsConfig, EngineConfig, Transports};
@@ -368,8 +370,12 @@ impl NodeOptions {
         self.node_id.get_or_insert_with(crate::engine::sid::random_node_id)
     }
 
-    /// The Socket.IO options these flags give (the adapter is the node's to add).
-    pub fn socketio_config(&self) -> Result<SocketIoConfig, OptionsError> {
+    /// The Socket.IO options these flags give (the adapter is the node's to add);
+    /// `recovery_store`: where a cluster adapter keeps recovery's sessions and log (its broker).
+    pub fn socketio_config(
+        &self,
+        recovery_store: Option<Arc<dyn SessionStoreFactory>>,
+    ) -> Result<SocketIoConfig, OptionsError> {
         if self.max_name_bytes == 0 || self.max_name_bytes > MAX_NAME_BYTES {
             return Err(OptionsError::MaxNameBytes(self.max_name_bytes));
         }
@@ -382,25 +388,40 @@ impl NodeOptions {
             .with_max_namespaces_per_client(self.max_namespaces_per_client)
             .with_child_namespace_cleanup(cleanup)
             .with_fetch_sockets_credentials(self.fetch_sockets_credentials);
-        Ok(match self.recovery_config()? {
+        Ok(match self.recovery_config(recovery_store)? {
             Some(recovery) => config.with_connection_state_recovery(recovery),
             None => config,
         })
     }
 
-    /// Connection state recovery's options, `None` when it is off; refused on a cluster adapter
-    /// (its log is this node's: a client restored on another node would miss packets silently).
-    fn recovery_config(&self) -> Result<Option<RecoveryConfig>, OptionsError> {
+    /// Connection state recovery's options, `None` when it is off. With `--adapter redis` its
+    /// sessions and log are in Redis (`recovery_store`), so any node restores any client; NATS
+    /// has no store yet and is refused (its log would be one node's: a client restored by
+    /// another node would miss packets silently).
+    fn recovery_config(
+        &self,
+        recovery_store: Option<Arc<dyn SessionStoreFactory>>,
+    ) -> Result<Option<RecoveryConfig>, OptionsError> {
         if !self.connection_state_recovery {
             return Ok(None);
         }
-        if self.adapter != AdapterKind::Memory {
-            return Err(OptionsError::Recovery(format!(
-                "--connection-state-recovery works with --adapter memory only for now, not {}: \
-                 its log is kept on one node, so a client restored by another node would miss packets",
-                self.adapter.name()
-            )));
-        }
+        let store = match (self.adapter, recovery_store) {
+            (AdapterKind::Memory, _) => None,
+            (AdapterKind::Redis, Some(store)) => Some(store),
+            (AdapterKind::Redis, None) => {
+                return Err(OptionsError::Recovery(
+                    "--connection-state-recovery with --adapter redis needs the Redis store".into(),
+                ));
+            }
+            (AdapterKind::Nats, _) => {
+                return Err(OptionsError::Recovery(
+                    "--connection-state-recovery works with --adapter memory or redis, not nats yet: \
+                     its JetStream store is the next step, and without it the log is kept on one node, \
+                     so a client restored by another node would miss packets"
+                        .into(),
+                ));
+            }
+        };
         if self.max_disconnection_duration == 0 || self.max_disconnection_duration > MAX_RECOVERY_WINDOW_MS {
             return Err(OptionsError::Recovery(format!(
                 "--max-disconnection-duration must be 1 to {MAX_RECOVERY_WINDOW_MS} ms (a day), not {}",
@@ -423,7 +444,11 @@ impl NodeOptions {
                 .with_max_log_packets(self.recovery_max_log_packets)
                 .with_max_log_bytes(self.recovery_max_log_bytes)
                 .with_max_sessions(self.recovery_max_sessions),
-        ))
+        )
+        .map(|config| match store {
+            Some(store) => config.with_store(store),
+            None => config,
+        }))
     }
 
     /// The broker the node joins; an application without Socket.IO joins none.
@@ -599,14 +624,16 @@ mod tests {
     #[test]
     fn a_name_limit_that_cannot_fit_a_broker_subject_is_refused() {
         for bad in ["0", "5000"] {
-            let o = parse(&["--max-name-bytes", bad]).map(|o| o.socketio_config().map(|_| ()));
+            let o = parse(&["--max-name-bytes", bad]).map(|o| o.socketio_config(None).map(|_| ()));
             assert_eq!(
                 o.ok(),
                 Some(Err(OptionsError::MaxNameBytes(bad.parse().unwrap_or_default()))),
                 "{bad}"
             );
         }
-        assert!(parse(&["--max-name-bytes", "1024"]).map(|o| o.socketio_config().is_ok()).unwrap_or(false));
+        assert!(
+            parse(&["--max-name-bytes", "1024"]).map(|o| o.socketio_config(None).is_ok()).unwrap_or(false)
+        );
     }
 
     #[test]

@@ -111,8 +111,11 @@ impl BroadcastOperator {
         match self.ns.recovery().filter(|_| !self.opts.flags.volatile) {
             Some(recovery) => {
                 let _order = recovery.order();
-                let packet = recovery.log(&self.opts, self.ns.name(), event, &mut args, build);
-                self.ns.adapter().broadcast(packet, self.opts.clone())
+                match recovery.log(&self.opts, self.ns.name(), event, &mut args, build) {
+                    Some(packet) => self.ns.adapter().broadcast(packet, self.opts.clone()),
+                    // A shared log delivers it, on every node, as each reads it: none here yet.
+                    None => Box::pin(std::future::ready(Ok(0))),
+                }
             }
             None => {
                 let packet = build(encode_event(self.ns.name(), event, &args, None));

@@ -46,6 +46,7 @@ function startNode(redis) {
       "--recovery-max-log-packets", String(LOG_PACKETS),
       "--ping-interval", "300",
       "--ping-timeout", "200",
+      "--drain-window", "200",
     ],
     env: { RUST_LOG: process.env.RUST_LOG ?? "warn", RUST_BACKTRACE: "0" },
     outputLimit: 8000,
@@ -123,10 +124,12 @@ describe("connection state recovery across three nodes over Redis behind HAProxy
     return { socket, node };
   }
 
-  /** A publisher connected straight to a node that is up and is not `not`. */
+  /** A publisher connected straight to a node that is up and, if another one is, not `not`. */
   async function publisherBesides(not) {
-    const live = nodes.filter((n) => n !== not && !killed.has(n));
-    const socket = io(live[live.length - 1].url, { transports: ["websocket"], forceNew: true });
+    const live = nodes.filter((n) => !killed.has(n));
+    const others = live.filter((n) => n !== not);
+    const node = (others.length > 0 ? others : live).at(-1);
+    const socket = io(node.url, { transports: ["websocket"], forceNew: true });
     sockets.push(socket);
     return connected(socket, "the publisher");
   }
@@ -174,6 +177,32 @@ describe("connection state recovery across three nodes over Redis behind HAProxy
     assert.deepEqual(got, Array.from({ length: COUNT }, (_, n) => n), "an unbroken sequence, no duplicates");
     await sleep(100);
     assert.equal(got.length, COUNT, "nothing more");
+  });
+
+  it("restores a client whose node was drained (SIGTERM, a rolling deploy) on another node", async () => {
+    const { socket: victim, node: owner } = await client();
+    const firstId = victim.id;
+    await ack(victim, "join", "deploy");
+    const got = record(victim);
+    const publisher = await publisherBesides(owner);
+    await ack(publisher, "broadcast", { room: "deploy", data: 0 });
+    await until(victim, () => got.length === 1, "the first message");
+    const back = new Promise((resolve) => victim.once("disconnect", () => victim.once("connect", resolve)));
+    // As an orchestrator does: the node leaves the balancer, then gets SIGTERM.
+    await haproxy.command(`set server sid_sticky/node${nodes.indexOf(owner) + 1} state maint`);
+    owner.signal("SIGTERM");
+    killed.add(owner);
+    const gone = new Promise((resolve) => victim.once("disconnect", resolve));
+    await withTimeout(gone, WAIT_MS, "the drain's disconnect");
+    for (let n = 1; n <= 20; n++) await ack(publisher, "broadcast", { room: "deploy", data: n });
+    await withTimeout(back, WAIT_MS, "the reconnect");
+    assert.equal(victim.recovered, true, "socket.recovered");
+    assert.equal(victim.id, firstId);
+    assert.notEqual(nodeOfSid(victim.io.engine.id), owner.nodeId, "restored by another node");
+    await ack(publisher, "broadcast", { room: "deploy", data: 21 });
+    await until(victim, () => got.length >= 22, "22 messages");
+    assert.deepEqual(got, Array.from({ length: 22 }, (_, n) => n));
+    await withTimeout(owner.exited, WAIT_MS, "the drained node to exit");
   });
 
   it("does not restore a client that stayed away longer than maxDisconnectionDuration", async () => {

@@ -121,8 +121,8 @@ pub struct NodeOptions {
     #[arg(long, env = "SWITCHBOARD_FETCH_SOCKETS_CREDENTIALS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub fetch_sockets_credentials: bool,
     /// Connection state recovery (socket.io's `connectionStateRecovery`): a client whose
-    /// connection drops gets its socket back (id, rooms, data) with the packets it missed. One
-    /// node only for now (refused with `--adapter redis|nats`).
+    /// connection drops gets its socket back (id, rooms, data) with the packets it missed; with
+    /// `--adapter redis` on any node (sessions and log in Redis); refused with `nats` for now.
     #[arg(long, env = "SWITCHBOARD_CONNECTION_STATE_RECOVERY", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub connection_state_recovery: bool,
     /// Milliseconds a disconnected socket stays restorable (socket.io's `maxDisconnectionDuration`).
@@ -134,10 +134,11 @@ pub struct NodeOptions {
     /// Most packets each namespace's recovery log keeps.
     #[arg(long, env = "SWITCHBOARD_RECOVERY_MAX_LOG_PACKETS", default_value_t = 10_000)]
     pub recovery_max_log_packets: usize,
-    /// Most bytes each namespace's recovery log keeps.
+    /// Most bytes each namespace's recovery log keeps (with Redis: each node's copy of it).
     #[arg(long, env = "SWITCHBOARD_RECOVERY_MAX_LOG_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub recovery_max_log_bytes: usize,
-    /// Most disconnected sessions each namespace keeps for recovery.
+    /// Most disconnected sessions each namespace keeps for recovery (in memory; Redis keeps
+    /// each for the window).
     #[arg(long, env = "SWITCHBOARD_RECOVERY_MAX_SESSIONS", default_value_t = 10_000)]
     pub recovery_max_sessions: usize,
     /// Cluster adapter: `memory` (one node), `redis` or `nats`.

@@ -177,6 +177,12 @@ describe("connection state recovery across three nodes over Redis behind HAProxy
     assert.deepEqual(got, Array.from({ length: COUNT }, (_, n) => n), "an unbroken sequence, no duplicates");
     await sleep(100);
     assert.equal(got.length, COUNT, "nothing more");
+    // The node that restored it reports its log and how far behind the stream it reads.
+    const metrics = await (await fetch(`${now.url}/metrics`)).text();
+    const value = (name) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1]);
+    assert.ok(value("switchboard_recovery_log_packets") >= COUNT, "the log's size");
+    assert.ok(value("switchboard_recovery_log_lag_seconds_count") > 0, "the lag observed");
+    assert.ok(value("switchboard_recovery_restored_total") >= 1);
   });
 
   it("restores a client whose node was drained (SIGTERM, a rolling deploy) on another node", async () => {

@@ -16,7 +16,7 @@
 //! restore any of them (`docs/recovery.md`). Sessions are then saved as they change, so a client
 //! whose node died finds its session elsewhere.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -164,8 +164,13 @@ impl NamespaceRecovery {
         if !self.store.is_shared() {
             return;
         }
-        let sink: Arc<dyn LogSink> =
-            Arc::new(LocalDelivery { order: self.order.clone(), adapter, deliveries });
+        let sink: Arc<dyn LogSink> = Arc::new(LocalDelivery {
+            order: self.order.clone(),
+            adapter,
+            deliveries,
+            metrics: self.metrics.clone(),
+            log_packets: AtomicI64::new(0),
+        });
         self.store.attach(Arc::downgrade(&sink));
         self.sink = Some(sink);
     }
@@ -215,6 +220,15 @@ struct LocalDelivery {
     order: Arc<Mutex<()>>,
     adapter: Arc<dyn Adapter>,
     deliveries: IntCounter,
+    metrics: RecoveryMetrics,
+    /// This namespace's share of `switchboard_recovery_log_packets`.
+    log_packets: AtomicI64,
+}
+
+impl Drop for LocalDelivery {
+    fn drop(&mut self) {
+        self.metrics.log_packets.sub(self.log_packets.load(Ordering::Relaxed));
+    }
 }
 
 impl LogSink for LocalDelivery {
@@ -228,6 +242,13 @@ impl LogSink for LocalDelivery {
             self.deliveries.inc_by(n as u64);
         }
         commit();
+    }
+
+    fn observe(&self, lag: Duration, log_packets: usize) {
+        self.metrics.log_lag.observe(lag.as_secs_f64());
+        let now = i64::try_from(log_packets).unwrap_or(i64::MAX);
+        let before = self.log_packets.swap(now, Ordering::Relaxed);
+        self.metrics.log_packets.add(now - before);
     }
 }
 

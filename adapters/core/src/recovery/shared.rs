@@ -26,6 +26,13 @@ pub trait LogSink: Send + Sync + 'static {
     /// and calls `commit` (which records it in the store's [`Mirror`]) before anything else is
     /// delivered or restored: both under the namespace's order lock.
     fn deliver(&self, opts: &BroadcastOptions, packet: &BroadcastPacket, commit: &mut dyn FnMut());
+
+    /// After each batch read: how long the newest entry took from its append to its delivery
+    /// here (the broker's clock against this node's), and the packets this node's copy of the log
+    /// holds; for metrics.
+    fn observe(&self, lag: std::time::Duration, log_packets: usize) {
+        let _ = (lag, log_packets);
+    }
 }
 
 /// One logged packet, with its position in the shared log (a stream id as one number).

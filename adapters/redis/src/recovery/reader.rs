@@ -130,7 +130,9 @@ async fn read(
         let mut gap = c.last != 0 && entry::entries(still).is_empty();
         let Some(s) = shared.upgrade() else { return Ok(()) };
         let Some(sink) = s.sink.get().and_then(Weak::upgrade) else { return Ok(()) };
-        for (id, fields) in entry::xread(answer) {
+        let entries = entry::xread(answer);
+        let newest = entries.last().and_then(|(id, _)| offset::parse_stream_id(id));
+        for (id, fields) in entries {
             let Some(position) = offset::parse_stream_id(&id) else { continue };
             if std::mem::take(&mut gap) {
                 tracing::warn!(
@@ -164,6 +166,12 @@ async fn read(
                     s.head.send_replace(position);
                 }
             });
+        }
+        if let Some(newest) = newest {
+            // A stream id's first part is the broker's time of the append, in milliseconds.
+            let appended = std::time::UNIX_EPOCH + Duration::from_millis((newest >> 64) as u64);
+            let lag = std::time::SystemTime::now().duration_since(appended).unwrap_or_default();
+            sink.observe(lag, lock(&s.mirror).size().0);
         }
     }
 }

@@ -31,7 +31,9 @@ pub(crate) async fn run(shared: Weak<Shared>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let Some(client) = shared.upgrade().map(|s| s.client.clone()) else { return };
-        let error = match client.get_multiplexed_async_connection().await {
+        // Its own connection (XREAD blocks it), answers awaited past the block.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(BLOCK + ANSWER));
+        let error = match client.get_multiplexed_async_connection_with_config(&config).await {
             Ok(conn) => match read(&shared, conn, &mut cursor).await {
                 Ok(()) => return,
                 Err(error) => error,

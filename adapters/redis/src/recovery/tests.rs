@@ -196,3 +196,18 @@ async fn a_session_expires_after_the_window_and_is_bounded_when_read() {
     let () = redis::cmd("SET").arg("sb#/#session#pid-4").arg(huge).query_async(&mut conn).await.unwrap();
     assert_eq!(a.take("pid-4").await, Err(RestoreError::UnknownSession));
 }
+
+#[tokio::test]
+async fn an_idle_reader_keeps_reading_and_delivers_at_once() {
+    let redis = RedisServer::start();
+    let (a, node_a) = start(&redis, RecoveryLimits::default()).await;
+    let mut reading = a.shared.reading.subscribe();
+    // Idle for more than two blocking reads: the reader must not take its own block for a lost
+    // connection (and come back after a backoff).
+    let dropped = tokio::time::timeout(Duration::from_millis(2_300), reading.wait_for(|r| !*r)).await;
+    assert!(dropped.is_err(), "the reader stopped reading while idle");
+    let sent = tokio::time::Instant::now();
+    emit(&a, &["r"], 1);
+    delivered(&node_a, 1).await;
+    assert!(sent.elapsed() < Duration::from_millis(250), "delivered after {:?}", sent.elapsed());
+}

@@ -165,6 +165,32 @@ mod tests {
         assert_eq!(&entry.packet.packet().text[..], br#"2["n",1,"ab-5-1"]"#);
         assert_eq!(entry.rooms, vec![Room::from("a")]);
         assert!(decode(0xab, "5-1", values, 10).is_none(), "past the bound");
+        // A binary packet keeps its attachments, in order; a `local` one names its node.
+        let local = BroadcastOptions {
+            flags: switchboard_adapter::BroadcastFlags { local: true, ..Default::default() },
+            ..opts.clone()
+        };
+        let binary = encode_event(
+            "/nsp",
+            "b",
+            &[
+                Arg::Binary(Bytes::from_static(b"\x00\x01")),
+                Arg::Binary(Bytes::from_static(b"z")),
+                Arg::from(""),
+            ],
+            None,
+        );
+        let values: Vec<Value> = super::fields(&local, &binary, 7)
+            .expect("ours")
+            .into_iter()
+            .flat_map(|(k, v)| [Value::BulkString(k.as_bytes().to_vec()), Value::BulkString(v.to_vec())])
+            .collect();
+        let (entry, only) = decode(0xab, "6-0", values, 1 << 20).expect("decodes");
+        assert_eq!(only, Some(7));
+        let packet = entry.packet.packet();
+        assert!(packet.text.starts_with(b"52-/nsp,"), "{:?}", packet.text);
+        assert!(packet.text.ends_with(br#","ab-6-0"]"#), "{:?}", packet.text);
+        assert_eq!(packet.attachments, vec![Bytes::from_static(b"\x00\x01"), Bytes::from_static(b"z")]);
         let not_ours = encode_event("/", "n", &[Arg::from(1u64)], None);
         assert!(super::fields(&opts, &not_ours, 1).is_none());
     }

@@ -113,8 +113,15 @@ impl BroadcastOperator {
                 let _order = recovery.order();
                 match recovery.log(&self.opts, self.ns.name(), event, &mut args, build) {
                     Some(packet) => self.ns.adapter().broadcast(packet, self.opts.clone()),
-                    // A shared log delivers it, on every node, as each reads it: none here yet.
-                    None => Box::pin(std::future::ready(Ok(0))),
+                    // A shared log delivers it, on every node, as each reads it: resolved once
+                    // this node has (the local count is not known here).
+                    None => {
+                        let store = recovery.store.clone();
+                        Box::pin(async move {
+                            store.delivered().await;
+                            Ok(0)
+                        })
+                    }
                 }
             }
             None => {

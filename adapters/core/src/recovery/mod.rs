@@ -193,6 +193,14 @@ pub trait SessionStore: Send + Sync + 'static {
         let _ = pid;
     }
 
+    /// Resolves once the packets this node appended so far were delivered on this node (a
+    /// shared log's emit waits for it, so a publisher that awaits its emits cannot outrun the
+    /// broker nor this node's reader). Ready at once for the in-memory store, which delivers
+    /// within [`append`](Self::append)'s caller.
+    fn delivered(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// Resolves once every save queued before the call reached the store (a draining node
     /// waits for it before it exits).
     fn flush(&self) -> BoxFuture<'_, ()> {

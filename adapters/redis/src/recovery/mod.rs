@@ -53,6 +53,9 @@ use writer::Write;
 /// How long a restore waits for this node to deliver the client's offset (another node may have
 /// delivered it a moment earlier).
 const CATCH_UP: Duration = Duration::from_secs(1);
+/// Longest an emit waits for this node to deliver what it appended (a reader that lost its
+/// connection, a log reset): it then returns, the packet still logged.
+const DELIVERY: Duration = Duration::from_secs(5);
 /// Entries per XRANGE of a restore, and per XREAD of the reader.
 const BATCH: usize = 256;
 /// Writes (logged packets, session saves) queued for Redis; past it, a write fails.
@@ -133,6 +136,8 @@ pub(crate) struct Shared {
     pub(crate) mirror: Mutex<Mirror>,
     /// The mirror's head, for restores waiting for this node to catch up.
     pub(crate) head: watch::Sender<u128>,
+    /// The newest entry the writer appended, for emits waiting to be delivered here.
+    pub(crate) appended: watch::Sender<u128>,
     pub(crate) connection: OnceCell<ConnectionManager>,
     /// Sessions of this node's connected sockets (pid → JSON), saved again before they expire.
     pub(crate) live: Mutex<HashMap<String, Vec<u8>>>,
@@ -195,6 +200,7 @@ impl RedisSessionStore {
             epoch: AtomicU64::new(0),
             mirror: Mutex::new(Mirror::new(limits, 0)),
             head: watch::channel(0).0,
+            appended: watch::channel(0).0,
             connection: OnceCell::new(),
             live: Mutex::new(HashMap::new()),
             sink: OnceLock::new(),
@@ -411,6 +417,22 @@ impl SessionStore for RedisSessionStore {
     fn forget(&self, pid: &str) {
         lock(&self.shared.live).remove(pid);
         self.queue(Write::Forget { key: self.shared.session_key(pid) });
+    }
+
+    fn delivered(&self) -> BoxFuture<'_, ()> {
+        let (done, flushed) = oneshot::channel();
+        let queued = self.queue(Write::Flush(done));
+        Box::pin(async move {
+            if !queued || flushed.await.is_err() {
+                return;
+            }
+            let target = *self.shared.appended.borrow();
+            let mut head = self.shared.head.subscribe();
+            let caught_up = async { head.wait_for(|h| *h >= target).await.is_ok() };
+            if !tokio::time::timeout(DELIVERY, caught_up).await.unwrap_or(false) {
+                tracing::debug!(keys = self.shared.keys, "an emit not delivered here within {DELIVERY:?}");
+            }
+        })
     }
 
     fn flush(&self) -> BoxFuture<'_, ()> {

@@ -108,6 +108,11 @@ async fn nodes_deliver_in_one_order_and_any_node_restores_a_session_once() {
     for n in 0..20 {
         emit(if n % 2 == 0 { &a } else { &b }, &[if n % 3 == 0 { "other" } else { "r" }], n);
     }
+    // Once `delivered` resolves, a node has delivered what it appended itself.
+    a.delivered().await;
+    b.delivered().await;
+    assert_eq!(node_a.got().iter().filter(|t| number(t) % 2 == 0).count(), 10, "{:?}", node_a.got());
+    assert_eq!(node_b.got().iter().filter(|t| number(t) % 2 == 1).count(), 10, "{:?}", node_b.got());
     delivered(&node_a, 20).await;
     delivered(&node_b, 20).await;
     assert_eq!(node_a.got(), node_b.got());

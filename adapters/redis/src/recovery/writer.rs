@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Shared, lock};
+use super::{Shared, lock, offset};
 
 /// Writes per pipeline.
 const BATCH: usize = 256;
@@ -78,7 +78,7 @@ async fn write(shared: &Shared, batch: &mut [Write], stale_epoch: &mut bool) -> 
                 for (name, value) in fields {
                     cmd.arg(*name).arg(&value[..]);
                 }
-                cmd.ignore();
+                // Not ignored: its answer, the entry's id, tells emits what to wait for.
             }
             Write::Save { key, value, .. } => {
                 pipe.cmd("SET").arg(key).arg(value).arg("PX").arg(ttl).ignore();
@@ -89,7 +89,16 @@ async fn write(shared: &Shared, batch: &mut [Write], stale_epoch: &mut bool) -> 
             Write::Flush(_) => {}
         }
     }
-    let (now,): (Option<String>,) = pipe.query_async(&mut conn).await.map_err(|e| e.to_string())?;
+    let answers: Vec<redis::Value> = pipe.query_async(&mut conn).await.map_err(|e| e.to_string())?;
+    let mut answers = answers.into_iter();
+    let now: Option<String> = answers.next().and_then(|v| redis::from_redis_value(v).ok());
+    let newest = answers
+        .filter_map(|id| redis::from_redis_value::<String>(id).ok())
+        .filter_map(|id| offset::parse_stream_id(&id))
+        .max();
+    if let Some(newest) = newest {
+        shared.appended.send_replace(newest);
+    }
     if now.as_deref() != Some(format!("{epoch:x}").as_str()) {
         *stale_epoch = true;
         return Err("the recovery log's epoch changed: these writes went to the old log".into());

@@ -105,8 +105,9 @@ impl RecoveryConfig {
     }
 
     /// Where sessions and the packet log are kept; default this node's memory
-    /// ([`MemorySessionStoreFactory`]). The broker stores that let any node restore a session
-    /// come with the cluster step of issue 17.
+    /// ([`MemorySessionStoreFactory`]). With a cluster, a broker store lets any node restore any
+    /// client: `switchboard_redis::RedisTransport::session_stores()` (Redis Streams), whose log
+    /// also carries the logged packets, so every node delivers them in one order.
     pub fn with_store(mut self, store: Arc<dyn SessionStoreFactory>) -> Self {
         self.store = store;
         self

@@ -136,8 +136,11 @@ pub(crate) struct Shared {
     pub(crate) mirror: Mutex<Mirror>,
     /// The mirror's head, for restores waiting for this node to catch up.
     pub(crate) head: watch::Sender<u128>,
-    /// The newest entry the writer appended, for emits waiting to be delivered here.
-    pub(crate) appended: watch::Sender<u128>,
+    /// Logged packets queued for the writer so far.
+    pub(crate) queued: AtomicU64,
+    /// How many of them the writer handled (written or failed), and the newest entry it
+    /// appended: what an emit waits for before it waits for this node's reader.
+    pub(crate) appended: watch::Sender<(u64, u128)>,
     pub(crate) connection: OnceCell<ConnectionManager>,
     /// Sessions of this node's connected sockets (pid → JSON), saved again before they expire.
     pub(crate) live: Mutex<HashMap<String, Vec<u8>>>,
@@ -200,7 +203,8 @@ impl RedisSessionStore {
             epoch: AtomicU64::new(0),
             mirror: Mutex::new(Mirror::new(limits, 0)),
             head: watch::channel(0).0,
-            appended: watch::channel(0).0,
+            queued: AtomicU64::new(0),
+            appended: watch::channel((0, 0)).0,
             connection: OnceCell::new(),
             live: Mutex::new(HashMap::new()),
             sink: OnceLock::new(),
@@ -367,7 +371,9 @@ impl SessionStore for RedisSessionStore {
         let packet = encode("");
         match entry::fields(opts, &packet, self.shared.origin) {
             Some(fields) => {
-                self.queue(Write::Append(fields));
+                if self.queue(Write::Append(fields)) {
+                    self.shared.queued.fetch_add(1, Ordering::AcqRel);
+                }
             }
             None => tracing::error!(
                 keys = self.shared.keys,
@@ -420,15 +426,16 @@ impl SessionStore for RedisSessionStore {
     }
 
     fn delivered(&self) -> BoxFuture<'_, ()> {
-        let (done, flushed) = oneshot::channel();
-        let queued = self.queue(Write::Flush(done));
+        let target = self.shared.queued.load(Ordering::Acquire);
         Box::pin(async move {
-            if !queued || flushed.await.is_err() {
-                return;
-            }
-            let target = *self.shared.appended.borrow();
+            let mut appended = self.shared.appended.subscribe();
             let mut head = self.shared.head.subscribe();
-            let caught_up = async { head.wait_for(|h| *h >= target).await.is_ok() };
+            let caught_up = async {
+                let Ok(written) = appended.wait_for(|(n, _)| *n >= target).await.map(|w| w.1) else {
+                    return false;
+                };
+                head.wait_for(|h| *h >= written).await.is_ok()
+            };
             if !tokio::time::timeout(DELIVERY, caught_up).await.unwrap_or(false) {
                 tracing::debug!(keys = self.shared.keys, "an emit not delivered here within {DELIVERY:?}");
             }

@@ -34,6 +34,9 @@ pub(crate) async fn run(shared: Weak<Shared>, mut queue: mpsc::Receiver<Write>) 
     while queue.recv_many(&mut batch, BATCH).await > 0 {
         let Some(shared) = shared.upgrade() else { return };
         let result = write(&shared, &mut batch, &mut stale_epoch).await;
+        // Written or failed, these appends are done: emits waiting for them go on.
+        let appends = batch.iter().filter(|w| matches!(w, Write::Append(_))).count() as u64;
+        shared.appended.send_modify(|(n, _)| *n += appends);
         if let Err(error) = &result {
             stale_epoch = true;
             tracing::warn!(keys = shared.keys, error, writes = batch.len(), "recovery writes failed");
@@ -97,7 +100,7 @@ async fn write(shared: &Shared, batch: &mut [Write], stale_epoch: &mut bool) -> 
         .filter_map(|id| offset::parse_stream_id(&id))
         .max();
     if let Some(newest) = newest {
-        shared.appended.send_replace(newest);
+        shared.appended.send_modify(|(_, id)| *id = newest);
     }
     if now.as_deref() != Some(format!("{epoch:x}").as_str()) {
         *stale_epoch = true;

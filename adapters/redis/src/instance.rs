@@ -176,6 +176,8 @@ impl Instance {
 pub(crate) struct Shard {
     pub(crate) instance: Arc<Instance>,
     pub(crate) queue: mpsc::Sender<Outgoing>,
+    /// For connection state recovery's stores (`recovery`), which open their own connections.
+    pub(crate) client: redis::Client,
 }
 
 impl Shard {

@@ -71,6 +71,7 @@ mod driver;
 mod error;
 mod instance;
 pub mod node_format;
+pub mod recovery;
 mod shard;
 mod transport;
 

@@ -137,15 +137,25 @@ impl RedisTransport {
             let (queue, rx) = mpsc::channel(config.publish_queue);
             let driver = Driver {
                 instance: instance.clone(),
-                client,
+                client: client.clone(),
                 config: config.clone(),
                 inbound: inbound.clone(),
                 queue: rx,
             };
             runtime.spawn(driver.run());
-            shards.push(Shard { instance, queue });
+            shards.push(Shard { instance, queue, client });
         }
         Ok(Self { inner: Arc::new(Inner { prefix: prefix.to_owned(), ring, shards }) })
+    }
+
+    /// Connection state recovery's stores on these instances (same credentials and TLS): each
+    /// namespace's on the instance its key prefix hashes to, as a channel would.
+    pub fn session_stores(&self) -> crate::recovery::RedisSessionStoreFactory {
+        let transport = self.clone();
+        crate::recovery::RedisSessionStoreFactory::with_picker(&self.inner.prefix, move |keys| {
+            let inner = &transport.inner;
+            inner.shards[inner.ring.place(keys)].client.clone()
+        })
     }
 
     /// The channel prefix.

@@ -346,7 +346,7 @@ describe("operations: options that cannot work are refused at start-up", () => {
     [["--cors-origin", "*", "--cors-credentials"], /any origin \(--cors-origin '\*'\) with --cors-credentials/],
     [["--max-header-size", "10"], /--max-header-size must be at least 1024 bytes/],
     [["--cluster-secret", "short"], /a cluster secret needs at least 16 bytes/],
-    [["--connection-state-recovery", "--adapter", "redis"], /--connection-state-recovery works with --adapter memory only for now, not redis/],
+    [["--connection-state-recovery", "--adapter", "nats"], /--connection-state-recovery works with --adapter memory or redis, not nats yet/],
     [["--connection-state-recovery", "--max-disconnection-duration", "0"], /--max-disconnection-duration must be 1 to 86400000 ms/],
     [["--connection-state-recovery", "--recovery-max-log-packets", "0"], /--recovery-max-log-packets must be at least 1/],
   ]) {

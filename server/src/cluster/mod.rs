@@ -12,6 +12,7 @@ use prometheus::Histogram;
 use switchboard_adapter::cluster::{
     ClusterAdapterFactory, ClusterConfig, ClusterError, Inbound, PublishTimer,
 };
+use switchboard_adapter::recovery::SessionStoreFactory;
 use switchboard_adapter::{AdapterFactory, MemoryAdapterFactory};
 use switchboard_nats::{NatsConfig, NatsTransport};
 use switchboard_redis::node_format::{EmitterBridge, NodeFormatConfig, NodeFormatFactory};
@@ -338,6 +339,17 @@ impl Cluster {
             );
         }
         Ok(cluster)
+    }
+
+    /// Where connection state recovery keeps sessions and its log on this broker, so any node
+    /// restores any client: Redis Streams on the Redis instances; none for NATS yet, nor without
+    /// a broker (the node's memory).
+    pub fn session_stores(&self) -> Option<Arc<dyn SessionStoreFactory>> {
+        match &self.broker {
+            Broker::Redis(transport) => Some(Arc::new(transport.session_stores())),
+            // Node's format carries no offsets: its peers could not log what they broadcast.
+            Broker::RedisNode(_) | Broker::Nats(_) | Broker::None => None,
+        }
     }
 
     /// The factory to give [`SocketIoConfig::with_adapter`](crate::socketio::SocketIoConfig::with_adapter).

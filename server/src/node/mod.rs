@@ -60,6 +60,9 @@ pub enum NodeError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// How long a draining node waits for its recovery sessions to reach the broker.
+const DRAIN_SAVE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs a node until SIGTERM or SIGINT, then drains it and leaves the cluster.
 pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
     NodeOptions::check_renamed(|name| std::env::var(name).ok())?;
@@ -103,6 +106,8 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
     let registry = Registry::new();
     // Kept until the node stops: dropping it stops the admin UI's reports.
     let admin = admin_config.map(Admin::new);
+    // With recovery on, where its sessions and log are kept in the broker (Redis).
+    let recovery_stores = cluster.session_stores().filter(|_| options.connection_state_recovery);
     let engine = match app.layer {
         Layer::Engine(handler) => Engine::with_registry(config, handler, registry),
         Layer::SocketIo(install) => {
@@ -110,8 +115,11 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
                 Some(admin) => admin.adapter_factory(cluster.adapter_factory()),
                 None => cluster.adapter_factory(),
             };
-            let io =
-                SocketIo::with_registry(config, options.socketio_config()?.with_adapter(factory), registry);
+            let io = SocketIo::with_registry(
+                config,
+                options.socketio_config(recovery_stores.clone())?.with_adapter(factory),
+                registry,
+            );
             install(&io);
             if let Some(admin) = &admin {
                 admin.install(&io);
@@ -166,7 +174,16 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
         ended = &mut serving => return Ok(ended??),
     }
     tokio::select! {
-        () = server.drain(drain) => {}
+        () = async {
+            server.drain(drain).await;
+            // The drain closed the sockets, which queued their sessions for recovery: write them
+            // before the node goes, so their clients are restored on the nodes that stay.
+            if let Some(stores) = &recovery_stores {
+                if tokio::time::timeout(DRAIN_SAVE, stores.flush()).await.is_err() {
+                    tracing::warn!("recovery sessions not all saved within {DRAIN_SAVE:?}");
+                }
+            }
+        } => {}
         () = signal::signal() => tracing::warn!("second signal: skipping the rest of the drain"),
     }
     stop.cancel();

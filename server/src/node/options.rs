@@ -6,9 +6,11 @@
 //! a boolean is `--flag` (true), `--flag true` or `--flag false` (env: `true` or `false`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_adapter::cluster::{ClusterConfig, NodeId};
+use switchboard_adapter::recovery::SessionStoreFactory;
 
 use crate::admin::{AdminAuth, AdminConfig, AdminConfigError};
 use crate::cluster::{Backend, BrokerAuth};
@@ -130,8 +132,8 @@ pub struct NodeOptions {
     #[arg(long, env = "SWITCHBOARD_FETCH_SOCKETS_CREDENTIALS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub fetch_sockets_credentials: bool,
     /// Connection state recovery (socket.io's `connectionStateRecovery`): a client whose
-    /// connection drops gets its socket back (id, rooms, data) with the packets it missed. One
-    /// node only for now (refused with `--adapter redis|nats`).
+    /// connection drops gets its socket back (id, rooms, data) with the packets it missed; with
+    /// `--adapter redis` on any node (sessions and log in Redis); refused with `nats` for now.
     #[arg(long, env = "SWITCHBOARD_CONNECTION_STATE_RECOVERY", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub connection_state_recovery: bool,
     /// Milliseconds a disconnected socket stays restorable (socket.io's `maxDisconnectionDuration`).
@@ -143,10 +145,11 @@ pub struct NodeOptions {
     /// Most packets each namespace's recovery log keeps.
     #[arg(long, env = "SWITCHBOARD_RECOVERY_MAX_LOG_PACKETS", default_value_t = 10_000)]
     pub recovery_max_log_packets: usize,
-    /// Most bytes each namespace's recovery log keeps.
+    /// Most bytes each namespace's recovery log keeps (with Redis: each node's copy of it).
     #[arg(long, env = "SWITCHBOARD_RECOVERY_MAX_LOG_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub recovery_max_log_bytes: usize,
-    /// Most disconnected sessions each namespace keeps for recovery.
+    /// Most disconnected sessions each namespace keeps for recovery (in memory; Redis keeps
+    /// each for the window).
     #[arg(long, env = "SWITCHBOARD_RECOVERY_MAX_SESSIONS", default_value_t = 10_000)]
     pub recovery_max_sessions: usize,
     /// Cluster adapter: `memory` (one node), `redis` or `nats`.
@@ -421,8 +424,12 @@ impl NodeOptions {
         self.node_id.get_or_insert_with(crate::engine::sid::random_node_id)
     }
 
-    /// The Socket.IO options these flags give (the adapter is the node's to add).
-    pub fn socketio_config(&self) -> Result<SocketIoConfig, OptionsError> {
+    /// The Socket.IO options these flags give (the adapter is the node's to add);
+    /// `recovery_store`: where a cluster adapter keeps recovery's sessions and log (its broker).
+    pub fn socketio_config(
+        &self,
+        recovery_store: Option<Arc<dyn SessionStoreFactory>>,
+    ) -> Result<SocketIoConfig, OptionsError> {
         if self.max_name_bytes == 0 || self.max_name_bytes > MAX_NAME_BYTES {
             return Err(OptionsError::MaxNameBytes(self.max_name_bytes));
         }
@@ -435,7 +442,7 @@ impl NodeOptions {
             .with_max_namespaces_per_client(self.max_namespaces_per_client)
             .with_child_namespace_cleanup(cleanup)
             .with_fetch_sockets_credentials(self.fetch_sockets_credentials);
-        Ok(match self.recovery_config()? {
+        Ok(match self.recovery_config(recovery_store)? {
             Some(recovery) => config.with_connection_state_recovery(recovery),
             None => config,
         })
@@ -467,19 +474,42 @@ impl NodeOptions {
         Ok(Some(config.with_read_only(self.admin_read_only)))
     }
 
-    /// Connection state recovery's options, `None` when it is off; refused on a cluster adapter
-    /// (its log is this node's: a client restored on another node would miss packets silently).
-    fn recovery_config(&self) -> Result<Option<RecoveryConfig>, OptionsError> {
+    /// Connection state recovery's options, `None` when it is off. With `--adapter redis` its
+    /// sessions and log are in Redis (`recovery_store`), so any node restores any client; NATS
+    /// has no store yet and is refused (its log would be one node's: a client restored by
+    /// another node would miss packets silently).
+    fn recovery_config(
+        &self,
+        recovery_store: Option<Arc<dyn SessionStoreFactory>>,
+    ) -> Result<Option<RecoveryConfig>, OptionsError> {
         if !self.connection_state_recovery {
             return Ok(None);
         }
-        if self.adapter != AdapterKind::Memory {
-            return Err(OptionsError::Recovery(format!(
-                "--connection-state-recovery works with --adapter memory only for now, not {}: \
-                 its log is kept on one node, so a client restored by another node would miss packets",
-                self.adapter.name()
-            )));
-        }
+        let store = match (self.adapter, recovery_store) {
+            (AdapterKind::Memory, _) => None,
+            (AdapterKind::Redis, _) if self.redis_format == RedisFormat::Node => {
+                return Err(OptionsError::Recovery(
+                    "--connection-state-recovery does not work with --redis-format node: Node's \
+                     @socket.io/redis-adapter keeps no log, so packets its nodes broadcast could not be \
+                     replayed (use the native format, or Node's redis-streams adapter on the Node side)"
+                        .into(),
+                ));
+            }
+            (AdapterKind::Redis, Some(store)) => Some(store),
+            (AdapterKind::Redis, None) => {
+                return Err(OptionsError::Recovery(
+                    "--connection-state-recovery with --adapter redis needs the Redis store".into(),
+                ));
+            }
+            (AdapterKind::Nats, _) => {
+                return Err(OptionsError::Recovery(
+                    "--connection-state-recovery works with --adapter memory or redis, not nats yet: \
+                     its JetStream store is the next step, and without it the log is kept on one node, \
+                     so a client restored by another node would miss packets"
+                        .into(),
+                ));
+            }
+        };
         if self.max_disconnection_duration == 0 || self.max_disconnection_duration > MAX_RECOVERY_WINDOW_MS {
             return Err(OptionsError::Recovery(format!(
                 "--max-disconnection-duration must be 1 to {MAX_RECOVERY_WINDOW_MS} ms (a day), not {}",
@@ -502,7 +532,11 @@ impl NodeOptions {
                 .with_max_log_packets(self.recovery_max_log_packets)
                 .with_max_log_bytes(self.recovery_max_log_bytes)
                 .with_max_sessions(self.recovery_max_sessions),
-        ))
+        )
+        .map(|config| match store {
+            Some(store) => config.with_store(store),
+            None => config,
+        }))
     }
 
     /// The broker the node joins; an application without Socket.IO joins none.
@@ -730,14 +764,16 @@ mod tests {
     #[test]
     fn a_name_limit_that_cannot_fit_a_broker_subject_is_refused() {
         for bad in ["0", "5000"] {
-            let o = parse(&["--max-name-bytes", bad]).map(|o| o.socketio_config().map(|_| ()));
+            let o = parse(&["--max-name-bytes", bad]).map(|o| o.socketio_config(None).map(|_| ()));
             assert_eq!(
                 o.ok(),
                 Some(Err(OptionsError::MaxNameBytes(bad.parse().unwrap_or_default()))),
                 "{bad}"
             );
         }
-        assert!(parse(&["--max-name-bytes", "1024"]).map(|o| o.socketio_config().is_ok()).unwrap_or(false));
+        assert!(
+            parse(&["--max-name-bytes", "1024"]).map(|o| o.socketio_config(None).is_ok()).unwrap_or(false)
+        );
     }
 
     #[test]
@@ -848,5 +884,13 @@ mod tests {
         let off = parse(&["--adapter", "redis", "--redis-emitter", "false"])
             .map(|o| format!("{:?}", o.backend(true)));
         assert_eq!(off.ok().as_deref(), Some(r#"Redis { addresses: ["redis://127.0.0.1:6379"] }"#));
+    }
+
+    #[test]
+    fn recovery_is_refused_with_the_node_format_which_keeps_no_log() {
+        let refusal = parse(&["--adapter", "redis", "--redis-format", "node", "--connection-state-recovery"])
+            .map(|o| o.socketio_config(None).err().map(|e| e.to_string()));
+        let message = refusal.ok().flatten().unwrap_or_default();
+        assert!(message.contains("--redis-format node"), "{message}");
     }
 }

@@ -111,8 +111,18 @@ impl BroadcastOperator {
         match self.ns.recovery().filter(|_| !self.opts.flags.volatile) {
             Some(recovery) => {
                 let _order = recovery.order();
-                let packet = recovery.log(&self.opts, self.ns.name(), event, &mut args, build);
-                self.ns.adapter().broadcast(packet, self.opts.clone())
+                match recovery.log(&self.opts, self.ns.name(), event, &mut args, build) {
+                    Some(packet) => self.ns.adapter().broadcast(packet, self.opts.clone()),
+                    // A shared log delivers it, on every node, as each reads it: resolved once
+                    // this node has (the local count is not known here).
+                    None => {
+                        let store = recovery.store.clone();
+                        Box::pin(async move {
+                            store.delivered().await;
+                            Ok(0)
+                        })
+                    }
+                }
             }
             None => {
                 let packet = build(encode_event(self.ns.name(), event, &args, None));

@@ -208,16 +208,21 @@ impl Client {
         };
         recovery.metrics.attempts.inc();
         let store = recovery.store.clone();
+        let max = recovery.max_replay_bytes;
+        let offset = claim.offset.as_deref();
         let found = match store.take(&claim.pid).await {
-            Ok(saved) => {
-                store.missed(&saved, claim.offset.as_deref(), recovery.max_replay_bytes).map(|_| saved)
-            }
+            // A broker store reads here what this node's memory lacks; the check is done again,
+            // with what is new, under the order lock as the socket joins.
+            Ok(saved) => match store.prefetch(&saved, offset, max).await {
+                Ok(prefetched) => store.missed(&saved, offset, &prefetched, max).map(|_| (saved, prefetched)),
+                Err(error) => Err(error),
+            },
             Err(error) => Err(error),
         };
         match found {
-            Ok(saved) => {
+            Ok((saved, prefetched)) => {
                 let socket = Socket::restored(ns.clone(), session.clone(), client, handshake, &saved);
-                (Arc::new(socket), Some(Restoring { saved, offset: claim.offset }))
+                (Arc::new(socket), Some(Restoring { saved, offset: claim.offset, prefetched }))
             }
             Err(error) => {
                 tracing::debug!(sid = %session.sid(), nsp = ns.name(), %error, "connection state not recovered");
@@ -245,7 +250,8 @@ impl Client {
         let (socket, replay) = match (ns.recovery(), restoring) {
             (Some(recovery), Some(restoring)) => {
                 let saved = &restoring.saved;
-                match recovery.store.missed(saved, restoring.offset.as_deref(), recovery.max_replay_bytes) {
+                let offset = restoring.offset.as_deref();
+                match recovery.store.missed(saved, offset, &restoring.prefetched, recovery.max_replay_bytes) {
                     Ok(missed) => (socket, Some((missed, restoring.saved.rooms))),
                     // Trimmed while the middleware ran: the middleware accepted this client, which
                     // connects as a new socket.
@@ -300,6 +306,7 @@ impl Client {
             _ => ns.add_socket(socket.clone()),
         }
         drop(order);
+        socket.persist();
         entered.into_socket();
         if let Some(io) = self.io.upgrade() {
             io.notify_connection(&socket);

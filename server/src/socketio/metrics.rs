@@ -36,6 +36,10 @@ pub struct RecoveryMetrics {
     pub restored: IntCounter,
     /// Missed packets queued again by successful restores.
     pub replayed_packets: IntCounter,
+    /// Time from a logged packet's append to the shared log (Redis) to its delivery here.
+    pub log_lag: Histogram,
+    /// Packets this node's copies of the shared logs hold, all namespaces.
+    pub log_packets: IntGauge,
     failures: IntCounterVec,
 }
 
@@ -45,6 +49,10 @@ impl RecoveryMetrics {
         self.failures.with_label_values(&[reason]).inc();
     }
 }
+
+/// Bounds of the recovery log's lag: from a local broker's fraction of a millisecond to a reader
+/// seconds behind.
+const LAG_BUCKETS: [f64; 10] = [0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
 
 /// Bounds of the event handler histogram: from an inline handler's tens of microseconds to a
 /// handler that waits on a database for seconds.
@@ -94,6 +102,15 @@ impl SocketIoMetrics {
                 replayed_packets: reg.counter(
                     "switchboard_recovery_replayed_packets_total",
                     "Missed packets queued again by successful restores",
+                ),
+                log_lag: reg.histogram(
+                    "switchboard_recovery_log_lag_seconds",
+                    "Time from a logged packet's append to the shared recovery log (the broker's clock) to its delivery on this node, per batch read",
+                    &LAG_BUCKETS,
+                ),
+                log_packets: reg.gauge(
+                    "switchboard_recovery_log_packets",
+                    "Packets this node's copies of the shared recovery logs hold (all namespaces)",
                 ),
                 failures,
             },

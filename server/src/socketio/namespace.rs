@@ -182,7 +182,10 @@ impl Namespace {
         }
     }
 
-    pub(crate) fn with_recovery(mut self, recovery: Option<NamespaceRecovery>) -> Self {
+    pub(crate) fn with_recovery(mut self, mut recovery: Option<NamespaceRecovery>) -> Self {
+        if let Some(recovery) = &mut recovery {
+            recovery.attach(self.adapter.clone(), self.metrics.node.deliveries.clone());
+        }
         self.recovery = recovery;
         self
     }

@@ -8,15 +8,24 @@
 //! This module holds the option ([`RecoveryConfig`]), a namespace's part of it (its store and the
 //! lock that orders logging with delivery), and the CONNECT auth's recovery fields; the client
 //! (`client.rs`), the socket (`socket.rs`) and the broadcast operator (`broadcast.rs`) call it.
+//!
+//! With a store whose log is shared by the cluster (Redis Streams,
+//! `switchboard_redis::recovery`), logging a packet does not deliver it: every node, this one
+//! included, delivers logged packets as it reads them from the shared log, in its order
+//! ([`LocalDelivery`], under the same order lock), so all clients see one order and any node can
+//! restore any of them (`docs/recovery.md`). Sessions are then saved as they change, so a client
+//! whose node died finds its session elsewhere.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use prometheus::IntCounter;
 use switchboard_adapter::recovery::{
-    MemorySessionStoreFactory, RecoveryLimits, SavedSession, SessionStore, SessionStoreFactory,
+    LogSink, MemorySessionStoreFactory, Prefetched, RecoveryLimits, SavedSession, SessionStore,
+    SessionStoreFactory,
 };
-use switchboard_adapter::{BroadcastOptions, BroadcastPacket};
+use switchboard_adapter::{Adapter, BroadcastOptions, BroadcastPacket};
 use switchboard_protocol::socketio::{self, Value, encode_event};
 
 use super::DisconnectReason;
@@ -96,8 +105,9 @@ impl RecoveryConfig {
     }
 
     /// Where sessions and the packet log are kept; default this node's memory
-    /// ([`MemorySessionStoreFactory`]). The broker stores that let any node restore a session
-    /// come with the cluster step of issue 17.
+    /// ([`MemorySessionStoreFactory`]). With a cluster, a broker store lets any node restore any
+    /// client: `switchboard_redis::RedisTransport::session_stores()` (Redis Streams), whose log
+    /// also carries the logged packets, so every node delivers them in one order.
     pub fn with_store(mut self, store: Arc<dyn SessionStoreFactory>) -> Self {
         self.store = store;
         self
@@ -120,8 +130,9 @@ impl RecoveryConfig {
             store: self.store.create(nsp, &self.limits),
             skip_middlewares: self.skip_middlewares,
             max_replay_bytes: max_queue_bytes / 2,
-            order: Mutex::new(()),
+            order: Arc::new(Mutex::new(())),
             metrics,
+            sink: None,
         }
     }
 }
@@ -137,14 +148,32 @@ pub(crate) struct NamespaceRecovery {
     /// reached a socket in the other would make its client's last offset skip one (a loss) or
     /// come before one it had (a duplicate) on restore; a restore between a packet's logging
     /// and its delivery would get it twice or not at all.
-    order: Mutex<()>,
+    order: Arc<Mutex<()>>,
     pub(crate) metrics: RecoveryMetrics,
+    /// What a shared log's store delivers through (it holds it weakly).
+    sink: Option<Arc<dyn LogSink>>,
 }
 
 impl NamespaceRecovery {
     /// See [`NamespaceRecovery::order`](Self).
     pub(crate) fn order(&self) -> MutexGuard<'_, ()> {
-        self.order.lock().unwrap_or_else(|e| e.into_inner())
+        lock_order(&self.order)
+    }
+
+    /// Gives the store the namespace's local delivery, for the packets it reads from a shared log.
+    pub(crate) fn attach(&mut self, adapter: Arc<dyn Adapter>, deliveries: IntCounter) {
+        if !self.store.is_shared() {
+            return;
+        }
+        let sink: Arc<dyn LogSink> = Arc::new(LocalDelivery {
+            order: self.order.clone(),
+            adapter,
+            deliveries,
+            metrics: self.metrics.clone(),
+            log_packets: AtomicI64::new(0),
+        });
+        self.store.attach(Arc::downgrade(&sink));
+        self.sink = Some(sink);
     }
 
     /// Keeps a disconnected socket's session for a restore. The in-memory store saves within the
@@ -161,7 +190,8 @@ impl NamespaceRecovery {
 
     /// Logs an event for the sockets `opts` selects and returns its packet, the offset appended to
     /// its arguments; `build` makes the packet from the encoding (plain or tracked). Call with
-    /// [`Self::order`] held until the packet is delivered locally.
+    /// [`Self::order`] held until the packet is delivered locally. `None`: the log is shared and
+    /// every node delivers the packet as it reads it, this one too; the caller delivers nothing.
     pub(crate) fn log(
         &self,
         opts: &BroadcastOptions,
@@ -169,14 +199,57 @@ impl NamespaceRecovery {
         event: &str,
         args: &mut Vec<Value>,
         build: &mut dyn FnMut(socketio::Encoded) -> BroadcastPacket,
-    ) -> BroadcastPacket {
+    ) -> Option<BroadcastPacket> {
         let encoded = self.store.append(opts, &mut |offset| {
             args.push(Value::String(offset.to_owned()));
             let encoded = encode_event(nsp, event, args, None);
             args.pop();
             encoded
         });
-        build(encoded)
+        encoded.map(build)
+    }
+}
+
+fn lock_order(order: &Mutex<()>) -> MutexGuard<'_, ()> {
+    order.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A namespace's local delivery of the packets a shared log's store reads: to this node's
+/// sockets only (the other nodes read the log too), under the namespace's order lock, together
+/// with the store's record of it.
+struct LocalDelivery {
+    order: Arc<Mutex<()>>,
+    adapter: Arc<dyn Adapter>,
+    deliveries: IntCounter,
+    metrics: RecoveryMetrics,
+    /// This namespace's share of `switchboard_recovery_log_packets`.
+    log_packets: AtomicI64,
+}
+
+impl Drop for LocalDelivery {
+    fn drop(&mut self) {
+        self.metrics.log_packets.sub(self.log_packets.load(Ordering::Relaxed));
+    }
+}
+
+impl LogSink for LocalDelivery {
+    fn deliver(&self, opts: &BroadcastOptions, packet: &BroadcastPacket, commit: &mut dyn FnMut()) {
+        let _order = lock_order(&self.order);
+        let mut local = opts.clone();
+        local.flags.local = true;
+        // A local broadcast is delivered within the call; its future is ready.
+        let delivered = futures_util::FutureExt::now_or_never(self.adapter.broadcast(packet.clone(), local));
+        if let Some(Ok(n)) = delivered {
+            self.deliveries.inc_by(n as u64);
+        }
+        commit();
+    }
+
+    fn observe(&self, lag: Duration, log_packets: usize) {
+        self.metrics.log_lag.observe(lag.as_secs_f64());
+        let now = i64::try_from(log_packets).unwrap_or(i64::MAX);
+        let before = self.log_packets.swap(now, Ordering::Relaxed);
+        self.metrics.log_packets.add(now - before);
     }
 }
 
@@ -225,6 +298,8 @@ pub(crate) struct Claim {
 pub(crate) struct Restoring {
     pub(crate) saved: SavedSession,
     pub(crate) offset: Option<String>,
+    /// What the store read from the broker for it (nothing for the in-memory store).
+    pub(crate) prefetched: Prefetched,
 }
 
 /// Takes the recovery fields out of a CONNECT's auth (they are the client's, not the

@@ -215,6 +215,7 @@ impl Socket {
     /// Stores application data (`socket.data`), visible to fetchSockets on any node.
     pub fn set_data<T: Serialize>(&self, value: &T) -> Result<(), serde_json::Error> {
         *lock(&self.data) = serde_json::to_value(value)?;
+        self.persist();
         Ok(())
     }
 
@@ -281,9 +282,13 @@ impl Socket {
             let mut args = args;
             let opts = BroadcastOptions { rooms: vec![self.id.room()], ..BroadcastOptions::default() };
             let _order = recovery.order();
-            let packet = recovery.log(&opts, self.ns.name(), event, &mut args, &mut BroadcastPacket::new);
-            mine.mark_delivered();
-            self.deliver_packet(&packet);
+            // `None`: a shared log delivers it to this socket as this node reads it.
+            if let Some(packet) =
+                recovery.log(&opts, self.ns.name(), event, &mut args, &mut BroadcastPacket::new)
+            {
+                mine.mark_delivered();
+                self.deliver_packet(&packet);
+            }
             return Ok(());
         }
         let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, None));
@@ -394,6 +399,7 @@ impl Socket {
         // room) could tell the client about the join too.
         let hold = self.session.hold();
         let confirmation = self.ns.adapter().join(&self.id, &rooms);
+        self.persist();
         if confirmation.is_confirmed() {
             self.session.release(hold);
         } else {
@@ -412,6 +418,28 @@ impl Socket {
     /// Leaves a room.
     pub fn leave(&self, room: impl Into<Room>) {
         self.ns.adapter().leave(&self.id, &room.into());
+        self.persist();
+    }
+
+    /// With a store shared by the cluster, saves this socket's session as it is now (rooms,
+    /// data), so that its client finds it on another node if this one dies.
+    pub(crate) fn persist(&self) {
+        let (Some(recovery), Some(mine)) = (self.ns.recovery(), self.recovery()) else { return };
+        if !recovery.store.is_shared() || !self.connected() {
+            return;
+        }
+        // Its client presents an offset if a logged packet reached it, and none only if none
+        // did: then it missed everything logged for it since its session began.
+        let since = mine.since();
+        recovery.store.save_live(&SavedSession {
+            pid: mine.pid.clone(),
+            sid: self.id.clone(),
+            rooms: self.rooms(),
+            data: lock(&self.data).clone(),
+            left_at: since.clone(),
+            since,
+            delivered_logged: false,
+        });
     }
 
     /// The rooms this socket is in, its own id room first.
@@ -477,6 +505,9 @@ impl Socket {
         };
         if !recovery::recoverable(reason) {
             self.ns.remove_socket(&self.id);
+            if recovery.store.is_shared() {
+                recovery.store.forget(&mine.pid);
+            }
             return;
         }
         let (rooms, left_at) = {

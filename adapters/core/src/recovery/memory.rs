@@ -10,7 +10,7 @@ use switchboard_protocol::socketio;
 use tokio::time::Instant;
 
 use super::offset::{self, Offset};
-use super::{RecoveryLimits, SavedSession, SessionStore, SessionStoreFactory, selects};
+use super::{Prefetched, RecoveryLimits, SavedSession, SessionStore, SessionStoreFactory, selects};
 use crate::adapter::BoxFuture;
 use crate::error::{RestoreError, SaveError};
 use crate::types::{BroadcastOptions, BroadcastPacket, Room};
@@ -161,7 +161,7 @@ impl SessionStore for MemorySessionStore {
         &self,
         opts: &BroadcastOptions,
         encode: &mut dyn FnMut(&str) -> socketio::Encoded,
-    ) -> socketio::Encoded {
+    ) -> Option<socketio::Encoded> {
         let now = Instant::now();
         let mut log = lock(&self.log);
         let seq = log.next_seq;
@@ -178,7 +178,7 @@ impl SessionStore for MemorySessionStore {
             bytes,
         });
         log.trim(&self.limits, now);
-        packet
+        Some(packet)
     }
 
     fn head(&self) -> String {
@@ -216,6 +216,7 @@ impl SessionStore for MemorySessionStore {
         &self,
         session: &SavedSession,
         offset: Option<&str>,
+        _prefetched: &Prefetched,
         max_bytes: usize,
     ) -> Result<Vec<BroadcastPacket>, RestoreError> {
         let from = match offset {
@@ -313,7 +314,8 @@ mod tests {
         log(&store, &BroadcastOptions { except: vec![Room::from("a")], ..Default::default() }, 4);
         log(&store, &to(&["sid"]), 5);
         log(&store, &to(&[]), 6);
-        let missed = store.missed(&saved, Some(&first), usize::MAX).expect("restorable");
+        let missed =
+            store.missed(&saved, Some(&first), &Prefetched::default(), usize::MAX).expect("restorable");
         assert_eq!(
             texts(&missed),
             [
@@ -323,7 +325,7 @@ mod tests {
             ]
         );
         // Without an offset and without any logged packet delivered: from where it left.
-        assert_eq!(store.missed(&saved, None, usize::MAX).map(|m| m.len()), Ok(4));
+        assert_eq!(store.missed(&saved, None, &Prefetched::default(), usize::MAX).map(|m| m.len()), Ok(4));
     }
 
     fn bump(offset: &str, by: u64) -> String {
@@ -340,8 +342,14 @@ mod tests {
             log(&store, &to(&["a"]), n);
         }
         // 2, 3 and 4 are kept, 1 is gone: from offset 1 nothing is lost, from before it 1 is.
-        assert_eq!(store.missed(&saved, Some(&first), usize::MAX).map(|m| m.len()), Ok(3));
-        assert_eq!(store.missed(&saved, None, usize::MAX).err(), Some(RestoreError::LogTrimmed));
+        assert_eq!(
+            store.missed(&saved, Some(&first), &Prefetched::default(), usize::MAX).map(|m| m.len()),
+            Ok(3)
+        );
+        assert_eq!(
+            store.missed(&saved, None, &Prefetched::default(), usize::MAX).err(),
+            Some(RestoreError::LogTrimmed)
+        );
     }
 
     #[test]
@@ -361,13 +369,16 @@ mod tests {
         let saved = session(&store, &["a"]);
         let foreign = log(&other, &to(&["a"]), 1);
         log(&store, &to(&["a"]), 1);
-        assert_eq!(store.missed(&saved, Some(&foreign), usize::MAX).err(), Some(RestoreError::UnknownOffset));
         assert_eq!(
-            store.missed(&saved, Some(&bump(&store.head(), 1)), usize::MAX).err(),
+            store.missed(&saved, Some(&foreign), &Prefetched::default(), usize::MAX).err(),
             Some(RestoreError::UnknownOffset)
         );
         assert_eq!(
-            store.missed(&saved, Some("garbage"), usize::MAX).err(),
+            store.missed(&saved, Some(&bump(&store.head(), 1)), &Prefetched::default(), usize::MAX).err(),
+            Some(RestoreError::UnknownOffset)
+        );
+        assert_eq!(
+            store.missed(&saved, Some("garbage"), &Prefetched::default(), usize::MAX).err(),
             Some(RestoreError::UnknownOffset)
         );
     }
@@ -379,7 +390,10 @@ mod tests {
         for n in 0..10 {
             log(&store, &to(&["a"]), n);
         }
-        assert_eq!(store.missed(&saved, None, 50).err(), Some(RestoreError::TooLarge { max: 50 }));
+        assert_eq!(
+            store.missed(&saved, None, &Prefetched::default(), 50).err(),
+            Some(RestoreError::TooLarge { max: 50 })
+        );
     }
 
     #[test]
@@ -390,7 +404,7 @@ mod tests {
         saved.left_at = store.head();
         saved.delivered_logged = true;
         log(&store, &to(&["a"]), 2);
-        assert_eq!(store.missed(&saved, None, usize::MAX).map(|m| m.len()), Ok(2));
+        assert_eq!(store.missed(&saved, None, &Prefetched::default(), usize::MAX).map(|m| m.len()), Ok(2));
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,6 +13,7 @@
 
 mod memory;
 mod offset;
+mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,8 @@ use switchboard_protocol::socketio;
 use crate::adapter::BoxFuture;
 use crate::error::{RestoreError, SaveError};
 use crate::types::{BroadcastOptions, BroadcastPacket, Room, SocketId};
+
+pub use shared::{LogEntry, LogSink, Mirror, Prefetched};
 
 pub use memory::{MemorySessionStore, MemorySessionStoreFactory};
 
@@ -106,21 +109,38 @@ impl SavedSession {
 /// replayed or delivered live, never both nor neither. For one node every call is resolved in the
 /// call itself.
 ///
-/// Next step (issue 17, cluster): a broker store (Redis Streams beside `switchboard-redis`'s
-/// driver, JetStream beside `switchboard-nats`') keeps sessions and the log in the broker, so a
-/// restore works on any node; `take` and `save` already return futures for it, and `missed` will
-/// become a batched read of the stream followed by a catch-up under the server's ordering lock.
+/// A broker store (`switchboard_redis::recovery`) keeps sessions and the log in the broker, so a
+/// restore works on any node: its log is the transport of logged packets ([`LogSink`]), its
+/// [`prefetch`](Self::prefetch) reads what this node's memory lacks, and `missed` completes it
+/// under the server's ordering lock.
 pub trait SessionStore: Send + Sync + 'static {
     /// Logs a packet for the sockets `opts` selects: gives it the next offset and calls `encode`
     /// with it, once, to encode the packet that carries it (as its last argument); returns that
     /// encoding, for the caller to frame and deliver. The log keeps the encoding, not the
     /// caller's frames: a tracked packet (`emit_written`) resolves when the last copy of its
     /// frames is written, which a copy in the log would never be.
+    ///
+    /// `None`: the log is shared by the cluster's nodes and is their transport for logged
+    /// packets (see [`LogSink`]): the packet is delivered, on every node this one included, when
+    /// each reads it from the log, so the caller delivers nothing and publishes nothing.
     fn append(
         &self,
         opts: &BroadcastOptions,
         encode: &mut dyn FnMut(&str) -> socketio::Encoded,
-    ) -> socketio::Encoded;
+    ) -> Option<socketio::Encoded>;
+
+    /// Whether sessions and the log outlive this node (a broker store): then a connected
+    /// socket's session is saved as it changes ([`save_live`](Self::save_live)).
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Where a store whose [`append`](Self::append) returns `None` delivers the packets it reads
+    /// from its log, in log order; called once, when the namespace is made. The in-memory store
+    /// delivers nothing itself and ignores it.
+    fn attach(&self, sink: std::sync::Weak<dyn LogSink>) {
+        let _ = sink;
+    }
 
     /// The offset of the newest packet logged (or of the log's start when it is empty): a socket
     /// that starts now has missed nothing up to it.
@@ -134,22 +154,70 @@ pub trait SessionStore: Send + Sync + 'static {
     /// at most once.
     fn take(&self, pid: &str) -> BoxFuture<'_, Result<SavedSession, RestoreError>>;
 
+    /// Reads, before the restore takes the namespace's order lock, the part of the log
+    /// [`missed`](Self::missed) cannot answer from this node's memory (a broker store on a node
+    /// that started after the client's offset), in bounded batches. The in-memory store has
+    /// nothing to read.
+    fn prefetch<'a>(
+        &'a self,
+        session: &'a SavedSession,
+        offset: Option<&'a str>,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Prefetched, RestoreError>> {
+        let _ = (session, offset, max_bytes);
+        Box::pin(std::future::ready(Ok(Prefetched::default())))
+    }
+
     /// The packets logged for `session`'s rooms after `offset` (the last one its client saw;
-    /// `None` if it saw none), in log order: all of them, or an error if any could be gone (the
-    /// log was trimmed past it, the offset is another log's) or if together they pass
-    /// `max_bytes`. Never a part.
+    /// `None` if it saw none), in log order, up to what this node has delivered: all of them, or
+    /// an error if any could be gone (the log was trimmed past it, the offset is another log's)
+    /// or if together they pass `max_bytes`. Never a part. `prefetched` is what
+    /// [`prefetch`](Self::prefetch) read for this restore.
     fn missed(
         &self,
         session: &SavedSession,
         offset: Option<&str>,
+        prefetched: &Prefetched,
         max_bytes: usize,
     ) -> Result<Vec<BroadcastPacket>, RestoreError>;
+
+    /// Keeps a connected socket's session (on join, leave, data change) so that a client whose
+    /// node dies finds it on another; a broker store saves it in the background, in call order.
+    /// The in-memory store dies with the node and keeps nothing until the disconnect.
+    fn save_live(&self, session: &SavedSession) {
+        let _ = session;
+    }
+
+    /// Forgets a session kept by [`save_live`](Self::save_live): its socket left on purpose.
+    fn forget(&self, pid: &str) {
+        let _ = pid;
+    }
+
+    /// Resolves once the packets this node appended so far were delivered on this node (a
+    /// shared log's emit waits for it, so a publisher that awaits its emits cannot outrun the
+    /// broker nor this node's reader). Ready at once for the in-memory store, which delivers
+    /// within [`append`](Self::append)'s caller.
+    fn delivered(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Resolves once every save queued before the call reached the store (a draining node
+    /// waits for it before it exits).
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Makes one store per namespace, as [`AdapterFactory`](crate::AdapterFactory) makes adapters.
 pub trait SessionStoreFactory: Send + Sync + 'static {
     /// The store of namespace `nsp`.
     fn create(&self, nsp: &str, limits: &RecoveryLimits) -> Arc<dyn SessionStore>;
+
+    /// Resolves once every store it made has written what was queued before the call (see
+    /// [`SessionStore::flush`]): a draining node saves its sessions before it exits.
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Whether a packet sent with `opts` was meant for a socket in `rooms` (socket.io's rule: in one

@@ -45,7 +45,7 @@ pub use limits::{
 pub use namespace::{Namespace, ServerSideEvent};
 pub use recovery::RecoveryConfig;
 pub use reserved::{ReservedEventName, check_event_name};
-pub use socket::{Event, Socket, SocketRef};
+pub use socket::{AnyListener, Event, Socket, SocketEmit, SocketRef};
 pub use switchboard_adapter::ServerSideAck;
 pub use switchboard_adapter::{AckResponse, Room, SocketId, SocketInfo};
 pub use switchboard_protocol::socketio::Value;
@@ -60,7 +60,11 @@ use namespace::{Entered, Inbound, NamespaceHandlers};
 /// A boxed `Send` future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Why a socket disconnected, with socket.io's names.
+/// Why a socket disconnected, with socket.io 4.8's names (`disconnecting` and `disconnect`
+/// handlers get it; [`DisconnectReason::as_str`] is the string Node's handlers see).
+///
+/// socket.io also passes a description (the transport's error) with `transport error` and
+/// `transport close`; the engine does not report one yet, so there is none here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DisconnectReason {
@@ -78,8 +82,11 @@ pub enum DisconnectReason {
     ParseError,
     /// The server is shutting down.
     ServerShuttingDown,
-    /// The connection was closed by the server.
+    /// The connection was closed by the server (socket.io: its engine closed it).
     ForcedClose,
+    /// The server closed the client's connection because the client is confused: a packet for a
+    /// namespace it is not in, or a second CONNECT (socket.io's `client.close()`).
+    ForcedServerClose,
 }
 
 impl DisconnectReason {
@@ -94,6 +101,7 @@ impl DisconnectReason {
             Self::ParseError => "parse error",
             Self::ServerShuttingDown => "server shutting down",
             Self::ForcedClose => "forced close",
+            Self::ForcedServerClose => "forced server close",
         }
     }
 }

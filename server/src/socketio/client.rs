@@ -125,7 +125,6 @@ impl Client {
             // or a CONNECT_ERROR from a client) means the client is confused; close it.
             (other, _) => {
                 tracing::debug!(sid = %session.sid(), nsp = other.nsp(), "packet in invalid state");
-                self.close_all(DisconnectReason::ForcedServerClose, false);
                 session.close(CloseReason::ForcedClose);
             }
         }

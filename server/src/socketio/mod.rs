@@ -63,8 +63,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Why a socket disconnected, with socket.io 4.8's names (`disconnecting` and `disconnect`
 /// handlers get it; [`DisconnectReason::as_str`] is the string Node's handlers see).
 ///
-/// socket.io also passes a description (the transport's error) with `transport error` and
-/// `transport close`; the engine does not report one yet, so there is none here.
+/// socket.io also passes a description (the transport's error) with `transport error`; the
+/// engine does not report one yet, so there is none here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DisconnectReason {
@@ -82,10 +82,13 @@ pub enum DisconnectReason {
     ParseError,
     /// The server is shutting down.
     ServerShuttingDown,
-    /// The connection was closed by the server (socket.io: its engine closed it).
+    /// The connection was closed by the server: a confused client (a packet for a namespace it
+    /// is not in, a second CONNECT), or the session closed by server code.
     ForcedClose,
-    /// The server closed the client's connection because the client is confused: a packet for a
-    /// namespace it is not in, or a second CONNECT (socket.io's `client.close()`).
+    /// socket.io's name when it closes a confused client's connection while packets are still
+    /// queued for it (with none queued, socket.io 4.8.4 reports `forced close`). Switchboard
+    /// closes sessions at once and always reports [`DisconnectReason::ForcedClose`]: no socket
+    /// ends with this one; it is here so the list matches socket.io's.
     ForcedServerClose,
 }
 

@@ -719,7 +719,7 @@ pub struct SocketEmit<'a> {
 }
 
 impl SocketEmit<'_> {
-    /// Drops the event (nothing queued, `switchboard_dropped_volatile_total` counts it) unless
+    /// Drops the event (nothing queued, `switchboard_dropped_packets_total{reason="volatile"}` counts it) unless
     /// the transport can take it now: a websocket with nothing queued, or a pending long-poll.
     /// For updates that are stale by the next one (positions, progress): a slow client skips
     /// them instead of falling behind. With connection state recovery on, a volatile event is

@@ -1,7 +1,7 @@
 //! socket.io 4.8's per-socket semantics in the Rust API, against a real server and a raw client:
 //! `on_disconnecting` (before `on_disconnect`, rooms still joined), the reasons a confused client
 //! and a shutdown give there, the any-listener family (`on_any`, `prepend_any`, `off_any` and their
-//! outgoing twins), and the per-emit flags (`volatile`, `compress`, `timeout`).
+//! outgoing twins, which see broadcasts too), and the per-emit flags (`volatile`, `compress`, `timeout`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -206,4 +206,28 @@ async fn a_timeout_ack_fails_when_unanswered_and_without_one_waits_for_the_answe
     c.expect_event("q3").await;
     c.close().await;
     assert_eq!(within(STEP, "abandoned", abandoned).await.unwrap(), Err(AckError::Disconnected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_listeners_see_the_broadcasts_that_reach_the_socket() {
+    let mut f = sockets().await;
+    let (mut c, sid) = Client::ws_connected(&f.server).await;
+    let socket = socket_for(&mut f.sockets, &sid).await;
+    let (tx, mut heard) = mpsc::unbounded_channel();
+    socket.on_any_outgoing(move |_, event, args| {
+        let _ = tx.send((event.to_owned(), args.to_vec()));
+    });
+    let ns = f.io.main_namespace();
+
+    let binary = vec![Value::from(bytes::Bytes::from_static(&[1, 2])), Value::from("x")];
+    ns.broadcast().emit("news", binary.clone()).await.unwrap();
+    assert_eq!(recv(&mut heard, "the broadcast").await, ("news".to_owned(), binary));
+    c.expect_event("news").await;
+
+    let asking = ns.broadcast().timeout(STEP);
+    let polled = tokio::spawn(async move { asking.emit_with_ack("poll", vec![Value::from(3)]).await });
+    assert_eq!(recv(&mut heard, "the broadcast with ack").await, ("poll".to_owned(), vec![Value::from(3)]));
+    let (_, id) = c.expect_event("poll").await;
+    c.ack("/", id.unwrap(), vec![]).await;
+    within(STEP, "the broadcast's acks", polled).await.unwrap().unwrap();
 }

@@ -16,7 +16,7 @@ use switchboard_adapter::recovery::SavedSession;
 use switchboard_adapter::{
     AckResponse, BroadcastOptions, BroadcastPacket, Confirmation, LocalSocket, Room, SocketId, SocketInfo,
 };
-use switchboard_protocol::socketio::{Packet, Value, encode_event};
+use switchboard_protocol::socketio::{Decoded, Encoded, Packet, Value, encode_event};
 use tokio::sync::{mpsc, oneshot};
 
 use super::DisconnectReason;
@@ -123,6 +123,8 @@ pub struct Socket {
     acks: Mutex<PendingAcks>,
     data: Mutex<serde_json::Value>,
     connected: AtomicBool,
+    /// Whether there are outgoing any-listeners: broadcasts are decoded for them only then.
+    has_outgoing: AtomicBool,
     /// Set when the socket starts closing, so it closes once (`connected` stays true while its
     /// `disconnecting` handlers run, as in socket.io).
     closing: AtomicBool,
@@ -208,6 +210,7 @@ impl Socket {
             data: Mutex::new(serde_json::Value::Null),
             connected: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            has_outgoing: AtomicBool::new(false),
             overflowed: AtomicBool::new(false),
             joining: Mutex::new(()),
             early: Mutex::new(Some(Vec::new())),
@@ -296,13 +299,22 @@ impl Socket {
         remove_any(&mut self.write_handlers().any, listener);
     }
 
-    /// Adds a listener called with every event this socket emits (its own emits, not broadcasts
-    /// nor acks), before it is queued (socket.io's `onAnyOutgoing`).
+    /// Adds a listener called with every event sent to this socket, before it is queued: its own
+    /// emits and the broadcasts that reach it, from this node or another (not acks), as
+    /// socket.io's `onAnyOutgoing`. A broadcast is decoded again for it (only on sockets that
+    /// have such a listener).
     pub fn on_any_outgoing(
         &self,
         f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static,
     ) -> AnyListener {
-        self.write_handlers().add_any(true, false, Arc::new(f))
+        self.add_any_outgoing(false, Arc::new(f))
+    }
+
+    fn add_any_outgoing(&self, first: bool, f: AnyHandler) -> AnyListener {
+        let mut handlers = self.write_handlers();
+        let listener = handlers.add_any(true, first, f);
+        self.has_outgoing.store(true, Ordering::Release);
+        listener
     }
 
     /// As [`Socket::on_any_outgoing`], but runs first (socket.io's `prependAnyOutgoing`).
@@ -310,12 +322,14 @@ impl Socket {
         &self,
         f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static,
     ) -> AnyListener {
-        self.write_handlers().add_any(true, true, Arc::new(f))
+        self.add_any_outgoing(true, Arc::new(f))
     }
 
     /// Removes one outgoing any-listener, or all of them with `None` (socket.io's `offAnyOutgoing`).
     pub fn off_any_outgoing(&self, listener: Option<AnyListener>) {
-        remove_any(&mut self.write_handlers().any_outgoing, listener);
+        let mut handlers = self.write_handlers();
+        remove_any(&mut handlers.any_outgoing, listener);
+        self.has_outgoing.store(!handlers.any_outgoing.is_empty(), Ordering::Release);
     }
 
     /// Per-packet middleware (socket.io's `socket.use`): may rewrite the arguments, or refuse
@@ -399,6 +413,17 @@ impl Socket {
         };
         for listener in listeners {
             listener(self, event, args);
+        }
+    }
+
+    /// Tells the outgoing any-listeners about a broadcast this socket is about to get, decoded
+    /// back from its encoding (as socket.io's adapter calls them for each recipient).
+    fn notify_outgoing_broadcast(&self, packet: &BroadcastPacket) {
+        if !self.has_outgoing.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(Packet::Event { event, args, .. }) = decode(packet.packet()) {
+            self.notify_outgoing(&event, &args);
         }
     }
 
@@ -667,6 +692,7 @@ impl LocalSocket for Socket {
     }
 
     fn deliver(&self, packet: &BroadcastPacket, volatile: bool) {
+        self.notify_outgoing_broadcast(packet);
         if volatile {
             self.deliver_volatile(packet);
         } else {
@@ -685,6 +711,7 @@ impl LocalSocket for Socket {
         sink: mpsc::UnboundedSender<AckResponse>,
     ) {
         lock(&self.acks).insert(ack_id, AckSink::Broadcast(sink));
+        self.notify_outgoing_broadcast(packet);
         self.deliver_packet(packet);
     }
 
@@ -702,6 +729,21 @@ impl LocalSocket for Socket {
         // The adapter holds `Arc<dyn LocalSocket>`; find our own `Arc` to run the full close.
         if let Some(me) = self.ns.socket(&self.id) {
             Socket::disconnect(&me, close);
+        }
+    }
+}
+
+/// A packet this server encoded, decoded again (`None` if it somehow does not decode).
+fn decode(encoded: &Encoded) -> Option<Packet> {
+    let text = std::str::from_utf8(&encoded.text).ok()?;
+    match Packet::decode(text).ok()? {
+        Decoded::Complete(packet) => Some(packet),
+        Decoded::NeedsAttachments(mut partial) => {
+            let mut done = None;
+            for attachment in &encoded.attachments {
+                done = partial.push(attachment.clone()).ok()?;
+            }
+            done
         }
     }
 }

@@ -107,3 +107,20 @@ async fn a_client_of_one_node_is_restored_by_another_with_its_rooms_data_and_mis
     let forgotten = eventually(STEP, || async { session_in_redis(&redis, &key).await.is_none() });
     assert!(forgotten.await, "the session deleted");
 }
+
+#[tokio::test]
+async fn a_socket_s_own_emit_through_the_shared_log_reaches_its_outgoing_listeners_once() {
+    let redis = RedisServer::start();
+    let mut a = node(&redis, "ro").await;
+    let (mut c, sid, _) = connect(&a, json!({})).await;
+    let socket = socket_for(&mut a.sockets, &sid).await;
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = heard.clone();
+    socket.on_any_outgoing(move |_, event, _| log.lock().unwrap().push(event.to_owned()));
+    socket.emit("first", vec![Value::from(1)]).unwrap();
+    socket.emit("second", vec![Value::from(2)]).unwrap();
+    c.expect_event("first").await;
+    c.expect_event("second").await;
+    // Both delivered: a second notice of `first` would have come before `second` reached the client.
+    assert_eq!(*heard.lock().unwrap(), ["first", "second"]);
+}

@@ -45,7 +45,7 @@ pub use limits::{
 pub use namespace::{Namespace, ServerSideEvent};
 pub use recovery::RecoveryConfig;
 pub use reserved::{ReservedEventName, check_event_name};
-pub use socket::{Event, Socket, SocketRef};
+pub use socket::{AnyListener, Event, Socket, SocketEmit, SocketRef};
 pub use switchboard_adapter::ServerSideAck;
 pub use switchboard_adapter::{AckResponse, Room, SocketId, SocketInfo};
 pub use switchboard_protocol::socketio::Value;
@@ -60,7 +60,11 @@ use namespace::{Entered, Inbound, NamespaceHandlers};
 /// A boxed `Send` future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Why a socket disconnected, with socket.io's names.
+/// Why a socket disconnected, with socket.io 4.8's names (`disconnecting` and `disconnect`
+/// handlers get it; [`DisconnectReason::as_str`] is the string Node's handlers see).
+///
+/// socket.io also passes a description (the transport's error) with `transport error`; the
+/// engine does not report one yet, so there is none here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DisconnectReason {
@@ -78,8 +82,14 @@ pub enum DisconnectReason {
     ParseError,
     /// The server is shutting down.
     ServerShuttingDown,
-    /// The connection was closed by the server.
+    /// The connection was closed by the server: a confused client (a packet for a namespace it
+    /// is not in, a second CONNECT), or the session closed by server code.
     ForcedClose,
+    /// socket.io's name when it closes a confused client's connection while packets are still
+    /// queued for it (with none queued, socket.io 4.8.4 reports `forced close`). Switchboard
+    /// closes sessions at once and always reports [`DisconnectReason::ForcedClose`]: no socket
+    /// ends with this one; it is here so the list matches socket.io's.
+    ForcedServerClose,
 }
 
 impl DisconnectReason {
@@ -94,6 +104,7 @@ impl DisconnectReason {
             Self::ParseError => "parse error",
             Self::ServerShuttingDown => "server shutting down",
             Self::ForcedClose => "forced close",
+            Self::ForcedServerClose => "forced server close",
         }
     }
 }

@@ -16,7 +16,7 @@ use switchboard_adapter::recovery::SavedSession;
 use switchboard_adapter::{
     AckResponse, BroadcastOptions, BroadcastPacket, Confirmation, LocalSocket, Room, SocketId, SocketInfo,
 };
-use switchboard_protocol::socketio::{Packet, Value, encode_event};
+use switchboard_protocol::socketio::{Decoded, Encoded, Packet, Value, encode_event};
 use tokio::sync::{mpsc, oneshot};
 
 use super::DisconnectReason;
@@ -67,13 +67,47 @@ type PacketMiddleware = Arc<dyn Fn(&Socket, &str, &mut Vec<Value>) -> Result<(),
 type EarlyEvent = (String, Vec<Value>, Option<u64>);
 type DisconnectHandler = Box<dyn FnOnce(SocketRef, DisconnectReason) + Send>;
 
+/// One any-listener, as returned when it is added: pass it to [`Socket::off_any`] or
+/// [`Socket::off_any_outgoing`] to remove just that listener (Rust closures have no identity to
+/// compare, as socket.io's `offAny(listener)` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AnyListener(u64);
+
+/// Any-listeners in the order they run.
+type AnyListeners = Vec<(AnyListener, AnyHandler)>;
+
 #[derive(Default)]
 struct Handlers {
     /// By event name; a few per socket, so a vector (searched in order) is smaller than a map.
     events: Vec<(Box<str>, EventHandler)>,
-    any: Option<AnyHandler>,
-    any_outgoing: Option<AnyHandler>,
+    any: AnyListeners,
+    any_outgoing: AnyListeners,
+    /// The next [`AnyListener`] handed out.
+    next_listener: u64,
     middleware: Vec<PacketMiddleware>,
+}
+
+impl Handlers {
+    /// Adds `f` to `list` (the incoming or the outgoing one), first or last.
+    fn add_any(&mut self, outgoing: bool, first: bool, f: AnyHandler) -> AnyListener {
+        let listener = AnyListener(self.next_listener);
+        self.next_listener += 1;
+        let list = if outgoing { &mut self.any_outgoing } else { &mut self.any };
+        if first {
+            list.insert(0, (listener, f));
+        } else {
+            list.push((listener, f));
+        }
+        listener
+    }
+}
+
+/// Removes one listener of `list`, or all of them with `None`.
+fn remove_any(list: &mut AnyListeners, listener: Option<AnyListener>) {
+    match listener {
+        Some(listener) => list.retain(|(id, _)| *id != listener),
+        None => list.clear(),
+    }
 }
 
 /// See the module docs.
@@ -85,9 +119,15 @@ pub struct Socket {
     handshake: Handshake,
     handlers: RwLock<Handlers>,
     on_disconnect: Mutex<Vec<DisconnectHandler>>,
+    on_disconnecting: Mutex<Vec<DisconnectHandler>>,
     acks: Mutex<PendingAcks>,
     data: Mutex<serde_json::Value>,
     connected: AtomicBool,
+    /// Whether there are outgoing any-listeners: broadcasts are decoded for them only then.
+    has_outgoing: AtomicBool,
+    /// Set when the socket starts closing, so it closes once (`connected` stays true while its
+    /// `disconnecting` handlers run, as in socket.io).
+    closing: AtomicBool,
     /// Set once the session is being closed for a full send queue, so a broadcast storm to a
     /// slow client schedules one close, not one per packet.
     overflowed: AtomicBool,
@@ -165,9 +205,12 @@ impl Socket {
             handshake,
             handlers: RwLock::new(Handlers::default()),
             on_disconnect: Mutex::new(Vec::new()),
+            on_disconnecting: Mutex::new(Vec::new()),
             acks: Mutex::new(PendingAcks::default()),
             data: Mutex::new(serde_json::Value::Null),
             connected: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            has_outgoing: AtomicBool::new(false),
             overflowed: AtomicBool::new(false),
             joining: Mutex::new(()),
             early: Mutex::new(Some(Vec::new())),
@@ -240,14 +283,54 @@ impl Socket {
         }
     }
 
-    /// Called with every incoming event before its handler (socket.io's `onAny`).
-    pub fn on_any(&self, f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static) {
-        self.write_handlers().any = Some(Arc::new(f));
+    /// Adds a listener called with every incoming event, after the packet middleware and before
+    /// the event's handler, even for events without one (socket.io's `onAny`); listeners run in
+    /// the order they were added.
+    pub fn on_any(&self, f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static) -> AnyListener {
+        self.write_handlers().add_any(false, false, Arc::new(f))
     }
 
-    /// Called with every outgoing event of this socket (socket.io's `onAnyOutgoing`).
-    pub fn on_any_outgoing(&self, f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static) {
-        self.write_handlers().any_outgoing = Some(Arc::new(f));
+    /// As [`Socket::on_any`], but runs before the listeners already there (socket.io's `prependAny`).
+    pub fn prepend_any(&self, f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static) -> AnyListener {
+        self.write_handlers().add_any(false, true, Arc::new(f))
+    }
+
+    /// Removes one incoming any-listener, or all of them with `None` (socket.io's `offAny`).
+    pub fn off_any(&self, listener: Option<AnyListener>) {
+        remove_any(&mut self.write_handlers().any, listener);
+    }
+
+    /// Adds a listener called with every event sent to this socket, before it is queued: its own
+    /// emits and the broadcasts that reach it, from this node or another (not acks), as
+    /// socket.io's `onAnyOutgoing`. A broadcast is decoded again for it (only on sockets that
+    /// have such a listener).
+    pub fn on_any_outgoing(
+        &self,
+        f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static,
+    ) -> AnyListener {
+        self.add_any_outgoing(false, Arc::new(f))
+    }
+
+    fn add_any_outgoing(&self, first: bool, f: AnyHandler) -> AnyListener {
+        let mut handlers = self.write_handlers();
+        let listener = handlers.add_any(true, first, f);
+        self.has_outgoing.store(true, Ordering::Release);
+        listener
+    }
+
+    /// As [`Socket::on_any_outgoing`], but runs first (socket.io's `prependAnyOutgoing`).
+    pub fn prepend_any_outgoing(
+        &self,
+        f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static,
+    ) -> AnyListener {
+        self.add_any_outgoing(true, Arc::new(f))
+    }
+
+    /// Removes one outgoing any-listener, or all of them with `None` (socket.io's `offAnyOutgoing`).
+    pub fn off_any_outgoing(&self, listener: Option<AnyListener>) {
+        let mut handlers = self.write_handlers();
+        remove_any(&mut handlers.any_outgoing, listener);
+        self.has_outgoing.store(!handlers.any_outgoing.is_empty(), Ordering::Release);
     }
 
     /// Per-packet middleware (socket.io's `socket.use`): may rewrite the arguments, or refuse
@@ -259,7 +342,14 @@ impl Socket {
         self.write_handlers().middleware.push(Arc::new(f));
     }
 
-    /// Called once when the socket disconnects, with the reason.
+    /// Called once when the socket starts disconnecting, with the reason, before the
+    /// [`Socket::on_disconnect`] handlers (socket.io's `disconnecting`): the socket is still in its
+    /// rooms ([`Socket::rooms`]) and still `connected`, so the handler can tell them it leaves.
+    pub fn on_disconnecting(&self, f: impl FnOnce(SocketRef, DisconnectReason) + Send + 'static) {
+        lock(&self.on_disconnecting).push(Box::new(f));
+    }
+
+    /// Called once when the socket disconnects, with the reason, out of its rooms by then.
     pub fn on_disconnect(&self, f: impl FnOnce(SocketRef, DisconnectReason) + Send + 'static) {
         lock(&self.on_disconnect).push(Box::new(f));
     }
@@ -274,26 +364,7 @@ impl Socket {
 
     /// Sends an event to this client.
     pub fn emit(&self, event: &str, args: Vec<Value>) -> Result<(), EmitError> {
-        check_event_name(event)?;
-        self.notify_outgoing(event, &args);
-        // With recovery on, the packet is logged for this socket's own room (as socket.io sends
-        // it through the adapter), so a client that loses it gets it back.
-        if let (Some(recovery), Some(mine)) = (self.ns.recovery(), self.recovery()) {
-            let mut args = args;
-            let opts = BroadcastOptions { rooms: vec![self.id.room()], ..BroadcastOptions::default() };
-            let _order = recovery.order();
-            // `None`: a shared log delivers it to this socket as this node reads it.
-            if let Some(packet) =
-                recovery.log(&opts, self.ns.name(), event, &mut args, &mut BroadcastPacket::new)
-            {
-                mine.mark_delivered();
-                self.deliver_packet(&packet);
-            }
-            return Ok(());
-        }
-        let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, None));
-        self.deliver_packet(&packet);
-        Ok(())
+        self.flags().emit(event, args)
     }
 
     /// Sends an event and waits for the client's ack, at most `timeout`.
@@ -303,21 +374,29 @@ impl Socket {
         args: Vec<Value>,
         timeout: Duration,
     ) -> Result<Vec<Value>, AckError> {
-        check_event_name(event)?;
-        self.notify_outgoing(event, &args);
-        let id = self.ns.next_ack_id();
-        let (tx, rx) = oneshot::channel();
-        lock(&self.acks).insert(id, AckSink::One(tx));
-        let packet = BroadcastPacket::new(encode_event(self.ns.name(), event, &args, Some(id)));
-        self.deliver_packet(&packet);
-        let result = ack::wait(rx, timeout).await;
-        if result.is_err() {
-            if matches!(result, Err(AckError::Timeout)) {
-                self.ns.metrics.node.ack_timeouts.inc();
-            }
-            lock(&self.acks).remove(id);
-        }
-        result
+        self.timeout(timeout).emit_with_ack(event, args).await
+    }
+
+    /// The next emit is dropped if the transport cannot take it right now (socket.io's
+    /// `socket.volatile`): see [`SocketEmit::volatile`].
+    pub fn volatile(&self) -> SocketEmit<'_> {
+        self.flags().volatile()
+    }
+
+    /// Whether the next emit may be compressed (socket.io's `socket.compress`): see
+    /// [`SocketEmit::compress`].
+    pub fn compress(&self, compress: bool) -> SocketEmit<'_> {
+        self.flags().compress(compress)
+    }
+
+    /// How long the next emit's ack is awaited (socket.io's `socket.timeout`): see
+    /// [`SocketEmit::timeout`].
+    pub fn timeout(&self, timeout: Duration) -> SocketEmit<'_> {
+        self.flags().timeout(timeout)
+    }
+
+    fn flags(&self) -> SocketEmit<'_> {
+        SocketEmit { socket: self, volatile: false, compress: true, timeout: None }
     }
 
     /// How many acks this socket still awaits from its client (its own emits with ack and
@@ -329,9 +408,31 @@ impl Socket {
     }
 
     fn notify_outgoing(&self, event: &str, args: &[Value]) {
-        let hook = self.read_handlers().any_outgoing.clone();
-        if let Some(hook) = hook {
-            hook(self, event, args);
+        let listeners: Vec<AnyHandler> = {
+            let handlers = self.read_handlers();
+            handlers.any_outgoing.iter().map(|(_, f)| f.clone()).collect()
+        };
+        for listener in listeners {
+            listener(self, event, args);
+        }
+    }
+
+    /// Tells the outgoing any-listeners about a broadcast this socket is about to get, decoded
+    /// back from its encoding (as socket.io's adapter calls them for each recipient).
+    fn notify_outgoing_broadcast(&self, packet: &BroadcastPacket) {
+        if !self.has_outgoing.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(Packet::Event { event, args, .. }) = decode(packet.packet()) {
+            self.notify_outgoing(&event, &args);
+        }
+    }
+
+    /// Queues a volatile packet only if the transport can take it right now, else drops it (counted).
+    fn deliver_volatile(&self, packet: &BroadcastPacket) {
+        if !self.session.send_volatile(packet.frames()) {
+            self.ns.metrics.node.dropped_volatile.inc();
+            tracing::trace!(socket = %self.id, "volatile packet dropped: transport busy");
         }
     }
 
@@ -471,13 +572,15 @@ impl Socket {
 
     /// Ends this socket once: optional DISCONNECT packet, out of rooms and maps, handlers told.
     pub(crate) fn close(self: &Arc<Self>, reason: DisconnectReason, send_packet: bool) {
-        if !self.connected.swap(false, Ordering::AcqRel) {
+        if !self.connected() || self.closing.swap(true, Ordering::AcqRel) {
             return;
         }
         if send_packet {
             let packet = Packet::Disconnect { nsp: self.ns.name().to_owned() };
             let _ = self.session.send_all(BroadcastPacket::new(packet.encode()).frames());
         }
+        self.run_disconnect_handlers(&self.on_disconnecting, reason, "disconnecting");
+        self.connected.store(false, Ordering::Release);
         self.leave_namespace(reason);
         if let Some(client) = self.client.upgrade() {
             client.forget(self.ns.name());
@@ -486,14 +589,25 @@ impl Socket {
         // Handlers often hold their own socket: drop them, or socket and session never free.
         *self.write_handlers() = Handlers::default();
         lock(&self.early).take();
-        let handlers = std::mem::take(&mut *lock(&self.on_disconnect));
+        self.run_disconnect_handlers(&self.on_disconnect, reason, "disconnect");
+        tracing::debug!(socket = %self.id, reason = reason.as_str(), "socket disconnected");
+    }
+
+    /// Runs (once: they are taken) the `disconnecting` or `disconnect` handlers; one that panics
+    /// is logged and the others still run.
+    fn run_disconnect_handlers(
+        self: &Arc<Self>,
+        handlers: &Mutex<Vec<DisconnectHandler>>,
+        reason: DisconnectReason,
+        which: &'static str,
+    ) {
+        let handlers = std::mem::take(&mut *lock(handlers));
         for h in handlers {
             let socket = self.clone();
             if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(socket, reason))) {
-                tracing::error!(socket = %self.id, ?panic, "disconnect handler panicked");
+                tracing::error!(socket = %self.id, ?panic, which, "disconnect handler panicked");
             }
         }
-        tracing::debug!(socket = %self.id, reason = reason.as_str(), "socket disconnected");
     }
 
     /// Leaves the namespace (and every room); with recovery on and a connection that was lost,
@@ -561,7 +675,7 @@ impl Socket {
             let h = self.read_handlers();
             (
                 h.events.iter().find(|(name, _)| **name == *event).map(|(_, f)| f.clone()),
-                h.any.clone(),
+                h.any.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>(),
                 h.middleware.clone(),
             )
         };
@@ -571,8 +685,8 @@ impl Socket {
                 return;
             }
         }
-        if let Some(any) = any {
-            any(self, &event, &args);
+        for listener in &any {
+            listener(self, &event, &args);
         }
         let Some(handler) = handler else { return };
         let ack = id.map(|id| AckResponder::new(self.clone(), id));
@@ -605,10 +719,9 @@ impl LocalSocket for Socket {
     }
 
     fn deliver(&self, packet: &BroadcastPacket, volatile: bool) {
+        self.notify_outgoing_broadcast(packet);
         if volatile {
-            if !self.session.send_volatile(packet.frames()) {
-                self.ns.metrics.node.dropped_volatile.inc();
-            }
+            self.deliver_volatile(packet);
         } else {
             // With recovery on, every packet a broadcast delivers without volatile was logged.
             if let Some(mine) = &self.recovery {
@@ -625,6 +738,7 @@ impl LocalSocket for Socket {
         sink: mpsc::UnboundedSender<AckResponse>,
     ) {
         lock(&self.acks).insert(ack_id, AckSink::Broadcast(sink));
+        self.notify_outgoing_broadcast(packet);
         self.deliver_packet(packet);
     }
 
@@ -643,5 +757,122 @@ impl LocalSocket for Socket {
         if let Some(me) = self.ns.socket(&self.id) {
             Socket::disconnect(&me, close);
         }
+    }
+}
+
+/// A packet this server encoded, decoded again (`None` if it somehow does not decode).
+fn decode(encoded: &Encoded) -> Option<Packet> {
+    let text = std::str::from_utf8(&encoded.text).ok()?;
+    match Packet::decode(text).ok()? {
+        Decoded::Complete(packet) => Some(packet),
+        Decoded::NeedsAttachments(mut partial) => {
+            let mut done = None;
+            for attachment in &encoded.attachments {
+                done = partial.push(attachment.clone()).ok()?;
+            }
+            done
+        }
+    }
+}
+
+/// One emit of one socket with socket.io's per-emit flags, as `socket.volatile.timeout(500)
+/// .emit(...)` in Node: made by [`Socket::volatile`], [`Socket::compress`] or [`Socket::timeout`],
+/// used once.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "nothing is sent until `emit` or `emit_with_ack`"]
+pub struct SocketEmit<'a> {
+    socket: &'a Socket,
+    volatile: bool,
+    compress: bool,
+    timeout: Option<Duration>,
+}
+
+impl SocketEmit<'_> {
+    /// Drops the event (nothing queued, `switchboard_dropped_packets_total{reason="volatile"}` counts it) unless
+    /// the transport can take it now: a websocket with nothing queued, or a pending long-poll.
+    /// For updates that are stale by the next one (positions, progress): a slow client skips
+    /// them instead of falling behind. With connection state recovery on, a volatile event is
+    /// not logged, so it is not replayed either (as in socket.io).
+    pub fn volatile(mut self) -> Self {
+        self.volatile = true;
+        self
+    }
+
+    /// Accepted for parity with socket.io, and has no effect yet: websockets have no
+    /// permessage-deflate, and polling responses are compressed by size
+    /// (`--http-compression-threshold`) whatever this flag says. Default true.
+    pub fn compress(mut self, compress: bool) -> Self {
+        self.compress = compress;
+        self
+    }
+
+    /// How long [`SocketEmit::emit_with_ack`] waits for the client's answer before it fails with
+    /// [`AckError::Timeout`]; without it, it waits until the client answers or disconnects.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends the event; a dropped volatile event is not an error (the flag asks for it).
+    pub fn emit(self, event: &str, args: Vec<Value>) -> Result<(), EmitError> {
+        check_event_name(event)?;
+        let socket = self.socket;
+        if self.volatile {
+            socket.notify_outgoing(event, &args);
+            let packet = BroadcastPacket::new(encode_event(socket.ns.name(), event, &args, None));
+            socket.deliver_volatile(&packet);
+            return Ok(());
+        }
+        // With recovery on, the packet is logged for this socket's own room (as socket.io sends
+        // it through the adapter), so a client that loses it gets it back.
+        if let (Some(recovery), Some(mine)) = (socket.ns.recovery(), socket.recovery()) {
+            let mut args = args;
+            let opts = BroadcastOptions { rooms: vec![socket.id.room()], ..BroadcastOptions::default() };
+            let _order = recovery.order();
+            // `None`: a shared log delivers it to this socket as this node reads it (and the
+            // outgoing listeners hear of it then, as of any broadcast).
+            if let Some(packet) =
+                recovery.log(&opts, socket.ns.name(), event, &mut args, &mut BroadcastPacket::new)
+            {
+                socket.notify_outgoing_broadcast(&packet);
+                mine.mark_delivered();
+                socket.deliver_packet(&packet);
+            }
+            return Ok(());
+        }
+        socket.notify_outgoing(event, &args);
+        let packet = BroadcastPacket::new(encode_event(socket.ns.name(), event, &args, None));
+        socket.deliver_packet(&packet);
+        Ok(())
+    }
+
+    /// Sends the event with an ack id and waits for the client's answer (its arguments), within
+    /// the [`SocketEmit::timeout`] if one was set. A volatile event that was dropped is never
+    /// answered: give it a timeout.
+    pub async fn emit_with_ack(self, event: &str, args: Vec<Value>) -> Result<Vec<Value>, AckError> {
+        check_event_name(event)?;
+        let socket = self.socket;
+        socket.notify_outgoing(event, &args);
+        let id = socket.ns.next_ack_id();
+        let (tx, rx) = oneshot::channel();
+        lock(&socket.acks).insert(id, AckSink::One(tx));
+        let packet = BroadcastPacket::new(encode_event(socket.ns.name(), event, &args, Some(id)));
+        if self.volatile {
+            socket.deliver_volatile(&packet);
+        } else {
+            socket.deliver_packet(&packet);
+        }
+        let result = match self.timeout {
+            Some(timeout) => ack::wait(rx, timeout).await,
+            // Cleared when the socket closes: the sender is dropped then.
+            None => rx.await.map_err(|_| AckError::Disconnected),
+        };
+        if result.is_err() {
+            if matches!(result, Err(AckError::Timeout)) {
+                socket.ns.metrics.node.ack_timeouts.inc();
+            }
+            lock(&socket.acks).remove(id);
+        }
+        result
     }
 }

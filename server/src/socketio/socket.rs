@@ -16,7 +16,7 @@ use switchboard_adapter::recovery::SavedSession;
 use switchboard_adapter::{
     AckResponse, BroadcastOptions, BroadcastPacket, Confirmation, LocalSocket, Room, SocketId, SocketInfo,
 };
-use switchboard_protocol::socketio::{Decoded, Encoded, Packet, Value, encode_event};
+use switchboard_protocol::socketio::{Packet, Value, encode_event};
 use tokio::sync::{mpsc, oneshot};
 
 use super::DisconnectReason;
@@ -123,8 +123,6 @@ pub struct Socket {
     acks: Mutex<PendingAcks>,
     data: Mutex<serde_json::Value>,
     connected: AtomicBool,
-    /// Whether there are outgoing any-listeners: broadcasts are decoded for them only then.
-    has_outgoing: AtomicBool,
     /// Set when the socket starts closing, so it closes once (`connected` stays true while its
     /// `disconnecting` handlers run, as in socket.io).
     closing: AtomicBool,
@@ -210,7 +208,6 @@ impl Socket {
             data: Mutex::new(serde_json::Value::Null),
             connected: AtomicBool::new(false),
             closing: AtomicBool::new(false),
-            has_outgoing: AtomicBool::new(false),
             overflowed: AtomicBool::new(false),
             joining: Mutex::new(()),
             early: Mutex::new(Some(Vec::new())),
@@ -300,10 +297,11 @@ impl Socket {
         remove_any(&mut self.write_handlers().any, listener);
     }
 
-    /// Adds a listener called with every event sent to this socket, before it is queued: its own
-    /// emits and the broadcasts that reach it, from this node or another (not acks), as
-    /// socket.io's `onAnyOutgoing`. A broadcast is decoded again for it (only on sockets that
-    /// have such a listener).
+    /// Adds a listener called with every event this socket emits itself, before it is queued
+    /// (socket.io's `onAnyOutgoing`). Unlike socket.io's, it does not hear the broadcasts that
+    /// reach the socket: those are delivered under the room index's and the recovery order's
+    /// locks, where a listener that joins, leaves, emits or disconnects would deadlock the
+    /// node; a deferred notice for them is not built yet.
     pub fn on_any_outgoing(
         &self,
         f: impl Fn(&Socket, &str, &[Value]) + Send + Sync + 'static,
@@ -313,9 +311,7 @@ impl Socket {
 
     fn add_any_outgoing(&self, first: bool, f: AnyHandler) -> AnyListener {
         let mut handlers = self.write_handlers();
-        let listener = handlers.add_any(true, first, f);
-        self.has_outgoing.store(true, Ordering::Release);
-        listener
+        handlers.add_any(true, first, f)
     }
 
     /// As [`Socket::on_any_outgoing`], but runs first (socket.io's `prependAnyOutgoing`).
@@ -328,9 +324,7 @@ impl Socket {
 
     /// Removes one outgoing any-listener, or all of them with `None` (socket.io's `offAnyOutgoing`).
     pub fn off_any_outgoing(&self, listener: Option<AnyListener>) {
-        let mut handlers = self.write_handlers();
-        remove_any(&mut handlers.any_outgoing, listener);
-        self.has_outgoing.store(!handlers.any_outgoing.is_empty(), Ordering::Release);
+        remove_any(&mut self.write_handlers().any_outgoing, listener);
     }
 
     /// Per-packet middleware (socket.io's `socket.use`): may rewrite the arguments, or refuse
@@ -414,17 +408,6 @@ impl Socket {
         };
         for listener in listeners {
             listener(self, event, args);
-        }
-    }
-
-    /// Tells the outgoing any-listeners about a broadcast this socket is about to get, decoded
-    /// back from its encoding (as socket.io's adapter calls them for each recipient).
-    fn notify_outgoing_broadcast(&self, packet: &BroadcastPacket) {
-        if !self.has_outgoing.load(Ordering::Acquire) {
-            return;
-        }
-        if let Some(Packet::Event { event, args, .. }) = decode(packet.packet()) {
-            self.notify_outgoing(&event, &args);
         }
     }
 
@@ -719,7 +702,6 @@ impl LocalSocket for Socket {
     }
 
     fn deliver(&self, packet: &BroadcastPacket, volatile: bool) {
-        self.notify_outgoing_broadcast(packet);
         if volatile {
             self.deliver_volatile(packet);
         } else {
@@ -738,7 +720,6 @@ impl LocalSocket for Socket {
         sink: mpsc::UnboundedSender<AckResponse>,
     ) {
         lock(&self.acks).insert(ack_id, AckSink::Broadcast(sink));
-        self.notify_outgoing_broadcast(packet);
         self.deliver_packet(packet);
     }
 
@@ -756,21 +737,6 @@ impl LocalSocket for Socket {
         // The adapter holds `Arc<dyn LocalSocket>`; find our own `Arc` to run the full close.
         if let Some(me) = self.ns.socket(&self.id) {
             Socket::disconnect(&me, close);
-        }
-    }
-}
-
-/// A packet this server encoded, decoded again (`None` if it somehow does not decode).
-fn decode(encoded: &Encoded) -> Option<Packet> {
-    let text = std::str::from_utf8(&encoded.text).ok()?;
-    match Packet::decode(text).ok()? {
-        Decoded::Complete(packet) => Some(packet),
-        Decoded::NeedsAttachments(mut partial) => {
-            let mut done = None;
-            for attachment in &encoded.attachments {
-                done = partial.push(attachment.clone()).ok()?;
-            }
-            done
         }
     }
 }
@@ -817,8 +783,9 @@ impl SocketEmit<'_> {
     pub fn emit(self, event: &str, args: Vec<Value>) -> Result<(), EmitError> {
         check_event_name(event)?;
         let socket = self.socket;
+        // Before any lock is taken: a listener may emit, join or disconnect.
+        socket.notify_outgoing(event, &args);
         if self.volatile {
-            socket.notify_outgoing(event, &args);
             let packet = BroadcastPacket::new(encode_event(socket.ns.name(), event, &args, None));
             socket.deliver_volatile(&packet);
             return Ok(());
@@ -829,18 +796,15 @@ impl SocketEmit<'_> {
             let mut args = args;
             let opts = BroadcastOptions { rooms: vec![socket.id.room()], ..BroadcastOptions::default() };
             let _order = recovery.order();
-            // `None`: a shared log delivers it to this socket as this node reads it (and the
-            // outgoing listeners hear of it then, as of any broadcast).
+            // `None`: a shared log delivers it to this socket as this node reads it.
             if let Some(packet) =
                 recovery.log(&opts, socket.ns.name(), event, &mut args, &mut BroadcastPacket::new)
             {
-                socket.notify_outgoing_broadcast(&packet);
                 mine.mark_delivered();
                 socket.deliver_packet(&packet);
             }
             return Ok(());
         }
-        socket.notify_outgoing(event, &args);
         let packet = BroadcastPacket::new(encode_event(socket.ns.name(), event, &args, None));
         socket.deliver_packet(&packet);
         Ok(())

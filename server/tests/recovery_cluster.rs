@@ -124,3 +124,24 @@ async fn a_socket_s_own_emit_through_the_shared_log_reaches_its_outgoing_listene
     // Both delivered: a second notice of `first` would have come before `second` reached the client.
     assert_eq!(*heard.lock().unwrap(), ["first", "second"]);
 }
+
+#[tokio::test]
+async fn a_restore_while_the_old_socket_is_still_connected_here_starts_a_new_socket() {
+    let redis = RedisServer::start();
+    let mut a = node(&redis, "rs").await;
+    let (mut old, sid, pid) = connect(&a, json!({})).await;
+    let socket = socket_for(&mut a.sockets, &sid).await;
+    socket.join(["r"]);
+    let key = format!("rs#/#session#{pid}");
+    let saved = eventually(STEP, || async {
+        session_in_redis(&redis, &key).await.is_some_and(|s| s.contains("\"r\""))
+    });
+    assert!(saved.await, "the session saved while connected");
+
+    // A half-open connection: the client comes back to the same node before it noticed the drop.
+    let (_new, new_sid, _) = connect(&a, json!({ "pid": pid })).await;
+    assert_ne!(new_sid, sid, "two sockets under one id");
+    // The old socket is untouched: still in its room, still served.
+    a.io.to("r").emit("n", vec![Value::from(7u64)]).await.unwrap();
+    assert_eq!(numbered(&mut old).await.0, 7);
+}

@@ -220,6 +220,15 @@ impl Client {
             Err(error) => Err(error),
         };
         match found {
+            // Its old socket is still connected here (the client came back before this node
+            // noticed the drop): restoring would put two sockets under one id, and the old one's
+            // close would then take the new one out of the namespace and its rooms. It connects
+            // as a new socket; the old one saves its session again when it closes.
+            Ok((saved, _)) if ns.socket(&saved.sid).is_some() => {
+                tracing::debug!(sid = %saved.sid, nsp = ns.name(), "connection state not recovered: still connected here");
+                recovery.metrics.failed("still_connected");
+                (Arc::new(Socket::new(ns.clone(), session.clone(), client, handshake)), None)
+            }
             Ok((saved, prefetched)) => {
                 let socket = Socket::restored(ns.clone(), session.clone(), client, handshake, &saved);
                 (Arc::new(socket), Some(Restoring { saved, offset: claim.offset, prefetched }))

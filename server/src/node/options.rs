@@ -495,6 +495,14 @@ impl NodeOptions {
                         .into(),
                 ));
             }
+            (AdapterKind::Redis, _) if self.redis_emitter => {
+                return Err(OptionsError::Recovery(
+                    "--connection-state-recovery does not work with --redis-emitter yet: what the \
+                     emitter publishes reaches clients outside the recovery log, so a restored client \
+                     would silently miss it"
+                        .into(),
+                ));
+            }
             (AdapterKind::Redis, Some(store)) => Some(store),
             (AdapterKind::Redis, None) => {
                 return Err(OptionsError::Recovery(
@@ -887,10 +895,14 @@ mod tests {
     }
 
     #[test]
-    fn recovery_is_refused_with_the_node_format_which_keeps_no_log() {
+    fn recovery_is_refused_where_packets_would_bypass_its_log() {
         let refusal = parse(&["--adapter", "redis", "--redis-format", "node", "--connection-state-recovery"])
             .map(|o| o.socketio_config(None).err().map(|e| e.to_string()));
         let message = refusal.ok().flatten().unwrap_or_default();
         assert!(message.contains("--redis-format node"), "{message}");
+        let refusal = parse(&["--adapter", "redis", "--redis-emitter", "--connection-state-recovery"])
+            .map(|o| o.socketio_config(None).err().map(|e| e.to_string()));
+        let message = refusal.ok().flatten().unwrap_or_default();
+        assert!(message.contains("--redis-emitter"), "{message}");
     }
 }

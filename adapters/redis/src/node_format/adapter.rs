@@ -557,7 +557,8 @@ impl Adapter for NodeFormatAdapter {
                 return Err(e);
             }
             let deadline = Instant::now() + timeout;
-            let mut answers = Vec::with_capacity(expected);
+            // `expected` comes from Redis (NUMSUB): never sized from it.
+            let mut answers = Vec::new();
             while answers.len() < expected {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some(Response::ServerSideEmit { data, .. })) => answers.push(vec![data]),

@@ -7,9 +7,10 @@
 //! float64 for every other number, `bin` for binary, the shortest string/array/map header.
 //!
 //! Decoding takes every form a Node peer may send, the legacy notepack 2 ones included, and is
-//! bounded: a message from the broker cannot nest deeper than [`MAX_DEPTH`], and no length it
-//! announces is trusted before the bytes are there (each element takes at least one byte, so an
-//! allocation never exceeds the message's size).
+//! bounded: a message from the broker cannot nest deeper than [`MAX_DEPTH`] nor hold more than
+//! [`MAX_VALUES`] values (each becomes a [`Value`] of tens of bytes, so a message of one-byte
+//! values would otherwise cost forty times its size), and no length it announces is trusted: a
+//! container reserves room for at most [`PREALLOCATE`] elements before they are read.
 
 use bytes::Bytes;
 use serde_json::Number;
@@ -18,6 +19,13 @@ use switchboard_protocol::socketio::Value;
 /// Deepest nesting of arrays and maps accepted from a peer (Node's own `JSON` has no limit, but a
 /// recursive decoder needs one to keep its stack).
 pub const MAX_DEPTH: usize = 32;
+
+/// Most values (scalars and containers together) one message may hold: 2^18, a few tens of MiB
+/// decoded at worst, far above any broadcast or request a Node peer sends.
+pub const MAX_VALUES: usize = 1 << 18;
+
+/// Most elements an array or map reserves room for before they are read.
+const PREALLOCATE: usize = 64;
 
 /// Why bytes are not a notepack value; small, so a flood of garbage costs no allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +45,9 @@ pub enum NotepackError {
     /// Bytes left after the value (notepack throws on them too).
     #[error("trailing bytes after the msgpack value")]
     Trailing,
+    /// More than [`MAX_VALUES`] values.
+    #[error("msgpack message holds more than {MAX_VALUES} values")]
+    TooManyValues,
 }
 
 /// Encodes `value` as notepack does.
@@ -104,7 +115,7 @@ fn write_number(out: &mut Vec<u8>, n: &Number) {
 
 /// Decodes one value that must fill `bytes` exactly. Binary values share `bytes`' buffer.
 pub fn decode(bytes: &Bytes) -> Result<Value, NotepackError> {
-    let mut reader = Reader { bytes, pos: 0 };
+    let mut reader = Reader { bytes, pos: 0, values: 0 };
     let value = reader.value(0)?;
     if reader.pos != bytes.len() {
         return Err(NotepackError::Trailing);
@@ -115,6 +126,8 @@ pub fn decode(bytes: &Bytes) -> Result<Value, NotepackError> {
 struct Reader<'a> {
     bytes: &'a Bytes,
     pos: usize,
+    /// Values read so far, against [`MAX_VALUES`].
+    values: usize,
 }
 
 impl Reader<'_> {
@@ -149,6 +162,10 @@ impl Reader<'_> {
     }
 
     fn value(&mut self, depth: usize) -> Result<Value, NotepackError> {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(NotepackError::TooManyValues);
+        }
         let marker = self.byte()?;
         Ok(match marker {
             0x00..=0x7f => Value::Number(u64::from(marker).into()),
@@ -229,7 +246,7 @@ impl Reader<'_> {
     fn array(&mut self, len: usize, depth: usize) -> Result<Value, NotepackError> {
         let depth = nest(depth)?;
         let len = self.fits(len)?;
-        let mut items = Vec::with_capacity(len);
+        let mut items = Vec::with_capacity(len.min(PREALLOCATE));
         for _ in 0..len {
             items.push(self.value(depth)?);
         }
@@ -240,7 +257,7 @@ impl Reader<'_> {
         let depth = nest(depth)?;
         // A key and a value: at least two bytes each entry.
         let len = self.fits(len.saturating_mul(2))? / 2;
-        let mut entries = Vec::with_capacity(len);
+        let mut entries = Vec::with_capacity(len.min(PREALLOCATE));
         for _ in 0..len {
             // notepack reads keys as any value and uses them as JS property names.
             let key = match self.value(depth)? {
@@ -391,6 +408,15 @@ mod tests {
         assert_eq!(bad(&deep), NotepackError::TooDeep);
         let ok = "91".repeat(MAX_DEPTH) + "c0";
         assert!(decode(&Bytes::from(hex(&ok))).is_ok());
+        // One-byte values: each would cost a `Value` of tens of bytes.
+        let many = |n: usize| {
+            let mut bytes = vec![0xdd];
+            bytes.extend_from_slice(&u32::try_from(n).unwrap().to_be_bytes());
+            bytes.resize(5 + n, 0x01);
+            Bytes::from(bytes)
+        };
+        assert_eq!(decode(&many(MAX_VALUES)).unwrap_err(), NotepackError::TooManyValues);
+        assert!(decode(&many(MAX_VALUES - 1)).is_ok(), "the array and its elements");
     }
 
     #[test]

@@ -142,7 +142,7 @@ pub(crate) struct Shared {
     /// appended: what an emit waits for before it waits for this node's reader.
     pub(crate) appended: watch::Sender<(u64, u128)>,
     pub(crate) connection: OnceCell<ConnectionManager>,
-    /// Sessions of this node's connected sockets (pid → JSON), saved again before they expire.
+    /// Sessions of this node's connected sockets (pid → JSON), their expiry extended before they expire.
     pub(crate) live: Mutex<HashMap<String, Vec<u8>>>,
     pub(crate) sink: OnceLock<Weak<dyn LogSink>>,
     /// Whether the reader reads (it started, or came back after a lost connection).
@@ -416,7 +416,15 @@ impl SessionStore for RedisSessionStore {
 
     fn save_live(&self, session: &SavedSession) {
         let value = session::encode(session);
-        lock(&self.shared.live).insert(session.pid.clone(), value.clone());
+        {
+            let mut live = lock(&self.shared.live);
+            // Nothing changed (a leave of a room it is not in, the same data again): no write, so
+            // a client repeating such events cannot fill the queue the log's appends share.
+            if live.get(&session.pid) == Some(&value) {
+                return;
+            }
+            live.insert(session.pid.clone(), value.clone());
+        }
         self.queue(Write::Save { key: self.shared.session_key(&session.pid), value, done: None });
     }
 

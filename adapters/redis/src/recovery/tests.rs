@@ -195,6 +195,10 @@ async fn a_session_expires_after_the_window_and_is_bounded_when_read() {
     a.save_live(&saved);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(a.take("pid-3").await, Ok(saved.clone()));
+    // Taken by a restore (here or on another node) while this node still counts it connected:
+    // the keep-alive only extends expiries, so it never brings the session back.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(a.take("pid-3").await, Err(RestoreError::UnknownSession), "restored twice");
     a.forget("pid-3");
     // A value past the bound is deleted unread.
     let huge = vec![b'x'; super::MAX_SESSION_BYTES + 1];

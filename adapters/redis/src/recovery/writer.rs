@@ -109,7 +109,9 @@ async fn write(shared: &Shared, batch: &mut [Write], stale_epoch: &mut bool) -> 
     Ok(())
 }
 
-/// Saves this node's connected sessions again every third of the window while the store lives.
+/// Extends the expiry of this node's connected sessions every third of the window while the
+/// store lives. Only the expiry: the ordered writer alone writes values, so a refresh never brings
+/// back a session a restore took or a deliberate leave forgot.
 pub(crate) async fn keep_alive(shared: Weak<Shared>) {
     let Some(window) = shared.upgrade().map(|s| s.limits.max_disconnection_duration) else { return };
     let mut tick = tokio::time::interval((window / 3).max(Duration::from_millis(100)));
@@ -117,20 +119,19 @@ pub(crate) async fn keep_alive(shared: Weak<Shared>) {
     loop {
         tick.tick().await;
         let Some(shared) = shared.upgrade() else { return };
-        let live: Vec<(String, Vec<u8>)> =
-            lock(&shared.live).iter().map(|(pid, v)| (shared.session_key(pid), v.clone())).collect();
+        let live: Vec<String> = lock(&shared.live).keys().map(|pid| shared.session_key(pid)).collect();
         let ttl = window.as_millis().max(1) as u64;
         for chunk in live.chunks(1_000) {
             let mut pipe = redis::pipe();
-            for (key, value) in chunk {
-                pipe.cmd("SET").arg(key).arg(value).arg("PX").arg(ttl).ignore();
+            for key in chunk {
+                pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
             }
             let result = match shared.connection().await {
                 Ok(mut conn) => pipe.query_async::<()>(&mut conn).await,
                 Err(e) => Err(e),
             };
             if let Err(error) = result {
-                tracing::warn!(keys = shared.keys, %error, "connected sessions not saved again");
+                tracing::warn!(keys = shared.keys, %error, "connected sessions' expiry not extended");
                 break;
             }
         }

@@ -382,11 +382,15 @@ impl Cluster {
         &self.prefix
     }
 
-    /// `memory`, `redis` or `nats`, for logs.
+    /// `memory`, `redis`, `redis-node` (`--redis-format node`) or `nats`, for logs and the
+    /// `adapter` label of `switchboard_cluster_info`.
     pub fn backend_name(&self) -> &'static str {
         match self.broker {
             Broker::None => "memory",
-            Broker::Redis(_) | Broker::RedisNode(_) => "redis",
+            Broker::Redis(_) => "redis",
+            // Its own name: the format has no membership (`switchboard_cluster_nodes` stays 1),
+            // which the cluster-split alert must know.
+            Broker::RedisNode(_) => "redis-node",
             Broker::Nats(_) => "nats",
         }
     }

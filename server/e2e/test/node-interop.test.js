@@ -212,6 +212,7 @@ describe("Switchboard as a member of a Node socket.io cluster (@socket.io/redis-
       return Number(found.slice(line.length + 1));
     };
     assert.equal(await metric("switchboard_adapter_connected"), 1);
+    assert.equal(await metric('switchboard_cluster_info{adapter="redis-node",prefix="socket.io"}'), 1);
     const malformed = 'switchboard_adapter_errors_total{kind="malformed"}';
     const before = await metric(malformed);
     await emitterClient.publish("socket.io#/#", "not a message");

@@ -87,7 +87,10 @@ pub async fn run(options: NodeOptions, app: App) -> Result<(), NodeError> {
         }
     };
     let listener = listen(options.port, "").await?;
-    let forwarding = options.forward_polling && backend != crate::cluster::Backend::Memory;
+    // Forwarding finds owners through the native format's heartbeats: the in-memory adapter has no
+    // peers and Node's format no membership, so neither forwards (and neither logs an address).
+    let forwarding = options.forward_polling
+        && !matches!(backend, crate::cluster::Backend::Memory | crate::cluster::Backend::RedisNode { .. });
     let advertised = match forwarding {
         false => None,
         true => Some(match options.advertise_address()? {

@@ -240,7 +240,8 @@ pub struct NodeOptions {
     pub drain_window: u64,
     /// Pass polling requests and websocket upgrades for sessions of other nodes to their owner
     /// (found from the sid and cluster membership), so a balancer without sticky sessions works;
-    /// `--forward-polling false` turns it off. Needs `--adapter redis|nats`.
+    /// `--forward-polling false` turns it off. Needs `--adapter redis|nats` in the native format
+    /// (`--redis-format node` has no membership to find owners with: there it is off).
     #[arg(long, env = "SWITCHBOARD_FORWARD_POLLING", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub forward_polling: bool,
     /// `host:port` where the other nodes reach this one to forward requests (on Kubernetes: the

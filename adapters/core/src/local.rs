@@ -13,27 +13,9 @@ use tokio::time::Instant;
 use crate::adapter::Adapter;
 use crate::confirmation::Confirmation;
 use crate::rooms::RoomIndex;
-use crate::types::{AckResponse, AckStream, BroadcastOptions, BroadcastPacket, Room};
+use crate::types::{AckStream, BroadcastOptions, BroadcastPacket, Room};
 
-/// Delivers `packet` to the selected local sockets; returns how many.
-pub(crate) fn broadcast(index: &RoomIndex, packet: &BroadcastPacket, opts: &BroadcastOptions) -> usize {
-    let volatile = opts.flags.volatile;
-    index.for_each(opts, |s| s.deliver(packet, volatile))
-}
-
-/// Delivers `packet`, which carries `ack_id`, to the selected local sockets, each answering into
-/// `sink`; returns how many.
-pub(crate) fn broadcast_with_ack(
-    index: &RoomIndex,
-    packet: &BroadcastPacket,
-    ack_id: u64,
-    opts: &BroadcastOptions,
-    sink: &mpsc::UnboundedSender<AckResponse>,
-) -> usize {
-    index.for_each(opts, |s| s.deliver_with_ack(packet, ack_id, sink.clone()))
-}
-
-/// [`broadcast_with_ack`] when only local sockets answer: their stream, ending at `timeout`.
+/// [`RoomIndex::deliver_with_ack`] when only local sockets answer: their stream, ending at `timeout`.
 pub(crate) fn ack_stream(
     index: &RoomIndex,
     packet: &BroadcastPacket,
@@ -42,7 +24,7 @@ pub(crate) fn ack_stream(
     timeout: Duration,
 ) -> AckStream {
     let (sink, responses) = mpsc::unbounded_channel();
-    let expected = broadcast_with_ack(index, packet, ack_id, opts, &sink);
+    let expected = index.deliver_with_ack(packet, ack_id, opts, &sink);
     AckStream { expected, local: expected, deadline: Instant::now() + timeout, responses }
 }
 

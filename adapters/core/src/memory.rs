@@ -45,7 +45,7 @@ impl Adapter for MemoryAdapter {
         packet: BroadcastPacket,
         opts: BroadcastOptions,
     ) -> BoxFuture<'_, Result<usize, AdapterError>> {
-        Box::pin(std::future::ready(Ok(local::broadcast(&self.index, &packet, &opts))))
+        Box::pin(std::future::ready(Ok(self.index.deliver(&packet, &opts))))
     }
 
     fn broadcast_with_ack(

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-use crate::types::{BroadcastOptions, LocalSocket, Room, SocketId, SocketInfo};
+use tokio::sync::mpsc;
+
+use crate::types::{AckResponse, BroadcastOptions, BroadcastPacket, LocalSocket, Room, SocketId, SocketInfo};
 
 struct Member {
     handle: Arc<dyn LocalSocket>,
@@ -161,6 +163,25 @@ impl RoomIndex {
     /// Whether no socket is registered.
     pub fn is_empty(&self) -> bool {
         self.sockets.is_empty()
+    }
+
+    /// Delivers `packet` to the local sockets the options select (the local half of every
+    /// adapter's broadcast); returns how many.
+    pub fn deliver(&self, packet: &BroadcastPacket, opts: &BroadcastOptions) -> usize {
+        let volatile = opts.flags.volatile;
+        self.for_each(opts, |s| s.deliver(packet, volatile))
+    }
+
+    /// Delivers `packet`, which carries `ack_id`, to the local sockets the options select, each
+    /// answering into `sink`; returns how many.
+    pub fn deliver_with_ack(
+        &self,
+        packet: &BroadcastPacket,
+        ack_id: u64,
+        opts: &BroadcastOptions,
+        sink: &mpsc::UnboundedSender<AckResponse>,
+    ) -> usize {
+        self.for_each(opts, |s| s.deliver_with_ack(packet, ack_id, sink.clone()))
     }
 
     /// Calls `f` for every local socket the options select, each once; returns how many.

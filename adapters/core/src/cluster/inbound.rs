@@ -61,7 +61,7 @@ impl ClusterAdapter {
             Message::Broadcast { target, packet } => {
                 let Some(opts) = self.routed_opts(target) else { return };
                 bump(&counters.broadcasts_received);
-                let count = local::broadcast(&self.index, &BroadcastPacket::new(packet), &opts);
+                let count = self.index.deliver(&BroadcastPacket::new(packet), &opts);
                 self.delivered(count);
             }
             Message::BroadcastWithAck { request_id, opts, ack_id, timeout, packet } => {
@@ -171,7 +171,7 @@ impl ClusterAdapter {
         let deadline = Instant::now() + timeout.min(MAX_ACK_RELAY);
         let packet = BroadcastPacket::new(packet);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let count = local::broadcast_with_ack(&self.index, &packet, ack_id, opts, &tx);
+        let count = self.index.deliver_with_ack(&packet, ack_id, opts, &tx);
         drop(tx);
         self.delivered(count);
         let route = Route::Node(from);

@@ -127,7 +127,7 @@ impl Adapter for ClusterAdapter {
             };
             let _ = self.publish_routed(message);
         }
-        let n = local::broadcast(&self.index, &packet, &opts);
+        let n = self.index.deliver(&packet, &opts);
         Box::pin(std::future::ready(Ok(n)))
     }
 
@@ -151,7 +151,7 @@ impl Adapter for ClusterAdapter {
                 true => None,
                 false => Some(self.requests.open_with_acks(peers, deadline, tx.clone()).map_err(full)?),
             };
-            let here = local::broadcast_with_ack(&self.index, &packet, ack_id, &opts, &tx);
+            let here = self.index.deliver_with_ack(&packet, ack_id, &opts, &tx);
             drop(tx);
             let Some(mut ticket) = ticket else {
                 return Ok(AckStream { expected: here, local: here, deadline, responses: rx });

@@ -143,9 +143,7 @@ impl NodeFormatAdapter {
             return;
         }
         let encoded = socketio::encode_event(&self.nsp, &packet.event, &packet.args, None);
-        let volatile = selection.opts.flags.volatile;
-        let packet = BroadcastPacket::new(encoded);
-        let count = self.index.for_each(&selection.opts, |s| s.deliver(&packet, volatile));
+        let count = self.index.deliver(&BroadcastPacket::new(encoded), &selection.opts);
         if let Some(hook) = self.hook() {
             hook.on_delivered(count);
         }
@@ -273,8 +271,7 @@ impl NodeFormatAdapter {
         let encoded = socketio::encode_event(&self.nsp, &packet.event, &packet.args, Some(ack_id));
         let packet = BroadcastPacket::new(encoded);
         let (sink, mut acks) = mpsc::unbounded_channel::<AckResponse>();
-        let count =
-            self.index.for_each(&selection.opts, |s| s.deliver_with_ack(&packet, ack_id, sink.clone()));
+        let count = self.index.deliver_with_ack(&packet, ack_id, &selection.opts, &sink);
         drop(sink);
         self.respond(message::encode_client_count(&request_id, count));
         if let Some(hook) = self.hook() {
@@ -388,8 +385,7 @@ impl Adapter for NodeFormatAdapter {
         packet: BroadcastPacket,
         opts: BroadcastOptions,
     ) -> BoxFuture<'_, Result<usize, AdapterError>> {
-        let volatile = opts.flags.volatile;
-        let count = self.index.for_each(&opts, |s| s.deliver(&packet, volatile));
+        let count = self.index.deliver(&packet, &opts);
         if !opts.flags.local {
             if let Some((event, args)) = event_of(&packet) {
                 let payload = message::encode_broadcast(&self.uid, &self.nsp, &event, &args, &opts);
@@ -411,13 +407,13 @@ impl Adapter for NodeFormatAdapter {
             let deadline = Instant::now() + timeout;
             let (sink, responses) = mpsc::unbounded_channel();
             if opts.flags.local {
-                let local = self.index.for_each(&opts, |s| s.deliver_with_ack(&packet, ack_id, sink.clone()));
+                let local = self.index.deliver_with_ack(&packet, ack_id, &opts, &sink);
                 return Ok(AckStream { expected: local, local, deadline, responses });
             }
             self.require_connected()?;
             let servers = self.count_servers().await?;
             let (request_id, mut rx) = self.open_request()?;
-            let local = self.index.for_each(&opts, |s| s.deliver_with_ack(&packet, ack_id, sink.clone()));
+            let local = self.index.deliver_with_ack(&packet, ack_id, &opts, &sink);
             let Some((event, args)) = event_of(&packet) else {
                 self.close_request(&request_id);
                 return Ok(AckStream { expected: local, local, deadline, responses });

@@ -227,8 +227,7 @@ impl Router {
         }
         let Some(adapter) = self.served(&packet.nsp) else { return };
         let encoded = socketio::encode_event(&packet.nsp, &packet.event, &packet.args, None);
-        let (packet, volatile) = (BroadcastPacket::new(encoded), selection.opts.flags.volatile);
-        let count = adapter.inner.local().for_each(&selection.opts, |s| s.deliver(&packet, volatile));
+        let count = adapter.inner.local().deliver(&BroadcastPacket::new(encoded), &selection.opts);
         if let Some(hook) = adapter.hook() {
             hook.on_delivered(count);
         }
